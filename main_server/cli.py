@@ -1,0 +1,253 @@
+"""The ``hotpool`` command line: run the services, and deploy, invoke and inspect functions.
+
+Client commands talk to ``HOTPOOL_URL`` (default http://127.0.0.1:8080) with the standard
+library only, so they start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings, SettingsError, client_url
+
+
+class CliError(Exception):
+    """A failure to report in one line, without a traceback."""
+
+
+def _request(
+    method: str, path: str, body: bytes | None = None, *, content_type: str = ""
+) -> tuple[int, dict[str, str], bytes]:
+    url = client_url() + path
+    req = urllib.request.Request(url, data=body, method=method)
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=960) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(
+            f"no hotpool server answers at {client_url()} ({reason}); start one with "
+            "'hotpool dev' or set HOTPOOL_URL"
+        ) from None
+
+
+def _check(status: int, body: bytes) -> Any:
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = body.decode(errors="replace")
+    if status >= 400:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        message = error.get("message", data) if isinstance(error, dict) else error
+        raise CliError(f"error {status}: {message}")
+    return data
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from shared.packages import zip_directory
+
+    path = Path(args.path)
+    if path.is_dir():
+        data = zip_directory(path)
+    elif path.is_file():
+        data = path.read_bytes()
+    else:
+        raise CliError(f"{path} is neither a directory nor a zip file")
+    params: dict[str, str] = {}
+    if args.handler:
+        params["handler"] = args.handler
+    if args.memory is not None:
+        params["memory_mb"] = str(args.memory)
+    if args.timeout is not None:
+        params["timeout_s"] = str(args.timeout)
+    if args.env:
+        env = {}
+        for item in args.env:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CliError(f"--env {item!r} must be KEY=VALUE")
+            env[key] = value
+        params["env"] = json.dumps(env)
+    name = args.name or path.stem
+    query = ("?" + urllib.parse.urlencode(params)) if params else ""
+    status, _, body = _request(
+        "PUT", f"/v1/functions/{urllib.parse.quote(name)}{query}", data,
+        content_type="application/zip",
+    )  # fmt: skip
+    _print(_check(status, body))
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    if args.file:
+        event = Path(args.file).read_bytes()
+    elif args.data is not None:
+        event = args.data.encode()
+    else:
+        event = b"{}"
+    status, headers, body = _request(
+        "POST", f"/v1/functions/{urllib.parse.quote(args.name)}/invoke", event,
+        content_type="application/json",
+    )  # fmt: skip
+    if args.verbose:
+        for key in ("X-Hotpool-Request-Id", "X-Hotpool-Cold-Start", "X-Hotpool-Duration-Ms"):
+            if key in headers:
+                print(f"{key}: {headers[key]}", file=sys.stderr)
+    if status == 500 and "X-Hotpool-Function-Error" in headers:
+        error = json.loads(body)["error"]
+        print(f"function error {error['type']}: {error['message']}", file=sys.stderr)
+        print(error.get("traceback", ""), file=sys.stderr)
+        return 1
+    data = _check(status, body)
+    _print(data)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    status, _, body = _request("GET", "/v1/functions")
+    functions = _check(status, body)["functions"]
+    if not functions:
+        print("no functions deployed")
+    for fn in functions:
+        print(
+            f"{fn['name']:<24} v{fn['version']:<4} {fn['runtime']:<8} {fn['handler']:<24} "
+            f"{fn['memory_mb']} MB  {fn['timeout_s']:g} s"
+        )
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    status, _, body = _request(
+        "GET", f"/v1/functions/{urllib.parse.quote(args.name)}/invocations?limit={args.limit}"
+    )
+    records = _check(status, body)["invocations"]
+    if args.json:
+        _print(records)
+        return 0
+    for r in records:
+        cold = "cold" if r.get("cold_start") else "warm"
+        line = (
+            f"{r['request_id']}  v{r['version']}  {cold}  {r.get('status')}  "
+            f"{r.get('duration_ms', 0):.1f} ms"
+        )
+        if r.get("error"):
+            line += f"  {r['error'].get('type')}: {r['error'].get('message')}"
+        print(line)
+        for stream in ("stdout", "stderr"):
+            text = (r.get(stream) or "").rstrip()
+            if text:
+                for out in text.splitlines():
+                    print(f"    {stream}: {out}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    status, _, body = _request("DELETE", f"/v1/functions/{urllib.parse.quote(args.name)}")
+    _print(_check(status, body))
+    return 0
+
+
+def _settings_for_service(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+        overrides.setdefault("manager_port", args.port + 1)
+    return Settings.from_env(**overrides)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from main_server.serve import run, run_dev
+
+    run(run_dev, _settings_for_service(args))
+    return 0
+
+
+def cmd_main(args: argparse.Namespace) -> int:
+    from main_server.serve import run, run_main
+
+    run(run_main, _settings_for_service(args))
+    return 0
+
+
+def cmd_manager(args: argparse.Namespace) -> int:
+    from main_server.serve import run, run_manager
+
+    settings = Settings.from_env()
+    if args.port is not None:
+        settings = settings.replace(manager_port=args.port)
+    run(run_manager, settings)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotpool", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("dev", help="run Main and Manager in one process (embedded default)")
+    p.add_argument("--port", type=int, help="Main's port (default 8080; Manager uses port+1)")
+    p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("main", help="run the Main server (configured by HOTPOOL_* variables)")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_main)
+    p = sub.add_parser("manager", help="run a Manager (configured by HOTPOOL_* variables)")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_manager)
+
+    p = sub.add_parser("deploy", help="deploy a directory or zip as a new function version")
+    p.add_argument("path", help="directory holding main.py, or a zip")
+    p.add_argument("--name", help="function name (default: the directory name)")
+    p.add_argument("--handler", help="module.function (default main.handler)")
+    p.add_argument("--memory", type=int, help="memory in MB (default 128)")
+    p.add_argument("--timeout", type=float, help="timeout in seconds (default 30)")
+    p.add_argument("--env", action="append", metavar="K=V", help="environment variable")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("invoke", help="call a function and print its result")
+    p.add_argument("name")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--data", help="the event as JSON text")
+    group.add_argument("--file", help="a file holding the event JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="print hotpool headers")
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("ls", help="list functions")
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("logs", help="show a function's latest invocations")
+    p.add_argument("name")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="print the raw records")
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("rm", help="delete a function and its warm containers")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_rm)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, SettingsError) as exc:
+        print(f"hotpool: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Deploying, reading and deleting functions, with a short-lived cache for the hot path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from main_server.manager_client import ManagerClient
+from shared.codestore import CodeStore
+from shared.metadata import MetadataStore
+from shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_name
+from shared.packages import PackageLimits, inspect_package
+from shared.pool import Pool
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class FunctionService:
+    """Functions and their versions, and what a change means for the warm pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metadata: MetadataStore,
+        code_store: CodeStore,
+        pool: Pool,
+        managers: ManagerClient,
+    ) -> None:
+        self._settings = settings
+        self._metadata = metadata
+        self._code = code_store
+        self._pool = pool
+        self._managers = managers
+        self._limits = PackageLimits(
+            max_compressed_bytes=settings.max_package_bytes,
+            max_uncompressed_bytes=settings.max_unzipped_bytes,
+        )
+        self._cache: dict[str, tuple[FunctionVersion, float]] = {}
+
+    async def deploy(self, name: str, config: FunctionConfig, data: bytes) -> FunctionVersion:
+        """Validate a package and make it the function's new immutable version."""
+        validate_name(name)
+        # decompressing to check a package is CPU work; keep it off the event loop
+        package = await asyncio.to_thread(inspect_package, data, config.handler, self._limits)
+        key = await self._code.put(package.sha256, package.data)
+        fv = await self._metadata.create_version(name, config, package.sha256, key)
+        self._cache.pop(name, None)
+        await self._pool.unretire(name, fv.version)
+        if fv.version > 1:
+            # the old version drains: its idle containers go now, its busy ones on release
+            await self._remove_all(await self._pool.retire(name, fv.version - 1))
+        return fv
+
+    @property
+    def package_limit_bytes(self) -> int:
+        return self._settings.max_package_bytes
+
+    @property
+    def event_limit_bytes(self) -> int:
+        return self._settings.max_event_bytes
+
+    async def get(self, name: str, *, fresh: bool = False) -> FunctionVersion:
+        """The latest version, from the cache when it is fresh enough (unless ``fresh``)."""
+        cached = self._cache.get(name)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now and not fresh:
+            return cached[0]
+        validate_name(name)
+        fv = await self._metadata.latest(name)
+        self._cache[name] = (fv, now + self._settings.function_cache_ttl_s)
+        return fv
+
+    async def runtimes_of(self, names: set[str]) -> dict[str, str]:
+        """The runtime of each named function that still exists."""
+        return {fv.name: fv.config.runtime for fv in await self.list() if fv.name in names}
+
+    async def list(self) -> list[FunctionVersion]:
+        return await self._metadata.list_functions()
+
+    async def delete(self, name: str) -> tuple[FunctionVersion, int]:
+        """Delete a function and remove its warm containers; busy ones go on release."""
+        validate_name(name)
+        fv = await self._metadata.delete(name)
+        self._cache.pop(name, None)
+        idle = await self._pool.retire(name, fv.version)
+        await self._remove_all(idle)
+        return fv, len(idle)
+
+    async def _remove_all(self, entries: list[PoolEntry]) -> None:
+        await asyncio.gather(*(self._managers.remove(e) for e in entries))

@@ -1,0 +1,251 @@
+"""The invoke path (ADR-000): lease a warm container from the pool or cold-start one, call it
+directly over a kept-alive connection, give it back, and queue the execution record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import redis.exceptions
+
+from main_server.manager_client import ColdStart, ManagerClient
+from shared.errors import (
+    ContainerFailed,
+    FunctionError,
+    HotpoolError,
+    InvocationTimeout,
+    StoreUnavailable,
+)
+from shared.execlog import RecordWriter
+from shared.models import FunctionVersion, PoolEntry
+from shared.pool import Pool
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# time allowed on top of the function's timeout for the HTTP round trip itself
+transport_margin_s = 0.25
+# a request is sent again only when it provably never reached a container (connect failed)
+max_delivery_attempts = 3
+remove_timeout_s = 10.0
+
+
+class NotDelivered(Exception):
+    """Connecting to the container failed: no byte of the request reached it."""
+
+
+@dataclass
+class Invocation:
+    """The outcome of one invocation, for the HTTP response."""
+
+    request_id: str
+    status: int
+    body: bytes
+    cold_start: bool
+    duration_ms: float
+    function_error: str | None = None
+
+
+@dataclass
+class _Attempt:
+    entry: PoolEntry
+    cold: ColdStart | None = None
+    reply: dict[str, Any] = field(default_factory=dict)
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class Invoker:
+    """Runs invocations through the warm pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: Pool,
+        managers: ManagerClient,
+        http: aiohttp.ClientSession,
+        records: RecordWriter,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._managers = managers
+        self._http = http
+        self._records = records
+        self.in_flight = 0
+
+    async def invoke(self, fv: FunctionVersion, event: bytes, request_id: str) -> Invocation:
+        self.in_flight += 1
+        started_at = time.time()
+        begun = time.perf_counter()
+        record: dict[str, Any] = {
+            "request_id": request_id,
+            "function": fv.name,
+            "version": fv.version,
+            "started_at": started_at,
+        }
+        try:
+            attempt = await self._run(fv, event, request_id, record)
+        except HotpoolError as exc:
+            if "status" in record:  # it reached a container: it gets a record
+                record["duration_ms"] = _ms_since(begun)
+                record.setdefault("error", {"type": exc.code, "message": exc.message})
+                self._records.submit(record)
+            raise
+        finally:
+            self.in_flight -= 1
+        duration_ms = _ms_since(begun)
+        reply = attempt.reply
+        record["duration_ms"] = duration_ms
+        self._records.submit(record)
+        if reply["status"] == "success":
+            return Invocation(
+                request_id, 200, orjson.dumps(reply.get("result")), attempt.cold is not None,
+                duration_ms,
+            )  # fmt: skip
+        error = reply.get("error") or {}
+        error_type = str(error.get("type", "Error"))
+        body = FunctionError(
+            str(error.get("message", "")),
+            error_type=error_type,
+            traceback=str(error.get("traceback", "")),
+        ).to_dict()
+        body["request_id"] = request_id
+        return Invocation(
+            request_id, 500, orjson.dumps(body), attempt.cold is not None, duration_ms, error_type
+        )
+
+    async def _run(
+        self, fv: FunctionVersion, event: bytes, request_id: str, record: dict[str, Any]
+    ) -> _Attempt:
+        lease_s = fv.config.timeout_s + self._settings.lease_grace_s
+        for _ in range(max_delivery_attempts):
+            attempt = await self._acquire(fv, lease_s, record)
+            record.update(
+                cold_start=attempt.cold is not None,
+                init_ms=attempt.cold.total_ms if attempt.cold else None,
+                container_id=attempt.entry.container_id,
+                manager_id=attempt.entry.manager_id,
+            )
+            try:
+                attempt.reply = await self._call(attempt.entry, fv, event, request_id)
+            except NotDelivered as exc:
+                log.warning("container %s unreachable (%s); retrying", attempt.entry, exc)
+                await self._discard(attempt.entry)
+                continue
+            except InvocationTimeout:
+                record.update(status="timeout")
+                await self._discard(attempt.entry)
+                raise
+            except ContainerFailed as exc:
+                record.update(status="failed", error={"type": exc.code, "message": exc.message})
+                await self._discard(attempt.entry)
+                raise
+            self._fill_record(record, attempt.reply)
+            await self._release(attempt.entry)
+            return attempt
+        raise ContainerFailed(f"no container could be reached in {max_delivery_attempts} tries")
+
+    async def _acquire(self, fv: FunctionVersion, lease_s: float, record: dict) -> _Attempt:
+        try:
+            entry = await self._pool.acquire(fv.name, fv.version, lease_s)
+        except _redis_errors() as exc:
+            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
+        if entry is not None:
+            return _Attempt(entry)
+        try:
+            cold = await self._managers.cold_start(fv)
+        except FunctionError as exc:
+            record.update(
+                status="error",
+                cold_start=True,
+                error={"type": exc.error_type, "message": exc.message, "phase": "init"},
+            )
+            raise
+        try:
+            await self._pool.lease(cold.entry, lease_s)
+        except _redis_errors() as exc:
+            await self._managers.remove(cold.entry)
+            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
+        return _Attempt(cold.entry, cold)
+
+    async def _call(
+        self, entry: PoolEntry, fv: FunctionVersion, event: bytes, request_id: str
+    ) -> dict[str, Any]:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hotpool-Request-Id": request_id,
+            "X-Hotpool-Deadline-Ms": str(int(fv.config.timeout_s * 1000)),
+        }
+        try:
+            async with asyncio.timeout(fv.config.timeout_s + transport_margin_s):
+                async with self._http.post(
+                    f"http://{entry.address}/invoke", data=event, headers=headers
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+        except TimeoutError:
+            raise InvocationTimeout(
+                f"{fv.name} ran past its timeout of {fv.config.timeout_s:g} s; "
+                "its container was stopped"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise NotDelivered(str(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise ContainerFailed(f"the container failed during the invocation: {exc}") from exc
+        try:
+            reply = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            reply = None
+        if status != 200 or not isinstance(reply, dict) or "status" not in reply:
+            raise ContainerFailed(f"the container answered {status}: {raw[:200]!r}")
+        return reply
+
+    @staticmethod
+    def _fill_record(record: dict[str, Any], reply: dict[str, Any]) -> None:
+        record.update(
+            status=reply["status"],
+            handler_ms=reply.get("duration_ms"),
+            peak_memory_mb=reply.get("peak_memory_mb"),
+            stdout=reply.get("stdout", ""),
+            stderr=reply.get("stderr", ""),
+        )
+        if reply["status"] != "success":
+            error = reply.get("error") or {}
+            record["error"] = {"type": error.get("type"), "message": error.get("message")}
+
+    async def _release(self, entry: PoolEntry) -> None:
+        try:
+            outcome = await self._pool.release(entry)
+        except _redis_errors():
+            # the lease stays behind and expires; the reaper reclaims the container
+            log.warning("could not release %s: Redis unreachable", entry)
+            return
+        if outcome == 0:  # its version was retired while it ran: it serves nothing else
+            await self._remove(entry)
+
+    async def _discard(self, entry: PoolEntry) -> None:
+        """A container that timed out or failed: never hand it out again, and remove it."""
+        try:
+            await self._pool.evict(entry)
+        except _redis_errors():
+            log.warning("could not evict %s: Redis unreachable", entry)
+        await self._remove(entry)
+
+    async def _remove(self, entry: PoolEntry) -> None:
+        try:
+            async with asyncio.timeout(remove_timeout_s):
+                await self._managers.remove(entry)
+        except TimeoutError:
+            log.warning("removing container %s timed out", entry.container_id)
+
+
+def _ms_since(begun: float) -> float:
+    return round((time.perf_counter() - begun) * 1000, 3)

@@ -1,0 +1,99 @@
+"""Main's side of the Manager API: ask for a cold start, ask for a container's removal."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from main_server.registry import ManagerRegistry, choose_manager
+from shared.errors import ContainerFailed, FunctionError, NoCapacity
+from shared.models import FunctionVersion, PoolEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """A container a Manager started and specialised for one request."""
+
+    entry: PoolEntry
+    start_ms: float
+    init_ms: float
+    total_ms: float
+
+
+class ManagerClient:
+    """Places cold starts on Managers and removes containers through them."""
+
+    def __init__(
+        self, registry: ManagerRegistry, http: aiohttp.ClientSession, *, timeout_s: float
+    ) -> None:
+        self._registry = registry
+        self._http = http
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def cold_start(self, fv: FunctionVersion) -> ColdStart:
+        manager = choose_manager(await self._registry.snapshot(), self._registry.pending)
+        if manager is None:
+            manager = choose_manager(
+                await self._registry.snapshot(fresh=True), self._registry.pending
+            )
+        if manager is None:
+            raise NoCapacity("no Manager has room for another container; try again shortly")
+        body = {
+            "function": fv.name,
+            "version": fv.version,
+            "code_key": fv.code_key,
+            **fv.config.to_dict(),
+        }
+        pending = self._registry.pending
+        pending[manager.id] = pending.get(manager.id, 0) + 1
+        try:
+            async with self._http.post(
+                f"{manager.url}/v1/containers", data=orjson.dumps(body), timeout=self._timeout
+            ) as resp:
+                payload: Any = orjson.loads(await resp.read())
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            raise NoCapacity(f"manager {manager.id} did not start a container: {exc}") from exc
+        finally:
+            pending[manager.id] -= 1
+        if status == 201:
+            return ColdStart(
+                entry=PoolEntry.decode(payload["entry"]),
+                start_ms=payload["start_ms"],
+                init_ms=payload["init_ms"],
+                total_ms=payload["total_ms"],
+            )
+        error = payload.get("error", {})
+        if error.get("code") == "FunctionError":
+            raise FunctionError(
+                error.get("message", "loading the function failed"),
+                error_type=error.get("type", "InitError"),
+                traceback=error.get("traceback", ""),
+                phase="init",
+            )
+        if status == 503:
+            raise NoCapacity(error.get("message", f"manager {manager.id} has no capacity"))
+        raise ContainerFailed(
+            f"manager {manager.id} failed to start a container ({status}): "
+            f"{error.get('message', payload)}"
+        )
+
+    async def remove(self, entry: PoolEntry) -> bool:
+        """Ask the container's Manager to remove it; False if that Manager is unknown or down."""
+        url = await self._registry.url_of(entry.manager_id)
+        if url is None:
+            return False
+        try:
+            async with self._http.delete(
+                f"{url}/v1/containers/{entry.container_id}", timeout=self._timeout
+            ) as resp:
+                return resp.status in (204, 404)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not remove container %s: %s", entry.container_id, exc)
+            return False

@@ -1,0 +1,183 @@
+"""Main's public REST API under /v1, plus /healthz and /system/status."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import redis.exceptions
+from aiohttp import BodyPartReader, web
+
+from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REDIS, REGISTRY
+from shared.errors import (
+    HotpoolError,
+    InvalidEvent,
+    InvalidRequest,
+    PayloadTooLarge,
+    StoreUnavailable,
+)
+from shared.http import error_response, json_response
+from shared.models import FunctionConfig
+
+routes = web.RouteTableDef()
+
+max_invocations_limit = 1000
+
+
+async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
+    """The body, refusing anything over ``limit`` bytes before and while reading it."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"{what} is {request.content_length} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    reader = await request.multipart()
+    code: bytes | None = None
+    params: dict[str, str] = {}
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise InvalidRequest("nested multipart bodies are not supported")
+        if part.filename is not None or part.name == "code":
+            if code is not None:
+                raise InvalidRequest("send exactly one code file (field 'code')")
+            code = await _read_part(part, limit)
+        elif part.name:
+            params[part.name] = (await _read_part(part, 64 * 1024)).decode("utf-8", "replace")
+    if code is None:
+        raise InvalidRequest("the multipart body has no code file; send it as field 'code'")
+    return code, params
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the code package is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@routes.put("/v1/functions/{name}")
+async def put_function(request: web.Request) -> web.Response:
+    settings_limit = request.app[FUNCTIONS].package_limit_bytes
+    content_type = request.content_type
+    if content_type == "multipart/form-data":
+        data, params = await _read_multipart(request, settings_limit)
+        params = {**request.query, **params}
+    elif content_type in ("application/zip", "application/octet-stream"):
+        data = await _read_limited(request, settings_limit, "the code package")
+        params = dict(request.query)
+    else:
+        raise InvalidRequest(
+            f"send the zip as Content-Type application/zip (settings as query parameters) "
+            f"or as multipart/form-data with a 'code' file; got {content_type!r}",
+        )
+    config = FunctionConfig.from_params(params)
+    fv = await request.app[FUNCTIONS].deploy(request.match_info["name"], config, data)
+    return json_response(fv.to_dict(), status=201 if fv.version == 1 else 200)
+
+
+@routes.get("/v1/functions")
+async def list_functions(request: web.Request) -> web.Response:
+    functions = await request.app[FUNCTIONS].list()
+    return json_response({"functions": [fv.to_dict() for fv in functions]})
+
+
+@routes.get("/v1/functions/{name}")
+async def get_function(request: web.Request) -> web.Response:
+    fv = await request.app[FUNCTIONS].get(request.match_info["name"], fresh=True)
+    return json_response(fv.to_dict())
+
+
+@routes.delete("/v1/functions/{name}")
+async def delete_function(request: web.Request) -> web.Response:
+    fv, removed = await request.app[FUNCTIONS].delete(request.match_info["name"])
+    return json_response({"deleted": fv.name, "version": fv.version, "containers_removed": removed})
+
+
+@routes.post("/v1/functions/{name}/invoke")
+async def invoke(request: web.Request) -> web.Response:
+    request_id = str(uuid.uuid4())
+    headers = {"X-Hotpool-Request-Id": request_id}
+    try:
+        fv = await request.app[FUNCTIONS].get(request.match_info["name"])
+        event = await _read_limited(request, request.app[FUNCTIONS].event_limit_bytes, "the event")
+        if event.strip():
+            try:
+                orjson.loads(event)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidEvent(f"the event (request body) is not valid JSON: {exc}") from None
+        else:
+            event = b"null"
+        result = await request.app[INVOKER].invoke(fv, event, request_id)
+    except HotpoolError as exc:
+        return error_response(exc, headers)
+    headers["X-Hotpool-Cold-Start"] = "true" if result.cold_start else "false"
+    headers["X-Hotpool-Duration-Ms"] = f"{result.duration_ms:.3f}"
+    if result.function_error is not None:
+        headers["X-Hotpool-Function-Error"] = result.function_error
+    return web.Response(
+        body=result.body,
+        status=result.status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@routes.get("/v1/functions/{name}/invocations")
+async def list_invocations(request: web.Request) -> web.Response:
+    raw_limit = request.query.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_invocations_limit:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {max_invocations_limit}")
+    fv = await request.app[FUNCTIONS].get(request.match_info["name"], fresh=True)
+    records = await request.app[LOGS].latest(fv.name, int(raw_limit))
+    return json_response({"function": fv.name, "invocations": records})
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/system/status")
+async def system_status(request: web.Request) -> web.Response:
+    app = request.app
+    try:
+        await app[REDIS].ping()
+        managers = await app[REGISTRY].snapshot(fresh=True)
+        counts = await app[POOL].counts()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise StoreUnavailable("the pool (Redis) is unreachable") from exc
+    by_function: dict[str, dict[str, int]] = {}
+    for label, n in counts.idle.items():
+        by_function.setdefault(label, {"warm": 0, "busy": 0})["warm"] = n
+    for label, n in counts.leased.items():
+        by_function.setdefault(label, {"warm": 0, "busy": 0})["busy"] = n
+    runtimes = await app[FUNCTIONS].runtimes_of({label.rsplit(":", 1)[0] for label in by_function})
+    by_runtime: dict[str, dict[str, int]] = {}
+    for label, figures in by_function.items():
+        runtime = runtimes.get(label.rsplit(":", 1)[0], "unknown")
+        total = by_runtime.setdefault(runtime, {"warm": 0, "busy": 0})
+        total["warm"] += figures["warm"]
+        total["busy"] += figures["busy"]
+    alive = [m for m in managers if m.alive]
+    return json_response(
+        {
+            "status": "online" if alive else "offline",
+            "managers_online": len(alive),
+            "managers": [m.to_dict() for m in managers],
+            "containers": {"by_function": by_function, "by_runtime": by_runtime},
+            "invocations_in_flight": app[INVOKER].in_flight,
+            "busy_containers": sum(counts.leased.values()),
+        }
+    )

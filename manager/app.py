@@ -1,0 +1,146 @@
+"""The Manager's HTTP API (aiohttp): ``create_manager_app(settings)`` builds it.
+
+POST   /v1/containers        start a container and load a function version's code
+DELETE /v1/containers/{id}   remove a container
+GET    /v1/containers        the containers this Manager runs
+GET    /healthz              liveness and load
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+
+from manager.backend import ContainerBackend
+from manager.process_backend import ProcessBackend
+from manager.service import CreateRequest, ManagerService
+from shared.codestore import CodeStore, LocalCodeStore
+from shared.http import error_middleware, json_response, read_json
+from shared.redis_conn import make_redis
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("service", ManagerService)
+
+
+async def create_container(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    result = await service.create(CreateRequest.from_json(await read_json(request)))
+    return json_response(result, status=201)
+
+
+async def delete_container(request: web.Request) -> web.Response:
+    await request.app[SERVICE].remove(request.match_info["container_id"])
+    return web.Response(status=204)
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    return json_response({"containers": request.app[SERVICE].describe()})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return json_response(
+        {
+            "status": "ok",
+            "manager_id": service.manager_id,
+            "running": service.running,
+            "capacity": service.settings.capacity_containers,
+            "accepting": service.accepting,
+        }
+    )
+
+
+def make_backend(settings: Settings) -> ContainerBackend:
+    if settings.backend == "process":
+        return ProcessBackend(
+            settings.containers_dir,
+            host=settings.advertise_host,
+            ready_timeout_s=settings.container_ready_timeout_s,
+        )
+    raise NotImplementedError(f"backend {settings.backend!r} is not available yet")
+
+
+async def _every(interval_s: float, what: str, step) -> None:
+    """Run ``step()`` every ``interval_s`` forever; a failing step is logged, not fatal."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", what)
+        await asyncio.sleep(interval_s)
+
+
+def create_manager_app(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    backend: ContainerBackend | None = None,
+    code_store: CodeStore | None = None,
+) -> web.Application:
+    """The Manager application; clients not passed in are built from ``settings``."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        own_redis = redis is None
+        client = redis if redis is not None else make_redis(settings)
+        store = code_store or LocalCodeStore(settings.code_dir)
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        service = ManagerService(
+            settings,
+            manager_id=settings.effective_manager_id,
+            backend=backend or make_backend(settings),
+            code_store=store,
+            redis=client,
+            http=http,
+        )
+        app[SERVICE] = service
+        await service.heartbeat()
+        tasks = [
+            asyncio.create_task(
+                _every(settings.heartbeat_interval_s, "heartbeat", service.heartbeat)
+            ),
+            asyncio.create_task(
+                _every(
+                    settings.reaper_interval_s,
+                    "idle reaper",
+                    lambda: service.reap_idle(time.time()),
+                )
+            ),
+        ]
+        log.info("manager %s up at %s", service.manager_id, service.url)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await service.shutdown()
+            await http.close()
+            if code_store is None:
+                await store.close()
+            if own_redis:
+                await client.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.add_routes(
+        [
+            web.post("/v1/containers", create_container),
+            web.get("/v1/containers", list_containers),
+            web.delete("/v1/containers/{container_id}", delete_container),
+            web.get("/healthz", healthz),
+        ]
+    )
+    return app

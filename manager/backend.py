@@ -1,0 +1,91 @@
+"""The ``ContainerBackend`` port: how a Manager starts and removes function containers.
+
+A backend starts *generic* containers: the runtime bootstrap listening on ``address`` with no
+function code. The Manager then loads the code through the bootstrap's ``/init``. The process
+backend and the Docker backend implement this same interface and pass the same contract tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+BOOTSTRAP_PATH = Path(__file__).parent / "runtime" / "bootstrap.py"
+
+
+class ContainerState(Enum):
+    """Where a container is in its life, as its Manager sees it."""
+
+    STARTING = "starting"  # the backend is creating it
+    GENERIC = "generic"  # the bootstrap answers; no code loaded (pre-warmed)
+    INITIALISING = "initialising"  # /init with the function's code is under way
+    READY = "ready"  # specialised: in a pool list or leased
+    REMOVING = "removing"  # on its way out; never handed out again
+
+
+# the transitions a container may take; anything else is a bug
+TRANSITIONS: dict[ContainerState, frozenset[ContainerState]] = {
+    ContainerState.STARTING: frozenset({ContainerState.GENERIC, ContainerState.REMOVING}),
+    ContainerState.GENERIC: frozenset({ContainerState.INITIALISING, ContainerState.REMOVING}),
+    ContainerState.INITIALISING: frozenset({ContainerState.READY, ContainerState.REMOVING}),
+    ContainerState.READY: frozenset({ContainerState.REMOVING}),
+    ContainerState.REMOVING: frozenset(),
+}
+
+
+def can_transition(current: ContainerState, new: ContainerState) -> bool:
+    return new in TRANSITIONS[current]
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to start: a generic container of one runtime with a memory limit."""
+
+    runtime: str
+    memory_mb: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Container:
+    """A started container whose bootstrap answers at ``address`` (host:port)."""
+
+    id: str
+    address: str
+    runtime: str
+    memory_mb: int
+    started_at: float
+
+
+ExitListener = Callable[[str], Awaitable[None]]
+
+
+class ContainerBackend(Protocol):
+    """Starts and removes containers on one node."""
+
+    name: str
+
+    async def start(self, spec: ContainerSpec) -> Container:
+        """Start a container and return once its bootstrap answers; raise ContainerFailed."""
+        ...
+
+    async def remove(self, container_id: str) -> None:
+        """Kill and delete a container; removing an unknown or dead one is not an error."""
+        ...
+
+    async def alive(self, container_id: str) -> bool: ...
+
+    async def list_ids(self) -> set[str]:
+        """Ids of the live containers this backend started."""
+        ...
+
+    def on_exit(self, listener: ExitListener) -> None:
+        """Call ``listener(container_id)`` when a container dies on its own."""
+        ...
+
+    async def close(self) -> None:
+        """Remove every container and release resources."""
+        ...

@@ -1,0 +1,158 @@
+"""The process backend: each container is a bootstrap subprocess on 127.0.0.1.
+
+Development-grade isolation: every container gets its own working directory, an environment
+holding nothing of the Manager's, its own session (so killing it kills whatever it spawned), and
+an address-space limit derived from ``memory_mb``. It is not a security boundary; the Docker
+backend is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import shutil
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from manager.backend import BOOTSTRAP_PATH, Container, ContainerSpec, ExitListener
+from shared.errors import ContainerFailed
+
+log = logging.getLogger(__name__)
+
+# CPython, its threads and the bootstrap reserve address space well beyond what they touch;
+# the limit is the function's memory plus this allowance, so a function gets about memory_mb
+# of real memory before MemoryError.
+address_space_allowance_mb = 384
+port_poll_interval_s = 0.005
+
+
+class ProcessBackend:
+    """``ContainerBackend`` running each container as a local subprocess."""
+
+    name = "process"
+
+    def __init__(
+        self, work_dir: Path, *, host: str = "127.0.0.1", ready_timeout_s: float = 30.0
+    ) -> None:
+        self._work_dir = work_dir
+        self._host = host
+        self._ready_timeout_s = ready_timeout_s
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._listeners: list[ExitListener] = []
+        self._removing: set[str] = set()
+
+    def on_exit(self, listener: ExitListener) -> None:
+        self._listeners.append(listener)
+
+    async def start(self, spec: ContainerSpec) -> Container:
+        container_id = "p-" + uuid.uuid4().hex[:12]
+        workdir = self._work_dir / container_id
+        (workdir / "code").mkdir(parents=True)
+        (workdir / "tmp").mkdir()
+        port_file = workdir / "port"
+        limit_bytes = (spec.memory_mb + address_space_allowance_mb) * 1024 * 1024
+        started = time.time()
+        # a local file opened once per container start: not worth a thread hop
+        with open(workdir / "output.log", "wb") as output:  # noqa: ASYNC230
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-u", "-B", str(BOOTSTRAP_PATH),
+                "--host", self._host, "--port", "0",
+                "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
+                cwd=workdir,
+                env=_container_env(workdir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+                preexec_fn=lambda: resource.setrlimit(
+                    resource.RLIMIT_AS, (limit_bytes, limit_bytes)
+                ),
+            )  # fmt: skip
+        self._procs[container_id] = proc
+        try:
+            port = await self._wait_for_port(proc, port_file)
+        except BaseException:
+            await self.remove(container_id)
+            raise
+        self._watchers[container_id] = asyncio.create_task(self._watch(container_id, proc))
+        return Container(
+            id=container_id,
+            address=f"{self._host}:{port}",
+            runtime=spec.runtime,
+            memory_mb=spec.memory_mb,
+            started_at=started,
+        )
+
+    async def _wait_for_port(self, proc: asyncio.subprocess.Process, port_file: Path) -> int:
+        deadline = time.monotonic() + self._ready_timeout_s
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                output = (port_file.parent / "output.log").read_text(errors="replace")[-2000:]
+                raise ContainerFailed(
+                    f"container exited with code {proc.returncode} while starting: {output}"
+                )
+            try:
+                return int(port_file.read_text())  # noqa: ASYNC240 (tiny local file)
+            except (FileNotFoundError, ValueError):
+                await asyncio.sleep(port_poll_interval_s)
+        raise ContainerFailed(f"container did not start within {self._ready_timeout_s} s")
+
+    async def _watch(self, container_id: str, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if container_id in self._removing:
+            return
+        log.info("container %s exited on its own with code %s", container_id, code)
+        self._procs.pop(container_id, None)
+        self._watchers.pop(container_id, None)
+        shutil.rmtree(self._work_dir / container_id, ignore_errors=True)
+        for listener in self._listeners:
+            try:
+                await listener(container_id)
+            except Exception:
+                log.exception("exit listener failed for %s", container_id)
+
+    async def remove(self, container_id: str) -> None:
+        proc = self._procs.pop(container_id, None)
+        self._removing.add(container_id)
+        try:
+            watcher = self._watchers.pop(container_id, None)
+            if proc is not None:
+                # the whole session: whatever the function left running in the background dies
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            if watcher is not None:
+                watcher.cancel()
+            await asyncio.to_thread(
+                shutil.rmtree, self._work_dir / container_id, ignore_errors=True
+            )
+        finally:
+            self._removing.discard(container_id)
+
+    async def alive(self, container_id: str) -> bool:
+        proc = self._procs.get(container_id)
+        return proc is not None and proc.returncode is None
+
+    async def list_ids(self) -> set[str]:
+        return {cid for cid, proc in self._procs.items() if proc.returncode is None}
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.remove(cid) for cid in list(self._procs)))
+
+
+def _container_env(workdir: Path) -> dict[str, str]:
+    # nothing of the Manager's environment leaks in; the function's own env arrives via /init
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir / "tmp"),
+        "LANG": "C.UTF-8",
+        "MALLOC_ARENA_MAX": "2",
+    }

@@ -1,0 +1,255 @@
+"""The Manager's work: start, specialise, track and remove the containers of one node."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from redis.asyncio import Redis
+
+from manager.backend import Container, ContainerBackend, ContainerSpec, ContainerState
+from shared import keys
+from shared.codestore import CodeStore
+from shared.errors import ContainerFailed, FunctionError, InvalidRequest, NoCapacity, NotFound
+from shared.models import FunctionConfig, PoolEntry, validate_name
+from shared.pool import Pool
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A cold start as Main asks for it."""
+
+    function: str
+    version: int
+    code_key: str
+    config: FunctionConfig
+
+    @classmethod
+    def from_json(cls, data: Any) -> CreateRequest:
+        if not isinstance(data, dict):
+            raise InvalidRequest("body must be a JSON object")
+        try:
+            return cls(
+                function=validate_name(str(data["function"])),
+                version=int(data["version"]),
+                code_key=str(data["code_key"]),
+                config=FunctionConfig(
+                    runtime=data.get("runtime", "python"),
+                    handler=data.get("handler", "main.handler"),
+                    memory_mb=int(data.get("memory_mb", 128)),
+                    timeout_s=float(data.get("timeout_s", 30)),
+                    env=data.get("env", {}),
+                ),
+            )
+        except KeyError as exc:
+            raise InvalidRequest(f"missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"malformed field: {exc}") from None
+
+
+@dataclass
+class Managed:
+    """A container this Manager owns, with its state and (once specialised) its pool entry."""
+
+    container: Container
+    state: ContainerState
+    entry: PoolEntry | None = None
+
+
+class ManagerService:
+    """Creates, specialises, reaps and removes the containers of this node."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        manager_id: str,
+        backend: ContainerBackend,
+        code_store: CodeStore,
+        redis: Redis,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        self.settings = settings
+        self.manager_id = manager_id
+        self.url = settings.effective_manager_url
+        self._backend = backend
+        self._code = code_store
+        self._redis = redis
+        self._pool = Pool(redis)
+        self._http = http
+        self._containers: dict[str, Managed] = {}
+        self._starting = 0
+        self.accepting = True
+        backend.on_exit(self.on_container_exit)
+
+    @property
+    def running(self) -> int:
+        return len(self._containers) + self._starting
+
+    async def create(self, request: CreateRequest) -> dict[str, Any]:
+        """Start a container, load the function's code, and register it as live."""
+        if not self.accepting:
+            raise NoCapacity(f"manager {self.manager_id} is shutting down")
+        if self.running >= self.settings.capacity_containers:
+            raise NoCapacity(
+                f"manager {self.manager_id} is at capacity "
+                f"({self.settings.capacity_containers} containers)"
+            )
+        self._starting += 1
+        begun = time.perf_counter()
+        try:
+            code = await self._code.get(request.code_key)
+            spec = ContainerSpec(
+                runtime=request.config.runtime,
+                memory_mb=request.config.memory_mb,
+                labels={
+                    "hotpool.manager": self.manager_id,
+                    "hotpool.function": request.function,
+                    "hotpool.version": str(request.version),
+                },
+            )
+            container = await self._backend.start(spec)
+        finally:
+            self._starting -= 1
+        started = time.perf_counter()
+        managed = Managed(container, ContainerState.INITIALISING)
+        self._containers[container.id] = managed
+        try:
+            init_ms = await self._init(container, request, code)
+        except BaseException:
+            await self.remove(container.id)
+            raise
+        entry = PoolEntry(
+            request.function, request.version, self.manager_id, container.id, container.address
+        )
+        managed.entry = entry
+        managed.state = ContainerState.READY
+        await self._redis.hset(keys.containers(self.manager_id), container.id, entry.encode())
+        return {
+            "container_id": container.id,
+            "address": container.address,
+            "manager_id": self.manager_id,
+            "entry": entry.encode(),
+            "start_ms": round((started - begun) * 1000, 3),
+            "init_ms": init_ms,
+            "total_ms": round((time.perf_counter() - begun) * 1000, 3),
+        }
+
+    async def _init(self, container: Container, request: CreateRequest, code: bytes) -> float:
+        body = {
+            "function_name": request.function,
+            "function_version": request.version,
+            "handler": request.config.handler,
+            "memory_mb": request.config.memory_mb,
+            "timeout_s": request.config.timeout_s,
+            "env": dict(request.config.env),
+            "log_limit_bytes": self.settings.log_limit_bytes,
+            "code_zip_b64": base64.b64encode(code).decode(),
+        }
+        url = f"http://{container.address}/init"
+        timeout = aiohttp.ClientTimeout(total=self.settings.container_ready_timeout_s)
+        try:
+            async with self._http.post(url, data=orjson.dumps(body), timeout=timeout) as resp:
+                payload = await resp.json(loads=orjson.loads, content_type=None)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ContainerFailed(f"container {container.id} failed during init: {exc}") from exc
+        if status == 200:
+            return float(payload.get("init_ms", 0.0))
+        error = payload.get("error", {}) if isinstance(payload, dict) else {}
+        if status == 422:
+            raise FunctionError(
+                f"loading the function failed: {error.get('message', '')}",
+                error_type=str(error.get("type", "InitError")),
+                traceback=str(error.get("traceback", "")),
+                phase="init",
+            )
+        raise ContainerFailed(f"container {container.id} refused init ({status}): {error}")
+
+    async def remove(self, container_id: str) -> None:
+        """Remove a container and every trace of it in Redis."""
+        managed = self._containers.pop(container_id, None)
+        if managed is None:
+            raise NotFound(f"container {container_id!r} is not managed by {self.manager_id}")
+        managed.state = ContainerState.REMOVING
+        await self._forget(managed)
+        await self._backend.remove(container_id)
+
+    async def _forget(self, managed: Managed) -> None:
+        await self._redis.hdel(keys.containers(self.manager_id), managed.container.id)
+        if managed.entry is not None:
+            await self._pool.evict(managed.entry)
+
+    async def on_container_exit(self, container_id: str) -> None:
+        """A container died on its own: make sure no request is sent to it again."""
+        managed = self._containers.pop(container_id, None)
+        if managed is not None:
+            log.warning("container %s died; evicting it from the pool", container_id)
+            await self._forget(managed)
+
+    async def reap_idle(self, now: float) -> list[str]:
+        """Remove containers idle for longer than ``idle_ttl_s``; return their ids."""
+        cutoff = now - self.settings.idle_ttl_s
+        reaped = []
+        for entry in await self._pool.idle_since(self.manager_id, cutoff):
+            # LREM first: if it removed nothing the container was just leased — leave it alone
+            if await self._pool.remove_idle(entry):
+                if entry.container_id in self._containers:
+                    await self.remove(entry.container_id)
+                reaped.append(entry.container_id)
+        return reaped
+
+    async def heartbeat(self) -> None:
+        info = {
+            "id": self.manager_id,
+            "url": self.url,
+            "backend": self._backend.name,
+            "capacity": self.settings.capacity_containers,
+            "running": self.running,
+            "accepting": self.accepting,
+            "heartbeat_at": time.time(),
+        }
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.MANAGERS, self.manager_id, orjson.dumps(info))
+            pipe.set(
+                keys.manager_alive(self.manager_id),
+                b"1",
+                px=int(self.settings.heartbeat_ttl_s * 1000),
+            )
+            await pipe.execute()
+
+    async def deregister(self) -> None:
+        await self._redis.hdel(keys.MANAGERS, self.manager_id)
+        await self._redis.delete(keys.manager_alive(self.manager_id))
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "container_id": m.container.id,
+                "address": m.container.address,
+                "state": m.state.value,
+                "runtime": m.container.runtime,
+                "memory_mb": m.container.memory_mb,
+                "entry": m.entry.encode() if m.entry else None,
+                "started_at": m.container.started_at,
+            }
+            for m in self._containers.values()
+        ]
+
+    async def shutdown(self) -> None:
+        """Stop taking cold starts, remove every container, and deregister."""
+        self.accepting = False
+        await asyncio.gather(
+            *(self.remove(cid) for cid in list(self._containers)), return_exceptions=True
+        )
+        await self._backend.close()
+        await self.deregister()

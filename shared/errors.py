@@ -1,0 +1,148 @@
+"""The one tree of hotpool errors, and the HTTP status each one maps to.
+
+::
+
+    HotpoolError                      base; never raised itself
+    ├── ClientError                   the caller must change the request (4xx)
+    │   ├── InvalidRequest            400 malformed input (names, settings, JSON)
+    │   ├── InvalidPackage            400 the code package is refused (zip rules, handler)
+    │   ├── InvalidEvent              400 the invocation body is not JSON
+    │   ├── NotFound                  404 unknown function or container
+    │   ├── PayloadTooLarge           413 body over its limit
+    │   └── TooManyRequests           429 over a concurrency limit; carries retry_after_s
+    ├── FunctionError                 500 the user's code failed (exception, init failure, OOM)
+    └── PlatformError                 a hotpool or infrastructure fault (5xx)
+        ├── ContainerFailed           502 the container crashed or answered garbage
+        ├── NoCapacity                503 no Manager can start a container
+        ├── StoreUnavailable          503 Redis or a database is unreachable
+        └── InvocationTimeout         504 the handler ran past its timeout; the container was killed
+
+Function errors are the user's; platform errors are ours. Responses keep them apart: a function
+error carries the ``X-Hotpool-Function-Error`` header, a platform error never does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HotpoolError(Exception):
+    """Base of every hotpool error."""
+
+    status = 500
+    code = "InternalError"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body of this error."""
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+class ClientError(HotpoolError):
+    """The request must change before it can succeed."""
+
+    status = 400
+    code = "BadRequest"
+
+
+class InvalidRequest(ClientError):
+    status = 400
+    code = "InvalidRequest"
+
+
+class InvalidPackage(ClientError):
+    """The uploaded code package is not acceptable."""
+
+    status = 400
+    code = "InvalidPackage"
+
+
+class InvalidEvent(ClientError):
+    status = 400
+    code = "InvalidEvent"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "NotFound"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "PayloadTooLarge"
+
+
+class TooManyRequests(ClientError):
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after_s = retry_after_s
+
+
+class FunctionError(HotpoolError):
+    """The user's code failed: an exception in the handler or at import, or a crash."""
+
+    status = 500
+    code = "FunctionError"
+
+    def __init__(
+        self, message: str, *, error_type: str, traceback: str = "", **details: Any
+    ) -> None:
+        super().__init__(message, **details)
+        self.error_type = error_type
+        self.traceback = traceback
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": self.code,
+                "type": self.error_type,
+                "message": self.message,
+                "traceback": self.traceback,
+                **self.details,
+            }
+        }
+
+
+class PlatformError(HotpoolError):
+    """A fault of hotpool or its infrastructure, not of the caller or the function."""
+
+    status = 500
+    code = "PlatformError"
+
+
+class ContainerFailed(PlatformError):
+    status = 502
+    code = "ContainerFailed"
+
+
+class NoCapacity(PlatformError):
+    status = 503
+    code = "NoCapacity"
+
+
+class StoreUnavailable(PlatformError):
+    status = 503
+    code = "StoreUnavailable"
+
+
+class InvocationTimeout(PlatformError):
+    status = 504
+    code = "Timeout"
+
+
+def all_error_classes() -> list[type[HotpoolError]]:
+    """Every concrete error class, for the test that the status table is total."""
+    found: list[type[HotpoolError]] = []
+    todo: list[type[HotpoolError]] = [HotpoolError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found

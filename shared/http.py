@@ -1,0 +1,66 @@
+"""aiohttp helpers shared by Main and Manager: JSON responses and the error middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from shared.errors import FunctionError, HotpoolError, TooManyRequests
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(exc: HotpoolError, headers: dict[str, str] | None = None) -> web.Response:
+    """The HTTP answer for a hotpool error: its status and its JSON body."""
+    extra = dict(headers or {})
+    if isinstance(exc, TooManyRequests):
+        extra["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    if isinstance(exc, FunctionError):
+        extra["X-Hotpool-Function-Error"] = exc.error_type
+    return json_response(exc.to_dict(), status=exc.status, headers=extra)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn hotpool errors into their responses, and aiohttp's HTML errors into JSON."""
+    try:
+        return await handler(request)
+    except HotpoolError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response(
+            {"error": {"code": exc.reason.replace(" ", ""), "message": exc.text or exc.reason}},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        )
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_response(
+            {"error": {"code": "InternalError", "message": "internal error; see the server log"}},
+            status=500,
+        )
+
+
+async def read_json(request: web.Request) -> Any:
+    from shared.errors import InvalidRequest
+
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from None

@@ -1,0 +1,141 @@
+"""hotpool configuration: one frozen ``Settings``, built from an environment mapping.
+
+This is the only module that reads the environment. Every variable is ``HOTPOOL_<FIELD>`` in
+upper case (``HOTPOOL_IDLE_TTL_S=300``); units are part of the field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "HOTPOOL_"
+BACKENDS = ("process", "docker")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Main, Manager and the CLI can be configured with."""
+
+    # where the embedded default keeps its state (SQLite, code packages, logs)
+    state_dir: Path = Path(".hotpool")
+
+    # Main
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # empty = the embedded in-process Redis stand-in (fakeredis)
+    redis_url: str = field(default="", repr=False)
+    # empty = SQLite in state_dir
+    database_url: str = field(default="", repr=False)
+    function_cache_ttl_s: float = 2.0
+
+    # Manager
+    manager_host: str = "127.0.0.1"
+    manager_port: int = 8081
+    # the URL Main uses to reach this Manager; empty = http://manager_host:manager_port
+    manager_url: str = ""
+    manager_id: str = ""
+    # the address containers publish on, which Main calls directly
+    advertise_host: str = "127.0.0.1"
+    backend: str = "process"
+    capacity_containers: int = 64
+    idle_ttl_s: float = 600.0
+    reaper_interval_s: float = 5.0
+    heartbeat_interval_s: float = 2.0
+    heartbeat_ttl_s: float = 10.0
+    container_ready_timeout_s: float = 30.0
+    log_limit_bytes: int = 64 * 1024
+
+    # the pool
+    lease_grace_s: float = 10.0
+    cold_start_timeout_s: float = 60.0
+
+    # input limits
+    max_package_bytes: int = 50 * 1024 * 1024
+    max_unzipped_bytes: int = 250 * 1024 * 1024
+    max_event_bytes: int = 6 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        # containers run with their own working directory: every path must be absolute
+        object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
+        if self.backend not in BACKENDS:
+            raise SettingsError(
+                f"HOTPOOL_BACKEND={self.backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_s", "_bytes", "_port", "_containers")) or f.name == "port":
+                if isinstance(value, (int, float)) and value < 0:
+                    raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must not be negative")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``HOTPOOL_*`` variables in ``environ`` (default: the process's)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _convert(name, env[name], f.type)
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.state_dir / 'hotpool.db'}"
+
+    @property
+    def effective_manager_url(self) -> str:
+        return self.manager_url or f"http://{self.manager_host}:{self.manager_port}"
+
+    @property
+    def effective_manager_id(self) -> str:
+        return self.manager_id or f"mgr-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.state_dir / "code"
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.state_dir / "containers"
+
+
+def _convert(name: str, raw: str, annotation: Any) -> Any:
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def client_url(environ: Mapping[str, str] | None = None) -> str:
+    """The Main URL the CLI talks to (``HOTPOOL_URL``)."""
+    env = os.environ if environ is None else environ
+    return env.get("HOTPOOL_URL", "http://127.0.0.1:8080").rstrip("/")

@@ -1,0 +1,479 @@
+"""Tests for the in-container bootstrap, run as a real subprocess over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import http.client
+import io
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BOOTSTRAP = Path(__file__).resolve().parents[2] / "manager" / "runtime" / "bootstrap.py"
+START_TIMEOUT_S = 10.0
+
+APP_SOURCE = textwrap.dedent(
+    """
+    import asyncio
+    import logging
+    import os
+    import sys
+    import time
+
+    # Configured at import, while the bootstrap captures init output: later log lines
+    # must still reach each invocation's stderr.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    NOT_CALLABLE = 42
+
+    def echo(event, context):
+        return event
+
+    def transform(event, context):
+        return {"doubled": event["n"] * 2, "seen": event}
+
+    async def async_handler(event, context):
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        return {"n": event["n"] + 1, "loop_id": id(loop)}
+
+    def fail(event, context):
+        raise ValueError(f"bad input {event['n']}")
+
+    def exit_handler(event, context):
+        raise SystemExit(3)
+
+    def noisy(event, context):
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+        logging.getLogger("app").info("logged line")
+        return "quiet"
+
+    def flood(event, context):
+        print("x" * event["size"])
+        return "flooded"
+
+    def context_info(event, context):
+        before = context.get_remaining_time_in_millis()
+        time.sleep(0.05)
+        return {
+            "before": before,
+            "after": context.get_remaining_time_in_millis(),
+            "aws_request_id": context.aws_request_id,
+            "function_name": context.function_name,
+            "function_version": context.function_version,
+            "invoked_function_arn": context.invoked_function_arn,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "log_group_name": context.log_group_name,
+            "log_stream_name": context.log_stream_name,
+            "identity": context.identity,
+            "client_context": context.client_context,
+        }
+
+    def wait_for_file(event, context):
+        deadline = time.monotonic() + 5
+        while not os.path.exists(event["path"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "released"
+
+    def not_serializable(event, context):
+        return {"values": {1, 2}}
+
+    def read_env(event, context):
+        return os.environ.get("GREETING")
+    """
+)
+BROKEN_SOURCE = textwrap.dedent(
+    """
+    print("booting")
+
+    class BootError(Exception):
+        pass
+
+    raise BootError("cannot start")
+    """
+)
+
+
+@dataclasses.dataclass
+class Bootstrap:
+    """One running bootstrap process and where it keeps its files."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    code_dir: Path
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+
+def make_zip(files: dict[str, str]) -> str:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, source in files.items():
+            archive.writestr(name, source)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def init_body(handler: str = "app.echo", **overrides: Any) -> dict[str, Any]:
+    body = {
+        "function_name": "fn",
+        "function_version": 7,
+        "handler": handler,
+        "memory_mb": 256,
+        "timeout_s": 30,
+        "env": {"GREETING": "hello"},
+        "code_zip_b64": make_zip({"app.py": APP_SOURCE, "broken.py": BROKEN_SOURCE}),
+    }
+    return body | overrides
+
+
+def call(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    assert response.getheader("Content-Type") == "application/json"
+    assert int(response.getheader("Content-Length")) == len(data)
+    return response.status, json.loads(data)
+
+
+def init(conn: http.client.HTTPConnection, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return call(conn, "POST", "/init", json.dumps(body).encode())
+
+
+def invoke(
+    conn: http.client.HTTPConnection, event: Any, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    return call(conn, "POST", "/invoke", json.dumps(event).encode(), headers)
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port_file: Path, log: Path) -> int:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if port_file.exists():
+            return int(port_file.read_text())
+        if process.poll() is not None:
+            pytest.fail(f"bootstrap exited with {process.returncode}: {log.read_text()}")
+        time.sleep(0.01)
+    pytest.fail(f"bootstrap wrote no port file within {START_TIMEOUT_S}s")
+
+
+@pytest.fixture
+def start_bootstrap(tmp_path: Path) -> Iterator[Callable[[], Bootstrap]]:
+    """Factory starting bootstrap subprocesses; every one is killed at teardown."""
+    started: list[Bootstrap] = []
+
+    def start() -> Bootstrap:
+        workdir = tmp_path / f"bootstrap{len(started)}"
+        workdir.mkdir()
+        port_file, log = workdir / "port", workdir / "stderr.log"
+        command = [sys.executable, "-I", "-u", str(BOOTSTRAP), "--host", "127.0.0.1"]
+        command += ["--port", "0", "--port-file", str(port_file)]
+        command += ["--code-dir", str(workdir / "code")]
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        port = _wait_for_port(process, port_file, log)
+        started.append(Bootstrap(process, port, workdir, workdir / "code"))
+        return started[-1]
+
+    yield start
+    for bootstrap in started:
+        if bootstrap.process.poll() is None:
+            bootstrap.process.kill()
+        bootstrap.process.wait(timeout=5)
+
+
+@pytest.fixture
+def app(
+    start_bootstrap: Callable[[], Bootstrap],
+) -> Iterator[tuple[Bootstrap, http.client.HTTPConnection]]:
+    """A bootstrap initialised with app.echo, plus a connection to it."""
+    bootstrap = start_bootstrap()
+    conn = bootstrap.connect()
+    status, _ = init(conn, init_body())
+    assert status == 200
+    yield bootstrap, conn
+    conn.close()
+
+
+def with_handler(start_bootstrap: Callable[[], Bootstrap], handler: str, **overrides: Any):
+    bootstrap = start_bootstrap()
+    conn = bootstrap.connect()
+    status, body = init(conn, init_body(handler, **overrides))
+    assert status == 200, body
+    return bootstrap, conn
+
+
+def test_ready_line_and_healthz_before_and_after_init(start_bootstrap):
+    bootstrap = start_bootstrap()
+    conn = bootstrap.connect()
+
+    status, health = call(conn, "GET", "/healthz")
+    assert status == 200
+    assert health == {
+        "status": "ok",
+        "initialized": False,
+        "busy": False,
+        "function_name": None,
+        "function_version": None,
+    }
+    status, body = init(conn, init_body())
+    assert status == 200
+    assert body["init_ms"] > 0
+    status, health = call(conn, "GET", "/healthz")
+    assert (health["initialized"], health["function_name"], health["function_version"]) == (
+        True,
+        "fn",
+        7,
+    )
+    stderr = (bootstrap.workdir / "stderr.log").read_text()
+    assert f"HOTPOOL_READY port={bootstrap.port}" in stderr
+
+
+def test_keep_alive_serves_many_requests_on_one_socket(app):
+    _, conn = app
+    invoke(conn, {"n": 0})
+    sock = conn.sock
+    for n in range(5):
+        status, body = invoke(conn, {"n": n})
+        assert (status, body["result"]) == (200, {"n": n})
+        call(conn, "GET", "/healthz")
+    assert sock is not None and conn.sock is sock
+
+
+def test_init_missing_module_is_422(start_bootstrap):
+    conn = start_bootstrap().connect()
+    status, body = init(conn, init_body("nowhere.handler"))
+    assert status == 422
+    assert body["error"]["type"] == "ModuleNotFoundError"
+    assert "nowhere" in body["error"]["message"]
+    assert "Traceback" in body["error"]["traceback"]
+    assert call(conn, "GET", "/healthz")[1]["initialized"] is False
+
+
+@pytest.mark.parametrize(
+    ("handler", "error_type"),
+    [("app.missing", "HandlerNotFound"), ("app.NOT_CALLABLE", "HandlerNotCallable")],
+)
+def test_init_unusable_handler_is_422(start_bootstrap, handler, error_type):
+    conn = start_bootstrap().connect()
+    status, body = init(conn, init_body(handler))
+    assert (status, body["error"]["type"]) == (422, error_type)
+    assert call(conn, "GET", "/healthz")[1]["initialized"] is False
+
+
+def test_init_module_raising_reports_user_exception_and_stays_uninitialised(start_bootstrap):
+    conn = start_bootstrap().connect()
+    status, body = init(conn, init_body("broken.handler"))
+    assert status == 422
+    assert body["error"]["type"] == "BootError"
+    assert body["error"]["message"] == "cannot start"
+    assert 'raise BootError("cannot start")' in body["error"]["traceback"]
+    assert body["stdout"] == "booting\n"
+    assert call(conn, "POST", "/invoke", b"{}")[0] == 503
+    assert init(conn, init_body())[0] == 200  # a later good init still works
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"handler": "no_dot"},
+        {"function_version": "7"},
+        {"env": {"A": 1}},
+        {"code_zip_b64": "not base64 zip!"},
+        {"timeout_s": -1},
+    ],
+)
+def test_init_malformed_request_is_400(start_bootstrap, change):
+    conn = start_bootstrap().connect()
+    status, body = init(conn, init_body() | change)
+    assert (status, set(body["error"])) == (400, {"type", "message"})
+    assert call(conn, "POST", "/init", b"[not json")[0] == 400
+
+
+def test_double_init_is_409(app):
+    _, conn = app
+    status, body = init(conn, init_body())
+    assert (status, body["error"]["type"]) == (409, "AlreadyInitialized")
+
+
+def test_zip_entry_escaping_code_dir_is_refused(start_bootstrap):
+    bootstrap = start_bootstrap()
+    conn = bootstrap.connect()
+    evil = make_zip({"app.py": APP_SOURCE, "../evil.py": "PWNED = 1"})
+    status, body = init(conn, init_body(code_zip_b64=evil))
+    assert status == 400
+    assert "evil.py" in body["error"]["message"]
+    assert not (bootstrap.workdir / "evil.py").exists()
+    assert not bootstrap.code_dir.exists() or not any(bootstrap.code_dir.iterdir())
+
+
+def test_invoke_sync_handler_transforms_event(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.transform")
+    status, body = invoke(conn, {"n": 21}, {"X-Hotpool-Request-Id": "r1"})
+    assert status == 200
+    assert body["status"] == "success"
+    assert body["result"] == {"doubled": 42, "seen": {"n": 21}}
+    assert body["duration_ms"] >= 0
+    assert body["peak_memory_mb"] > 1
+
+
+def test_invoke_empty_body_is_null_event(app):
+    _, conn = app
+    assert call(conn, "POST", "/invoke", b"")[1]["result"] is None
+
+
+def test_async_handler_runs_on_one_persistent_loop(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.async_handler")
+    first = invoke(conn, {"n": 1})[1]
+    second = invoke(conn, {"n": 2})[1]
+    assert (first["result"]["n"], second["result"]["n"]) == (2, 3)
+    assert first["result"]["loop_id"] == second["result"]["loop_id"]
+
+
+def test_handler_exception_is_reported_as_error(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.fail")
+    status, body = invoke(conn, {"n": 5})
+    assert (status, body["status"]) == (200, "error")
+    assert body["error"]["type"] == "ValueError"
+    assert body["error"]["message"] == "bad input 5"
+    assert "in fail" in body["error"]["traceback"]
+    assert "result" not in body
+
+
+def test_system_exit_from_handler_does_not_stop_the_server(start_bootstrap):
+    bootstrap, conn = with_handler(start_bootstrap, "app.exit_handler")
+    body = invoke(conn, None)[1]
+    assert (body["status"], body["error"]["type"]) == ("error", "SystemExit")
+    assert call(conn, "GET", "/healthz")[0] == 200
+    assert bootstrap.process.poll() is None
+
+
+def test_output_is_captured_and_kept_out_of_result(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.noisy")
+    body = invoke(conn, None)[1]
+    assert body["result"] == "quiet"
+    assert body["stdout"] == "to stdout\n"
+    assert body["stderr"] == "to stderr\nlogged line\n"
+    assert invoke(conn, None)[1]["stderr"] == "to stderr\nlogged line\n"
+
+
+def test_output_is_truncated_at_log_limit(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.flood", log_limit_bytes=100)
+    body = invoke(conn, {"size": 1000})[1]
+    assert body["result"] == "flooded"
+    assert body["stdout"] == "x" * 100 + "\n[truncated]"
+
+
+def test_context_attributes(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.context_info")
+    headers = {"X-Hotpool-Request-Id": "req-123", "X-Hotpool-Deadline-Ms": "5000"}
+    result = invoke(conn, None, headers)[1]["result"]
+    assert 0 < result["after"] < result["before"] <= 5000
+    assert result["aws_request_id"] == "req-123"
+    assert (result["function_name"], result["function_version"]) == ("fn", "7")
+    assert result["invoked_function_arn"] == "arn:hotpool:lambda:local:000000000000:function:fn:7"
+    assert result["memory_limit_in_mb"] == 256
+    assert result["log_group_name"] == "/hotpool/functions/fn"
+    assert result["log_stream_name"]
+    assert (result["identity"], result["client_context"]) == (None, None)
+
+
+def test_context_defaults_without_headers(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.context_info", timeout_s=3)
+    result = invoke(conn, None)[1]["result"]
+    assert uuid.UUID(result["aws_request_id"]).version == 4
+    assert 2000 < result["before"] <= 3000
+
+
+def test_invoke_non_json_body_is_400(app):
+    _, conn = app
+    status, body = call(conn, "POST", "/invoke", b"{nope")
+    assert (status, body["error"]["type"]) == (400, "BadRequest")
+
+
+def test_invoke_before_init_is_503(start_bootstrap):
+    conn = start_bootstrap().connect()
+    status, body = invoke(conn, {})
+    assert (status, body["error"]["type"]) == (503, "NotInitialized")
+
+
+def test_second_concurrent_invoke_is_refused_busy(start_bootstrap, tmp_path):
+    bootstrap, conn = with_handler(start_bootstrap, "app.wait_for_file")
+    release = tmp_path / "release"
+    outcome: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: outcome.update(r=invoke(conn, {"path": str(release)})))
+    first.start()
+    probe = bootstrap.connect()
+    deadline = time.monotonic() + 5
+    while not call(probe, "GET", "/healthz")[1]["busy"]:
+        assert time.monotonic() < deadline, "first invocation never started"
+        time.sleep(0.01)
+
+    status, body = invoke(probe, {"path": str(release)})
+    release.touch()
+    first.join(timeout=10)
+
+    assert status == 409
+    assert body["error"] == {
+        "type": "Busy",
+        "message": "container is already running an invocation",
+    }
+    assert outcome["r"][0] == 200
+    assert outcome["r"][1]["result"] == "released"
+    assert call(probe, "GET", "/healthz")[1]["busy"] is False
+
+
+def test_non_serialisable_result_is_an_error(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.not_serializable")
+    body = invoke(conn, None)[1]
+    assert (body["status"], body["error"]["type"]) == ("error", "ResultNotSerializable")
+
+
+def test_env_vars_are_visible_to_handler(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.read_env")
+    assert invoke(conn, None)[1]["result"] == "hello"
+
+
+def test_unknown_path_404_and_wrong_method_405(app):
+    _, conn = app
+    assert call(conn, "GET", "/nope")[0] == 404
+    status, body = call(conn, "GET", "/invoke")
+    assert (status, body["error"]["type"]) == (405, "MethodNotAllowed")
+    assert call(conn, "GET", "/healthz")[0] == 200  # connection still usable
+
+
+def test_oversized_body_is_413(app):
+    bootstrap, _ = app
+    conn = bootstrap.connect()
+    conn.putrequest("POST", "/invoke")
+    conn.putheader("Content-Length", str(300 * 1024 * 1024 + 1))
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["type"] == "PayloadTooLarge"
+
+
+def test_sigterm_exits_zero(app):
+    bootstrap, conn = app
+    call(conn, "GET", "/healthz")  # leave an idle keep-alive connection open
+    bootstrap.process.send_signal(signal.SIGTERM)
+    assert bootstrap.process.wait(timeout=5) == 0
