@@ -1,0 +1,31 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import io
+import socket
+import textwrap
+import zipfile
+
+
+def make_zip(files: dict[str, str | bytes]) -> bytes:
+    """A zip holding ``files`` (name -> source); sources are dedented."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            data = textwrap.dedent(content).encode() if isinstance(content, str) else content
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def handler_zip(body: str, *, prelude: str = "") -> bytes:
+    """A package whose main.handler runs ``body`` (indented into the function)."""
+    source = textwrap.dedent(prelude) + "\n\ndef handler(event, context):\n"
+    source += textwrap.indent(textwrap.dedent(body), "    ")
+    return make_zip({"main.py": source})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,107 @@
+"""An embedded hotpool (Main + Manager + process backend + fakeredis) per test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from main_server.app import create_app
+from manager.app import SERVICE, create_manager_app
+from manager.service import ManagerService
+from shared import keys
+from shared.settings import Settings
+from tests.helpers import free_port
+
+
+@dataclass
+class Stack:
+    """A running embedded hotpool and handles to look inside it."""
+
+    client: TestClient
+    manager_server: TestServer
+    redis: Any
+    settings: Settings
+
+    @property
+    def manager(self) -> ManagerService:
+        return self.manager_server.app[SERVICE]
+
+    async def deploy(self, name: str, code: bytes, **params: Any) -> Any:
+        query = {k: (orjson.dumps(v).decode() if k == "env" else str(v)) for k, v in params.items()}
+        resp = await self.client.put(
+            f"/v1/functions/{name}",
+            data=code,
+            params=query,
+            headers={"Content-Type": "application/zip"},
+        )
+        return resp
+
+    async def invoke(self, name: str, event: Any = None, *, raw: bytes | None = None) -> Any:
+        data = raw if raw is not None else orjson.dumps(event)
+        return await self.client.post(
+            f"/v1/functions/{name}/invoke",
+            data=data,
+            headers={"Content-Type": "application/json"},
+        )
+
+    async def pool_entries(self, name: str, version: int) -> list[str]:
+        return [e.decode() for e in await self.redis.lrange(keys.pool(name, version), 0, -1)]
+
+    async def leases(self) -> list[str]:
+        return [e.decode() for e in await self.redis.zrange(keys.LEASES, 0, -1)]
+
+    def live_containers(self) -> set[str]:
+        return {c["container_id"] for c in self.manager.describe()}
+
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+async def hotpool_stack(tmp_path) -> AsyncIterator[StackFactory]:
+    """Factory: ``await hotpool_stack(idle_ttl_s=1)`` starts a stack torn down after the test."""
+    started: list[tuple[TestClient, TestServer]] = []
+
+    async def start(**overrides: Any) -> Stack:
+        port = free_port()
+        settings = Settings.from_env(
+            {},
+            state_dir=tmp_path / f"state{len(started)}",
+            manager_port=port,
+            manager_url=f"http://127.0.0.1:{port}",
+            manager_id=f"mgr-test{len(started)}",
+            **overrides,
+        )
+        server = fakeredis.FakeServer()
+        manager_redis = fakeredis.FakeAsyncRedis(server=server)
+        main_redis = fakeredis.FakeAsyncRedis(server=server)
+        manager_server = TestServer(create_manager_app(settings, redis=manager_redis), port=port)
+        await manager_server.start_server()
+        client = TestClient(TestServer(create_app(settings, redis=main_redis)))
+        await client.start_server()
+        started.append((client, manager_server))
+        return Stack(client, manager_server, main_redis, settings)
+
+    yield start
+    for client, manager_server in started:
+        await client.close()
+        await manager_server.close()
+    await asyncio.sleep(0)
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_s`` passes; return whether it held."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return await predicate()
