@@ -50,6 +50,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 import uuid
 import zipfile
 import zlib
@@ -425,8 +426,16 @@ def _describe(exc: BaseException) -> dict[str, str]:
     return {
         "type": type(exc).__name__,
         "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, _user_frames(exc))),
     }
+
+
+def _user_frames(exc: BaseException) -> types.TracebackType | None:
+    """The traceback without the bootstrap's own frames: users debug their code, not ours."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb or exc.__traceback__
 
 
 class BootstrapHandler(BaseHTTPRequestHandler):
