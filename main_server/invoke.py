@@ -145,9 +145,17 @@ class Invoker:
                 await self._discard(attempt.entry)
                 raise
             except ContainerFailed as exc:
-                record.update(status="failed", error={"type": exc.code, "message": exc.message})
-                await self._discard(attempt.entry)
-                raise
+                ended = await self._discard(attempt.entry, failed=True)
+                if ended is None:
+                    record.update(status="failed", error={"type": exc.code, "message": exc.message})
+                    raise
+                # the container died under the call: an OOM kill or a crash of the runtime is
+                # the function's doing, reported as a function error
+                error = FunctionError(ended["message"], error_type=ended["error_type"])
+                record.update(
+                    status="error", error={"type": error.error_type, "message": error.message}
+                )
+                raise error from exc
             self._fill_record(record, attempt.reply)
             await self._release(attempt.entry)
             return attempt
@@ -231,20 +239,23 @@ class Invoker:
         if outcome == 0:  # its version was retired while it ran: it serves nothing else
             await self._remove(entry)
 
-    async def _discard(self, entry: PoolEntry) -> None:
-        """A container that timed out or failed: never hand it out again, and remove it."""
+    async def _discard(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
+        """A container that timed out or failed: never hand it out again, and remove it.
+
+        With ``failed``, returns how it ended if it died on its own."""
         try:
             await self._pool.evict(entry)
         except _redis_errors():
             log.warning("could not evict %s: Redis unreachable", entry)
-        await self._remove(entry)
+        return await self._remove(entry, failed=failed)
 
-    async def _remove(self, entry: PoolEntry) -> None:
+    async def _remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
         try:
             async with asyncio.timeout(remove_timeout_s):
-                await self._managers.remove(entry)
+                return await self._managers.remove(entry, failed=failed)
         except TimeoutError:
             log.warning("removing container %s timed out", entry.container_id)
+            return None
 
 
 def _ms_since(begun: float) -> float:

@@ -84,16 +84,23 @@ class ManagerClient:
             f"{error.get('message', payload)}"
         )
 
-    async def remove(self, entry: PoolEntry) -> bool:
-        """Ask the container's Manager to remove it; False if that Manager is unknown or down."""
+    async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
+        """Ask the container's Manager to remove it.
+
+        With ``failed``, returns how the container ended if it ended on its own (the Manager's
+        ``exit``: OOM kill or crash), else None.
+        """
         url = await self._registry.url_of(entry.manager_id)
         if url is None:
-            return False
+            return None
+        query = "?failed=1" if failed else ""
         try:
             async with self._http.delete(
-                f"{url}/v1/containers/{entry.container_id}", timeout=self._timeout
+                f"{url}/v1/containers/{entry.container_id}{query}", timeout=self._timeout
             ) as resp:
-                return resp.status in (204, 404)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                if resp.status != 200:
+                    return None
+                return orjson.loads(await resp.read()).get("exit")
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             log.warning("could not remove container %s: %s", entry.container_id, exc)
-            return False
+            return None

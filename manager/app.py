@@ -19,6 +19,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from manager.backend import ContainerBackend
+from manager.docker_backend import DockerBackend
 from manager.process_backend import ProcessBackend
 from manager.service import CreateRequest, ManagerService
 from shared.codestore import CodeStore, LocalCodeStore
@@ -38,8 +39,19 @@ async def create_container(request: web.Request) -> web.Response:
 
 
 async def delete_container(request: web.Request) -> web.Response:
-    await request.app[SERVICE].remove(request.match_info["container_id"])
-    return web.Response(status=204)
+    """Remove a container; ``?failed=1`` also reports how it ended (OOM kill, crash)."""
+    failed = request.query.get("failed") in ("1", "true")
+    status = await request.app[SERVICE].remove(request.match_info["container_id"], failed=failed)
+    exit_info = None
+    if status is not None:
+        error_type, message = status.describe()
+        exit_info = {
+            "exit_code": status.exit_code,
+            "oom_killed": status.oom_killed,
+            "error_type": error_type,
+            "message": message,
+        }
+    return json_response({"removed": request.match_info["container_id"], "exit": exit_info})
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -50,12 +62,15 @@ async def healthz(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     return json_response(
         {
-            "status": "ok",
+            "status": "ok" if service.healthy else "unhealthy",
+            "backend": service.backend_name,
+            "prewarmed": service.prewarm.size,
             "manager_id": service.manager_id,
             "running": service.running,
             "capacity": service.settings.capacity_containers,
             "accepting": service.accepting,
-        }
+        },
+        status=200 if service.healthy else 503,
     )
 
 
@@ -66,7 +81,17 @@ def make_backend(settings: Settings) -> ContainerBackend:
             host=settings.advertise_host,
             ready_timeout_s=settings.container_ready_timeout_s,
         )
-    raise NotImplementedError(f"backend {settings.backend!r} is not available yet")
+    return DockerBackend(
+        manager_id=settings.effective_manager_id,
+        images=settings.runtime_images,
+        advertise_host=settings.advertise_host,
+        docker_url=settings.docker_url or None,
+        cpus=settings.container_cpus,
+        pids_limit=settings.container_pids_limit,
+        tmpfs_mb=settings.container_tmpfs_mb,
+        create_concurrency=settings.docker_create_concurrency,
+        ready_timeout_s=settings.container_ready_timeout_s,
+    )
 
 
 async def _every(interval_s: float, what: str, step) -> None:
@@ -106,6 +131,11 @@ def create_manager_app(
         )
         app[SERVICE] = service
         await service.heartbeat()
+        if service.healthy:
+            await service.reconcile()
+        else:
+            log.error("the %s backend is unhealthy at start-up", settings.backend)
+        service.prewarm.start()
         tasks = [
             asyncio.create_task(
                 _every(settings.heartbeat_interval_s, "heartbeat", service.heartbeat)

@@ -60,6 +60,26 @@ class Container:
     started_at: float
 
 
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a container ended, when it ended on its own."""
+
+    exit_code: int | None
+    oom_killed: bool = False
+
+    def describe(self, memory_mb: int | None = None) -> tuple[str, str]:
+        """(error type, message) of the function error this exit means for the caller."""
+        if self.oom_killed:
+            limit = f" of {memory_mb} MB" if memory_mb else ""
+            return "OutOfMemory", f"the function exceeded its memory limit{limit} and was killed"
+        code = self.exit_code
+        if code is not None and code < 0:
+            return "RuntimeExited", f"the function's runtime was killed by signal {-code}"
+        if code is not None and code >= 128:
+            return "RuntimeExited", f"the function's runtime was killed by signal {code - 128}"
+        return "RuntimeExited", f"the function's runtime exited with code {code}"
+
+
 ExitListener = Callable[[str], Awaitable[None]]
 
 
@@ -77,6 +97,18 @@ class ContainerBackend(Protocol):
         ...
 
     async def alive(self, container_id: str) -> bool: ...
+
+    async def exit_status(self, container_id: str, wait_s: float = 0.0) -> ExitStatus | None:
+        """How the container ended, waiting up to ``wait_s`` for it to end; None if running."""
+        ...
+
+    async def set_memory(self, container_id: str, memory_mb: int) -> None:
+        """Change a running container's memory limit (a pre-warmed one, when specialised)."""
+        ...
+
+    async def healthy(self) -> bool:
+        """Whether the backend can start containers now (the Docker daemon answers)."""
+        ...
 
     async def list_ids(self) -> set[str]:
         """Ids of the live containers this backend started."""

@@ -20,8 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
-from manager.backend import BOOTSTRAP_PATH, Container, ContainerSpec, ExitListener
+from manager.backend import BOOTSTRAP_PATH, Container, ContainerSpec, ExitListener, ExitStatus
 from shared.errors import ContainerFailed
+from shared.models import MEMORY_MB_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # of real memory before MemoryError.
 address_space_allowance_mb = 384
 port_poll_interval_s = 0.005
+max_remembered_exits = 1000
 
 
 class ProcessBackend:
@@ -47,6 +49,7 @@ class ProcessBackend:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[ExitListener] = []
         self._removing: set[str] = set()
+        self._exits: dict[str, int] = {}
 
     def on_exit(self, listener: ExitListener) -> None:
         self._listeners.append(listener)
@@ -57,7 +60,10 @@ class ProcessBackend:
         (workdir / "code").mkdir(parents=True)
         (workdir / "tmp").mkdir()
         port_file = workdir / "port"
-        limit_bytes = (spec.memory_mb + address_space_allowance_mb) * 1024 * 1024
+        limit_bytes = _address_space_bytes(spec.memory_mb)
+        # the hard limit is the largest a function may have, so a pre-warmed container can be
+        # given any function's limit later (raising a hard limit needs privileges)
+        hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1])
         started = time.time()
         # a local file opened once per container start: not worth a thread hop
         with open(workdir / "output.log", "wb") as output:  # noqa: ASYNC230
@@ -72,7 +78,7 @@ class ProcessBackend:
                 stderr=output,
                 start_new_session=True,
                 preexec_fn=lambda: resource.setrlimit(
-                    resource.RLIMIT_AS, (limit_bytes, limit_bytes)
+                    resource.RLIMIT_AS, (limit_bytes, hard_bytes)
                 ),
             )  # fmt: skip
         self._procs[container_id] = proc
@@ -108,6 +114,9 @@ class ProcessBackend:
         code = await proc.wait()
         if container_id in self._removing:
             return
+        self._exits[container_id] = code
+        if len(self._exits) > max_remembered_exits:
+            self._exits.pop(next(iter(self._exits)))
         log.info("container %s exited on its own with code %s", container_id, code)
         self._procs.pop(container_id, None)
         self._watchers.pop(container_id, None)
@@ -140,11 +149,41 @@ class ProcessBackend:
         proc = self._procs.get(container_id)
         return proc is not None and proc.returncode is None
 
+    async def exit_status(self, container_id: str, wait_s: float = 0.0) -> ExitStatus | None:
+        proc = self._procs.get(container_id)
+        if proc is not None and proc.returncode is None and wait_s > 0:
+            try:
+                await asyncio.wait_for(proc.wait(), wait_s)
+            except TimeoutError:
+                return None
+        if proc is not None and proc.returncode is not None:
+            return ExitStatus(proc.returncode)
+        if container_id in self._exits:
+            return ExitStatus(self._exits[container_id])
+        return None
+
+    async def set_memory(self, container_id: str, memory_mb: int) -> None:
+        proc = self._procs.get(container_id)
+        if proc is None:
+            return
+        hard = _address_space_bytes(MEMORY_MB_RANGE[1])
+        with contextlib.suppress(ProcessLookupError):
+            resource.prlimit(
+                proc.pid, resource.RLIMIT_AS, (_address_space_bytes(memory_mb), hard)
+            )
+
+    async def healthy(self) -> bool:
+        return True
+
     async def list_ids(self) -> set[str]:
         return {cid for cid, proc in self._procs.items() if proc.returncode is None}
 
     async def close(self) -> None:
         await asyncio.gather(*(self.remove(cid) for cid in list(self._procs)))
+
+
+def _address_space_bytes(memory_mb: int) -> int:
+    return (memory_mb + address_space_allowance_mb) * 1024 * 1024
 
 
 def _container_env(workdir: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -13,15 +14,25 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
-from manager.backend import Container, ContainerBackend, ContainerSpec, ContainerState
+from manager.backend import (
+    Container,
+    ContainerBackend,
+    ContainerSpec,
+    ContainerState,
+    ExitStatus,
+)
+from manager.prewarm import PrewarmPool
 from shared import keys
 from shared.codestore import CodeStore
 from shared.errors import ContainerFailed, FunctionError, InvalidRequest, NoCapacity, NotFound
-from shared.models import FunctionConfig, PoolEntry, validate_name
+from shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_name
 from shared.pool import Pool
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+max_remembered_exits = 1000
+drain_poll_interval_s = 0.1
 
 
 @dataclass(frozen=True)
@@ -88,18 +99,38 @@ class ManagerService:
         self._http = http
         self._containers: dict[str, Managed] = {}
         self._starting = 0
+        self._exits: dict[str, ExitStatus] = {}
         self.accepting = True
+        self.healthy = True
+        self.prewarm = PrewarmPool(
+            backend,
+            runtimes=RUNTIMES,
+            count=settings.prewarm_count,
+            memory_mb=settings.prewarm_memory_mb,
+            labels={"hotpool.manager": manager_id},
+            room=lambda: settings.capacity_containers - self.running,
+        )
         backend.on_exit(self.on_container_exit)
 
     @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    @property
     def running(self) -> int:
+        """Containers on this node: specialised, starting and pre-warmed."""
+        return len(self._containers) + self._starting + self.prewarm.size
+
+    @property
+    def serving(self) -> int:
+        """Containers counted against capacity for cold starts (pre-warmed ones are spare)."""
         return len(self._containers) + self._starting
 
     async def create(self, request: CreateRequest) -> dict[str, Any]:
         """Start a container, load the function's code, and register it as live."""
         if not self.accepting:
             raise NoCapacity(f"manager {self.manager_id} is shutting down")
-        if self.running >= self.settings.capacity_containers:
+        if self.serving >= self.settings.capacity_containers:
             raise NoCapacity(
                 f"manager {self.manager_id} is at capacity "
                 f"({self.settings.capacity_containers} containers)"
@@ -117,13 +148,18 @@ class ManagerService:
                     "hotpool.version": str(request.version),
                 },
             )
-            container = await self._backend.start(spec)
+            container = self.prewarm.take(request.config.runtime)
+            prewarmed = container is not None
+            if container is None:
+                container = await self._backend.start(spec)
         finally:
             self._starting -= 1
         started = time.perf_counter()
         managed = Managed(container, ContainerState.INITIALISING)
         self._containers[container.id] = managed
         try:
+            if prewarmed and container.memory_mb != request.config.memory_mb:
+                await self._backend.set_memory(container.id, request.config.memory_mb)
             init_ms = await self._init(container, request, code)
         except BaseException:
             await self.remove(container.id)
@@ -139,6 +175,7 @@ class ManagerService:
             "address": container.address,
             "manager_id": self.manager_id,
             "entry": entry.encode(),
+            "prewarmed": prewarmed,
             "start_ms": round((started - begun) * 1000, 3),
             "init_ms": init_ms,
             "total_ms": round((time.perf_counter() - begun) * 1000, 3),
@@ -175,14 +212,25 @@ class ManagerService:
             )
         raise ContainerFailed(f"container {container.id} refused init ({status}): {error}")
 
-    async def remove(self, container_id: str) -> None:
-        """Remove a container and every trace of it in Redis."""
+    async def remove(self, container_id: str, *, failed: bool = False) -> ExitStatus | None:
+        """Remove a container and every trace of it in Redis.
+
+        With ``failed`` (the caller lost its connection mid-call), first wait briefly for the
+        container to end, and return how it ended: the caller turns an OOM kill or a crash into
+        the function error it is. A container that already died on its own answers the same.
+        """
         managed = self._containers.pop(container_id, None)
         if managed is None:
+            if container_id in self._exits:
+                return self._exits[container_id]
             raise NotFound(f"container {container_id!r} is not managed by {self.manager_id}")
         managed.state = ContainerState.REMOVING
         await self._forget(managed)
+        status = None
+        if failed:
+            status = await self._backend.exit_status(container_id, wait_s=1.0)
         await self._backend.remove(container_id)
+        return status
 
     async def _forget(self, managed: Managed) -> None:
         await self._redis.hdel(keys.containers(self.manager_id), managed.container.id)
@@ -191,10 +239,19 @@ class ManagerService:
 
     async def on_container_exit(self, container_id: str) -> None:
         """A container died on its own: make sure no request is sent to it again."""
+        if self.prewarm.forget(container_id):
+            return
         managed = self._containers.pop(container_id, None)
-        if managed is not None:
-            log.warning("container %s died; evicting it from the pool", container_id)
-            await self._forget(managed)
+        if managed is None:
+            return
+        log.warning("container %s died; evicting it from the pool", container_id)
+        status = await self._backend.exit_status(container_id)
+        self._exits[container_id] = status or ExitStatus(None)
+        if len(self._exits) > max_remembered_exits:
+            self._exits.pop(next(iter(self._exits)))
+        await self._forget(managed)
+        with contextlib.suppress(Exception):
+            await self._backend.remove(container_id)
 
     async def reap_idle(self, now: float) -> list[str]:
         """Remove containers idle for longer than ``idle_ttl_s``; return their ids."""
@@ -209,13 +266,15 @@ class ManagerService:
         return reaped
 
     async def heartbeat(self) -> None:
+        self.healthy = await self._backend.healthy()
         info = {
             "id": self.manager_id,
             "url": self.url,
             "backend": self._backend.name,
             "capacity": self.settings.capacity_containers,
             "running": self.running,
-            "accepting": self.accepting,
+            "accepting": self.accepting and self.healthy,
+            "healthy": self.healthy,
             "heartbeat_at": time.time(),
         }
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -245,9 +304,46 @@ class ManagerService:
             for m in self._containers.values()
         ]
 
-    async def shutdown(self) -> None:
-        """Stop taking cold starts, remove every container, and deregister."""
+    async def reconcile(self) -> list[str]:
+        """At start: remove containers of this Manager it does not know (left by a previous
+        run), and purge its pool entries that point at containers that no longer exist."""
+        known = set(self._containers) | self.prewarm.ids()
+        strays = [cid for cid in await self._backend.list_ids() if cid not in known]
+        await asyncio.gather(*(self._backend.remove(cid) for cid in strays))
+        registered = await self._redis.hgetall(keys.containers(self.manager_id))
+        for container_id, raw in registered.items():
+            cid = container_id.decode() if isinstance(container_id, bytes) else container_id
+            if cid not in self._containers:
+                await self._pool.evict(PoolEntry.decode(raw))
+                await self._redis.hdel(keys.containers(self.manager_id), cid)
+        # idle-set members of containers that are gone
+        for entry in await self._pool.idle_since(self.manager_id, float("inf")):
+            if entry.container_id not in self._containers:
+                await self._pool.evict(entry)
+        if strays:
+            log.info("reconcile removed %d stray containers", len(strays))
+        return strays
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop taking cold starts; remove idle containers at once and busy ones as their
+        calls end, waiting at most ``timeout_s``; then remove whatever is left."""
         self.accepting = False
+        await self.heartbeat()  # tell Main now, not at the next beat
+        await self.prewarm.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._containers and loop.time() < deadline:
+            for managed in list(self._containers.values()):
+                if managed.entry is not None and await self._pool.remove_idle(managed.entry):
+                    await self.remove(managed.container.id)
+            if self._containers:
+                await asyncio.sleep(drain_poll_interval_s)
+        if self._containers:
+            log.warning("drain timed out; removing %d busy containers", len(self._containers))
+
+    async def shutdown(self) -> None:
+        """Drain, remove every container, and deregister."""
+        await self.drain(self.settings.drain_timeout_s)
         await asyncio.gather(
             *(self.remove(cid) for cid in list(self._containers)), return_exceptions=True
         )

@@ -14,6 +14,7 @@
     └── PlatformError                 a hotpool or infrastructure fault (5xx)
         ├── ContainerFailed           502 the container crashed or answered garbage
         ├── NoCapacity                503 no Manager can start a container
+        ├── RuntimeImageMissing       503 the runtime image is not built on a Manager's node
         ├── StoreUnavailable          503 Redis or a database is unreachable
         └── InvocationTimeout         504 the handler ran past its timeout; the container was killed
 
@@ -125,6 +126,11 @@ class ContainerFailed(PlatformError):
 class NoCapacity(PlatformError):
     status = 503
     code = "NoCapacity"
+
+
+class RuntimeImageMissing(PlatformError):
+    status = 503
+    code = "RuntimeImageMissing"
 
 
 class StoreUnavailable(PlatformError):

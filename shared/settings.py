@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import uuid
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -48,12 +48,24 @@ class Settings:
     advertise_host: str = "127.0.0.1"
     backend: str = "process"
     capacity_containers: int = 64
+    # generic containers kept started per runtime, specialised on a cold start
+    prewarm_count: int = 2
+    prewarm_memory_mb: int = 128
+    drain_timeout_s: float = 30.0
     idle_ttl_s: float = 600.0
     reaper_interval_s: float = 5.0
     heartbeat_interval_s: float = 2.0
     heartbeat_ttl_s: float = 10.0
     container_ready_timeout_s: float = 30.0
     log_limit_bytes: int = 64 * 1024
+
+    # Docker backend
+    docker_url: str = ""  # empty = the local daemon (DOCKER_HOST or /var/run/docker.sock)
+    runtime_image_python: str = "hotpool/runtime-python:latest"
+    container_cpus: float = 1.0
+    container_pids_limit: int = 128
+    container_tmpfs_mb: int = 64
+    docker_create_concurrency: int = 4
 
     # the pool
     lease_grace_s: float = 10.0
@@ -104,7 +116,12 @@ class Settings:
 
     @property
     def effective_manager_id(self) -> str:
-        return self.manager_id or f"mgr-{uuid.uuid4().hex[:8]}"
+        # stable across restarts, so a restarted Manager finds and reconciles its containers
+        return self.manager_id or f"{socket.gethostname()}-{self.manager_port}"
+
+    @property
+    def runtime_images(self) -> dict[str, str]:
+        return {"python": self.runtime_image_python}
 
     @property
     def code_dir(self) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,20 +67,32 @@ StackFactory = Callable[..., Awaitable[Stack]]
 
 
 @pytest.fixture
-async def hotpool_stack(tmp_path) -> AsyncIterator[StackFactory]:
+def stack_backend() -> str:
+    """The container backend of ``hotpool_stack``; test modules override it to run on Docker."""
+    return "process"
+
+
+@pytest.fixture
+async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
     """Factory: ``await hotpool_stack(idle_ttl_s=1)`` starts a stack torn down after the test."""
     started: list[tuple[TestClient, TestServer]] = []
+    if stack_backend == "docker":
+        await require_docker()
 
     async def start(**overrides: Any) -> Stack:
         port = free_port()
-        settings = Settings.from_env(
-            {},
-            state_dir=tmp_path / f"state{len(started)}",
-            manager_port=port,
-            manager_url=f"http://127.0.0.1:{port}",
-            manager_id=f"mgr-test{len(started)}",
-            **overrides,
-        )
+        values: dict[str, Any] = {
+            "backend": stack_backend,
+            "state_dir": tmp_path / f"state{len(started)}",
+            "manager_port": port,
+            "manager_url": f"http://127.0.0.1:{port}",
+            "manager_id": f"mgr-test-{uuid.uuid4().hex[:8]}",
+            # deterministic container counts; pre-warming has tests of its own
+            "prewarm_count": 0,
+            "drain_timeout_s": 2.0,
+        }
+        values.update(overrides)
+        settings = Settings.from_env({}, **values)
         server = fakeredis.FakeServer()
         manager_redis = fakeredis.FakeAsyncRedis(server=server)
         main_redis = fakeredis.FakeAsyncRedis(server=server)
@@ -94,6 +108,24 @@ async def hotpool_stack(tmp_path) -> AsyncIterator[StackFactory]:
         await client.close()
         await manager_server.close()
     await asyncio.sleep(0)
+
+
+async def require_docker() -> None:
+    """Skip (locally) or fail (in CI) when the Docker engine or the runtime image is missing."""
+    import aiodocker
+
+    settings = Settings.from_env({})
+    problem = None
+    try:
+        async with aiodocker.Docker() as docker:
+            await docker.images.inspect(settings.runtime_image_python)
+    except Exception as exc:  # daemon down or image missing
+        problem = f"Docker or the image {settings.runtime_image_python} is unavailable: {exc}"
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem + " (CI installs both: .ci/run)")
+    pytest.skip(problem + "; run deploy/build-images.sh")
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> bool:

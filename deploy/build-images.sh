@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build hotpool's runtime image(s) on a machine that cannot reach any image registry.
+#
+#   deploy/build-images.sh            # idempotent: does nothing when the image exists
+#   FORCE=1 deploy/build-images.sh    # rebuild
+#
+# 1. debootstrap a minimal Debian bookworm root filesystem with python3 (about 45 s, once)
+# 2. docker import it as the base image  hotpool/base-debian:bookworm
+# 3. docker build deploy/runtimes/python/Dockerfile with BASE_IMAGE=that base
+# The runtime image is rebuilt whenever the bootstrap or the Dockerfile changes (its content
+# hash is a label), so a stale image is never used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE_IMAGE="${HOTPOOL_BASE_IMAGE:-hotpool/base-debian:bookworm}"
+RUNTIME_IMAGE="${HOTPOOL_RUNTIME_IMAGE:-hotpool/runtime-python:latest}"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+ROOTFS_DIR="${ROOTFS_DIR:-/var/cache/hotpool/rootfs-bookworm}"
+
+command -v docker >/dev/null || { echo "docker is not installed (apt-get install docker.io)" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "the Docker daemon is not running (start dockerd)" >&2; exit 1; }
+
+if [[ -n "${FORCE:-}" ]] || ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    command -v debootstrap >/dev/null || apt-get install -y debootstrap
+    if [[ ! -x "$ROOTFS_DIR/usr/bin/python3" ]]; then
+        rm -rf "$ROOTFS_DIR.partial"
+        mkdir -p "$(dirname "$ROOTFS_DIR")"
+        echo "debootstrap: building a minimal Debian root filesystem in $ROOTFS_DIR" >&2
+        debootstrap --variant=minbase --include=python3 bookworm "$ROOTFS_DIR.partial" "$MIRROR" >&2
+        # caches and docs are dead weight in every container
+        rm -rf "$ROOTFS_DIR.partial"/var/cache/apt/archives/*.deb \
+               "$ROOTFS_DIR.partial"/var/lib/apt/lists/* \
+               "$ROOTFS_DIR.partial"/usr/share/doc/* "$ROOTFS_DIR.partial"/usr/share/man/*
+        mv "$ROOTFS_DIR.partial" "$ROOTFS_DIR"
+    fi
+    tar -C "$ROOTFS_DIR" -c . | docker import - "$BASE_IMAGE" >/dev/null
+    echo "imported $BASE_IMAGE" >&2
+fi
+
+context_hash="$(cat deploy/runtimes/python/Dockerfile manager/runtime/bootstrap.py | sha256sum | cut -c1-16)"
+current="$(docker image inspect -f '{{ index .Config.Labels "org.hotpool.source" }}' "$RUNTIME_IMAGE" 2>/dev/null || true)"
+if [[ -n "${FORCE:-}" || "$current" != "$context_hash" ]]; then
+    DOCKER_BUILDKIT=0 docker build --quiet \
+        --build-arg BASE_IMAGE="$BASE_IMAGE" \
+        --label org.hotpool.source="$context_hash" \
+        -t "$RUNTIME_IMAGE" -f deploy/runtimes/python/Dockerfile manager/runtime >/dev/null
+    echo "built $RUNTIME_IMAGE" >&2
+else
+    echo "$RUNTIME_IMAGE is up to date" >&2
+fi

@@ -1,0 +1,297 @@
+"""The Docker backend: each container is a hardened Docker container of the runtime image.
+
+The bootstrap listens on port 8080 inside the container; Docker publishes it on the Manager's
+advertised address with a host port of the daemon's choosing, and Main calls that address
+directly. Code reaches the container through the bootstrap's ``/init`` (an archive in the
+request body, unpacked into the tmpfs ``/tmp``): the root filesystem stays read-only and a
+pre-warmed container, started before anyone knew which function it would serve, needs no
+volume or ``docker cp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+
+import aiodocker
+import aiohttp
+
+from manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
+from shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_PORT = "8080/tcp"
+MANAGER_LABEL = "hotpool.manager"
+RUNTIME_LABEL = "hotpool.runtime"
+BUILD_COMMAND = "hotpool images build (or deploy/build-images.sh)"
+ready_poll_interval_s = 0.01
+docker_call_timeout_s = 30.0
+events_retry_s = 1.0
+max_remembered_exits = 1000
+
+
+class DockerBackend:
+    """``ContainerBackend`` on a Docker daemon through aiodocker."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        manager_id: str,
+        images: Mapping[str, str],
+        advertise_host: str = "127.0.0.1",
+        docker_url: str | None = None,
+        cpus: float = 1.0,
+        pids_limit: int = 128,
+        tmpfs_mb: int = 64,
+        create_concurrency: int = 4,
+        ready_timeout_s: float = 30.0,
+    ) -> None:
+        self._manager_id = manager_id
+        self._images = dict(images)
+        self._host = advertise_host
+        self._docker_url = docker_url
+        self._cpus = cpus
+        self._pids_limit = pids_limit
+        self._tmpfs_mb = tmpfs_mb
+        self._create_slots = asyncio.Semaphore(create_concurrency)
+        self._ready_timeout_s = ready_timeout_s
+        self._docker: aiodocker.Docker | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._ids: set[str] = set()
+        self._removing: set[str] = set()
+        self._exits: dict[str, ExitStatus] = {}
+        self._listeners: list[ExitListener] = []
+        self._events_task: asyncio.Task[None] | None = None
+
+    @property
+    def docker(self) -> aiodocker.Docker:
+        if self._docker is None:
+            self._docker = aiodocker.Docker(
+                url=self._docker_url,
+                timeout=aiohttp.ClientTimeout(total=docker_call_timeout_s, connect=5.0),
+            )
+        return self._docker
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        return self._http
+
+    def on_exit(self, listener: ExitListener) -> None:
+        self._listeners.append(listener)
+        if self._events_task is None:
+            self._events_task = asyncio.create_task(self._follow_events(), name="docker-events")
+
+    # -- starting ----------------------------------------------------------------------
+
+    def container_config(self, spec: ContainerSpec) -> dict:
+        """The create-container body: limits and hardening of every function container."""
+        image = self._images.get(spec.runtime)
+        if image is None:
+            raise ContainerFailed(f"no runtime image is configured for {spec.runtime!r}")
+        memory = spec.memory_mb * 1024 * 1024
+        return {
+            "Image": image,
+            "Labels": {
+                MANAGER_LABEL: self._manager_id,
+                RUNTIME_LABEL: spec.runtime,
+                **{str(k): str(v) for k, v in spec.labels.items()},
+            },
+            "ExposedPorts": {BOOTSTRAP_PORT: {}},
+            "User": "10001:10001",
+            "HostConfig": {
+                "PortBindings": {BOOTSTRAP_PORT: [{"HostIp": self._host, "HostPort": ""}]},
+                "Memory": memory,
+                "MemorySwap": memory,  # equal to Memory: no swap
+                "NanoCpus": int(self._cpus * 1e9),
+                "PidsLimit": self._pids_limit,
+                "ReadonlyRootfs": True,
+                "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self._tmpfs_mb}m,mode=1777"},
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges"],
+                "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
+                "RestartPolicy": {"Name": "no"},
+            },
+        }
+
+    async def start(self, spec: ContainerSpec) -> Container:
+        config = self.container_config(spec)
+        started = time.time()
+        async with self._create_slots:  # a burst of cold starts must not swamp the daemon
+            container = await self._create(config)
+        self._ids.add(container.id)
+        try:
+            await container.start()
+            info = await container.show()
+            port = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT][0]["HostPort"]
+            address = f"{self._host}:{port}"
+            await self._wait_ready(container.id, address)
+        except BaseException as exc:
+            await self.remove(container.id)
+            if isinstance(exc, aiodocker.DockerError):
+                raise ContainerFailed(f"Docker could not start the container: {exc}") from exc
+            raise
+        return Container(container.id, address, spec.runtime, spec.memory_mb, started)
+
+    async def _create(self, config: dict) -> aiodocker.docker.DockerContainer:
+        try:
+            return await self.docker.containers.create(config)
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                raise RuntimeImageMissing(
+                    f"the runtime image {config['Image']!r} is missing; build it with "
+                    f"{BUILD_COMMAND}"
+                ) from exc
+            raise ContainerFailed(f"Docker could not create the container: {exc}") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise NoCapacity(f"the Docker daemon is unreachable: {exc}") from exc
+
+    async def _wait_ready(self, container_id: str, address: str) -> None:
+        deadline = time.monotonic() + self._ready_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                async with self.http.get(f"http://{address}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            if container_id in self._exits:
+                raise ContainerFailed(f"container exited while starting: {self._exits}")
+            await asyncio.sleep(ready_poll_interval_s)
+        raise ContainerFailed(f"container did not answer within {self._ready_timeout_s} s")
+
+    # -- running -----------------------------------------------------------------------
+
+    async def set_memory(self, container_id: str, memory_mb: int) -> None:
+        memory = memory_mb * 1024 * 1024
+        try:
+            await self.docker._query_json(
+                f"containers/{container_id}/update",
+                method="POST",
+                data=json.dumps({"Memory": memory, "MemorySwap": memory}),
+                headers={"Content-Type": "application/json"},
+            )
+        except aiodocker.DockerError as exc:
+            raise ContainerFailed(f"could not set the container's memory: {exc}") from exc
+
+    async def alive(self, container_id: str) -> bool:
+        try:
+            info = await self.docker.containers.container(container_id).show()
+        except aiodocker.DockerError:
+            return False
+        return bool(info["State"]["Running"])
+
+    async def exit_status(self, container_id: str, wait_s: float = 0.0) -> ExitStatus | None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            if container_id in self._exits:
+                return self._exits[container_id]
+            try:
+                info = await self.docker.containers.container(container_id).show()
+            except aiodocker.DockerError:
+                return self._exits.get(container_id)
+            state = info["State"]
+            if not state["Running"]:
+                return ExitStatus(state.get("ExitCode"), bool(state.get("OOMKilled")))
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+
+    async def healthy(self) -> bool:
+        try:
+            await self.docker.version()
+        except Exception:
+            return False
+        return True
+
+    async def list_ids(self) -> set[str]:
+        """Live containers carrying this Manager's label, including ones it does not know."""
+        found = await self.docker.containers.list(
+            all=True, filters=json.dumps({"label": [f"{MANAGER_LABEL}={self._manager_id}"]})
+        )
+        return {c.id for c in found}
+
+    # -- removing ----------------------------------------------------------------------
+
+    async def remove(self, container_id: str) -> None:
+        self._removing.add(container_id)
+        try:
+            await self.docker.containers.container(container_id).delete(force=True)
+        except aiodocker.DockerError as exc:
+            if exc.status not in (404, 409):  # gone already / removal already under way
+                raise ContainerFailed(f"could not remove container: {exc}") from exc
+        finally:
+            self._ids.discard(container_id)
+            self._removing.discard(container_id)
+
+    async def close(self) -> None:
+        if self._events_task is not None:
+            self._events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events_task
+        with contextlib.suppress(Exception):
+            ids = await self.list_ids()
+            await asyncio.gather(*(self.remove(cid) for cid in ids), return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+        if self._docker is not None:
+            await self._docker.close()
+
+    # -- events ------------------------------------------------------------------------
+
+    async def _follow_events(self) -> None:
+        """Follow the daemon's event stream for this Manager's containers, reconnecting."""
+        filters = json.dumps(
+            {
+                "type": ["container"],
+                "event": ["die", "oom"],
+                "label": [f"{MANAGER_LABEL}={self._manager_id}"],
+            }
+        )
+        while True:
+            try:
+                await self._read_events(filters)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("Docker event stream lost (%s); reconnecting", exc)
+            await asyncio.sleep(events_retry_s)
+
+    async def _read_events(self, filters: str) -> None:
+        async with self.docker._query(
+            "events", params={"filters": filters}, timeout=aiohttp.ClientTimeout(total=None)
+        ) as response:
+            async for line in response.content:
+                if line.strip():
+                    await self._on_event(json.loads(line))
+
+    async def _on_event(self, event: dict) -> None:
+        container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
+        action = event.get("Action") or event.get("status")
+        if action == "oom":
+            previous = self._exits.get(container_id)
+            self._exits[container_id] = ExitStatus(previous.exit_code if previous else 137, True)
+            return
+        if action != "die" or container_id in self._removing:
+            return
+        attributes = event.get("Actor", {}).get("Attributes", {})
+        code = int(attributes.get("exitCode", -1))
+        oom = container_id in self._exits and self._exits[container_id].oom_killed
+        self._exits[container_id] = ExitStatus(code, oom)
+        if len(self._exits) > max_remembered_exits:
+            self._exits.pop(next(iter(self._exits)))
+        self._ids.discard(container_id)
+        log.info("container %s died (exit %s, oom %s)", container_id[:12], code, oom)
+        for listener in self._listeners:
+            try:
+                await listener(container_id)
+            except Exception:
+                log.exception("exit listener failed for %s", container_id)
