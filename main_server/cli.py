@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -162,6 +163,21 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_images_build(args: argparse.Namespace) -> int:
+    """Build the runtime images with deploy/build-images.sh (no registry needed)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "deploy" / "build-images.sh"
+    if not script.exists():
+        raise CliError(
+            f"{script} is missing; run 'hotpool images build' from a hotpool source checkout"
+        )
+    env = dict(os.environ)
+    if args.force:
+        env["FORCE"] = "1"
+    return subprocess.call(["bash", str(script)], env=env)
+
+
 def _settings_for_service(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "port", None) is not None:
@@ -207,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manager", help="run a Manager (configured by HOTPOOL_* variables)")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_manager)
+
+    images = sub.add_parser("images", help="runtime images for the Docker backend")
+    images_sub = images.add_subparsers(dest="images_command", required=True)
+    p = images_sub.add_parser("build", help="build the runtime images (idempotent)")
+    p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    p.set_defaults(func=cmd_images_build)
 
     p = sub.add_parser("deploy", help="deploy a directory or zip as a new function version")
     p.add_argument("path", help="directory holding main.py, or a zip")
