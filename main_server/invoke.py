@@ -131,6 +131,7 @@ class Invoker:
             record.update(
                 cold_start=attempt.cold is not None,
                 init_ms=attempt.cold.total_ms if attempt.cold else None,
+                cold_start_breakdown=attempt.cold.breakdown() if attempt.cold else None,
                 container_id=attempt.entry.container_id,
                 manager_id=attempt.entry.manager_id,
             )

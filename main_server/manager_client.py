@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,20 @@ class ColdStart:
     start_ms: float
     init_ms: float
     total_ms: float
+    fetch_ms: float = 0.0
+    prewarmed: bool = False
+    placement_ms: float = 0.0
+
+    def breakdown(self) -> dict[str, float | bool]:
+        """Where the cold start's time went, for the execution record."""
+        return {
+            "placement_ms": self.placement_ms,
+            "code_fetch_ms": self.fetch_ms,
+            "container_start_ms": self.start_ms,
+            "init_ms": self.init_ms,
+            "manager_total_ms": self.total_ms,
+            "prewarmed": self.prewarmed,
+        }
 
 
 class ManagerClient:
@@ -37,6 +52,7 @@ class ManagerClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def cold_start(self, fv: FunctionVersion) -> ColdStart:
+        begun = time.perf_counter()
         manager = choose_manager(await self._registry.snapshot(), self._registry.pending)
         if manager is None:
             manager = choose_manager(
@@ -50,6 +66,7 @@ class ManagerClient:
             "code_key": fv.code_key,
             **fv.config.to_dict(),
         }
+        placement_ms = round((time.perf_counter() - begun) * 1000, 3)
         pending = self._registry.pending
         pending[manager.id] = pending.get(manager.id, 0) + 1
         try:
@@ -68,6 +85,9 @@ class ManagerClient:
                 start_ms=payload["start_ms"],
                 init_ms=payload["init_ms"],
                 total_ms=payload["total_ms"],
+                fetch_ms=payload.get("fetch_ms", 0.0),
+                prewarmed=bool(payload.get("prewarmed")),
+                placement_ms=placement_ms,
             )
         error = payload.get("error", {})
         if error.get("code") == "FunctionError":

@@ -66,7 +66,7 @@ class ManagerRegistry:
         self._redis = redis
         self._cache_s = cache_s
         self._snapshot: list[ManagerInfo] = []
-        self._read_at = 0.0
+        self._read_at = float("-inf")  # the first snapshot() always reads
         self.pending: dict[str, int] = {}
 
     async def snapshot(self, *, fresh: bool = False) -> list[ManagerInfo]:

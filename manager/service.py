@@ -139,6 +139,7 @@ class ManagerService:
         begun = time.perf_counter()
         try:
             code = await self._code.get(request.code_key)
+            fetched = time.perf_counter()
             spec = ContainerSpec(
                 runtime=request.config.runtime,
                 memory_mb=request.config.memory_mb,
@@ -176,7 +177,8 @@ class ManagerService:
             "manager_id": self.manager_id,
             "entry": entry.encode(),
             "prewarmed": prewarmed,
-            "start_ms": round((started - begun) * 1000, 3),
+            "fetch_ms": round((fetched - begun) * 1000, 3),
+            "start_ms": round((started - fetched) * 1000, 3),
             "init_ms": init_ms,
             "total_ms": round((time.perf_counter() - begun) * 1000, 3),
         }

@@ -1,0 +1,56 @@
+"""Run ``hotpool dev`` in a child process for a benchmark, with a throw-away state directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DevServer:
+    main_url: str
+    manager_url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def dev_server(port: int, **settings: object) -> Iterator[DevServer]:
+    """``hotpool dev`` on ``port`` (Manager on port+1) with ``HOTPOOL_<NAME>`` settings."""
+    with tempfile.TemporaryDirectory(prefix="hotpool-bench-") as state:
+        env = {**os.environ, "HOTPOOL_STATE_DIR": state}
+        env.update({f"HOTPOOL_{k.upper()}": str(v) for k, v in settings.items()})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "main_server.cli", "dev", "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        main_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_up(main_url, proc)
+            yield DevServer(main_url, f"http://127.0.0.1:{port + 1}", proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hotpool dev exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"hotpool dev did not answer at {url}")
