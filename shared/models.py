@@ -12,9 +12,9 @@ import orjson
 
 from shared.errors import InvalidRequest
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
+HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 RUNTIMES = ("python",)
 MEMORY_MB_RANGE = (64, 10240)
 TIMEOUT_S_RANGE = (0.1, 900.0)

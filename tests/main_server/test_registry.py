@@ -1,0 +1,231 @@
+"""Tests of main_server.registry: choosing a Manager for a cold start, reading registrations."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import fakeredis
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
+from shared import keys
+
+
+def mgr(
+    id: str,
+    *,
+    capacity: int = 10,
+    running: int = 0,
+    accepting: bool = True,
+    alive: bool = True,
+) -> ManagerInfo:
+    return ManagerInfo(
+        id=id,
+        url=f"http://{id}:8081",
+        capacity=capacity,
+        running=running,
+        accepting=accepting,
+        heartbeat_at=1000.0,
+        alive=alive,
+    )
+
+
+@pytest.mark.parametrize(
+    ("managers", "pending", "expected"),
+    [
+        pytest.param([], {}, None, id="empty"),
+        pytest.param([mgr("a")], {}, "a", id="one"),
+        pytest.param([mgr("a", alive=False), mgr("b", running=9)], {}, "b", id="dead-skipped"),
+        pytest.param([mgr("a", alive=False)], {}, None, id="only-dead"),
+        pytest.param(
+            [mgr("a", accepting=False), mgr("b", running=9)], {}, "b", id="not-accepting-skipped"
+        ),
+        pytest.param([mgr("a", accepting=False)], {}, None, id="only-draining"),
+        pytest.param([mgr("a", running=10), mgr("b", running=9)], {}, "b", id="full-skipped"),
+        pytest.param([mgr("a", running=11)], {}, None, id="over-full"),
+        pytest.param([mgr("a", capacity=0)], {}, None, id="zero-capacity"),
+        pytest.param(
+            [mgr("a", running=5), mgr("b", running=2), mgr("c", running=7)],
+            {},
+            "b",
+            id="least-loaded",
+        ),
+        pytest.param(
+            # by ratio, not by count: 3/4 is fuller than 10/100
+            [mgr("small", capacity=4, running=3), mgr("big", capacity=100, running=10)],
+            {},
+            "big",
+            id="ratio-not-count",
+        ),
+        pytest.param(
+            [mgr("a", running=1), mgr("b", running=3)], {"a": 4}, "b", id="pending-counted"
+        ),
+        pytest.param(
+            [mgr("a", running=6), mgr("b", running=9)], {"b": 1}, "a", id="pending-fills-up"
+        ),
+        pytest.param([mgr("a", running=9)], {"a": 1}, None, id="pending-makes-full"),
+        pytest.param([mgr("a", running=0)], {"unknown": 50}, "a", id="pending-of-unknown-ignored"),
+        pytest.param(
+            [mgr("c", running=2), mgr("a", running=2), mgr("b", running=2)], {}, "a", id="tie-by-id"
+        ),
+        pytest.param(
+            [mgr("b", capacity=4, running=2), mgr("a", capacity=10, running=5)],
+            {},
+            "a",
+            id="equal-ratio-tie-by-id",
+        ),
+    ],
+)
+def test_choose_manager(managers, pending, expected):
+    chosen = choose_manager(managers, pending)
+
+    assert (chosen.id if chosen else None) == expected
+
+
+def test_choose_manager_does_not_change_its_inputs():
+    managers = [mgr("a", running=1), mgr("b")]
+    pending = {"b": 2}
+
+    choose_manager(managers, pending)
+
+    assert managers == [mgr("a", running=1), mgr("b")]
+    assert pending == {"b": 2}
+
+
+manager_infos = st.builds(
+    mgr,
+    id=st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+    capacity=st.integers(min_value=0, max_value=200),
+    running=st.integers(min_value=0, max_value=250),
+    accepting=st.booleans(),
+    alive=st.booleans(),
+)
+
+
+def eligible(m: ManagerInfo, pending: dict[str, int]) -> bool:
+    return m.alive and m.accepting and m.running + pending.get(m.id, 0) < m.capacity
+
+
+def load(m: ManagerInfo, pending: dict[str, int]) -> Fraction:
+    return Fraction(m.running + pending.get(m.id, 0), m.capacity)
+
+
+@given(
+    managers=st.lists(manager_infos, max_size=8, unique_by=lambda m: m.id),
+    pending=st.dictionaries(
+        st.sampled_from(["a", "b", "c", "d", "e", "f", "x"]), st.integers(0, 50), max_size=7
+    ),
+)
+def test_choose_manager_picks_an_eligible_least_loaded_manager(managers, pending):
+    chosen = choose_manager(managers, pending)
+
+    candidates = [m for m in managers if eligible(m, pending)]
+    if chosen is None:
+        assert candidates == []
+        return
+    assert chosen in managers
+    assert chosen.alive and chosen.accepting
+    assert chosen.running + pending.get(chosen.id, 0) < chosen.capacity
+    best = load(chosen, pending)
+    assert all(load(m, pending) >= best for m in candidates)
+    # ties go to the smallest id, so every Main picks the same Manager from one snapshot
+    assert chosen.id == min(m.id for m in candidates if load(m, pending) == best)
+
+
+# --- ManagerRegistry ---------------------------------------------------------------------------
+
+
+def registration(**fields) -> bytes:
+    info = {
+        "url": "http://x:8081",
+        "capacity": 8,
+        "running": 1,
+        "accepting": True,
+        "heartbeat_at": 1000.5,
+    }
+    info.update(fields)
+    return orjson.dumps(info)
+
+
+@pytest.fixture
+async def fake_redis():
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def test_snapshot_marks_only_managers_with_a_heartbeat_alive(fake_redis):
+    await fake_redis.hset(
+        keys.MANAGERS,
+        mapping={
+            "m1": registration(url="http://one:8081", capacity=4, running=2, accepting=True),
+            "m2": registration(url="http://two:8081", capacity=16, running=0, accepting=False),
+        },
+    )
+    await fake_redis.set(keys.manager_alive("m1"), b"1", px=10_000)
+
+    snapshot = await ManagerRegistry(fake_redis).snapshot()
+
+    by_id = {m.id: m for m in snapshot}
+    assert set(by_id) == {"m1", "m2"}
+    assert by_id["m1"] == ManagerInfo(
+        id="m1",
+        url="http://one:8081",
+        capacity=4,
+        running=2,
+        accepting=True,
+        heartbeat_at=1000.5,
+        alive=True,
+    )
+    assert by_id["m2"].alive is False
+    assert by_id["m2"].accepting is False
+    assert by_id["m2"].capacity == 16
+
+
+async def test_snapshot_of_no_registrations_is_empty(fake_redis):
+    assert await ManagerRegistry(fake_redis).snapshot() == []
+
+
+async def test_registration_without_accepting_counts_as_accepting(fake_redis):
+    info = orjson.loads(registration())
+    del info["accepting"]
+    await fake_redis.hset(keys.MANAGERS, "m1", orjson.dumps(info))
+
+    (manager,) = await ManagerRegistry(fake_redis).snapshot()
+
+    assert manager.accepting is True
+
+
+async def test_first_snapshot_reads_redis_whatever_the_cache_time(fake_redis):
+    # regression: the cache stamp started at monotonic 0, so on a host up for less than
+    # cache_s the first snapshot answered the empty initial list without reading
+    await fake_redis.hset(keys.MANAGERS, "m1", registration())
+
+    snapshot = await ManagerRegistry(fake_redis, cache_s=10**9).snapshot()
+
+    assert [m.id for m in snapshot] == ["m1"]
+
+
+async def test_snapshot_is_cached_until_fresh_is_asked(fake_redis):
+    registry = ManagerRegistry(fake_redis, cache_s=3600)
+    await fake_redis.hset(keys.MANAGERS, "m1", registration())
+    assert [m.id for m in await registry.snapshot()] == ["m1"]
+
+    await fake_redis.hset(keys.MANAGERS, "m2", registration())
+
+    assert [m.id for m in await registry.snapshot()] == ["m1"]
+    assert sorted(m.id for m in await registry.snapshot(fresh=True)) == ["m1", "m2"]
+
+
+async def test_url_of_rereads_for_a_manager_not_in_the_cache(fake_redis):
+    registry = ManagerRegistry(fake_redis, cache_s=3600)
+    await registry.snapshot()
+    await fake_redis.hset(keys.MANAGERS, "late", registration(url="http://late:8081"))
+
+    assert await registry.url_of("late") == "http://late:8081"
+    assert await registry.url_of("never") is None

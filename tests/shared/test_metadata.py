@@ -1,0 +1,161 @@
+"""Tests of shared.metadata.SqlMetadataStore over SQLite (the embedded adapter)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+
+from shared.errors import NotFound, StoreUnavailable
+from shared.metadata import SqlMetadataStore
+from shared.models import FunctionConfig, FunctionVersion
+
+CONFIG = FunctionConfig()
+
+
+@pytest.fixture
+async def store(tmp_path) -> AsyncIterator[SqlMetadataStore]:
+    s = SqlMetadataStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}")
+    await s.create_schema()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def create(store: SqlMetadataStore, name: str, n: int = 1, **config) -> FunctionVersion:
+    sha = f"{n:064x}"
+    return await store.create_version(name, FunctionConfig(**config), sha, f"{sha}.zip")
+
+
+async def test_create_version_numbers_versions_from_one(store):
+    v1 = await create(store, "echo", 1)
+    v2 = await create(store, "echo", 2)
+    v3 = await create(store, "echo", 3)
+
+    assert [v1.version, v2.version, v3.version] == [1, 2, 3]
+
+
+async def test_versions_are_numbered_per_function(store):
+    await create(store, "alpha")
+    await create(store, "alpha")
+
+    assert (await create(store, "beta")).version == 1
+
+
+async def test_create_version_returns_what_it_stored(store):
+    created = await create(store, "echo", 7, memory_mb=256, timeout_s=2.5, handler="app.run")
+
+    assert created.name == "echo"
+    assert created.code_sha256 == f"{7:064x}"
+    assert created.code_key == f"{7:064x}.zip"
+    assert created.config == FunctionConfig(memory_mb=256, timeout_s=2.5, handler="app.run")
+    assert isinstance(created.created_at, datetime)
+    assert created.created_at.tzinfo is not None
+    assert await store.latest("echo") == created
+
+
+async def test_latest_returns_the_newest_version(store):
+    await create(store, "echo", 1, memory_mb=128)
+    await create(store, "echo", 2, memory_mb=512)
+
+    latest = await store.latest("echo")
+
+    assert latest.version == 2
+    assert latest.code_sha256 == f"{2:064x}"
+    assert latest.config.memory_mb == 512
+    assert latest.created_at.tzinfo is not None  # SQLite hands back naive datetimes
+
+
+async def test_env_round_trips(store):
+    env = {"GREETING": "héllo wörld", "EMPTY": "", "JSON": '{"a": [1, 2]}'}
+    await create(store, "echo", env=env)
+
+    assert dict((await store.latest("echo")).config.env) == env
+
+
+async def test_list_functions_gives_each_latest_version_by_name(store):
+    await create(store, "zeta", 1)
+    await create(store, "alpha", 2)
+    await create(store, "alpha", 3)
+
+    listed = await store.list_functions()
+
+    assert [(f.name, f.version) for f in listed] == [("alpha", 2), ("zeta", 1)]
+
+
+async def test_list_functions_of_empty_store(store):
+    assert await store.list_functions() == []
+
+
+async def test_delete_hides_the_function(store):
+    await create(store, "echo", 1)
+    await create(store, "keep", 2)
+
+    deleted = await store.delete("echo")
+
+    assert (deleted.name, deleted.version) == ("echo", 1)
+    with pytest.raises(NotFound):
+        await store.latest("echo")
+    assert [f.name for f in await store.list_functions()] == ["keep"]
+
+
+async def test_delete_twice_is_not_found(store):
+    await create(store, "echo")
+    await store.delete("echo")
+
+    with pytest.raises(NotFound):
+        await store.delete("echo")
+
+
+async def test_recreating_a_deleted_function_continues_the_version_numbers(store):
+    await create(store, "echo", 1)
+    await create(store, "echo", 2)
+    await store.delete("echo")
+
+    again = await create(store, "echo", 3)
+
+    # a version number is never reused, so no pool list can mix two code packages
+    assert again.version == 3
+    assert (await store.latest("echo")).version == 3
+    assert [(f.name, f.version) for f in await store.list_functions()] == [("echo", 3)]
+
+
+@pytest.mark.parametrize("operation", ["latest", "delete"])
+async def test_unknown_function_is_not_found(store, operation):
+    with pytest.raises(NotFound) as info:
+        await getattr(store, operation)("nope")
+
+    assert info.value.status == 404
+    assert "nope" in info.value.message
+
+
+async def test_concurrent_deploys_never_share_a_version_number(store):
+    results = await asyncio.gather(
+        *(create(store, "echo", n) for n in range(3)), return_exceptions=True
+    )
+
+    created = [r for r in results if isinstance(r, FunctionVersion)]
+    # a lost race may be refused with "try again" (503), never answered with a reused number
+    assert all(isinstance(r, (FunctionVersion, StoreUnavailable)) for r in results), results
+    assert created
+    versions = [v.version for v in created]
+    assert len(set(versions)) == len(versions)
+    assert (await store.latest("echo")).version == max(versions)
+
+
+async def test_versions_persist_across_store_instances(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
+    first = SqlMetadataStore.from_url(url)
+    await first.create_schema()
+    await create(first, "echo", 1)
+    await first.close()
+
+    second = SqlMetadataStore.from_url(url)
+    await second.create_schema()  # idempotent
+    try:
+        assert (await create(second, "echo", 2)).version == 2
+    finally:
+        await second.close()
