@@ -47,7 +47,7 @@ class LocalCodeStore:
         key = package_key(sha256)
         path = self._path(key)
         if not path.exists():
-            await asyncio.to_thread(_atomic_write, path, data)
+            await asyncio.to_thread(atomic_write, path, data)
         return key
 
     async def get(self, key: str) -> bytes:
@@ -61,7 +61,8 @@ class LocalCodeStore:
         return None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file so readers see all of it or nothing."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -13,6 +13,11 @@ The warm pool (ADR-000 decision 2):
 - ``hp:managers``                  HASH manager id -> JSON registration (url, capacity, ...).
 - ``hp:manager-alive:{manager_id}`` STRING with a TTL: the Manager's heartbeat.
 
+Pub/sub:
+
+- ``hp:functions-changed``          channel: a function name, published on every deploy and
+  delete so every Main replica drops its cached copy at once.
+
 An *entry* is ``function|version|manager_id|container_id|host:port``: it names the container
 and its Manager, not only an address, so a dead one can be evicted and removed.
 """
@@ -26,6 +31,7 @@ RETIRED_PREFIX = "hp:retired:"
 CONTAINERS_PREFIX = "hp:containers:"
 MANAGERS = "hp:managers"
 MANAGER_ALIVE_PREFIX = "hp:manager-alive:"
+FUNCTIONS_CHANGED = "hp:functions-changed"
 
 # A retired marker outlives any lease (timeout + grace) by far.
 retired_marker_ttl_s = 24 * 3600

@@ -1,21 +1,79 @@
-"""Building the Redis client: a real server from ``HOTPOOL_REDIS_URL``, or the embedded
-in-process stand-in (fakeredis with Lua, so the same pool scripts run unchanged)."""
+"""Building the Redis client: a real server from ``HOTPOOL_REDIS_URL`` (or Redis Sentinel
+from ``HOTPOOL_REDIS_SENTINELS``), or the embedded in-process stand-in (fakeredis with Lua,
+so the same pool scripts run unchanged)."""
 
 from __future__ import annotations
 
 import fakeredis
+import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
 
-from shared.settings import Settings
+from shared.errors import StoreUnavailable
+from shared.settings import Settings, SettingsError
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+
+
+def parse_hosts(value: str, setting: str) -> list[tuple[str, int]]:
+    """``"h1:26379,h2:26379"`` as (host, port) pairs."""
+    hosts = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise SettingsError(f"{setting}: {item!r} is not host:port")
+        hosts.append((host, int(port)))
+    return hosts
 
 
 def make_redis(settings: Settings, server: fakeredis.FakeServer | None = None) -> Redis:
     """A Redis client for ``settings``; ``server`` shares one embedded Redis between apps."""
-    if settings.redis_url:
-        return Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            health_check_interval=10,
+    options = {
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "max_connections": settings.redis_max_connections,
+        "health_check_interval": 10,
+    }
+    if settings.redis_sentinels:
+        sentinels = parse_hosts(settings.redis_sentinels, "HOTPOOL_REDIS_SENTINELS")
+        url_options = _url_options(settings.redis_url) if settings.redis_url else {}
+        sentinel = Sentinel(
+            sentinels,
+            sentinel_kwargs={
+                "socket_connect_timeout": settings.redis_connect_timeout_s,
+                "socket_timeout": settings.redis_socket_timeout_s,
+            },
+            **options,
+            **url_options,
         )
+        return sentinel.master_for(settings.redis_sentinel_master)
+    if settings.redis_url:
+        try:
+            return Redis.from_url(settings.redis_url, **options)
+        except ValueError as exc:
+            raise SettingsError(f"HOTPOOL_REDIS_URL is not a Redis URL: {exc}") from None
     return fakeredis.FakeAsyncRedis(server=server or fakeredis.FakeServer())
+
+
+def _url_options(url: str) -> dict[str, object]:
+    """db and password from a redis:// URL, for the Sentinel-managed connections."""
+    from redis.asyncio.connection import parse_url
+
+    try:
+        parsed = parse_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"HOTPOOL_REDIS_URL is not a Redis URL: {exc}") from None
+    return {k: v for k, v in parsed.items() if k in ("db", "password", "username")}
+
+
+async def check_redis(client: Redis, settings: Settings) -> None:
+    """Raise StoreUnavailable naming the setting unless Redis answers (start-up check)."""
+    try:
+        await client.ping()
+    except (*REDIS_ERRORS, redis.exceptions.RedisError) as exc:
+        setting = "HOTPOOL_REDIS_SENTINELS" if settings.redis_sentinels else "HOTPOOL_REDIS_URL"
+        raise StoreUnavailable(f"Redis is unreachable ({setting}): {exc}") from exc

@@ -1,0 +1,122 @@
+"""``CodeStore`` on S3 (or any S3-compatible server: MinIO, moto) through aioboto3.
+
+Keys are content addressed (``<prefix><sha256>.zip``): storing identical code twice uploads
+nothing, and a key never changes content, so any cache of it never goes stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aioboto3
+import botocore.exceptions
+from botocore.config import Config
+
+from shared.codestore import package_key
+from shared.errors import NotFound, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.NoCredentialsError,
+    OSError,
+)
+
+
+class S3CodeStore:
+    """Code packages in one S3 bucket under a prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "packages/",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        session: aioboto3.Session | None = None,
+    ) -> None:
+        self._bucket = bucket
+        self._prefix = prefix
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._session = session or aioboto3.Session()
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def open(self) -> None:
+        config = Config(
+            connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
+        )
+        self._client = await self._stack.enter_async_context(
+            self._session.client(
+                "s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config
+            )
+        )
+
+    async def check(self) -> None:
+        """Raise StoreUnavailable unless the bucket answers (start-up check)."""
+        try:
+            async with self._errors(self._bucket):
+                await self._client.head_bucket(Bucket=self._bucket)
+        except (NotFound, StoreUnavailable) as exc:
+            raise StoreUnavailable(
+                f"the code bucket is not usable (HOTPOOL_S3_BUCKET={self._bucket!r}, "
+                f"HOTPOOL_S3_ENDPOINT_URL={self._endpoint_url or 'AWS'}): {exc.message}"
+            ) from exc
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(f"no code package {what!r}") from exc
+            raise StoreUnavailable(f"S3 refused {what!r}: {code or exc}") from exc
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"S3 is unreachable: {exc}") from exc
+
+    async def put(self, sha256: str, data: bytes) -> str:
+        key = package_key(sha256)
+        async with self._errors(key):
+            try:
+                await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
+                return key  # content addressed: already there means identical
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                    raise
+            await self._client.put_object(
+                Bucket=self._bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType="application/zip",
+                Metadata={"sha256": sha256},
+            )
+        return key
+
+    async def get(self, key: str) -> bytes:
+        async with self._errors(key):
+            response = await self._client.get_object(Bucket=self._bucket, Key=self._key(key))
+            async with response["Body"] as body:
+                return await body.read()
+
+    async def exists(self, key: str) -> bool:
+        try:
+            async with self._errors(key):
+                await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
+        except NotFound:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
