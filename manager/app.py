@@ -20,12 +20,14 @@ from redis.asyncio import Redis
 
 from manager.backend import ContainerBackend
 from manager.docker_backend import DockerBackend
+from manager.package_cache import PackageCache
 from manager.process_backend import ProcessBackend
 from manager.service import CreateRequest, ManagerService
 from shared.codestore import CodeStore, LocalCodeStore
 from shared.http import error_middleware, json_response, read_json
-from shared.redis_conn import make_redis
+from shared.redis_conn import check_redis, make_redis
 from shared.settings import Settings
+from shared.stores import open_code_store
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +121,25 @@ def create_manager_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_redis = redis is None
         client = redis if redis is not None else make_redis(settings)
-        store = code_store or LocalCodeStore(settings.code_dir)
+        if own_redis:
+            try:
+                await check_redis(client, settings)
+            except BaseException:
+                await client.aclose()
+                raise
+        store = code_store or await open_code_store(settings)
+        # a remote store is read through the node's disk cache: one download per package
+        reader = (
+            store
+            if isinstance(store, LocalCodeStore)
+            else PackageCache(store, settings.state_dir / "package-cache")
+        )
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         service = ManagerService(
             settings,
             manager_id=settings.effective_manager_id,
             backend=backend or make_backend(settings),
-            code_store=store,
+            code_store=reader,
             redis=client,
             http=http,
         )

@@ -66,9 +66,12 @@ class ExitStatus:
 
     exit_code: int | None
     oom_killed: bool = False
+    # the container's memory limit, filled in by the Manager so the message can name it
+    memory_mb: int | None = None
 
     def describe(self, memory_mb: int | None = None) -> tuple[str, str]:
         """(error type, message) of the function error this exit means for the caller."""
+        memory_mb = memory_mb or self.memory_mb
         if self.oom_killed:
             limit = f" of {memory_mb} MB" if memory_mb else ""
             return "OutOfMemory", f"the function exceeded its memory limit{limit} and was killed"

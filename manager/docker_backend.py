@@ -96,7 +96,10 @@ class DockerBackend:
         """The create-container body: limits and hardening of every function container."""
         image = self._images.get(spec.runtime)
         if image is None:
-            raise ContainerFailed(f"no runtime image is configured for {spec.runtime!r}")
+            raise RuntimeImageMissing(
+                f"no runtime image is configured for {spec.runtime!r}; configure one "
+                f"(HOTPOOL_RUNTIME_IMAGE_<RUNTIME>) and build it with {BUILD_COMMAND}"
+            )
         memory = spec.memory_mb * 1024 * 1024
         return {
             "Image": image,
@@ -156,6 +159,7 @@ class DockerBackend:
 
     async def _wait_ready(self, container_id: str, address: str) -> None:
         deadline = time.monotonic() + self._ready_timeout_s
+        polls = 0
         while time.monotonic() < deadline:
             try:
                 async with self.http.get(f"http://{address}/healthz") as resp:
@@ -163,8 +167,14 @@ class DockerBackend:
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
-            if container_id in self._exits:
-                raise ContainerFailed(f"container exited while starting: {self._exits}")
+            polls += 1
+            # the event stream usually reports a death first; ask the daemon now and then
+            # in case nobody follows events or one was missed
+            ended = self._exits.get(container_id)
+            if ended is None and polls % 20 == 0:
+                ended = await self.exit_status(container_id)
+            if ended is not None:
+                raise ContainerFailed(f"container exited while starting: {ended}")
             await asyncio.sleep(ready_poll_interval_s)
         raise ContainerFailed(f"container did not answer within {self._ready_timeout_s} s")
 
@@ -213,7 +223,7 @@ class DockerBackend:
         return True
 
     async def list_ids(self) -> set[str]:
-        """Live containers carrying this Manager's label, including ones it does not know."""
+        """Containers carrying this Manager's label, running or not, including unknown ones."""
         found = await self.docker.containers.list(
             all=True, filters=json.dumps({"label": [f"{MANAGER_LABEL}={self._manager_id}"]})
         )

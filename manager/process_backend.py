@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from manager.backend import BOOTSTRAP_PATH, Container, ContainerSpec, ExitListener, ExitStatus
-from shared.errors import ContainerFailed
+from shared.errors import ContainerFailed, RuntimeImageMissing
 from shared.models import MEMORY_MB_RANGE
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ class ProcessBackend:
         self._listeners.append(listener)
 
     async def start(self, spec: ContainerSpec) -> Container:
+        if spec.runtime != "python":  # the bootstrap runs on this interpreter, nothing else
+            raise RuntimeImageMissing(
+                f"the process backend has no {spec.runtime!r} runtime, only 'python'; other "
+                "runtimes need the Docker backend and their images (deploy/build-images.sh)"
+            )
         container_id = "p-" + uuid.uuid4().hex[:12]
         workdir = self._work_dir / container_id
         (workdir / "code").mkdir(parents=True)
@@ -168,9 +173,7 @@ class ProcessBackend:
             return
         hard = _address_space_bytes(MEMORY_MB_RANGE[1])
         with contextlib.suppress(ProcessLookupError):
-            resource.prlimit(
-                proc.pid, resource.RLIMIT_AS, (_address_space_bytes(memory_mb), hard)
-            )
+            resource.prlimit(proc.pid, resource.RLIMIT_AS, (_address_space_bytes(memory_mb), hard))
 
     async def healthy(self) -> bool:
         return True

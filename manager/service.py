@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -161,6 +162,8 @@ class ManagerService:
         try:
             if prewarmed and container.memory_mb != request.config.memory_mb:
                 await self._backend.set_memory(container.id, request.config.memory_mb)
+                container = dataclasses.replace(container, memory_mb=request.config.memory_mb)
+                managed.container = container
             init_ms = await self._init(container, request, code)
         except BaseException:
             await self.remove(container.id)
@@ -231,6 +234,8 @@ class ManagerService:
         status = None
         if failed:
             status = await self._backend.exit_status(container_id, wait_s=1.0)
+            if status is not None:
+                status = dataclasses.replace(status, memory_mb=managed.container.memory_mb)
         await self._backend.remove(container_id)
         return status
 
@@ -247,8 +252,9 @@ class ManagerService:
         if managed is None:
             return
         log.warning("container %s died; evicting it from the pool", container_id)
-        status = await self._backend.exit_status(container_id)
-        self._exits[container_id] = status or ExitStatus(None)
+        status = await self._backend.exit_status(container_id) or ExitStatus(None)
+        memory_mb = managed.container.memory_mb
+        self._exits[container_id] = dataclasses.replace(status, memory_mb=memory_mb)
         if len(self._exits) > max_remembered_exits:
             self._exits.pop(next(iter(self._exits)))
         await self._forget(managed)

@@ -1,3 +1,3 @@
 """Fixtures for these tests: the embedded stack factory."""
 
-from tests.stack import hotpool_stack  # noqa: F401
+from tests.stack import hotpool_stack, stack_backend  # noqa: F401

@@ -1,0 +1,95 @@
+"""Every Docker function container is locked down: limits, read-only root, no privileges."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import aiodocker
+import pytest
+
+from manager.backend import ContainerSpec
+from manager.docker_backend import BOOTSTRAP_PORT, MANAGER_LABEL, RUNTIME_LABEL, DockerBackend
+from tests.helpers import handler_zip
+from tests.stack import require_docker
+
+MiB = 1024 * 1024
+IMAGES = {"python": "hotpool/runtime-python:latest"}
+
+
+@pytest.fixture
+def stack_backend() -> str:
+    return "docker"
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[aiodocker.Docker]:
+    await require_docker()
+    async with aiodocker.Docker() as client:
+        yield client
+
+
+async def test_container_config_is_hardened(docker):
+    manager_id = f"mgr-harden-{uuid.uuid4().hex[:8]}"
+    backend = DockerBackend(manager_id=manager_id, images=IMAGES)
+    try:
+        container = await backend.start(ContainerSpec("python", 96))
+        info = await docker.containers.container(container.id).show()
+    finally:
+        await backend.close()
+    host = info["HostConfig"]
+    assert host["Memory"] == host["MemorySwap"] == 96 * MiB  # no swap on top
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["PidsLimit"] == 128
+    assert host["ReadonlyRootfs"] is True
+    assert "/tmp" in host["Tmpfs"] and "size=64m" in host["Tmpfs"]["/tmp"]
+    assert "ALL" in host["CapDrop"]
+    assert not host.get("CapAdd")
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["Init"] is True
+    assert host["Privileged"] is False
+    assert info["Config"]["User"] == "10001:10001"
+    labels = info["Config"]["Labels"]
+    assert labels[MANAGER_LABEL] == manager_id and labels[RUNTIME_LABEL] == "python"
+    # published on loopback only: nothing outside this host reaches a function container
+    bindings = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT]
+    assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
+    assert container.address == f"127.0.0.1:{bindings[0]['HostPort']}"
+
+
+PROBE = handler_zip(
+    """
+    import errno, os
+    found = {"uid": os.getuid(), "gid": os.getgid()}
+    try:
+        with open("/opt/x", "w") as f:
+            f.write("nope")
+        found["opt"] = "written"
+    except OSError as exc:
+        found["opt"] = errno.errorcode[exc.errno]
+    with open("/tmp/x", "w") as f:
+        f.write("scratch")
+    with open("/tmp/x") as f:
+        found["tmp"] = f.read()
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs"):
+                found[key] = value.strip()
+    return found
+    """
+)
+
+
+async def test_function_sees_a_locked_down_container(hotpool_stack):
+    stack = await hotpool_stack()
+    assert (await stack.deploy("probe", PROBE)).status == 201
+    resp = await stack.invoke("probe", {})
+    assert resp.status == 200, await resp.text()
+    found = await resp.json()
+    assert found["opt"] == "EROFS"  # the root filesystem is read-only, not merely not ours
+    assert found["tmp"] == "scratch"
+    assert found["uid"] == 10001 and found["gid"] == 10001
+    assert found["CapEff"] == found["CapPrm"] == "0000000000000000"
+    assert found["CapBnd"] == "0000000000000000"
+    assert found["NoNewPrivs"] == "1"
