@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -15,15 +17,22 @@ from main_server.manager_client import ManagerClient
 from main_server.registry import ManagerRegistry
 from main_server.routes import routes
 from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REDIS, REGISTRY
-from shared.codestore import CodeStore, LocalCodeStore
-from shared.execlog import ExecutionLog, RecordWriter, SqliteExecutionLog
+from shared.codestore import CodeStore
+from shared.execlog import ExecutionLog, RecordWriter
 from shared.http import error_middleware
-from shared.metadata import MetadataStore, SqlMetadataStore
+from shared.metadata import MetadataStore
 from shared.pool import Pool
-from shared.redis_conn import make_redis
+from shared.redis_conn import check_redis, make_redis
 from shared.settings import Settings
+from shared.stores import open_code_store, open_execution_log, open_metadata
 
 log = logging.getLogger(__name__)
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(
@@ -43,20 +52,36 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        async with contextlib.AsyncExitStack() as stack:
+            await _open(app, stack)
+            yield
+
+    async def _open(app: web.Application, stack: contextlib.AsyncExitStack) -> None:
+        """Open every client, each closed by ``stack`` in reverse order on shutdown."""
         client = redis if redis is not None else make_redis(settings)
+        if redis is None:
+            stack.push_async_callback(client.aclose)
+            await check_redis(client, settings)
         meta = metadata
         if meta is None:
-            sql = SqlMetadataStore.from_url(settings.effective_database_url)
-            await sql.create_schema()
-            meta = sql
-        store = code_store or LocalCodeStore(settings.code_dir)
+            meta = await open_metadata(settings)
+            stack.push_async_callback(meta.close)
+        store = code_store
+        if store is None:
+            store = await open_code_store(settings)
+            stack.push_async_callback(store.close)
         logs = execution_log
         if logs is None:
-            sqlite_log = SqliteExecutionLog(settings.state_dir / "executions.db")
-            await sqlite_log.open()
-            logs = sqlite_log
-        writer = RecordWriter(logs)
+            logs = await open_execution_log(settings)
+            stack.push_async_callback(logs.close)
+        writer = RecordWriter(
+            logs,
+            batch_size=settings.record_batch_size,
+            flush_interval_s=settings.record_flush_interval_s,
+            spill_dir=settings.state_dir / "spill",
+        )
         writer.start()
+        stack.push_async_callback(writer.close)
         # containers are called directly; keep their connections open between calls
         # (ADR-000's TIME_WAIT pile-up came from one new connection per call)
         http = aiohttp.ClientSession(
@@ -64,6 +89,7 @@ def create_app(
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent",),
         )
+        stack.push_async_callback(http.close)
         pool = Pool(client)
         registry = ManagerRegistry(client)
         managers = ManagerClient(registry, http, timeout_s=settings.cold_start_timeout_s)
@@ -71,23 +97,13 @@ def create_app(
         app[POOL] = pool
         app[REGISTRY] = registry
         app[LOGS] = logs
-        app[FUNCTIONS] = FunctionService(
-            settings, metadata=meta, code_store=store, pool=pool, managers=managers
+        functions = FunctionService(
+            settings, metadata=meta, code_store=store, pool=pool, managers=managers, redis=client
         )
+        app[FUNCTIONS] = functions
         app[INVOKER] = Invoker(settings, pool=pool, managers=managers, http=http, records=writer)
-        try:
-            yield
-        finally:
-            await writer.close()
-            await http.close()
-            if execution_log is None:
-                await logs.close()
-            if metadata is None:
-                await meta.close()
-            if code_store is None:
-                await store.close()
-            if redis is None:
-                await client.aclose()
+        follower = asyncio.create_task(functions.follow_changes(), name="function-changes")
+        stack.push_async_callback(_cancel, follower)
 
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(routes)

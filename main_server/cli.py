@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from shared.errors import HotpoolError
 from shared.settings import Settings, SettingsError, client_url
 
 
@@ -210,6 +211,22 @@ def cmd_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from shared.schema import migrate
+
+    url = args.database_url
+    if not url:
+        settings = Settings.from_env()
+        url = settings.effective_database_url
+        if not settings.database_url:  # the embedded SQLite file: its directory may not exist yet
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+    revision = asyncio.run(migrate(url))
+    print(f"database at revision {revision}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotpool", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manager", help="run a Manager (configured by HOTPOOL_* variables)")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_manager)
+
+    p = sub.add_parser("migrate", help="bring the metadata database to the latest schema")
+    p.add_argument(
+        "--database-url",
+        help="the database to migrate (default HOTPOOL_DATABASE_URL, else the embedded SQLite)",
+    )
+    p.set_defaults(func=cmd_migrate)
 
     images = sub.add_parser("images", help="runtime images for the Docker backend")
     images_sub = images.add_subparsers(dest="images_command", required=True)
@@ -264,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, SettingsError) as exc:
+    except (CliError, SettingsError, HotpoolError) as exc:
         print(f"hotpool: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

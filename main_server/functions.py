@@ -6,12 +6,17 @@ import asyncio
 import logging
 import time
 
+from redis.asyncio import Redis
+
 from main_server.manager_client import ManagerClient
+from shared import keys
 from shared.codestore import CodeStore
+from shared.errors import StoreUnavailable
 from shared.metadata import MetadataStore
 from shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_name
 from shared.packages import PackageLimits, inspect_package
 from shared.pool import Pool
+from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,8 +33,10 @@ class FunctionService:
         code_store: CodeStore,
         pool: Pool,
         managers: ManagerClient,
+        redis: Redis,
     ) -> None:
         self._settings = settings
+        self._redis = redis
         self._metadata = metadata
         self._code = code_store
         self._pool = pool
@@ -47,7 +54,7 @@ class FunctionService:
         package = await asyncio.to_thread(inspect_package, data, config.handler, self._limits)
         key = await self._code.put(package.sha256, package.data)
         fv = await self._metadata.create_version(name, config, package.sha256, key)
-        self._cache.pop(name, None)
+        await self._changed(name)
         await self._pool.unretire(name, fv.version)
         if fv.version > 1:
             # the old version drains: its idle containers go now, its busy ones on release
@@ -69,9 +76,47 @@ class FunctionService:
         if cached is not None and cached[1] > now and not fresh:
             return cached[0]
         validate_name(name)
-        fv = await self._metadata.latest(name)
+        try:
+            fv = await self._metadata.latest(name)
+        except StoreUnavailable:
+            if cached is not None and not fresh:
+                # the database is away: warm invocations go on with what we knew; any
+                # change made meanwhile was announced on the channel and dropped it
+                return cached[0]
+            raise
         self._cache[name] = (fv, now + self._settings.function_cache_ttl_s)
         return fv
+
+    def forget(self, name: str) -> None:
+        """Drop a cached function (another replica changed it)."""
+        self._cache.pop(name, None)
+
+    async def _changed(self, name: str) -> None:
+        self._cache.pop(name, None)
+        try:
+            await self._redis.publish(keys.FUNCTIONS_CHANGED, name)
+        except REDIS_ERRORS:
+            # other replicas fall back on the cache TTL
+            log.warning("could not announce the change of %s: Redis unreachable", name)
+
+    async def follow_changes(self) -> None:
+        """Drop cache entries as other replicas announce changes; reconnects forever."""
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(keys.FUNCTIONS_CHANGED)
+                    # anything cached before the subscription may have missed a change
+                    self._cache.clear()
+                    async for message in pubsub.listen():
+                        data = message.get("data")
+                        if isinstance(data, bytes):
+                            self.forget(data.decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("function change feed lost (%s); resubscribing", exc)
+                self._cache.clear()
+                await asyncio.sleep(1.0)
 
     async def runtimes_of(self, names: set[str]) -> dict[str, str]:
         """The runtime of each named function that still exists."""
@@ -84,7 +129,7 @@ class FunctionService:
         """Delete a function and remove its warm containers; busy ones go on release."""
         validate_name(name)
         fv = await self._metadata.delete(name)
-        self._cache.pop(name, None)
+        await self._changed(name)
         idle = await self._pool.retire(name, fv.version)
         await self._remove_all(idle)
         return fv, len(idle)

@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import redis.exceptions
 
 from main_server.manager_client import ColdStart, ManagerClient
 from shared.errors import (
@@ -24,6 +23,7 @@ from shared.errors import (
 from shared.execlog import RecordWriter
 from shared.models import FunctionVersion, PoolEntry
 from shared.pool import Pool
+from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ class _Attempt:
     entry: PoolEntry
     cold: ColdStart | None = None
     reply: dict[str, Any] = field(default_factory=dict)
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class Invoker:
@@ -165,7 +161,7 @@ class Invoker:
     async def _acquire(self, fv: FunctionVersion, lease_s: float, record: dict) -> _Attempt:
         try:
             entry = await self._pool.acquire(fv.name, fv.version, lease_s)
-        except _redis_errors() as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
         if entry is not None:
             return _Attempt(entry)
@@ -180,7 +176,7 @@ class Invoker:
             raise
         try:
             await self._pool.lease(cold.entry, lease_s)
-        except _redis_errors() as exc:
+        except REDIS_ERRORS as exc:
             await self._managers.remove(cold.entry)
             raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
         return _Attempt(cold.entry, cold)
@@ -233,7 +229,7 @@ class Invoker:
     async def _release(self, entry: PoolEntry) -> None:
         try:
             outcome = await self._pool.release(entry)
-        except _redis_errors():
+        except REDIS_ERRORS:
             # the lease stays behind and expires; the reaper reclaims the container
             log.warning("could not release %s: Redis unreachable", entry)
             return
@@ -246,7 +242,7 @@ class Invoker:
         With ``failed``, returns how it ended if it died on its own."""
         try:
             await self._pool.evict(entry)
-        except _redis_errors():
+        except REDIS_ERRORS:
             log.warning("could not evict %s: Redis unreachable", entry)
         return await self._remove(entry, failed=failed)
 

@@ -16,6 +16,7 @@
         ├── NoCapacity                503 no Manager can start a container
         ├── RuntimeImageMissing       503 the runtime image is not built on a Manager's node
         ├── StoreUnavailable          503 Redis or a database is unreachable
+        ├── SchemaOutOfDate           503 the metadata database needs 'hotpool migrate'
         └── InvocationTimeout         504 the handler ran past its timeout; the container was killed
 
 Function errors are the user's; platform errors are ours. Responses keep them apart: a function
@@ -136,6 +137,13 @@ class RuntimeImageMissing(PlatformError):
 class StoreUnavailable(PlatformError):
     status = 503
     code = "StoreUnavailable"
+
+
+class SchemaOutOfDate(PlatformError):
+    """The metadata database is not at the schema revision this hotpool needs."""
+
+    status = 503
+    code = "SchemaOutOfDate"
 
 
 class InvocationTimeout(PlatformError):

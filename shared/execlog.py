@@ -8,12 +8,15 @@ A record is a JSON-able dict with at least ``request_id``, ``function`` and ``st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
 import orjson
+
+from shared.spill import SpillDir
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,21 @@ class RecordWriter:
     ``submit`` never waits for the store, so records stay off the invocation path. A batch
     is written when ``batch_size`` records are queued or ``flush_interval_s`` has passed;
     ``close`` flushes what is left.
+
+    With a ``spill_dir`` nothing is lost while the store is down (BRIEF.md §3.5): a batch
+    the store refuses goes to a spill file (``shared.spill``), and so does every later batch
+    until a replay task, every ``replay_interval_s``, has written all spill files back. A full
+    queue moves its oldest batch to a spill file instead of dropping. Files left at exit are
+    replayed by the next writer on the same directory. Without a spill directory a failed
+    batch is retried until the store takes it, and a full queue drops.
+
+    Each record is in one place at a time: the queue, a batch being written, a spill file,
+    or the store. A record reaches the store twice only when a write's outcome is unknown
+    (it was cancelled or timed out, or the process died between replaying a spill file and
+    deleting it); stores keep the first copy, as request ids are unique.
+
+    Counters: ``written`` (from the queue into the store), ``spilled`` (into spill files),
+    ``replayed`` (from spill files into the store), ``dropped`` (lost).
     """
 
     def __init__(
@@ -97,81 +115,174 @@ class RecordWriter:
         batch_size: int = 200,
         flush_interval_s: float = 0.2,
         max_queued: int = 100_000,
+        spill_dir: Path | None = None,
+        replay_interval_s: float = 2.0,
+        write_timeout_s: float = 30.0,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         self._store = store
         self._batch_size = batch_size
         self._interval_s = flush_interval_s
+        self._replay_interval_s = replay_interval_s
+        # a store that never answers must not hold records (or close()) forever
+        self._write_timeout_s = write_timeout_s
         self._queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=max_queued)
-        self._task: asyncio.Task[None] | None = None
+        # batches taken from the queue but not yet stored or spilled, oldest first; they
+        # outlive a cancelled flusher task, so close() still writes them
+        self._held: list[list[Record]] = []
+        self._held_lock = asyncio.Lock()  # the flusher and flush() must not write one batch twice
+        self._spill = SpillDir(spill_dir) if spill_dir is not None else None
+        self._store_down = False  # with a spill dir: skip the store until replay succeeds
+        self._replay_failing = False
+        self._tasks: list[asyncio.Task[None]] = []
         self.written = 0
+        self.spilled = 0
+        self.replayed = 0
         self.dropped = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="record-writer")
+        """Start the flusher and, with a spill dir, the replay of spill files."""
+        self._tasks.append(asyncio.create_task(self._run(), name="record-writer"))
+        if self._spill is not None:
+            self._tasks.append(asyncio.create_task(self._replay_loop(), name="record-replay"))
 
     def submit(self, record: Record) -> None:
         try:
             self._queue.put_nowait(record)
+            return
         except asyncio.QueueFull:
-            self.dropped += 1
-            log.error("execution record queue full; dropped %s", record.get("request_id"))
+            pass
+        if self._spill is not None:
+            # the store cannot keep up: move the oldest batch to disk to make room
+            size = min(self._batch_size, self._queue.qsize())
+            oldest = [self._queue.get_nowait() for _ in range(size)]
+            try:
+                self._write_spill(oldest)
+            except OSError:
+                log.exception("spilling %d execution records failed", len(oldest))
+                for queued in oldest:
+                    self._queue.put_nowait(queued)  # there is room: they just left
+            else:
+                self._queue.put_nowait(record)
+                return
+        self.dropped += 1
+        log.error("execution record queue full; dropped %s", record.get("request_id"))
 
     async def flush(self) -> None:
-        """Write everything queued now."""
-        while not self._queue.empty():
-            size = min(self._batch_size, self._queue.qsize())
-            await self._write([self._queue.get_nowait() for _ in range(size)])
+        """Write everything held and queued now (to a spill file if the store fails)."""
+        async with self._held_lock:
+            while True:
+                if not self._held:
+                    if self._queue.empty():
+                        return
+                    size = min(self._batch_size, self._queue.qsize())
+                    self._held.append([self._queue.get_nowait() for _ in range(size)])
+                await self._store_or_spill(self._held[0])
+                self._held.pop(0)
 
-    async def _write(self, batch: list[Record]) -> None:
-        try:
-            await self._store.insert_many(batch)
-        except Exception:
-            log.exception("writing %d execution records failed; will retry", len(batch))
-            for record in batch:
-                self.submit(record)
-            raise
-        self.written += len(batch)
+    async def close(self) -> None:
+        """Stop the tasks and flush; spill files still left are replayed by the next start."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            # unlike awaiting the tasks, asyncio.wait raises CancelledError only when close()
+            # itself is cancelled, so a shutdown timeout still reaches our caller
+            await asyncio.wait(self._tasks)
+        for task in self._tasks:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s failed", task.get_name(), exc_info=task.exception())
+        self._tasks = []
+        await self.flush()
+
+    async def _store_or_spill(self, batch: list[Record]) -> None:
+        """Write ``batch`` to the store or, failing that, to a spill file; raise if neither."""
+        if self._spill is None or not self._store_down:
+            try:
+                async with asyncio.timeout(self._write_timeout_s):
+                    await self._store.insert_many(batch)
+            except Exception as exc:
+                if self._spill is None:
+                    raise
+                if not self._store_down:
+                    log.warning(
+                        "the execution log refused %d records (%r); spilling to %s until it "
+                        "is back",
+                        len(batch),
+                        exc,
+                        self._spill.path,
+                    )
+                self._store_down = True
+            else:
+                self.written += len(batch)
+                return
+        self._write_spill(batch)
+
+    def _write_spill(self, batch: list[Record]) -> None:
+        # synchronous on purpose: once it returns the batch is on disk, and no cancellation
+        # can leave it half spilled (and later spilled twice)
+        assert self._spill is not None
+        self._spill.write(batch)
+        self.spilled += len(batch)
 
     async def _collect(self) -> list[Record]:
         """Wait for one record, then gather more until the batch is full or time is up."""
-        batch = [await self._queue.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._interval_s
+        batch: list[Record] = []
         try:
-            while len(batch) < self._batch_size:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-        except TimeoutError:
-            pass
+            batch.append(await self._queue.get())
+            # asyncio.timeout, unlike wait_for on 3.11, never swallows a cancel that lands
+            # as the get completes; and a cancelled get leaves its record in the queue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval_s):
+                    while len(batch) < self._batch_size:
+                        batch.append(await self._queue.get())
         except asyncio.CancelledError:
-            # shutting down: put the batch back so close() flushes it
-            for record in batch:
-                self.submit(record)
+            if batch:
+                self._held.append(batch)  # shutting down: close() writes it
             raise
         return batch
 
     async def _run(self) -> None:
         while True:
-            batch = await self._collect()
+            if not self._held:
+                self._held.append(await self._collect())
             try:
-                await self._write(batch)
-            except asyncio.CancelledError:
-                # the write may or may not have landed; request ids are unique, so
-                # writing the batch again in close() cannot store a record twice
-                for record in batch:
-                    self.submit(record)
-                raise
+                async with self._held_lock:
+                    while self._held:
+                        await self._store_or_spill(self._held[0])
+                        self._held.pop(0)
             except Exception:
+                n = sum(map(len, self._held))
+                log.exception("writing %d execution records failed; will retry", n)
                 await asyncio.sleep(self._interval_s)  # the store is down; do not spin
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def _replay_loop(self) -> None:
+        while True:
             try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        await self.flush()
+                await self._replay()
+            except Exception as exc:
+                if not self._replay_failing:
+                    log.warning("replaying spilled execution records failed: %r", exc)
+                self._replay_failing = True
+            await asyncio.sleep(self._replay_interval_s)
+
+    async def _replay(self) -> None:
+        """Write spill files back to the store, oldest first, deleting each once stored."""
+        assert self._spill is not None
+        while files := self._spill.files():
+            for path in files:
+                records, unreadable = self._spill.read(path)
+                for start in range(0, len(records), self._batch_size):
+                    async with asyncio.timeout(self._write_timeout_s):
+                        await self._store.insert_many(records[start : start + self._batch_size])
+                # dying right here re-writes this file's records at the next start, which the
+                # store ignores (request ids are unique)
+                self._spill.remove(path)
+                self.replayed += len(records)
+                self.dropped += unreadable
+        # no await between finding no files and this: a batch spilled meanwhile is either
+        # in a file found above or comes after the store is marked up again
+        if self._store_down or self._replay_failing:
+            log.info("the execution log is back; spilled records replayed")
+        self._store_down = False
+        self._replay_failing = False

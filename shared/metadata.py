@@ -5,29 +5,70 @@ The one adapter serves both the embedded default (SQLite through aiosqlite) and 
 latest version number. Deleting a function hides it but keeps its rows, so a function created
 again under the same name continues the version sequence: a version number is never reused,
 which keeps every pool list (one per name and version) tied to exactly one code package.
+
+The tables are made by the Alembic migrations in ``migrations/`` (``shared.schema``, ``hotpool
+migrate``); ``create_schema`` only serves tests that need the tables without their history. A
+database failure leaves every method as ``StoreUnavailable``; only an ``IntegrityError`` passes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import (
     JSON,
     DateTime,
-    Float,
+    Double,
     ForeignKey,
     Integer,
+    MetaData,
     String,
     UniqueConstraint,
     select,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InvalidRequestError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.errors import NotFound, StoreUnavailable
 from shared.models import FunctionConfig, FunctionVersion
+from shared.settings import SettingsError
+
+DATABASE_URL_SETTING = "HOTPOOL_DATABASE_URL"
+# a deploy that lost a race for a version number runs again, at most this often in all
+CREATE_ATTEMPTS = 5
+# and first waits a random time up to this, times its attempt number
+RACE_BACKOFF_S = 0.02
+MYSQL_DEADLOCK = 1213  # ER_LOCK_DEADLOCK
+
+# Explicit constraint names, so the models, the migrations and every backend agree on them and a
+# later migration can drop one by name (SQLite's batch mode needs that).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    # no "pk": MySQL names every primary key PRIMARY and answers any other name with a warning
+}
+
+# MySQL's DATETIME keeps whole seconds and its FLOAT is single precision; ask for the
+# microseconds and the doubles SQLite keeps, so a row reads back exactly as it was written.
+_Timestamp = DateTime(timezone=True).with_variant(
+    mysql.DATETIME(timezone=True, fsp=6), "mysql", "mariadb"
+)
 
 
 class MetadataStore(Protocol):
@@ -47,22 +88,25 @@ class MetadataStore(Protocol):
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class FunctionRow(Base):
     __tablename__ = "functions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # unique: the index every lookup by name uses (uq_functions_name)
     name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
     latest_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(_Timestamp, nullable=True)
 
 
 class VersionRow(Base):
     __tablename__ = "function_versions"
+    # Also the index of the hot-path lookup (function_id, version), and the one MySQL needs for
+    # the foreign key: a second index over the same columns would only slow down writes.
     __table_args__ = (UniqueConstraint("function_id", "version", name="uq_function_version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -75,9 +119,80 @@ class VersionRow(Base):
     runtime: Mapped[str] = mapped_column(String(32), nullable=False)
     handler: Mapped[str] = mapped_column(String(255), nullable=False)
     memory_mb: Mapped[int] = mapped_column(Integer, nullable=False)
-    timeout_s: Mapped[float] = mapped_column(Float, nullable=False)
+    timeout_s: Mapped[float] = mapped_column(Double, nullable=False)
     env: Mapped[dict] = mapped_column(JSON, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password hidden, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """The driver's own words for a database failure, on one line, without SQL or links."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    args = cause.args
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        text = f"{args[1]} (error {args[0]})"  # the MySQL drivers' (code, message)
+    else:
+        text = str(cause)
+    text = " ".join(text.split()).rstrip(".") or type(cause).__name__
+    return text[:300]
+
+
+def open_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``url``; a malformed URL or a missing driver is a ``SettingsError``."""
+    try:
+        make_url(url)
+    except ArgumentError:
+        # the message does not repeat the URL: it may hold a password
+        raise SettingsError(
+            f"{DATABASE_URL_SETTING} is not a valid database URL; use "
+            "mysql+asyncmy://user:password@host:3306/db or sqlite+aiosqlite:///path"
+        ) from None
+    try:
+        return create_async_engine(url, **kwargs)
+    except (ArgumentError, InvalidRequestError, ImportError) as exc:
+        raise SettingsError(
+            f"{DATABASE_URL_SETTING}={safe_url(url)} is not usable: {describe_db_error(exc)}; "
+            "use mysql+asyncmy://user:password@host:3306/db or sqlite+aiosqlite:///path"
+        ) from None
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _translate_errors(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """Let a database failure leave ``method`` as ``StoreUnavailable``, chained to its cause."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(*args, **kwargs)
+        except IntegrityError:
+            raise  # a constraint said no: a fact about the data, not about the database
+        # DBAPIError covers OperationalError and InterfaceError; OSError covers ConnectionError
+        except (DBAPIError, OSError) as exc:
+            raise StoreUnavailable(
+                f"the metadata database is unreachable: {describe_db_error(exc)}"
+            ) from exc
+
+    return wrapper
+
+
+def _lost_race(exc: DBAPIError) -> bool:
+    """Whether ``exc`` ended a transaction that lost a race and can simply be run again."""
+    if isinstance(exc, IntegrityError):  # another deploy took the same version number
+        return True
+    # MySQL: the first deploys of a new name each lock the gap where its row would go, then
+    # wait for each other to insert there; InnoDB rolls one back as a deadlock victim
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return isinstance(exc, OperationalError) and code == MYSQL_DEADLOCK
 
 
 def _now() -> datetime:
@@ -112,23 +227,29 @@ class SqlMetadataStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str) -> SqlMetadataStore:
-        return cls(create_async_engine(url, pool_pre_ping=True))
+    def from_url(cls, url: str, **engine_kwargs: Any) -> SqlMetadataStore:
+        """A store on the database at ``url``; ``engine_kwargs`` go to ``create_async_engine``."""
+        return cls(open_engine(url, pool_pre_ping=True, **engine_kwargs))
 
+    @_translate_errors
     async def create_schema(self) -> None:
         """Create missing tables (the embedded default; production runs migrations)."""
         async with self._engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
 
+    @_translate_errors
     async def create_version(
         self, name: str, config: FunctionConfig, code_sha256: str, code_key: str
     ) -> FunctionVersion:
-        for _attempt in range(3):
+        for attempt in range(CREATE_ATTEMPTS):
             try:
                 return await self._create_version(name, config, code_sha256, code_key)
-            except IntegrityError:
-                # two deploys of one name raced for the same version number; take the next
-                continue
+            except DBAPIError as exc:
+                if not _lost_race(exc):
+                    raise
+                # two deploys of one name raced; the winner has committed or soon will:
+                # let it finish, then take the next number
+                await asyncio.sleep(random.uniform(0, RACE_BACKOFF_S * (attempt + 1)))
         raise StoreUnavailable(f"could not create a new version of {name!r}; try again")
 
     async def _create_version(
@@ -161,6 +282,7 @@ class SqlMetadataStore:
             session.add(row)
         return _to_model(name, row)
 
+    @_translate_errors
     async def latest(self, name: str) -> FunctionVersion:
         async with self._sessions() as session:
             result = await session.execute(
@@ -177,6 +299,7 @@ class SqlMetadataStore:
             raise NotFound(f"function {name!r} does not exist")
         return _to_model(name, row)
 
+    @_translate_errors
     async def list_functions(self) -> list[FunctionVersion]:
         async with self._sessions() as session:
             result = await session.execute(
@@ -190,6 +313,7 @@ class SqlMetadataStore:
             )
             return [_to_model(name, row) for name, row in result.all()]
 
+    @_translate_errors
     async def delete(self, name: str) -> FunctionVersion:
         latest = await self.latest(name)
         async with self._sessions.begin() as session:
@@ -199,5 +323,6 @@ class SqlMetadataStore:
             fn.deleted_at = _now()
         return latest
 
+    @_translate_errors
     async def close(self) -> None:
         await self._engine.dispose()

@@ -34,9 +34,29 @@ class Settings:
     port: int = 8080
     # empty = the embedded in-process Redis stand-in (fakeredis)
     redis_url: str = field(default="", repr=False)
+    # Redis Sentinel: "host:port,host:port" of the sentinels, and the monitored master's name;
+    # when set, the pool follows the master through failovers (redis_url then only gives
+    # the db number and password, if any)
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
+    redis_max_connections: int = 100
+    redis_connect_timeout_s: float = 2.0
+    redis_socket_timeout_s: float = 5.0
     # empty = SQLite in state_dir
     database_url: str = field(default="", repr=False)
+    database_pool_size: int = 10
+    # code packages: empty bucket = the local directory in state_dir
+    s3_bucket: str = ""
+    s3_prefix: str = "packages/"
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
     function_cache_ttl_s: float = 2.0
+    # execution records; empty mongo_url = the embedded SQLite log in state_dir
+    mongo_url: str = field(default="", repr=False)
+    mongo_database: str = "hotpool"
+    log_retention_days: float = 30.0
+    record_batch_size: int = 200
+    record_flush_interval_s: float = 0.2
 
     # Manager
     manager_host: str = "127.0.0.1"
@@ -85,9 +105,9 @@ class Settings:
             )
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_s", "_bytes", "_port", "_containers")) or f.name == "port":
-                if isinstance(value, (int, float)) and value < 0:
-                    raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must not be negative")
+            # "not >= 0" also refuses NaN, which would make a sleep or a timeout last forever
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not value >= 0:
+                raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must be a number >= 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

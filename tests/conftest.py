@@ -6,24 +6,23 @@ Other fixtures are welcome here; keep each one self-contained and cleaning up af
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
 import pytest
 import redis.asyncio
 import redis.exceptions
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
-from tests.services import moto_server
+from shared.metadata import describe_db_error
+from tests.services import missing_service, moto_server
 
 # Database 15 of the local server is reserved for tests: the fixture flushes it.
 REAL_REDIS_URL = "redis://127.0.0.1:6379/15"
-
-
-def _missing_service(reason: str) -> None:
-    """Skip locally, but fail in CI: a service CI promised must not silently go missing."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(params=["fake", "real"])
@@ -47,7 +46,7 @@ async def redis_client(request: pytest.FixtureRequest) -> AsyncIterator[redis.as
         try:
             await client.ping()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            _missing_service(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+            missing_service(f"Redis not reachable at 127.0.0.1:6379: {exc}")
         await client.flushdb()
         yield client
         await client.flushdb()
@@ -81,3 +80,37 @@ def _fake_aws_credentials() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+# the local server's root account; each test gets its own hotpool_t_* database, dropped after
+MARIADB_SERVER_URL = "mysql+asyncmy://root@127.0.0.1:3306/"
+TEST_DATABASE_PREFIX = "hotpool_t_"
+
+
+@pytest.fixture
+async def mariadb_url() -> AsyncIterator[str]:
+    """The URL of a new, empty MariaDB database (utf8mb4), dropped after the test."""
+    name = f"{TEST_DATABASE_PREFIX}{uuid.uuid4().hex[:8]}"
+    server = create_async_engine(MARIADB_SERVER_URL, poolclass=NullPool)
+    try:
+        try:
+            async with server.connect() as conn:
+                await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        except (DBAPIError, OSError) as exc:
+            missing_service(f"MariaDB not reachable at 127.0.0.1:3306: {describe_db_error(exc)}")
+        try:
+            yield f"{MARIADB_SERVER_URL}{name}"
+        finally:
+            async with server.connect() as conn:
+                await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        await server.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The URL of a new, empty database on each backend: SQLite (embedded) and MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'hotpool.db'}"
+    # a sync fixture, so that it may ask for the async mariadb_url
+    return request.getfixturevalue("mariadb_url")

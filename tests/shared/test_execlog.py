@@ -306,11 +306,6 @@ async def test_writer_with_the_sqlite_log_stores_each_record_once(tmp_path):
     assert [r["request_id"] for r in latest] == [f"r{i}" for i in reversed(range(30))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: on Python 3.11 asyncio.wait_for swallows a cancel that arrives in the loop "
-    "turn its inner queue.get() completes, so close() waits forever for the writer task",
-)
 async def test_close_right_after_a_submit_does_not_hang(make_writer):
     store = FakeLog()
     writer = await make_writer(store, batch_size=100, flush_interval_s=3600)
@@ -355,11 +350,6 @@ class SlowToCancelLog(FakeLog):
         await super().insert_many(records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: close() catches every CancelledError from 'await self._task', so it also "
-    "swallows a cancel aimed at its caller (a shutdown timeout does not fire)",
-)
 async def test_close_does_not_swallow_its_callers_cancellation(make_writer):
     store = SlowToCancelLog()
     writer = await make_writer(store, batch_size=10, flush_interval_s=0.01)

@@ -1,24 +1,29 @@
-"""Tests of shared.metadata.SqlMetadataStore over SQLite (the embedded adapter)."""
+"""Contract tests of shared.metadata.SqlMetadataStore, over SQLite (the embedded default) and
+MariaDB (production), each on a database migrated to the latest schema."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from shared.errors import NotFound, StoreUnavailable
 from shared.metadata import SqlMetadataStore
 from shared.models import FunctionConfig, FunctionVersion
+from shared.schema import migrate
 
 CONFIG = FunctionConfig()
 
 
 @pytest.fixture
-async def store(tmp_path) -> AsyncIterator[SqlMetadataStore]:
-    s = SqlMetadataStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}")
-    await s.create_schema()
+async def store(database_url: str) -> AsyncIterator[SqlMetadataStore]:
+    """A store on a fresh database of each backend (tests/shared/conftest.py), migrated."""
+    await migrate(database_url)
+    s = SqlMetadataStore.from_url(database_url)
     try:
         yield s
     finally:
@@ -67,6 +72,17 @@ async def test_latest_returns_the_newest_version(store):
     assert latest.code_sha256 == f"{2:064x}"
     assert latest.config.memory_mb == 512
     assert latest.created_at.tzinfo is not None  # SQLite hands back naive datetimes
+
+
+async def test_numbers_and_timestamps_round_trip_exactly(store):
+    # MySQL's plain FLOAT and DATETIME would give back 0.10000000149011612 and whole seconds
+    created = await create(store, "echo", timeout_s=0.1)
+
+    latest = await store.latest("echo")
+
+    assert latest.config.timeout_s == 0.1
+    assert latest.created_at == created.created_at
+    assert latest.created_at.utcoffset() == timedelta(0)
 
 
 async def test_env_round_trips(store):
@@ -144,6 +160,56 @@ async def test_concurrent_deploys_never_share_a_version_number(store):
     versions = [v.version for v in created]
     assert len(set(versions)) == len(versions)
     assert (await store.latest("echo")).version == max(versions)
+
+
+async def test_concurrent_first_deploys_of_a_new_name_all_succeed(store):
+    # on MariaDB the first deploys of a new name deadlock on InnoDB gap locks; the store
+    # runs the losers again instead of answering 503
+    results = await asyncio.gather(*(create(store, "fresh", n) for n in range(8)))
+
+    assert sorted(r.version for r in results) == list(range(1, 9))
+    assert (await store.latest("fresh")).version == 8
+
+
+async def _aiosqlite_workers_finished() -> None:
+    # aiosqlite stops the worker thread of a connection that failed to open without waiting for
+    # it; the thread then reports to the event loop, which must still be running then
+    # (https://github.com/omnilib/aiosqlite/pull/389)
+    workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+    for worker in workers:
+        await asyncio.to_thread(worker.join, 5.0)
+
+
+UNREACHABLE = {
+    "mariadb": "mysql+asyncmy://root:hunter2@127.0.0.1:1/x",  # nothing listens on port 1
+    "sqlite": "sqlite+aiosqlite:///{tmp_path}/no/such/dir/meta.db",
+}
+OPERATIONS = {
+    "create_schema": lambda s: s.create_schema(),
+    "create_version": lambda s: create(s, "echo"),
+    "latest": lambda s: s.latest("echo"),
+    "list_functions": lambda s: s.list_functions(),
+    "delete": lambda s: s.delete("echo"),
+}
+
+
+@pytest.mark.parametrize("backend", UNREACHABLE)
+@pytest.mark.parametrize("operation", OPERATIONS)
+async def test_unreachable_database_is_store_unavailable(tmp_path, backend, operation):
+    store = SqlMetadataStore.from_url(UNREACHABLE[backend].format(tmp_path=tmp_path))
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            await OPERATIONS[operation](store)
+    finally:
+        await store.close()
+        await _aiosqlite_workers_finished()
+
+    message = info.value.message
+    assert message.startswith("the metadata database is unreachable: ")
+    assert "\n" not in message
+    assert "hunter2" not in message
+    assert info.value.status == 503
+    assert isinstance(info.value.__cause__, (DBAPIError, OSError))
 
 
 async def test_versions_persist_across_store_instances(tmp_path):

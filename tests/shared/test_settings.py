@@ -147,22 +147,11 @@ def test_replace_validates_again():
         s.replace(backend="nope")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: 'nan' passes the 'must not be negative' check (nan < 0 is False), so "
-    "HOTPOOL_IDLE_TTL_S=nan is accepted",
-)
 def test_nan_is_refused():
     with pytest.raises(SettingsError):
         Settings.from_env({"HOTPOOL_IDLE_TTL_S": "nan"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the negative check goes by name suffix (_s, _bytes, _port, _containers), so "
-    "prewarm_count, prewarm_memory_mb, container_cpus, container_pids_limit, "
-    "container_tmpfs_mb and docker_create_concurrency accept -1",
-)
 def test_every_numeric_setting_refuses_negative_values():
     accepted = []
     for f in dataclasses.fields(Settings):
