@@ -17,14 +17,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
+from benchmarks.devserver import dev_server
 from shared.packages import zip_directory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,22 +106,15 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--port", type=int, default=18480)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar="NAME=VALUE",
+        help="a hotpool setting for the server, e.g. redis_url=redis://127.0.0.1:6379/13",
+    )  # fmt: skip
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as state:
-        env = {**os.environ, "HOTPOOL_STATE_DIR": state}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "main_server.cli", "dev", "--port", str(args.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            figures = asyncio.run(
-                measure(
-                    f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.port + 1}", args.n
-                )
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    settings = dict(item.split("=", 1) for item in args.setting)
+    with dev_server(args.port, **settings) as server:
+        figures = asyncio.run(measure(server.main_url, server.manager_url, args.n))
+    figures["settings"] = sorted(settings)
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -30,6 +30,7 @@ class Stack:
     manager_server: TestServer
     redis: Any
     settings: Settings
+    fake_server: fakeredis.FakeServer
 
     @property
     def manager(self) -> ManagerService:
@@ -101,7 +102,7 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
         client = TestClient(TestServer(create_app(settings, redis=main_redis)))
         await client.start_server()
         started.append((client, manager_server))
-        return Stack(client, manager_server, main_redis, settings)
+        return Stack(client, manager_server, main_redis, settings, server)
 
     yield start
     for client, manager_server in started:
