@@ -14,9 +14,10 @@ from redis.asyncio import Redis
 from main_server.functions import FunctionService
 from main_server.invoke import Invoker
 from main_server.manager_client import ManagerClient
+from main_server.reaper import Reaper
 from main_server.registry import ManagerRegistry
 from main_server.routes import routes
-from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REDIS, REGISTRY
+from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
 from shared.codestore import CodeStore
 from shared.execlog import ExecutionLog, RecordWriter
 from shared.http import error_middleware
@@ -104,6 +105,11 @@ def create_app(
         app[INVOKER] = Invoker(settings, pool=pool, managers=managers, http=http, records=writer)
         follower = asyncio.create_task(functions.follow_changes(), name="function-changes")
         stack.push_async_callback(_cancel, follower)
+        reaper = Reaper(settings, pool=pool, registry=registry, managers=managers, http=http)
+        app[REAPER] = reaper
+        stack.push_async_callback(reaper.close)
+        reaping = asyncio.create_task(reaper.run_forever(), name="lease-reaper")
+        stack.push_async_callback(_cancel, reaping)
 
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(routes)

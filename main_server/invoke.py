@@ -6,19 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
 
+from main_server.acquire import Acquirer
 from main_server.manager_client import ColdStart, ManagerClient
 from shared.errors import (
     ContainerFailed,
     FunctionError,
     HotpoolError,
     InvocationTimeout,
-    StoreUnavailable,
 )
 from shared.execlog import RecordWriter
 from shared.models import FunctionVersion, PoolEntry
@@ -71,11 +72,18 @@ class Invoker:
         records: RecordWriter,
     ) -> None:
         self._settings = settings
+        self._acquirer = Acquirer(settings, pool=pool, managers=managers)
+        self._counters: Counter[str] = Counter()
         self._pool = pool
         self._managers = managers
         self._http = http
         self._records = records
         self.in_flight = 0
+
+    @property
+    def counters(self) -> Counter[str]:
+        """What happened to invocations on this replica: outcomes and recoveries."""
+        return self._counters + self._acquirer.counters
 
     async def invoke(self, fv: FunctionVersion, event: bytes, request_id: str) -> Invocation:
         self.in_flight += 1
@@ -134,14 +142,19 @@ class Invoker:
             try:
                 attempt.reply = await self._call(attempt.entry, fv, event, request_id)
             except NotDelivered as exc:
+                # a container that died before the pool knew: nothing reached it, so the
+                # request goes to another container (never run twice)
+                self._counters["sent_to_dead"] += 1
                 log.warning("container %s unreachable (%s); retrying", attempt.entry, exc)
                 await self._discard(attempt.entry)
                 continue
             except InvocationTimeout:
+                self._counters["timeouts"] += 1
                 record.update(status="timeout")
                 await self._discard(attempt.entry)
                 raise
             except ContainerFailed as exc:
+                self._counters["container_failed"] += 1
                 ended = await self._discard(attempt.entry, failed=True)
                 if ended is None:
                     record.update(status="failed", error={"type": exc.code, "message": exc.message})
@@ -159,27 +172,8 @@ class Invoker:
         raise ContainerFailed(f"no container could be reached in {max_delivery_attempts} tries")
 
     async def _acquire(self, fv: FunctionVersion, lease_s: float, record: dict) -> _Attempt:
-        try:
-            entry = await self._pool.acquire(fv.name, fv.version, lease_s)
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
-        if entry is not None:
-            return _Attempt(entry)
-        try:
-            cold = await self._managers.cold_start(fv)
-        except FunctionError as exc:
-            record.update(
-                status="error",
-                cold_start=True,
-                error={"type": exc.error_type, "message": exc.message, "phase": "init"},
-            )
-            raise
-        try:
-            await self._pool.lease(cold.entry, lease_s)
-        except REDIS_ERRORS as exc:
-            await self._managers.remove(cold.entry)
-            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
-        return _Attempt(cold.entry, cold)
+        acquired = await self._acquirer.acquire(fv, lease_s, record)
+        return _Attempt(acquired.entry, acquired.cold)
 
     async def _call(
         self, entry: PoolEntry, fv: FunctionVersion, event: bytes, request_id: str

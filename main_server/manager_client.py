@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 
 from main_server.registry import ManagerRegistry, choose_manager
-from shared.errors import ContainerFailed, FunctionError, NoCapacity
+from shared.errors import ContainerFailed, FunctionError, NoCapacity, RuntimeImageMissing
 from shared.models import FunctionVersion, PoolEntry
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,13 @@ class ManagerClient:
         begun = time.perf_counter()
         manager = choose_manager(await self._registry.snapshot(), self._registry.pending)
         if manager is None:
-            manager = choose_manager(
-                await self._registry.snapshot(fresh=True), self._registry.pending
-            )
-        if manager is None:
-            raise NoCapacity("no Manager has room for another container; try again shortly")
+            snapshot = await self._registry.snapshot(fresh=True)
+            manager = choose_manager(snapshot, self._registry.pending)
+            if manager is None:
+                if any(m.alive and m.accepting for m in snapshot):
+                    # every Manager is full: worth queueing for a container to free up
+                    raise NoCapacity("every Manager is at capacity", full=True)
+                raise NoCapacity("no Manager is available to start a container; try again")
         body = {
             "function": fv.name,
             "version": fv.version,
@@ -97,8 +99,13 @@ class ManagerClient:
                 traceback=error.get("traceback", ""),
                 phase="init",
             )
+        if error.get("code") == "RuntimeImageMissing":
+            raise RuntimeImageMissing(error.get("message", "the runtime image is missing"))
         if status == 503:
-            raise NoCapacity(error.get("message", f"manager {manager.id} has no capacity"))
+            raise NoCapacity(
+                error.get("message", f"manager {manager.id} has no capacity"),
+                full="capacity" in error.get("message", ""),
+            )
         raise ContainerFailed(
             f"manager {manager.id} failed to start a container ({status}): "
             f"{error.get('message', payload)}"

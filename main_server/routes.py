@@ -8,7 +8,7 @@ import orjson
 import redis.exceptions
 from aiohttp import BodyPartReader, web
 
-from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REDIS, REGISTRY
+from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
 from shared.errors import (
     HotpoolError,
     InvalidEvent,
@@ -159,17 +159,20 @@ async def system_status(request: web.Request) -> web.Response:
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise StoreUnavailable("the pool (Redis) is unreachable") from exc
     by_function: dict[str, dict[str, int]] = {}
+    empty = {"warm": 0, "busy": 0, "starting": 0}
     for label, n in counts.idle.items():
-        by_function.setdefault(label, {"warm": 0, "busy": 0})["warm"] = n
+        by_function.setdefault(label, dict(empty))["warm"] = n
     for label, n in counts.leased.items():
-        by_function.setdefault(label, {"warm": 0, "busy": 0})["busy"] = n
+        by_function.setdefault(label, dict(empty))["busy"] = n
+    for label, n in counts.starting.items():
+        by_function.setdefault(label, dict(empty))["starting"] = n
     runtimes = await app[FUNCTIONS].runtimes_of({label.rsplit(":", 1)[0] for label in by_function})
     by_runtime: dict[str, dict[str, int]] = {}
     for label, figures in by_function.items():
         runtime = runtimes.get(label.rsplit(":", 1)[0], "unknown")
-        total = by_runtime.setdefault(runtime, {"warm": 0, "busy": 0})
-        total["warm"] += figures["warm"]
-        total["busy"] += figures["busy"]
+        total = by_runtime.setdefault(runtime, dict(empty))
+        for kind in empty:
+            total[kind] += figures[kind]
     alive = [m for m in managers if m.alive]
     return json_response(
         {
@@ -179,5 +182,7 @@ async def system_status(request: web.Request) -> web.Response:
             "containers": {"by_function": by_function, "by_runtime": by_runtime},
             "invocations_in_flight": app[INVOKER].in_flight,
             "busy_containers": sum(counts.leased.values()),
+            # this replica's counters since it started
+            "counters": dict(app[INVOKER].counters + app[REAPER].counters),
         }
     )

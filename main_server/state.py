@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 
 from main_server.functions import FunctionService
 from main_server.invoke import Invoker
+from main_server.reaper import Reaper
 from main_server.registry import ManagerRegistry
 from shared.execlog import ExecutionLog
 from shared.pool import Pool
@@ -17,3 +18,4 @@ REGISTRY = web.AppKey("registry", ManagerRegistry)
 FUNCTIONS = web.AppKey("functions", FunctionService)
 INVOKER = web.AppKey("invoker", Invoker)
 LOGS = web.AppKey("execution_log", ExecutionLog)
+REAPER = web.AppKey("reaper", Reaper)

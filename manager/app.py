@@ -25,6 +25,7 @@ from manager.process_backend import ProcessBackend
 from manager.service import CreateRequest, ManagerService
 from shared.codestore import CodeStore, LocalCodeStore
 from shared.http import error_middleware, json_response, read_json
+from shared.loops import every
 from shared.redis_conn import check_redis, make_redis
 from shared.settings import Settings
 from shared.stores import open_code_store
@@ -96,18 +97,6 @@ def make_backend(settings: Settings) -> ContainerBackend:
     )
 
 
-async def _every(interval_s: float, what: str, step) -> None:
-    """Run ``step()`` every ``interval_s`` forever; a failing step is logged, not fatal."""
-    while True:
-        try:
-            await step()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed", what)
-        await asyncio.sleep(interval_s)
-
-
 def create_manager_app(
     settings: Settings,
     *,
@@ -152,10 +141,10 @@ def create_manager_app(
         service.prewarm.start()
         tasks = [
             asyncio.create_task(
-                _every(settings.heartbeat_interval_s, "heartbeat", service.heartbeat)
+                every(settings.heartbeat_interval_s, "heartbeat", service.heartbeat)
             ),
             asyncio.create_task(
-                _every(
+                every(
                     settings.reaper_interval_s,
                     "idle reaper",
                     lambda: service.reap_idle(time.time()),

@@ -60,6 +60,7 @@ class CreateRequest:
                     memory_mb=int(data.get("memory_mb", 128)),
                     timeout_s=float(data.get("timeout_s", 30)),
                     env=data.get("env", {}),
+                    max_concurrency=int(data.get("max_concurrency", 100)),
                 ),
             )
         except KeyError as exc:

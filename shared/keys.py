@@ -9,9 +9,16 @@ The warm pool (ADR-000 decision 2):
 - ``hp:idle:{manager_id}``          ZSET entry -> time it last became idle, for the idle reaper.
 - ``hp:retired:{function}:{version}``  STRING marker: that version no longer takes containers
   back (the function was updated or deleted); release answers "remove it" instead of RPUSH.
+- ``hp:fv:{function}:{version}``    HASH ``leased``: the version's leased containers, kept exact by
+  the scripts below (every lease change goes through one of them).
+- ``hp:starting:{function}:{version}``  ZSET token -> deadline: cold starts under way. A
+  token expires by itself, so a Main that dies mid-start does not hold a slot for ever.
+- ``hp:waiting:{function}:{version}``   ZSET token -> deadline: requests waiting (BLPOP) for a
+  container of the version instead of starting one (herd control).
 - ``hp:containers:{manager_id}``    HASH container id -> entry: every live container of a Manager.
 - ``hp:managers``                  HASH manager id -> JSON registration (url, capacity, ...).
 - ``hp:manager-alive:{manager_id}`` STRING with a TTL: the Manager's heartbeat.
+- ``hp:reaper-lock``               STRING with a TTL: which process runs the lease reaper now.
 
 Pub/sub:
 
@@ -32,6 +39,10 @@ CONTAINERS_PREFIX = "hp:containers:"
 MANAGERS = "hp:managers"
 MANAGER_ALIVE_PREFIX = "hp:manager-alive:"
 FUNCTIONS_CHANGED = "hp:functions-changed"
+FV_PREFIX = "hp:fv:"
+STARTING_PREFIX = "hp:starting:"
+WAITING_PREFIX = "hp:waiting:"
+REAPER_LOCK = "hp:reaper-lock"
 
 # A retired marker outlives any lease (timeout + grace) by far.
 retired_marker_ttl_s = 24 * 3600
@@ -39,6 +50,18 @@ retired_marker_ttl_s = 24 * 3600
 
 def pool(function: str, version: int) -> str:
     return f"{POOL_PREFIX}{function}:{version}"
+
+
+def fv(function: str, version: int) -> str:
+    return f"{FV_PREFIX}{function}:{version}"
+
+
+def starting(function: str, version: int) -> str:
+    return f"{STARTING_PREFIX}{function}:{version}"
+
+
+def waiting(function: str, version: int) -> str:
+    return f"{WAITING_PREFIX}{function}:{version}"
 
 
 def idle(manager_id: str) -> str:
@@ -57,37 +80,96 @@ def manager_alive(manager_id: str) -> str:
     return f"{MANAGER_ALIVE_PREFIX}{manager_id}"
 
 
-# KEYS: pool list, leases, idle zset of the entry's manager... the caller does not know which
-# manager's container it will get, so acquire does not touch the idle set; the reaper's LREM
-# decides (an entry that is not in the list is in use and is left alone).
-# ARGV: lease deadline
+# KEYS: pool list, leases, fv hash. ARGV: lease deadline.
 ACQUIRE = """
 local entry = redis.call('LPOP', KEYS[1])
 if entry then
   redis.call('ZADD', KEYS[2], ARGV[1], entry)
+  redis.call('HINCRBY', KEYS[3], 'leased', 1)
 end
 return entry
 """
 
-# KEYS: leases. ARGV: entry, deadline. A freshly cold-started container is leased straight away.
+# Acquire, or on a miss decide what the request does (herd control; mirrors
+# shared.pool.plan_miss, which the tests hold it to).
+# KEYS: pool list, leases, fv hash, starting zset, waiting zset.
+# ARGV: lease deadline, now, max_concurrency, waiters_per_start, token, start deadline,
+#       wait deadline.
+# Returns {'lease', entry} | {'start', ''} | {'wait', ''} | {'queue', ''}.
+ACQUIRE_OR_PLAN = """
+local entry = redis.call('LPOP', KEYS[1])
+if entry then
+  redis.call('ZADD', KEYS[2], ARGV[1], entry)
+  redis.call('HINCRBY', KEYS[3], 'leased', 1)
+  return {'lease', entry}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
+local starting = redis.call('ZCARD', KEYS[4])
+local waiting = redis.call('ZCARD', KEYS[5])
+local leased = tonumber(redis.call('HGET', KEYS[3], 'leased') or '0')
+if starting * tonumber(ARGV[4]) > waiting then
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
+  return {'wait', ''}
+end
+if leased + starting < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
+  return {'start', ''}
+end
+redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
+return {'queue', ''}
+"""
+
+# KEYS: leases, fv hash, a starting or waiting zset. ARGV: entry, deadline, token.
+# Lease a container that never was in the list (a fresh cold start), or one taken by BLPOP,
+# and drop the request's starting/waiting token in the same step.
 LEASE = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[3])
+if redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'leased', 1)
+end
 return 1
 """
 
-# KEYS: pool list, leases, retired marker, idle zset. ARGV: entry, now.
+# KEYS: pool list, leases, retired marker, idle zset, fv hash. ARGV: entry, now.
 # Returns 1 = back in the pool; 0 = version retired, remove the container;
 # -1 = the lease was already gone (reclaimed or evicted), so the entry must not be pushed twice.
 RELEASE = """
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
   return -1
 end
+redis.call('HINCRBY', KEYS[5], 'leased', -1)
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('ZREM', KEYS[4], ARGV[1])
   return 0
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS: pool list, retired marker, idle zset. ARGV: entry, now.
+# Put back a container that is in neither the list nor a lease (a reclaimed lease that passed
+# its health check, or an orphan). 1 = pushed, 0 = version retired (remove it).
+PUT_BACK = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS: leases, fv hash. ARGV: entry, now.
+# Claim an expired lease for the reaper: 1 if it was expired and is now gone.
+RECLAIM = """
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'leased', -1)
 return 1
 """
 
@@ -101,10 +183,14 @@ end
 return n
 """
 
-# KEYS: pool list, leases, idle zset. ARGV: entry. Forget a dead or killed container everywhere.
+# KEYS: pool list, leases, idle zset, fv hash. ARGV: entry.
+# Forget a dead or killed container everywhere.
 EVICT = """
 local n = redis.call('LREM', KEYS[1], 0, ARGV[1])
-n = n + redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[4], 'leased', -1)
+  n = n + 1
+end
 redis.call('ZREM', KEYS[3], ARGV[1])
 return n
 """
@@ -117,4 +203,26 @@ redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 local entries = redis.call('LRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
 return entries
+"""
+
+# KEYS: lock. ARGV: owner, ttl ms. Take or keep the reaper lock; 1 if this owner holds it.
+LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lock. ARGV: owner. Give the lock up, only if this owner holds it.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 """

@@ -120,6 +120,7 @@ class VersionRow(Base):
     handler: Mapped[str] = mapped_column(String(255), nullable=False)
     memory_mb: Mapped[int] = mapped_column(Integer, nullable=False)
     timeout_s: Mapped[float] = mapped_column(Double, nullable=False)
+    max_concurrency: Mapped[int] = mapped_column(Integer, nullable=False, server_default="100")
     env: Mapped[dict] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
 
@@ -213,6 +214,7 @@ def _to_model(name: str, row: VersionRow) -> FunctionVersion:
             handler=row.handler,
             memory_mb=row.memory_mb,
             timeout_s=row.timeout_s,
+            max_concurrency=row.max_concurrency,
             env=dict(row.env),
         ),
         created_at=created,
@@ -276,6 +278,7 @@ class SqlMetadataStore:
                 handler=config.handler,
                 memory_mb=config.memory_mb,
                 timeout_s=config.timeout_s,
+                max_concurrency=config.max_concurrency,
                 env=dict(config.env),
                 created_at=now,
             )

@@ -18,6 +18,7 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 RUNTIMES = ("python",)
 MEMORY_MB_RANGE = (64, 10240)
 TIMEOUT_S_RANGE = (0.1, 900.0)
+MAX_CONCURRENCY_RANGE = (1, 1000)
 MAX_ENV_VARS = 64
 MAX_ENV_BYTES = 4096
 
@@ -41,6 +42,8 @@ class FunctionConfig:
     memory_mb: int = 128
     timeout_s: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict)
+    # most containers (so most simultaneous calls) this function may have
+    max_concurrency: int = 100
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -57,12 +60,15 @@ class FunctionConfig:
         low_t, high_t = TIMEOUT_S_RANGE
         if not low_t <= self.timeout_s <= high_t:
             raise InvalidRequest(f"timeout_s must be between {low_t} and {high_t}")
+        low_c, high_c = MAX_CONCURRENCY_RANGE
+        if not low_c <= self.max_concurrency <= high_c:
+            raise InvalidRequest(f"max_concurrency must be between {low_c} and {high_c}")
         _validate_env(self.env)
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> FunctionConfig:
         """Parse query or form parameters; unknown names are refused, not ignored."""
-        known = {"runtime", "handler", "memory_mb", "timeout_s", "env"}
+        known = {"runtime", "handler", "memory_mb", "timeout_s", "env", "max_concurrency"}
         unknown = sorted(set(params) - known)
         if unknown:
             raise InvalidRequest(
@@ -77,6 +83,10 @@ class FunctionConfig:
             values["memory_mb"] = _parse_number(params["memory_mb"], "memory_mb", int)
         if "timeout_s" in params:
             values["timeout_s"] = _parse_number(params["timeout_s"], "timeout_s", float)
+        if "max_concurrency" in params:
+            values["max_concurrency"] = _parse_number(
+                params["max_concurrency"], "max_concurrency", int
+            )
         if "env" in params:
             try:
                 env = orjson.loads(params["env"])

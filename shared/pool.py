@@ -1,7 +1,8 @@
-"""The Redis warm pool: acquire, release, lease, evict, retire — one Lua script each.
+"""The Redis warm pool: acquire, release, lease, evict, retire, reclaim — one Lua script each.
 
-Keys and scripts live in ``shared.keys``; this module only runs them. Every method takes
-``now`` implicitly from the injected clock so tests can drive time.
+Keys and scripts live in ``shared.keys``; this module only runs them. Time comes from the
+injected clock so tests can drive it; ``plan_miss`` is the herd-control decision as a pure
+function, which the ACQUIRE_OR_PLAN script mirrors.
 """
 
 from __future__ import annotations
@@ -9,11 +10,38 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from redis.asyncio import Redis
 
 from shared import keys
 from shared.models import PoolEntry
+
+
+class Plan(Enum):
+    """What a request does when it finds no idle container."""
+
+    LEASE = "lease"  # it got one after all
+    START = "start"  # it starts a container (a cold start)
+    WAIT = "wait"  # enough cold starts are under way: wait for whichever container comes
+    QUEUE = "queue"  # the function is at max_concurrency: wait for a release, or 429
+
+
+def plan_miss(
+    *, starting: int, waiting: int, leased: int, max_concurrency: int, waiters_per_start: int
+) -> Plan:
+    """The herd-control decision on a miss, over a snapshot of one function version.
+
+    Each cold start under way may carry ``waiters_per_start`` waiting requests, which take
+    whichever container is released or arrives first; only a request beyond that starts
+    another container, and never past ``max_concurrency`` containers (leased + starting,
+    the idle list being empty).
+    """
+    if starting * waiters_per_start > waiting:
+        return Plan.WAIT
+    if leased + starting < max_concurrency:
+        return Plan.START
+    return Plan.QUEUE
 
 
 @dataclass(frozen=True)
@@ -22,6 +50,7 @@ class PoolCounts:
 
     idle: dict[str, int]  # "function:version" -> idle containers
     leased: dict[str, int]  # "function:version" -> leased (busy) containers
+    starting: dict[str, int]  # "function:version" -> cold starts under way
 
 
 class Pool:
@@ -30,23 +59,92 @@ class Pool:
     def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
         self._clock = clock
-        self._acquire = redis.register_script(keys.ACQUIRE)
-        self._lease = redis.register_script(keys.LEASE)
-        self._release = redis.register_script(keys.RELEASE)
-        self._remove_idle = redis.register_script(keys.REMOVE_IDLE)
-        self._evict = redis.register_script(keys.EVICT)
-        self._retire = redis.register_script(keys.RETIRE)
+        register = redis.register_script
+        self._acquire = register(keys.ACQUIRE)
+        self._acquire_or_plan = register(keys.ACQUIRE_OR_PLAN)
+        self._lease = register(keys.LEASE)
+        self._release = register(keys.RELEASE)
+        self._put_back = register(keys.PUT_BACK)
+        self._reclaim = register(keys.RECLAIM)
+        self._remove_idle = register(keys.REMOVE_IDLE)
+        self._evict = register(keys.EVICT)
+        self._retire = register(keys.RETIRE)
+        self._lock = register(keys.LOCK)
+        self._unlock = register(keys.UNLOCK)
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
 
     async def acquire(self, function: str, version: int, lease_s: float) -> PoolEntry | None:
         """Take an idle container of this version and lease it, or None when the list is empty."""
         raw = await self._acquire(
-            keys=[keys.pool(function, version), keys.LEASES], args=[self._clock() + lease_s]
+            keys=[keys.pool(function, version), keys.LEASES, keys.fv(function, version)],
+            args=[self._clock() + lease_s],
         )
         return PoolEntry.decode(raw) if raw is not None else None
 
-    async def lease(self, entry: PoolEntry, lease_s: float) -> None:
-        """Lease a container that never was in the list (a fresh cold start)."""
-        await self._lease(keys=[keys.LEASES], args=[entry.encode(), self._clock() + lease_s])
+    async def acquire_or_plan(
+        self,
+        function: str,
+        version: int,
+        *,
+        lease_s: float,
+        token: str,
+        max_concurrency: int,
+        waiters_per_start: int,
+        start_s: float,
+        wait_s: float,
+    ) -> tuple[Plan, PoolEntry | None]:
+        """Lease an idle container, or register the request as starting or waiting."""
+        now = self._clock()
+        plan, raw = await self._acquire_or_plan(
+            keys=[
+                keys.pool(function, version),
+                keys.LEASES,
+                keys.fv(function, version),
+                keys.starting(function, version),
+                keys.waiting(function, version),
+            ],
+            args=[
+                now + lease_s, now, max_concurrency, waiters_per_start, token,
+                now + start_s, now + wait_s,
+            ],
+        )  # fmt: skip
+        decided = Plan(plan.decode() if isinstance(plan, bytes) else plan)
+        return decided, PoolEntry.decode(raw) if decided is Plan.LEASE else None
+
+    async def lease(self, entry: PoolEntry, lease_s: float, *, token: str = "") -> None:
+        """Lease a container that is not in the list (a fresh cold start, or one taken by
+        ``wait_for``), dropping the request's starting or waiting token."""
+        await self._lease(
+            keys=[
+                keys.LEASES,
+                keys.fv(entry.function, entry.version),
+                keys.starting(entry.function, entry.version),
+            ],
+            args=[entry.encode(), self._clock() + lease_s, token],
+        )
+        if token:
+            await self._redis.zrem(keys.waiting(entry.function, entry.version), token)
+
+    async def start_failed(self, function: str, version: int, token: str) -> None:
+        await self._redis.zrem(keys.starting(function, version), token)
+
+    async def add_waiting(self, function: str, version: int, token: str, wait_s: float) -> None:
+        await self._redis.zadd(keys.waiting(function, version), {token: self._clock() + wait_s})
+
+    async def stop_waiting(self, function: str, version: int, token: str) -> None:
+        await self._redis.zrem(keys.waiting(function, version), token)
+
+    async def wait_for(self, function: str, version: int, timeout_s: float) -> PoolEntry | None:
+        """Block until a container of this version is pushed (BLPOP), or None at the timeout.
+
+        The caller must ``lease`` what it gets: until then the container is in neither the
+        list nor a lease, and the reaper returns it to the pool if the caller dies.
+        """
+        got = await self._redis.blpop([keys.pool(function, version)], timeout=timeout_s)
+        return PoolEntry.decode(got[1]) if got else None
 
     async def release(self, entry: PoolEntry) -> int:
         """Give a leased container back.
@@ -61,10 +159,31 @@ class Pool:
                     keys.LEASES,
                     keys.retired(entry.function, entry.version),
                     keys.idle(entry.manager_id),
+                    keys.fv(entry.function, entry.version),
                 ],
                 args=[entry.encode(), self._clock()],
             )
         )
+
+    async def put_back(self, entry: PoolEntry) -> bool:
+        """Return an unleased container to its list; False when its version is retired."""
+        pushed = await self._put_back(
+            keys=[
+                keys.pool(entry.function, entry.version),
+                keys.retired(entry.function, entry.version),
+                keys.idle(entry.manager_id),
+            ],
+            args=[entry.encode(), self._clock()],
+        )
+        return int(pushed) == 1
+
+    async def reclaim(self, entry: PoolEntry) -> bool:
+        """Take over an expired lease (the reaper); False if it was released meanwhile."""
+        taken = await self._reclaim(
+            keys=[keys.LEASES, keys.fv(entry.function, entry.version)],
+            args=[entry.encode(), self._clock()],
+        )
+        return int(taken) == 1
 
     async def remove_idle(self, entry: PoolEntry) -> bool:
         """Take an idle container out of its list; False means it is in use (leave it alone)."""
@@ -81,6 +200,7 @@ class Pool:
                 keys.pool(entry.function, entry.version),
                 keys.LEASES,
                 keys.idle(entry.manager_id),
+                keys.fv(entry.function, entry.version),
             ],
             args=[entry.encode()],
         )
@@ -105,10 +225,24 @@ class Pool:
         raw = await self._redis.zrangebyscore(keys.LEASES, "-inf", now)
         return [PoolEntry.decode(item) for item in raw]
 
+    async def placed(self) -> set[str]:
+        """Every entry that is in a pool list or leased, encoded."""
+        found = {_text(raw) for raw in await self._redis.zrange(keys.LEASES, 0, -1)}
+        async for key in self._redis.scan_iter(match=keys.POOL_PREFIX + "*", count=500):
+            found.update(_text(raw) for raw in await self._redis.lrange(key, 0, -1))
+        return found
+
+    async def hold_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew a lock held by ``owner``; True while ``owner`` holds it."""
+        return int(await self._lock(keys=[name], args=[owner, int(ttl_s * 1000)])) == 1
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        await self._unlock(keys=[name], args=[owner])
+
     async def counts(self) -> PoolCounts:
         idle: dict[str, int] = {}
         async for key in self._redis.scan_iter(match=keys.POOL_PREFIX + "*", count=500):
-            name = key.decode() if isinstance(key, bytes) else key
+            name = _text(key)
             length = await self._redis.llen(name)
             if length:
                 idle[name.removeprefix(keys.POOL_PREFIX)] = length
@@ -117,4 +251,14 @@ class Pool:
             entry = PoolEntry.decode(raw)
             label = f"{entry.function}:{entry.version}"
             leased[label] = leased.get(label, 0) + 1
-        return PoolCounts(idle=idle, leased=leased)
+        starting: dict[str, int] = {}
+        now = self._clock()
+        async for key in self._redis.scan_iter(match=keys.STARTING_PREFIX + "*", count=500):
+            n = await self._redis.zcount(key, now, "+inf")
+            if n:
+                starting[_text(key).removeprefix(keys.STARTING_PREFIX)] = n
+        return PoolCounts(idle=idle, leased=leased, starting=starting)
+
+
+def _text(raw: str | bytes) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

@@ -90,6 +90,13 @@ class Settings:
     # the pool
     lease_grace_s: float = 10.0
     cold_start_timeout_s: float = 60.0
+    # herd control: requests that may wait for each cold start under way instead of starting
+    # another container, and how long a request waits when the function is at its limit
+    waiters_per_start: int = 4
+    queue_timeout_s: float = 10.0
+    # the lease reaper (one process at a time, under a Redis lock)
+    lease_reaper_interval_s: float = 1.0
+    orphan_grace_s: float = 5.0
 
     # input limits
     max_package_bytes: int = 50 * 1024 * 1024

@@ -276,8 +276,8 @@ async def test_status_and_health(hotpool_stack):
     await call
     assert status["status"] == "online" and status["managers_online"] == 1
     assert status["managers"][0]["id"] == stack.manager.manager_id
-    assert status["containers"]["by_function"]["st:1"] == {"warm": 0, "busy": 1}
-    assert status["containers"]["by_runtime"]["python"] == {"warm": 0, "busy": 1}
+    assert status["containers"]["by_function"]["st:1"] == {"warm": 0, "busy": 1, "starting": 0}
+    assert status["containers"]["by_runtime"]["python"] == {"warm": 0, "busy": 1, "starting": 0}
     assert status["invocations_in_flight"] == 1
 
 

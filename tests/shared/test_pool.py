@@ -318,11 +318,13 @@ async def test_counts_reports_idle_and_leased_per_version(redis_client):
 
     counts = await pool.counts()
 
-    assert counts == PoolCounts(idle={f"{FN}:1": 2}, leased={f"{FN}:1": 1, f"{FN}:2": 1})
+    assert counts == PoolCounts(
+        idle={f"{FN}:1": 2}, leased={f"{FN}:1": 1, f"{FN}:2": 1}, starting={}
+    )
 
 
 async def test_counts_of_empty_pool(redis_client):
-    assert await Pool(redis_client).counts() == PoolCounts(idle={}, leased={})
+    assert await Pool(redis_client).counts() == PoolCounts(idle={}, leased={}, starting={})
 
 
 # --- concurrency -------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ async def tables(url: str) -> set[str]:
 async def test_migrate_creates_the_tables_and_their_constraints(database_url):
     revision = await migrate(database_url)
 
-    assert revision == head_revision() == "0001"
+    assert revision == head_revision() == "0002"
     assert await current_revision(database_url) == revision
 
     def describe(conn: Connection) -> dict[str, Any]:

@@ -1,0 +1,144 @@
+"""Getting a container for one request: a warm one from the pool, a cold start, or a wait.
+
+Herd control (ADR-001's competitive consumption): a request that misses while enough cold
+starts are under way for the version waits on the list (BLPOP) and takes whichever container
+is released or arrives first, instead of starting one more. No version ever has more than its
+``max_concurrency`` containers, nor a Manager more than its capacity; past that a request waits
+up to ``queue_timeout_s`` for a release, then gets 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from main_server.manager_client import ColdStart, ManagerClient
+from shared.errors import FunctionError, NoCapacity, StoreUnavailable, TooManyRequests
+from shared.models import FunctionVersion, PoolEntry
+from shared.pool import Plan, Pool
+from shared.redis_conn import REDIS_ERRORS
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Acquired:
+    """A leased container, and the cold start that made it, if any."""
+
+    entry: PoolEntry
+    cold: ColdStart | None = None
+
+
+class Acquirer:
+    """Hands each request one leased container of its function version."""
+
+    def __init__(self, settings: Settings, *, pool: Pool, managers: ManagerClient) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._managers = managers
+        self.counters: Counter[str] = Counter()
+
+    async def acquire(
+        self, fv: FunctionVersion, lease_s: float, record: dict[str, Any]
+    ) -> Acquired:
+        try:
+            return await self._acquire(fv, lease_s, record)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
+
+    async def _acquire(
+        self, fv: FunctionVersion, lease_s: float, record: dict[str, Any]
+    ) -> Acquired:
+        settings = self._settings
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + settings.cold_start_timeout_s
+        while True:
+            plan, entry = await self._pool.acquire_or_plan(
+                fv.name,
+                fv.version,
+                lease_s=lease_s,
+                token=token,
+                max_concurrency=fv.config.max_concurrency,
+                waiters_per_start=settings.waiters_per_start,
+                start_s=settings.cold_start_timeout_s,
+                wait_s=max(settings.cold_start_timeout_s, settings.queue_timeout_s) + 1,
+            )
+            if plan is Plan.LEASE:
+                assert entry is not None
+                return Acquired(entry)
+            if plan is Plan.START:
+                started = await self._start(fv, lease_s, token, record)
+                if started is not None:
+                    return started
+                plan = Plan.QUEUE  # no Manager has room: queue like a full function
+                await self._pool.add_waiting(fv.name, fv.version, token, settings.queue_timeout_s)
+            self.counters[f"plan_{plan.value}"] += 1
+            wait_s = settings.queue_timeout_s if plan is Plan.QUEUE else deadline - time.monotonic()
+            got = await self._wait(fv, max(0.0, wait_s))
+            if got is not None:
+                await self._pool.lease(got, lease_s, token=token)
+                self.counters["waited_and_got"] += 1
+                return Acquired(got)
+            await self._pool.stop_waiting(fv.name, fv.version, token)
+            if plan is Plan.QUEUE:
+                self.counters["rejected_429"] += 1
+                raise TooManyRequests(
+                    f"{fv.name} is at its concurrency limit ({fv.config.max_concurrency} "
+                    "containers) or the cluster is full; retry later",
+                    retry_after_s=max(1.0, settings.queue_timeout_s / 2),
+                )
+            if time.monotonic() >= deadline:
+                raise NoCapacity(
+                    f"no container of {fv.name} became free within "
+                    f"{settings.cold_start_timeout_s:g} s"
+                )
+            # the cold starts we waited for failed or went to others: plan again
+
+    async def _start(
+        self, fv: FunctionVersion, lease_s: float, token: str, record: dict[str, Any]
+    ) -> Acquired | None:
+        """A cold start; None when no Manager has room."""
+        self.counters["cold_starts"] += 1
+        try:
+            cold = await self._managers.cold_start(fv)
+        except NoCapacity as exc:
+            await self._pool.start_failed(fv.name, fv.version, token)
+            self.counters["no_capacity"] += 1
+            if exc.details.get("full"):
+                return None  # the cluster is full: queue for a release
+            raise
+        except FunctionError as exc:
+            await self._pool.start_failed(fv.name, fv.version, token)
+            record.update(
+                status="error",
+                cold_start=True,
+                error={"type": exc.error_type, "message": exc.message, "phase": "init"},
+            )
+            raise
+        except BaseException:
+            await asyncio.shield(self._pool.start_failed(fv.name, fv.version, token))
+            raise
+        try:
+            await self._pool.lease(cold.entry, lease_s, token=token)
+        except REDIS_ERRORS:
+            await self._managers.remove(cold.entry)
+            raise
+        return Acquired(cold.entry, cold)
+
+    async def _wait(self, fv: FunctionVersion, timeout_s: float) -> PoolEntry | None:
+        """BLPOP in slices shorter than the Redis socket timeout, up to ``timeout_s``."""
+        end = time.monotonic() + timeout_s
+        slice_s = max(0.1, self._settings.redis_socket_timeout_s / 2)
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            got = await self._pool.wait_for(fv.name, fv.version, min(left, slice_s))
+            if got is not None:
+                return got
