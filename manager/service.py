@@ -286,6 +286,14 @@ class ManagerService:
             "healthy": self.healthy,
             "heartbeat_at": time.time(),
         }
+        # every beat also re-asserts which containers live here: if Redis lost its data
+        # (a restart without persistence, a failover to a lagging replica), the registry is
+        # rebuilt, and the reaper returns the containers no list or lease holds any more
+        ready = {
+            cid: m.entry.encode()
+            for cid, m in self._containers.items()
+            if m.entry is not None and m.state is ContainerState.READY
+        }
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.MANAGERS, self.manager_id, orjson.dumps(info))
             pipe.set(
@@ -293,7 +301,13 @@ class ManagerService:
                 b"1",
                 px=int(self.settings.heartbeat_ttl_s * 1000),
             )
-            await pipe.execute()
+            if ready:
+                pipe.hset(keys.containers(self.manager_id), mapping=ready)
+            pipe.hkeys(keys.containers(self.manager_id))
+            *_, registered = await pipe.execute()
+        stale = [k for k in map(_text, registered) if k not in self._containers]
+        if stale:
+            await self._redis.hdel(keys.containers(self.manager_id), *stale)
 
     async def deregister(self) -> None:
         await self._redis.hdel(keys.MANAGERS, self.manager_id)
@@ -358,3 +372,7 @@ class ManagerService:
         )
         await self._backend.close()
         await self.deregister()
+
+
+def _text(raw: str | bytes) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
