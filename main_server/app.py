@@ -11,8 +11,10 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from main_server.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from main_server.functions import FunctionService
 from main_server.invoke import Invoker
+from main_server.keys_api import routes as key_routes
 from main_server.manager_client import ManagerClient
 from main_server.reaper import Reaper
 from main_server.registry import ManagerRegistry
@@ -21,6 +23,7 @@ from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REG
 from shared.codestore import CodeStore
 from shared.execlog import ExecutionLog, RecordWriter
 from shared.http import error_middleware
+from shared.keystore import SqlKeyStore
 from shared.metadata import MetadataStore
 from shared.pool import Pool
 from shared.redis_conn import check_redis, make_redis
@@ -46,7 +49,7 @@ def create_app(
 ) -> web.Application:
     """Main's application; any client not passed in is built from ``settings``."""
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, auth_middleware],
         # route handlers enforce their own, smaller limits while streaming
         client_max_size=settings.max_package_bytes + 1024 * 1024,
     )
@@ -67,6 +70,13 @@ def create_app(
         if meta is None:
             meta = await open_metadata(settings)
             stack.push_async_callback(meta.close)
+        keystore = SqlKeyStore(meta)
+        authenticator = Authenticator(settings, keystore=keystore, redis=client)
+        app[AUTHENTICATOR] = authenticator
+        revocations = asyncio.create_task(
+            authenticator.follow_revocations(), name="key-revocations"
+        )
+        stack.push_async_callback(_cancel, revocations)
         store = code_store
         if store is None:
             store = await open_code_store(settings)
@@ -93,7 +103,9 @@ def create_app(
         stack.push_async_callback(http.close)
         pool = Pool(client)
         registry = ManagerRegistry(client)
-        managers = ManagerClient(registry, http, timeout_s=settings.cold_start_timeout_s)
+        managers = ManagerClient(
+            registry, http, timeout_s=settings.cold_start_timeout_s, secret=settings.manager_secret
+        )
         app[REDIS] = client
         app[POOL] = pool
         app[REGISTRY] = registry
@@ -113,4 +125,5 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(routes)
+    app.add_routes(key_routes)
     return app

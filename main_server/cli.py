@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import HotpoolError
-from shared.settings import Settings, SettingsError, client_url
+from shared.settings import Settings, SettingsError, client_api_key, client_url
 
 
 class CliError(Exception):
@@ -31,6 +31,9 @@ def _request(
     req = urllib.request.Request(url, data=body, method=method)
     if content_type:
         req.add_header("Content-Type", content_type)
+    key = client_api_key()
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(req, timeout=960) as resp:
             return resp.status, dict(resp.headers), resp.read()
@@ -227,6 +230,57 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_create_key(args: argparse.Namespace) -> int:
+    """Create an API key straight in the metadata database (production bootstrap)."""
+    import asyncio
+
+    from shared.keystore import SqlKeyStore
+    from shared.models import qualify, validate_name
+    from shared.stores import open_metadata
+
+    namespaces = [ns.strip() for ns in args.namespace.split(",") if ns.strip()]
+    function = None
+    if args.function:
+        if len(namespaces) != 1:
+            raise CliError("--function needs exactly one --namespace")
+        function = qualify(namespaces[0], validate_name(args.function))
+
+    async def create() -> str:
+        metadata = await open_metadata(Settings.from_env())
+        try:
+            key, _ = await SqlKeyStore(metadata).create(
+                namespaces=namespaces,
+                scopes="invoke" if function else args.scopes,
+                function=function,
+                description=args.description,
+                user=args.user,
+            )
+        finally:
+            await metadata.close()
+        return key.token
+
+    print(asyncio.run(create()))
+    return 0
+
+
+def cmd_admin_revoke_key(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from shared.keystore import SqlKeyStore
+    from shared.stores import open_metadata
+
+    async def revoke() -> None:
+        metadata = await open_metadata(Settings.from_env())
+        try:
+            await SqlKeyStore(metadata).revoke(args.key_id)
+        finally:
+            await metadata.close()
+
+    asyncio.run(revoke())
+    print(f"revoked {args.key_id} (every Main replica stops accepting it within seconds)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotpool", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manager", help="run a Manager (configured by HOTPOOL_* variables)")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_manager)
+
+    admin = sub.add_parser("admin", help="API keys, straight in the metadata database")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    p = admin_sub.add_parser("create-key", help="create an API key and print it (once)")
+    p.add_argument("--namespace", required=True, help="namespace(s), comma-separated, or '*'")
+    p.add_argument("--scopes", default="deploy,invoke,read", help="admin,deploy,invoke,read")
+    p.add_argument("--function", help="a key that may only invoke this function")
+    p.add_argument("--description", default="", help="what the key is for")
+    p.add_argument("--user", help="the user the key belongs to")
+    p.set_defaults(func=cmd_admin_create_key)
+    p = admin_sub.add_parser("revoke-key", help="revoke an API key by its id")
+    p.add_argument("key_id")
+    p.set_defaults(func=cmd_admin_revoke_key)
 
     p = sub.add_parser("migrate", help="bring the metadata database to the latest schema")
     p.add_argument(

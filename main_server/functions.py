@@ -13,7 +13,7 @@ from shared import keys
 from shared.codestore import CodeStore
 from shared.errors import StoreUnavailable
 from shared.metadata import MetadataStore
-from shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_name
+from shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_qualified
 from shared.packages import PackageLimits, inspect_package
 from shared.pool import Pool
 from shared.redis_conn import REDIS_ERRORS
@@ -49,7 +49,7 @@ class FunctionService:
 
     async def deploy(self, name: str, config: FunctionConfig, data: bytes) -> FunctionVersion:
         """Validate a package and make it the function's new immutable version."""
-        validate_name(name)
+        validate_qualified(name)
         # decompressing to check a package is CPU work; keep it off the event loop
         package = await asyncio.to_thread(inspect_package, data, config.handler, self._limits)
         key = await self._code.put(package.sha256, package.data)
@@ -69,13 +69,21 @@ class FunctionService:
     def event_limit_bytes(self) -> int:
         return self._settings.max_event_bytes
 
+    @property
+    def event_max_depth(self) -> int:
+        return self._settings.max_event_depth
+
+    @property
+    def lease_grace_s(self) -> float:
+        return self._settings.lease_grace_s
+
     async def get(self, name: str, *, fresh: bool = False) -> FunctionVersion:
         """The latest version, from the cache when it is fresh enough (unless ``fresh``)."""
         cached = self._cache.get(name)
         now = time.monotonic()
         if cached is not None and cached[1] > now and not fresh:
             return cached[0]
-        validate_name(name)
+        validate_qualified(name)
         try:
             fv = await self._metadata.latest(name)
         except StoreUnavailable:
@@ -122,12 +130,12 @@ class FunctionService:
         """The runtime of each named function that still exists."""
         return {fv.name: fv.config.runtime for fv in await self.list() if fv.name in names}
 
-    async def list(self) -> list[FunctionVersion]:
-        return await self._metadata.list_functions()
+    async def list(self, namespace: str | None = None) -> list[FunctionVersion]:
+        return await self._metadata.list_functions(namespace)
 
     async def delete(self, name: str) -> tuple[FunctionVersion, int]:
         """Delete a function and remove its warm containers; busy ones go on release."""
-        validate_name(name)
+        validate_qualified(name)
         fv = await self._metadata.delete(name)
         await self._changed(name)
         idle = await self._pool.retire(name, fv.version)

@@ -45,10 +45,16 @@ class ManagerClient:
     """Places cold starts on Managers and removes containers through them."""
 
     def __init__(
-        self, registry: ManagerRegistry, http: aiohttp.ClientSession, *, timeout_s: float
+        self,
+        registry: ManagerRegistry,
+        http: aiohttp.ClientSession,
+        *,
+        timeout_s: float,
+        secret: str = "",
     ) -> None:
         self._registry = registry
         self._http = http
+        self._headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def cold_start(self, fv: FunctionVersion) -> ColdStart:
@@ -73,7 +79,10 @@ class ManagerClient:
         pending[manager.id] = pending.get(manager.id, 0) + 1
         try:
             async with self._http.post(
-                f"{manager.url}/v1/containers", data=orjson.dumps(body), timeout=self._timeout
+                f"{manager.url}/v1/containers",
+                data=orjson.dumps(body),
+                timeout=self._timeout,
+                headers=self._headers,
             ) as resp:
                 payload: Any = orjson.loads(await resp.read())
                 status = resp.status
@@ -123,7 +132,9 @@ class ManagerClient:
         query = "?failed=1" if failed else ""
         try:
             async with self._http.delete(
-                f"{url}/v1/containers/{entry.container_id}{query}", timeout=self._timeout
+                f"{url}/v1/containers/{entry.container_id}{query}",
+                timeout=self._timeout,
+                headers=self._headers,
             ) as resp:
                 if resp.status != 200:
                     return None

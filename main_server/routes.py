@@ -8,8 +8,10 @@ import orjson
 import redis.exceptions
 from aiohttp import BodyPartReader, web
 
+from main_server.auth import AUTHENTICATOR, PRINCIPAL
 from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
 from shared.errors import (
+    Forbidden,
     HotpoolError,
     InvalidEvent,
     InvalidRequest,
@@ -17,7 +19,7 @@ from shared.errors import (
     StoreUnavailable,
 )
 from shared.http import error_response, json_response
-from shared.models import FunctionConfig
+from shared.models import FunctionConfig, qualify, validate_name
 
 routes = web.RouteTableDef()
 
@@ -67,8 +69,56 @@ async def _read_part(part: BodyPartReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _target(request: web.Request, scope: str) -> str:
+    """The qualified function name (or, without one in the path, the namespace) a request
+    may act on with ``scope``: another tenant's is a 404, never a 403 that confirms it."""
+    principal = request[PRINCIPAL]
+    namespace = principal.namespace(request.query.get("namespace"))
+    name = request.match_info.get("name")
+    if name is not None:
+        validate_name(name)
+    principal.check(scope, namespace, name)
+    return qualify(namespace, name) if name is not None else namespace
+
+
+def check_event(event: bytes, max_depth: int) -> bytes:
+    """The event as sent, once it is known to be JSON no deeper than ``max_depth``."""
+    if not event.strip():
+        return b"null"
+    try:
+        orjson.loads(event)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"the event (request body) is not valid JSON: {exc}") from None
+    # fewer brackets than the limit cannot nest deeper than it: the scan is rarely needed
+    if event.count(b"[") + event.count(b"{") > max_depth and _depth(event) > max_depth:
+        raise InvalidEvent(f"the event nests deeper than {max_depth} levels")
+    return event
+
+
+def _depth(event: bytes) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in event:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 @routes.put("/v1/functions/{name}")
 async def put_function(request: web.Request) -> web.Response:
+    target = _target(request, "deploy")
     settings_limit = request.app[FUNCTIONS].package_limit_bytes
     content_type = request.content_type
     if content_type == "multipart/form-data":
@@ -82,27 +132,36 @@ async def put_function(request: web.Request) -> web.Response:
             f"send the zip as Content-Type application/zip (settings as query parameters) "
             f"or as multipart/form-data with a 'code' file; got {content_type!r}",
         )
+    params.pop("namespace", None)
     config = FunctionConfig.from_params(params)
-    fv = await request.app[FUNCTIONS].deploy(request.match_info["name"], config, data)
+    fv = await request.app[FUNCTIONS].deploy(target, config, data)
     return json_response(fv.to_dict(), status=201 if fv.version == 1 else 200)
 
 
 @routes.get("/v1/functions")
 async def list_functions(request: web.Request) -> web.Response:
-    functions = await request.app[FUNCTIONS].list()
+    namespace = _target(request, "read")
+    functions = await request.app[FUNCTIONS].list(namespace)
     return json_response({"functions": [fv.to_dict() for fv in functions]})
 
 
 @routes.get("/v1/functions/{name}")
 async def get_function(request: web.Request) -> web.Response:
-    fv = await request.app[FUNCTIONS].get(request.match_info["name"], fresh=True)
+    fv = await request.app[FUNCTIONS].get(_target(request, "read"), fresh=True)
     return json_response(fv.to_dict())
 
 
 @routes.delete("/v1/functions/{name}")
 async def delete_function(request: web.Request) -> web.Response:
-    fv, removed = await request.app[FUNCTIONS].delete(request.match_info["name"])
-    return json_response({"deleted": fv.name, "version": fv.version, "containers_removed": removed})
+    fv, removed = await request.app[FUNCTIONS].delete(_target(request, "deploy"))
+    return json_response(
+        {
+            "deleted": fv.short_name,
+            "namespace": fv.namespace,
+            "version": fv.version,
+            "containers_removed": removed,
+        }
+    )
 
 
 @routes.post("/v1/functions/{name}/invoke")
@@ -110,16 +169,12 @@ async def invoke(request: web.Request) -> web.Response:
     request_id = str(uuid.uuid4())
     headers = {"X-Hotpool-Request-Id": request_id}
     try:
-        fv = await request.app[FUNCTIONS].get(request.match_info["name"])
+        fv = await request.app[FUNCTIONS].get(_target(request, "invoke"))
         event = await _read_limited(request, request.app[FUNCTIONS].event_limit_bytes, "the event")
-        if event.strip():
-            try:
-                orjson.loads(event)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidEvent(f"the event (request body) is not valid JSON: {exc}") from None
-        else:
-            event = b"null"
-        result = await request.app[INVOKER].invoke(fv, event, request_id)
+        event = check_event(event, request.app[FUNCTIONS].event_max_depth)
+        hold_s = fv.config.timeout_s + request.app[FUNCTIONS].lease_grace_s
+        async with request.app[AUTHENTICATOR].admitted(fv.namespace, hold_s):
+            result = await request.app[INVOKER].invoke(fv, event, request_id)
     except HotpoolError as exc:
         return error_response(exc, headers)
     headers["X-Hotpool-Cold-Start"] = "true" if result.cold_start else "false"
@@ -139,9 +194,13 @@ async def list_invocations(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "20")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_invocations_limit:
         raise InvalidRequest(f"limit must be a whole number from 1 to {max_invocations_limit}")
-    fv = await request.app[FUNCTIONS].get(request.match_info["name"], fresh=True)
+    fv = await request.app[FUNCTIONS].get(_target(request, "read"), fresh=True)
     records = await request.app[LOGS].latest(fv.name, int(raw_limit))
-    return json_response({"function": fv.name, "invocations": records})
+    for record in records:
+        record["function"] = fv.short_name
+    return json_response(
+        {"function": fv.short_name, "namespace": fv.namespace, "invocations": records}
+    )
 
 
 @routes.get("/healthz")
@@ -151,6 +210,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/system/status")
 async def system_status(request: web.Request) -> web.Response:
+    if not request[PRINCIPAL].is_admin:
+        raise Forbidden("the system status needs an admin key")
     app = request.app
     try:
         await app[REDIS].ping()

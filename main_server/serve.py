@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 
 import fakeredis
@@ -13,8 +15,11 @@ from aiohttp import web
 
 from main_server.app import create_app
 from manager.app import create_manager_app
+from shared.auth import ALL_NAMESPACES
+from shared.keystore import SqlKeyStore
 from shared.redis_conn import make_redis
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
+from shared.stores import open_metadata
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +44,42 @@ async def _serve(apps: list[tuple[web.Application, str, int]], ready_message: st
             await runner.cleanup()
 
 
+ADMIN_KEY_FILE = "admin.key"
+
+
+async def ensure_admin_key(settings: Settings) -> str | None:
+    """On the first start of the embedded default, create an admin key, store it in the
+    state directory (mode 0600) for the CLI, and return it so it can be printed once."""
+    path = settings.state_dir / ADMIN_KEY_FILE
+    metadata = await open_metadata(settings)
+    try:
+        keystore = SqlKeyStore(metadata)
+        if await keystore.has_admin_key() and path.exists():
+            return None
+        key, _ = await keystore.create(
+            namespaces=[ALL_NAMESPACES], scopes="admin", description="hotpool dev bootstrap"
+        )
+    finally:
+        await metadata.close()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.token + "\n")
+    return key.token
+
+
 async def run_dev(settings: Settings) -> None:
     """Main and Manager in one process with the embedded Redis stand-in."""
+    if not settings.manager_secret:
+        # both halves live in this process: a fresh secret per run is all they need
+        settings = settings.replace(manager_secret=secrets.token_hex(32))
+    created = await ensure_admin_key(settings)
+    if created:
+        print(
+            f"created an admin API key (shown once; also stored in "
+            f"{settings.state_dir / ADMIN_KEY_FILE}, where the CLI finds it):\n  {created}",
+            flush=True,
+        )
     server = fakeredis.FakeServer()
     main_redis = make_redis(settings, server)
     manager_redis = make_redis(settings, server)
@@ -64,6 +103,10 @@ async def run_dev(settings: Settings) -> None:
 
 
 async def run_main(settings: Settings) -> None:
+    if not settings.manager_secret:
+        raise SettingsError(
+            "HOTPOOL_MANAGER_SECRET must be set to the secret the Managers were started with"
+        )
     await _serve(
         [(create_app(settings), settings.host, settings.port)],
         f"hotpool main on http://{settings.host}:{settings.port}",

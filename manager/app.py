@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,10 +25,11 @@ from manager.package_cache import PackageCache
 from manager.process_backend import ProcessBackend
 from manager.service import CreateRequest, ManagerService
 from shared.codestore import CodeStore, LocalCodeStore
+from shared.errors import Unauthorized
 from shared.http import error_middleware, json_response, read_json
 from shared.loops import every
 from shared.redis_conn import check_redis, make_redis
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 from shared.stores import open_code_store
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,21 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+def secret_middleware(secret: str):
+    """Only callers presenting the shared secret reach the Manager's API (not /healthz)."""
+    expected = f"Bearer {secret}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler) -> web.StreamResponse:
+        if request.path.startswith("/v1/"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise Unauthorized("the Manager's API needs the shared secret")
+        return await handler(request)
+
+    return check
+
+
 def make_backend(settings: Settings) -> ContainerBackend:
     if settings.backend == "process":
         return ProcessBackend(
@@ -105,7 +122,15 @@ def create_manager_app(
     code_store: CodeStore | None = None,
 ) -> web.Application:
     """The Manager application; clients not passed in are built from ``settings``."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    if not settings.manager_secret:
+        raise SettingsError(
+            "HOTPOOL_MANAGER_SECRET must be set: the Manager's API is only for Main, which "
+            "presents the same secret (generate one with: openssl rand -hex 32)"
+        )
+    app = web.Application(
+        middlewares=[error_middleware, secret_middleware(settings.manager_secret)],
+        client_max_size=1024 * 1024,
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_redis = redis is None

@@ -26,7 +26,7 @@ from manager.prewarm import PrewarmPool
 from shared import keys
 from shared.codestore import CodeStore
 from shared.errors import ContainerFailed, FunctionError, InvalidRequest, NoCapacity, NotFound
-from shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_name
+from shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
 from shared.pool import Pool
 from shared.settings import Settings
 
@@ -51,7 +51,7 @@ class CreateRequest:
             raise InvalidRequest("body must be a JSON object")
         try:
             return cls(
-                function=validate_name(str(data["function"])),
+                function=validate_qualified(str(data["function"])),
                 version=int(data["version"]),
                 code_key=str(data["code_key"]),
                 config=FunctionConfig(

@@ -7,7 +7,9 @@
     │   ├── InvalidRequest            400 malformed input (names, settings, JSON)
     │   ├── InvalidPackage            400 the code package is refused (zip rules, handler)
     │   ├── InvalidEvent              400 the invocation body is not JSON
-    │   ├── NotFound                  404 unknown function or container
+    │   ├── Unauthorized              401 no API key, or not a valid one
+    │   ├── Forbidden                 403 the key lacks the scope (inside its own namespace)
+    │   ├── NotFound                  404 unknown function or container (or another tenant's)
     │   ├── PayloadTooLarge           413 body over its limit
     │   └── TooManyRequests           429 over a concurrency limit; carries retry_after_s
     ├── FunctionError                 500 the user's code failed (exception, init failure, OOM)
@@ -66,6 +68,16 @@ class InvalidPackage(ClientError):
 class InvalidEvent(ClientError):
     status = 400
     code = "InvalidEvent"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "Unauthorized"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "Forbidden"
 
 
 class NotFound(ClientError):

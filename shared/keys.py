@@ -20,6 +20,13 @@ The warm pool (ADR-000 decision 2):
 - ``hp:manager-alive:{manager_id}`` STRING with a TTL: the Manager's heartbeat.
 - ``hp:reaper-lock``               STRING with a TTL: which process runs the lease reaper now.
 
+Access control:
+
+- ``hp:bucket:{key_id}``            HASH tokens, updated_at: the key's request-rate bucket.
+- ``hp:ns-inflight:{namespace}``    ZSET token -> deadline: the namespace's calls in flight.
+- ``hp:keys-changed``               channel: a key id, published when a key is revoked so every
+  Main replica drops its cached copy at once.
+
 Pub/sub:
 
 - ``hp:functions-changed``          channel: a function name, published on every deploy and
@@ -43,6 +50,9 @@ FV_PREFIX = "hp:fv:"
 STARTING_PREFIX = "hp:starting:"
 WAITING_PREFIX = "hp:waiting:"
 REAPER_LOCK = "hp:reaper-lock"
+BUCKET_PREFIX = "hp:bucket:"
+NS_INFLIGHT_PREFIX = "hp:ns-inflight:"
+KEYS_CHANGED = "hp:keys-changed"
 
 # A retired marker outlives any lease (timeout + grace) by far.
 retired_marker_ttl_s = 24 * 3600
@@ -62,6 +72,14 @@ def starting(function: str, version: int) -> str:
 
 def waiting(function: str, version: int) -> str:
     return f"{WAITING_PREFIX}{function}:{version}"
+
+
+def bucket(key_id: str) -> str:
+    return f"{BUCKET_PREFIX}{key_id}"
+
+
+def ns_inflight(namespace: str) -> str:
+    return f"{NS_INFLIGHT_PREFIX}{namespace}"
 
 
 def idle(manager_id: str) -> str:
@@ -225,4 +243,36 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+
+# KEYS: bucket hash. ARGV: rate per second, burst, now.
+# A token bucket: returns 0 when the request may go, else the seconds until a token is there.
+TAKE_TOKEN = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1] or burst)
+local at = tonumber(state[2] or now)
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return tostring(wait)
+"""
+
+# KEYS: namespace in-flight zset. ARGV: limit, token, deadline, now.
+# Admit one more call of a namespace unless it is at its limit: 1 admitted, 0 refused.
+ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return 1
 """

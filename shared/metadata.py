@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.errors import NotFound, StoreUnavailable
-from shared.models import FunctionConfig, FunctionVersion
+from shared.models import DEFAULT_NAMESPACE, FunctionConfig, FunctionVersion
 from shared.settings import SettingsError
 
 DATABASE_URL_SETTING = "HOTPOOL_DATABASE_URL"
@@ -80,7 +80,7 @@ class MetadataStore(Protocol):
 
     async def latest(self, name: str) -> FunctionVersion: ...
 
-    async def list_functions(self) -> list[FunctionVersion]: ...
+    async def list_functions(self, namespace: str | None = None) -> list[FunctionVersion]: ...
 
     async def delete(self, name: str) -> FunctionVersion: ...
 
@@ -96,7 +96,8 @@ class FunctionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # unique: the index every lookup by name uses (uq_functions_name)
-    name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
+    # namespace-qualified: "name" in the default namespace, "namespace.name" elsewhere
+    name: Mapped[str] = mapped_column(String(127), unique=True, nullable=False)
     latest_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
@@ -123,6 +124,33 @@ class VersionRow(Base):
     max_concurrency: Mapped[int] = mapped_column(Integer, nullable=False, server_default="100")
     env: Mapped[dict] = mapped_column(JSON, nullable=False)
     created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(127), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
+
+
+class KeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    # only a hash is stored: the key itself is shown once, at creation
+    secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    namespaces: Mapped[list] = mapped_column(JSON, nullable=False)
+    scopes: Mapped[str] = mapped_column(String(255), nullable=False)
+    function: Mapped[str | None] = mapped_column(String(127), nullable=True)
+    rate_per_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    description: Mapped[str] = mapped_column(String(255), nullable=False, server_default="")
+    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(_Timestamp, nullable=True)
 
 
 def safe_url(url: str) -> str:
@@ -168,7 +196,7 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-def _translate_errors(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+def translate_errors(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
     """Let a database failure leave ``method`` as ``StoreUnavailable``, chained to its cause."""
 
     @functools.wraps(method)
@@ -228,18 +256,22 @@ class SqlMetadataStore:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
+    @property
+    def sessions(self) -> async_sessionmaker:
+        return self._sessions
+
     @classmethod
     def from_url(cls, url: str, **engine_kwargs: Any) -> SqlMetadataStore:
         """A store on the database at ``url``; ``engine_kwargs`` go to ``create_async_engine``."""
         return cls(open_engine(url, pool_pre_ping=True, **engine_kwargs))
 
-    @_translate_errors
+    @translate_errors
     async def create_schema(self) -> None:
         """Create missing tables (the embedded default; production runs migrations)."""
         async with self._engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
 
-    @_translate_errors
+    @translate_errors
     async def create_version(
         self, name: str, config: FunctionConfig, code_sha256: str, code_key: str
     ) -> FunctionVersion:
@@ -285,7 +317,7 @@ class SqlMetadataStore:
             session.add(row)
         return _to_model(name, row)
 
-    @_translate_errors
+    @translate_errors
     async def latest(self, name: str) -> FunctionVersion:
         async with self._sessions() as session:
             result = await session.execute(
@@ -302,21 +334,27 @@ class SqlMetadataStore:
             raise NotFound(f"function {name!r} does not exist")
         return _to_model(name, row)
 
-    @_translate_errors
-    async def list_functions(self) -> list[FunctionVersion]:
-        async with self._sessions() as session:
-            result = await session.execute(
-                select(FunctionRow.name, VersionRow)
-                .join(VersionRow, FunctionRow.id == VersionRow.function_id)
-                .where(
-                    FunctionRow.deleted_at.is_(None),
-                    VersionRow.version == FunctionRow.latest_version,
-                )
-                .order_by(FunctionRow.name)
+    @translate_errors
+    async def list_functions(self, namespace: str | None = None) -> list[FunctionVersion]:
+        """Every function, or those of one namespace (names are namespace-qualified)."""
+        query = (
+            select(FunctionRow.name, VersionRow)
+            .join(VersionRow, FunctionRow.id == VersionRow.function_id)
+            .where(
+                FunctionRow.deleted_at.is_(None),
+                VersionRow.version == FunctionRow.latest_version,
             )
+            .order_by(FunctionRow.name)
+        )
+        if namespace == DEFAULT_NAMESPACE:
+            query = query.where(FunctionRow.name.not_like("%.%"))
+        elif namespace is not None:
+            query = query.where(FunctionRow.name.like(f"{namespace}.%"))
+        async with self._sessions() as session:
+            result = await session.execute(query)
             return [_to_model(name, row) for name, row in result.all()]
 
-    @_translate_errors
+    @translate_errors
     async def delete(self, name: str) -> FunctionVersion:
         latest = await self.latest(name)
         async with self._sessions.begin() as session:
@@ -326,6 +364,6 @@ class SqlMetadataStore:
             fn.deleted_at = _now()
         return latest
 
-    @_translate_errors
+    @translate_errors
     async def close(self) -> None:
         await self._engine.dispose()

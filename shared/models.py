@@ -23,11 +23,33 @@ MAX_ENV_VARS = 64
 MAX_ENV_BYTES = 4096
 
 
-def validate_name(name: str) -> str:
+DEFAULT_NAMESPACE = "default"
+
+
+def qualify(namespace: str, name: str) -> str:
+    """The namespace-qualified name that identifies a function everywhere inside hotpool
+    (metadata, pool keys, container labels, records): ``name`` in the default namespace,
+    ``namespace.name`` elsewhere. Names and namespaces have no dots, so it is unambiguous."""
+    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}.{name}"
+
+
+def split_qualified(qualified: str) -> tuple[str, str]:
+    namespace, dot, name = qualified.rpartition(".")
+    return (namespace, name) if dot else (DEFAULT_NAMESPACE, qualified)
+
+
+def validate_qualified(qualified: str) -> str:
+    namespace, name = split_qualified(qualified)
+    validate_name(namespace, what="namespace")
+    validate_name(name)
+    return qualified
+
+
+def validate_name(name: str, what: str = "function name") -> str:
     """A function name: lower-case letters, digits and '-', starting with a letter, <= 63."""
     if not NAME_RE.match(name):
         raise InvalidRequest(
-            f"invalid function name {name[:80]!r}: use 1-63 characters of a-z, 0-9, '-' and '_', "
+            f"invalid {what} {name[:80]!r}: use 1-63 characters of a-z, 0-9, '-' and '_', "
             "starting with a letter"
         )
     return name
@@ -137,9 +159,18 @@ class FunctionVersion:
     config: FunctionConfig
     created_at: datetime
 
+    @property
+    def namespace(self) -> str:
+        return split_qualified(self.name)[0]
+
+    @property
+    def short_name(self) -> str:
+        return split_qualified(self.name)[1]
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
+            "name": self.short_name,
+            "namespace": self.namespace,
             "version": self.version,
             "code_sha256": self.code_sha256,
             "created_at": self.created_at.isoformat(),

@@ -98,10 +98,20 @@ class Settings:
     lease_reaper_interval_s: float = 1.0
     orphan_grace_s: float = 5.0
 
+    # access control
+    key_cache_ttl_s: float = 2.0
+    rate_per_s: float = 100.0  # default request rate per API key
+    rate_burst: int = 200
+    namespace_max_concurrency: int = 200  # calls in flight per namespace
+    # the secret Main presents to Managers (Authorization: Bearer); required by `hotpool
+    # manager`, generated per process by `hotpool dev`
+    manager_secret: str = field(default="", repr=False)
+
     # input limits
     max_package_bytes: int = 50 * 1024 * 1024
     max_unzipped_bytes: int = 250 * 1024 * 1024
     max_event_bytes: int = 6 * 1024 * 1024
+    max_event_depth: int = 128
 
     def __post_init__(self) -> None:
         # containers run with their own working directory: every path must be absolute
@@ -177,6 +187,19 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+def client_api_key(environ: Mapping[str, str] | None = None) -> str:
+    """The API key the CLI sends: ``HOTPOOL_API_KEY``, else the one ``hotpool dev`` stored
+    in its state directory."""
+    env = os.environ if environ is None else environ
+    if env.get("HOTPOOL_API_KEY"):
+        return env["HOTPOOL_API_KEY"].strip()
+    path = Path(env.get("HOTPOOL_STATE_DIR", ".hotpool")) / "admin.key"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def client_url(environ: Mapping[str, str] | None = None) -> str:

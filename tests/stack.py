@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from main_server.app import create_app
+from main_server.auth import AUTHENTICATOR
 from manager.app import SERVICE, create_manager_app
 from manager.service import ManagerService
 from shared import keys
@@ -31,6 +32,17 @@ class Stack:
     redis: Any
     settings: Settings
     fake_server: fakeredis.FakeServer
+
+    @property
+    def manager_headers(self) -> dict[str, str]:
+        """What Main sends the Manager: its shared secret."""
+        return {"Authorization": f"Bearer {self.settings.manager_secret}"}
+
+    async def key(self, namespace: str, scopes: str = "deploy,invoke,read", **extra: Any) -> str:
+        """A new API key of ``namespace``."""
+        authenticator = self.client.app[AUTHENTICATOR]
+        key, _ = await authenticator.keystore.create(namespaces=[namespace], scopes=scopes, **extra)
+        return key.token
 
     @property
     def manager(self) -> ManagerService:
@@ -91,6 +103,7 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
             # deterministic container counts; pre-warming has tests of its own
             "prewarm_count": 0,
             "drain_timeout_s": 2.0,
+            "manager_secret": "test-manager-secret",
         }
         values.update(overrides)
         settings = Settings.from_env({}, **values)
@@ -101,6 +114,11 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
         await manager_server.start_server()
         client = TestClient(TestServer(create_app(settings, redis=main_redis)))
         await client.start_server()
+        # every request of the test client carries an admin key of all namespaces
+        key, _ = await client.app[AUTHENTICATOR].keystore.create(
+            namespaces=["*"], scopes="admin", description="test stack"
+        )
+        client.session.headers["Authorization"] = f"Bearer {key.token}"
         started.append((client, manager_server))
         return Stack(client, manager_server, main_redis, settings, server)
 

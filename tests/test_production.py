@@ -56,6 +56,7 @@ async def test_main_and_manager_as_separate_processes(
         "HOTPOOL_MANAGER_PORT": str(manager_port),
         "HOTPOOL_MANAGER_ID": "prod-test-manager",
         "HOTPOOL_PREWARM_COUNT": "1",
+        "HOTPOOL_MANAGER_SECRET": "prod-test-secret",
     }
     migrate = await asyncio.to_thread(
         subprocess.run,
@@ -66,6 +67,16 @@ async def test_main_and_manager_as_separate_processes(
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
+    # production takes its first key from the database, not from an API call
+    created = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "main_server.cli", "admin", "create-key", "--namespace", "*",
+         "--scopes", "admin"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    admin_key = created.stdout.strip().splitlines()[-1]
+    assert admin_key.startswith("hp_")
     manager = _start(
         "manager", {**env, "HOTPOOL_STATE_DIR": str(tmp_path / "m")}, tmp_path / "m.log"
     )
@@ -75,7 +86,7 @@ async def test_main_and_manager_as_separate_processes(
             tmp_path / "a.log"
         ).read_text() + (tmp_path / "m.log").read_text()
         base = f"http://127.0.0.1:{main_port}"
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_key}"}) as http:
             await _wait_manager_online(http, base)
             v1 = handler_zip("return {'v': 1, 'echo': event}")
             async with http.put(f"{base}/v1/functions/prod", data=v1,
@@ -148,11 +159,12 @@ async def _records(http, base, n):
         ("HOTPOOL_REDIS_URL", "redis://127.0.0.1:1/0"),
         ("HOTPOOL_REDIS_URL", "http://wrong-scheme"),
         ("HOTPOOL_PORT", "eighty"),
+        ("HOTPOOL_MANAGER_SECRET", ""),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_setting(tmp_path, variable, value):
     env = {**os.environ, "HOTPOOL_STATE_DIR": str(tmp_path), "HOTPOOL_PORT": str(free_port()),
-           variable: value}  # fmt: skip
+           "HOTPOOL_MANAGER_SECRET": "s", variable: value}  # fmt: skip
     if variable != "HOTPOOL_REDIS_URL":
         env["HOTPOOL_REDIS_URL"] = REDIS_DB_URL
     result = subprocess.run(

@@ -310,7 +310,9 @@ async def test_manager_lists_a_specialised_container_at_the_functions_memory(
     assert await wait_for(ready, timeout_s=20)
     assert (await stack.deploy("sized", handler_zip("return 1"), memory_mb=256)).status == 201
     assert (await stack.invoke("sized", {})).status == 200
-    async with stack.client.session.get(f"{stack.settings.manager_url}/v1/containers") as resp:
+    async with stack.client.session.get(
+        f"{stack.settings.manager_url}/v1/containers", headers=stack.manager_headers
+    ) as resp:
         (listed,) = (await resp.json())["containers"]
     assert await _memory_limit_mb(stack, listed["container_id"]) == 256
     assert listed["memory_mb"] == 256

@@ -55,6 +55,7 @@ async def test_an_update_reaches_every_main_replica(hotpool_stack):
         )
     )
     await other.start_server()
+    other.session.headers["Authorization"] = stack.client.session.headers["Authorization"]
     try:
         await stack.deploy("shared", handler_zip("return 'v1'"))
         resp = await other.post("/v1/functions/shared/invoke", json={})

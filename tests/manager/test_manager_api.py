@@ -10,7 +10,7 @@ async def _create(stack, **overrides):
     body = {"function": "fn", "version": 1, "code_key": key, "handler": "main.handler",
             "memory_mb": 128, "timeout_s": 5, "env": {}} | overrides  # fmt: skip
     async with stack.client.session.post(
-        f"{stack.settings.manager_url}/v1/containers", json=body
+        f"{stack.settings.manager_url}/v1/containers", json=body, headers=stack.manager_headers
     ) as resp:
         return resp.status, await resp.json()
 
@@ -25,13 +25,19 @@ async def test_create_list_delete(hotpool_stack):
     ]  # fmt: skip
     assert body["init_ms"] >= 0 and body["total_ms"] >= body["init_ms"]
     url = stack.settings.manager_url
-    async with stack.client.session.get(f"{url}/v1/containers") as resp:
+    async with stack.client.session.get(
+        f"{url}/v1/containers", headers=stack.manager_headers
+    ) as resp:
         listed = (await resp.json())["containers"]
     assert [c["container_id"] for c in listed] == [body["container_id"]]
     assert listed[0]["state"] == "ready"
-    async with stack.client.session.delete(f"{url}/v1/containers/{body['container_id']}") as r:
+    async with stack.client.session.delete(
+        f"{url}/v1/containers/{body['container_id']}", headers=stack.manager_headers
+    ) as r:
         assert r.status == 200
-    async with stack.client.session.delete(f"{url}/v1/containers/{body['container_id']}") as r:
+    async with stack.client.session.delete(
+        f"{url}/v1/containers/{body['container_id']}", headers=stack.manager_headers
+    ) as r:
         assert r.status == 404
     assert stack.live_containers() == set()
 
@@ -39,7 +45,9 @@ async def test_create_list_delete(hotpool_stack):
 async def test_bad_requests(hotpool_stack):
     stack = await hotpool_stack()
     url = stack.settings.manager_url
-    async with stack.client.session.post(f"{url}/v1/containers", data=b"{nope") as resp:
+    async with stack.client.session.post(
+        f"{url}/v1/containers", data=b"{nope", headers=stack.manager_headers
+    ) as resp:
         assert resp.status == 400
     status, body = await _create(stack, function="Bad Name")
     assert status == 400 and "name" in body["error"]["message"]

@@ -26,7 +26,7 @@ from shared.schema import (
 )
 from shared.settings import SettingsError
 
-HOTPOOL_TABLES = {"functions", "function_versions"}
+HOTPOOL_TABLES = {"functions", "function_versions", "users", "api_keys"}
 UNREACHABLE_URL = "mysql+asyncmy://root:hunter2@127.0.0.1:1/x"  # nothing listens on port 1
 
 
@@ -47,7 +47,7 @@ async def tables(url: str) -> set[str]:
 async def test_migrate_creates_the_tables_and_their_constraints(database_url):
     revision = await migrate(database_url)
 
-    assert revision == head_revision() == "0002"
+    assert revision == head_revision() == "0003"
     assert await current_revision(database_url) == revision
 
     def describe(conn: Connection) -> dict[str, Any]:
@@ -68,8 +68,10 @@ async def test_migrate_creates_the_tables_and_their_constraints(database_url):
     assert found["unique"] == {
         ("functions", "uq_functions_name", ("name",)),
         ("function_versions", "uq_function_version", ("function_id", "version")),
+        ("users", "uq_users_name", ("name",)),
+        ("api_keys", "uq_api_keys_key_id", ("key_id",)),
     }
-    [fk] = found["fks"]
+    [fk] = found["fks"]  # of function_versions
     assert fk["name"] == "fk_function_versions_function_id_functions"
     assert (fk["constrained_columns"], fk["referred_table"]) == (["function_id"], "functions")
     assert fk["referred_columns"] == ["id"]
@@ -192,6 +194,9 @@ async def test_mariadb_timestamps_keep_microseconds(mariadb_url):
         "functions.created_at": 6,
         "functions.updated_at": 6,
         "functions.deleted_at": 6,
+        "users.created_at": 6,
+        "api_keys.created_at": 6,
+        "api_keys.revoked_at": 6,
         "function_versions.created_at": 6,
     }
 

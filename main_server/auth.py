@@ -1,0 +1,143 @@
+"""Authentication, rate limits and namespace concurrency for Main's API.
+
+Every request but ``/healthz`` carries ``Authorization: Bearer <key>``. Verified keys are
+cached for ``key_cache_ttl_s``; a revocation is announced on a Redis channel so every replica
+drops its copy at once (and the TTL bounds it if that message is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.auth import Principal, hash_secret, parse_token
+from shared.errors import StoreUnavailable, TooManyRequests
+from shared.http import Handler
+from shared.keystore import SqlKeyStore
+from shared.redis_conn import REDIS_ERRORS
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+class Authenticator:
+    """Turns an Authorization header into a Principal, and meters it."""
+
+    def __init__(self, settings: Settings, *, keystore: SqlKeyStore, redis: Redis) -> None:
+        self._settings = settings
+        self._keystore = keystore
+        self._redis = redis
+        self._cache: dict[str, tuple[Principal, str, float]] = {}
+        self._take_token = redis.register_script(keys.TAKE_TOKEN)
+        self._admit = redis.register_script(keys.ADMIT)
+
+    @property
+    def keystore(self) -> SqlKeyStore:
+        return self._keystore
+
+    async def authenticate(self, header: str | None) -> Principal:
+        key_id, secret = parse_token(header)
+        cached = self._cache.get(key_id)
+        now = time.monotonic()
+        if cached is not None and cached[2] > now and cached[1] == hash_secret(secret):
+            return cached[0]
+        principal = await self._keystore.verify(key_id, secret)
+        self._cache[key_id] = (
+            principal, hash_secret(secret), now + self._settings.key_cache_ttl_s
+        )  # fmt: skip
+        return principal
+
+    def forget(self, key_id: str) -> None:
+        self._cache.pop(key_id, None)
+
+    async def revoked(self, key_id: str) -> None:
+        """A key was revoked here: drop it, and tell every replica."""
+        self.forget(key_id)
+        try:
+            await self._redis.publish(keys.KEYS_CHANGED, key_id)
+        except REDIS_ERRORS:
+            log.warning("could not announce the revocation of %s; the cache TTL bounds it", key_id)
+
+    async def follow_revocations(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(keys.KEYS_CHANGED)
+                    self._cache.clear()
+                    async for message in pubsub.listen():
+                        if isinstance(message.get("data"), bytes):
+                            self.forget(message["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc
+                self._cache.clear()
+                await asyncio.sleep(1.0)
+
+    async def meter(self, principal: Principal) -> None:
+        """Raise TooManyRequests when the key is over its request rate."""
+        rate = principal.rate_per_s or self._settings.rate_per_s
+        burst = max(1, self._settings.rate_burst)
+        try:
+            wait = float(
+                await self._take_token(
+                    keys=[keys.bucket(principal.key_id)], args=[rate, burst, time.time()]
+                )
+            )
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable("the rate limiter (Redis) is unreachable") from exc
+        if wait > 0:
+            raise TooManyRequests(
+                f"this key is over its rate of {rate:g} requests/s", retry_after_s=wait
+            )
+
+    @asynccontextmanager
+    async def admitted(self, namespace: str, hold_s: float) -> AsyncIterator[None]:
+        """Count one call in flight for ``namespace``; 429 at its concurrency limit."""
+        token = uuid.uuid4().hex
+        key = keys.ns_inflight(namespace)
+        limit = self._settings.namespace_max_concurrency
+        try:
+            admitted = await self._admit(
+                keys=[key], args=[limit, token, time.time() + hold_s, time.time()]
+            )
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
+        if int(admitted) != 1:
+            raise TooManyRequests(
+                f"namespace {namespace!r} has {limit} calls in flight, its limit; retry later",
+                retry_after_s=1.0,
+            )
+        try:
+            yield
+        finally:
+            try:
+                await self._redis.zrem(key, token)
+            except REDIS_ERRORS:
+                pass  # the token's deadline frees the slot
+
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    authenticator = request.app[AUTHENTICATOR]
+    principal = await authenticator.authenticate(request.headers.get("Authorization"))
+    await authenticator.meter(principal)
+    request[PRINCIPAL] = principal
+    return await handler(request)

@@ -1,0 +1,98 @@
+"""The API-key endpoints (admin keys only): create, list, revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from main_server.auth import AUTHENTICATOR, PRINCIPAL
+from shared.auth import ALL_NAMESPACES, Principal
+from shared.errors import Forbidden, InvalidRequest, NotFound
+from shared.http import json_response, read_json
+from shared.models import qualify, validate_name
+
+routes = web.RouteTableDef()
+
+
+def _admin(request: web.Request) -> Principal:
+    principal = request[PRINCIPAL]
+    if not principal.is_admin:
+        raise Forbidden("managing keys needs an admin key")
+    return principal
+
+
+def _visible(principal: Principal, namespaces: list[str]) -> bool:
+    return ALL_NAMESPACES in principal.namespaces or all(
+        ns in principal.namespaces for ns in namespaces
+    )
+
+
+def _field(body: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    value = body.get(name, default)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidRequest(f"{name} must be a {kind.__name__}")
+    return value
+
+
+@routes.post("/v1/keys")
+async def create_key(request: web.Request) -> web.Response:
+    """Body: {"namespaces": [..] | "namespace": "..", "scopes": "deploy,invoke" | [..],
+    "function": name (optional: a key that may only invoke that function),
+    "description": "..", "rate_per_s": number}."""
+    principal = _admin(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    unknown = set(body) - {"namespaces", "namespace", "scopes", "function", "description",
+                           "rate_per_s"}  # fmt: skip
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    namespaces = _field(body, "namespaces", list) or [_field(body, "namespace", str, "default")]
+    if not all(isinstance(ns, str) for ns in namespaces):
+        raise InvalidRequest("namespaces must be a list of strings")
+    if not _visible(principal, namespaces):
+        raise NotFound("namespace does not exist")
+    scopes = body.get("scopes", "")
+    if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
+        scopes = ",".join(scopes)
+    if not isinstance(scopes, str):
+        raise InvalidRequest("scopes must be a string like 'deploy,invoke' or a list")
+    function = _field(body, "function", str)
+    if function is not None:
+        if len(namespaces) != 1 or namespaces[0] == ALL_NAMESPACES:
+            raise InvalidRequest("a function key needs exactly one namespace")
+        function = qualify(namespaces[0], validate_name(function))
+        scopes = "invoke"
+    rate = body.get("rate_per_s")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))):
+        raise InvalidRequest("rate_per_s must be a number")
+    key, described = await request.app[AUTHENTICATOR].keystore.create(
+        namespaces=namespaces,
+        scopes=scopes,
+        function=function,
+        description=_field(body, "description", str, ""),
+        rate_per_s=rate,
+    )
+    # the only time the key is ever shown
+    return json_response({**described, "key": key.token}, status=201)
+
+
+@routes.get("/v1/keys")
+async def list_keys(request: web.Request) -> web.Response:
+    principal = _admin(request)
+    listed = await request.app[AUTHENTICATOR].keystore.list()
+    return json_response({"keys": [k for k in listed if _visible(principal, k["namespaces"])]})
+
+
+@routes.delete("/v1/keys/{key_id}")
+async def revoke_key(request: web.Request) -> web.Response:
+    principal = _admin(request)
+    key_id = request.match_info["key_id"]
+    authenticator = request.app[AUTHENTICATOR]
+    listed = {k["key_id"]: k for k in await authenticator.keystore.list()}
+    if key_id not in listed or not _visible(principal, listed[key_id]["namespaces"]):
+        raise NotFound(f"no active key {key_id[:40]!r}")
+    await authenticator.keystore.revoke(key_id)
+    await authenticator.revoked(key_id)
+    return json_response({"revoked": key_id})
