@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.devserver import dev_server
+from benchmarks.devserver import DevServer, dev_server
 from benchmarks.warm_latency import percentile
 from shared.packages import zip_directory
 
@@ -38,11 +38,12 @@ async def _wait_prewarmed(session: aiohttp.ClientSession, manager_url: str, n: i
     raise RuntimeError("the pre-warm pool did not fill")
 
 
-async def _run(main_url: str, manager_url: str, n: int, prewarm: int) -> dict[str, object]:
+async def _run(server: DevServer, n: int, prewarm: int) -> dict[str, object]:
+    main_url, manager_url = server.main_url, server.manager_url
     code = zip_directory(ROOT / "examples" / "hello")
     samples: list[float] = []
     parts: dict[str, list[float]] = {k: [] for k in BREAKDOWN_KEYS}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=server.headers) as session:
         for i in range(n + 2):  # the first two warm up the machine and are not counted
             async with session.put(
                 f"{main_url}/v1/functions/cold", data=code,
@@ -78,7 +79,7 @@ def measure(backend: str, n: int, port: int) -> dict[str, object]:
     results = {}
     for mode, prewarm in (("fresh", 0), ("prewarmed", 2)):
         with dev_server(port, backend=backend, prewarm_count=prewarm) as server:
-            results[mode] = asyncio.run(_run(server.main_url, server.manager_url, n, prewarm))
+            results[mode] = asyncio.run(_run(server, n, prewarm))
     return results
 
 

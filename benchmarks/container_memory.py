@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.devserver import dev_server
+from benchmarks.devserver import DevServer, dev_server
 from shared.packages import zip_directory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +47,9 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-async def _warm_container(main_url: str, manager_url: str) -> dict:
-    async with aiohttp.ClientSession() as session:
+async def _warm_container(server: DevServer) -> dict:
+    main_url, manager_url = server.main_url, server.manager_url
+    async with aiohttp.ClientSession(headers=server.headers) as session:
         code = zip_directory(ROOT / "examples" / "hello")
         async with session.put(
             f"{main_url}/v1/functions/mem", data=code, headers={"Content-Type": "application/zip"}
@@ -58,7 +59,9 @@ async def _warm_container(main_url: str, manager_url: str) -> dict:
             async with session.post(f"{main_url}/v1/functions/mem/invoke", data=b"{}") as resp:
                 assert resp.status == 200
         await asyncio.sleep(1.0)  # idle
-        async with session.get(f"{manager_url}/v1/containers") as resp:
+        async with session.get(
+            f"{manager_url}/v1/containers", headers=server.manager_headers
+        ) as resp:
             (container,) = (await resp.json())["containers"]
         return container
 
@@ -81,7 +84,7 @@ async def _docker_figures(container_id: str) -> dict[str, float]:
 
 def measure(backend: str, port: int) -> dict[str, float]:
     with dev_server(port, backend=backend, prewarm_count=0) as server:
-        container = asyncio.run(_warm_container(server.main_url, server.manager_url))
+        container = asyncio.run(_warm_container(server))
         if backend == "docker":
             return asyncio.run(_docker_figures(container["container_id"]))
         # the process backend: the bootstrap is a child of the dev server

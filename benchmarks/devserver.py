@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -18,13 +20,25 @@ class DevServer:
     main_url: str
     manager_url: str
     pid: int
+    api_key: str
+    manager_secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """For Main's API: the admin key ``hotpool dev`` created."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    @property
+    def manager_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.manager_secret}"}
 
 
 @contextlib.contextmanager
 def dev_server(port: int, **settings: object) -> Iterator[DevServer]:
     """``hotpool dev`` on ``port`` (Manager on port+1) with ``HOTPOOL_<NAME>`` settings."""
     with tempfile.TemporaryDirectory(prefix="hotpool-bench-") as state:
-        env = {**os.environ, "HOTPOOL_STATE_DIR": state}
+        secret = secrets.token_hex(16)
+        env = {**os.environ, "HOTPOOL_STATE_DIR": state, "HOTPOOL_MANAGER_SECRET": secret}
         env.update({f"HOTPOOL_{k.upper()}": str(v) for k, v in settings.items()})
         proc = subprocess.Popen(
             [sys.executable, "-m", "main_server.cli", "dev", "--port", str(port)],
@@ -33,7 +47,8 @@ def dev_server(port: int, **settings: object) -> Iterator[DevServer]:
         main_url = f"http://127.0.0.1:{port}"
         try:
             _wait_up(main_url, proc)
-            yield DevServer(main_url, f"http://127.0.0.1:{port + 1}", proc.pid)
+            key = (Path(state) / "admin.key").read_text().strip()
+            yield DevServer(main_url, f"http://127.0.0.1:{port + 1}", proc.pid, key, secret)
         finally:
             proc.terminate()
             try:

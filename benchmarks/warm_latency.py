@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.devserver import dev_server
+from benchmarks.devserver import DevServer, dev_server
 from shared.packages import zip_directory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,9 +71,10 @@ async def _timed(session: aiohttp.ClientSession, url: str, body: bytes, n: int) 
     return samples
 
 
-async def measure(main_url: str, manager_url: str, n: int) -> dict[str, object]:
+async def measure(server: DevServer, n: int) -> dict[str, object]:
+    main_url, manager_url = server.main_url, server.manager_url
     connector = aiohttp.TCPConnector(limit=1)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=server.headers) as session:
         await _wait_up(session, main_url)
         code = zip_directory(ROOT / "examples" / "hello")
         async with session.put(
@@ -84,7 +85,9 @@ async def measure(main_url: str, manager_url: str, n: int) -> dict[str, object]:
         invoke_url = f"{main_url}/v1/functions/hello/invoke"
         body = b'{"name": "bench"}'
         await _timed(session, invoke_url, body, 200)  # cold start, then warm-up
-        async with session.get(f"{manager_url}/v1/containers") as resp:
+        async with session.get(
+            f"{manager_url}/v1/containers", headers=server.manager_headers
+        ) as resp:
             (container,) = (await resp.json())["containers"]
         direct_url = f"http://{container['address']}/invoke"
         await _timed(session, direct_url, body, 200)
@@ -113,7 +116,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = dict(item.split("=", 1) for item in args.setting)
     with dev_server(args.port, **settings) as server:
-        figures = asyncio.run(measure(server.main_url, server.manager_url, args.n))
+        figures = asyncio.run(measure(server, args.n))
     figures["settings"] = sorted(settings)
     print(json.dumps(figures, indent=2))
     if args.json:
