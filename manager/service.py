@@ -28,6 +28,7 @@ from shared.codestore import CodeStore
 from shared.errors import ContainerFailed, FunctionError, InvalidRequest, NoCapacity, NotFound
 from shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
 from shared.pool import Pool
+from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -241,9 +242,14 @@ class ManagerService:
         return status
 
     async def _forget(self, managed: Managed) -> None:
-        await self._redis.hdel(keys.containers(self.manager_id), managed.container.id)
-        if managed.entry is not None:
-            await self._pool.evict(managed.entry)
+        try:
+            await self._redis.hdel(keys.containers(self.manager_id), managed.container.id)
+            if managed.entry is not None:
+                await self._pool.evict(managed.entry)
+        except REDIS_ERRORS as exc:
+            # the container goes regardless: Main evicts a stale entry on its first failed
+            # connect, and reconcile() purges this Manager's leftovers at its next start
+            log.warning("could not forget %s in Redis: %s", managed.container.id, exc)
 
     async def on_container_exit(self, container_id: str) -> None:
         """A container died on its own: make sure no request is sent to it again."""
@@ -365,13 +371,20 @@ class ManagerService:
             log.warning("drain timed out; removing %d busy containers", len(self._containers))
 
     async def shutdown(self) -> None:
-        """Drain, remove every container, and deregister."""
-        await self.drain(self.settings.drain_timeout_s)
+        """Drain, remove every container, and deregister — with Redis away too: the
+        containers must not outlive their Manager."""
+        try:
+            await self.drain(self.settings.drain_timeout_s)
+        except REDIS_ERRORS as exc:
+            log.warning("drain cut short, Redis unreachable: %s", exc)
         await asyncio.gather(
             *(self.remove(cid) for cid in list(self._containers)), return_exceptions=True
         )
         await self._backend.close()
-        await self.deregister()
+        try:
+            await self.deregister()
+        except REDIS_ERRORS as exc:
+            log.warning("could not deregister, Redis unreachable: %s", exc)
 
 
 def _text(raw: str | bytes) -> str:

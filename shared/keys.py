@@ -101,8 +101,7 @@ def manager_alive(manager_id: str) -> str:
 # KEYS: pool list, leases, fv hash. ARGV: lease deadline.
 ACQUIRE = """
 local entry = redis.call('LPOP', KEYS[1])
-if entry then
-  redis.call('ZADD', KEYS[2], ARGV[1], entry)
+if entry and redis.call('ZADD', KEYS[2], ARGV[1], entry) == 1 then
   redis.call('HINCRBY', KEYS[3], 'leased', 1)
 end
 return entry
@@ -117,8 +116,10 @@ return entry
 ACQUIRE_OR_PLAN = """
 local entry = redis.call('LPOP', KEYS[1])
 if entry then
-  redis.call('ZADD', KEYS[2], ARGV[1], entry)
-  redis.call('HINCRBY', KEYS[3], 'leased', 1)
+  -- counted only if it was not leased already (the counter must stay exact)
+  if redis.call('ZADD', KEYS[2], ARGV[1], entry) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'leased', 1)
+  end
   return {'lease', entry}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
@@ -126,16 +127,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
 local starting = redis.call('ZCARD', KEYS[4])
 local waiting = redis.call('ZCARD', KEYS[5])
 local leased = tonumber(redis.call('HGET', KEYS[3], 'leased') or '0')
+if leased + starting >= tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
+  return {'queue', ''}
+end
 if starting * tonumber(ARGV[4]) > waiting then
   redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
   return {'wait', ''}
 end
-if leased + starting < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
-  return {'start', ''}
-end
-redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
-return {'queue', ''}
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
+return {'start', ''}
 """
 
 # KEYS: leases, fv hash, a starting or waiting zset. ARGV: entry, deadline, token.

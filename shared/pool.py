@@ -37,11 +37,11 @@ def plan_miss(
     another container, and never past ``max_concurrency`` containers (leased + starting,
     the idle list being empty).
     """
+    if leased + starting >= max_concurrency:
+        return Plan.QUEUE  # at the limit: only a release can serve it, within queue_timeout_s
     if starting * waiters_per_start > waiting:
         return Plan.WAIT
-    if leased + starting < max_concurrency:
-        return Plan.START
-    return Plan.QUEUE
+    return Plan.START
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""An embedded hotpool (Main + Manager + process backend + fakeredis) per test."""
+"""An embedded hotpool (Main + Manager + process backend + fakeredis) per test.
+
+With ``redis_url`` among the overrides both apps talk to that real Redis instead.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from main_server.auth import AUTHENTICATOR
 from manager.app import SERVICE, create_manager_app
 from manager.service import ManagerService
 from shared import keys
+from shared.redis_conn import make_redis
 from shared.settings import Settings
 from tests.helpers import free_port
 
@@ -31,7 +35,7 @@ class Stack:
     manager_server: TestServer
     redis: Any
     settings: Settings
-    fake_server: fakeredis.FakeServer
+    fake_server: fakeredis.FakeServer | None  # None when the stack runs on a real Redis
 
     @property
     def manager_headers(self) -> dict[str, str]:
@@ -89,6 +93,7 @@ def stack_backend() -> str:
 async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
     """Factory: ``await hotpool_stack(idle_ttl_s=1)`` starts a stack torn down after the test."""
     started: list[tuple[TestClient, TestServer]] = []
+    clients: list[Any] = []  # Redis clients the stacks own, closed after the apps
     if stack_backend == "docker":
         await require_docker()
 
@@ -107,9 +112,14 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
         }
         values.update(overrides)
         settings = Settings.from_env({}, **values)
-        server = fakeredis.FakeServer()
-        manager_redis = fakeredis.FakeAsyncRedis(server=server)
-        main_redis = fakeredis.FakeAsyncRedis(server=server)
+        server: fakeredis.FakeServer | None = None
+        if settings.redis_url:
+            manager_redis, main_redis = make_redis(settings), make_redis(settings)
+            clients.extend((manager_redis, main_redis))
+        else:
+            server = fakeredis.FakeServer()
+            manager_redis = fakeredis.FakeAsyncRedis(server=server)
+            main_redis = fakeredis.FakeAsyncRedis(server=server)
         manager_server = TestServer(create_manager_app(settings, redis=manager_redis), port=port)
         await manager_server.start_server()
         client = TestClient(TestServer(create_app(settings, redis=main_redis)))
@@ -126,6 +136,8 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
     for client, manager_server in started:
         await client.close()
         await manager_server.close()
+    for redis in clients:
+        await redis.aclose()
     await asyncio.sleep(0)
 
 

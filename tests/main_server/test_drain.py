@@ -1,0 +1,113 @@
+"""A graceful stop of ``hotpool dev``: SIGTERM refuses new connections at once, lets the
+calls in flight finish, then exits 0 (aiohttp's runner cleanup waits for running handlers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.helpers import free_port, handler_zip
+from tests.stack import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOW = handler_zip("import time\ntime.sleep(1.5)\nreturn 'finished'")
+
+
+def _two_free_ports() -> int:
+    """A port P with P + 1 free as well (``hotpool dev`` puts its Manager on P + 1)."""
+    for _ in range(50):
+        port = free_port()
+        with contextlib.suppress(OSError), socket.socket() as s:
+            s.bind(("127.0.0.1", port + 1))
+            return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+def _refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+@pytest.fixture
+async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``python -m main_server.cli dev`` on its own state dir; yields (process, base URL)."""
+    port = _two_free_ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env["HOTPOOL_STATE_DIR"] = str(tmp_path / "state")
+    env["HOTPOOL_PREWARM_COUNT"] = "0"
+    log_path = tmp_path / "dev.log"
+    with open(log_path, "wb") as log:  # noqa: ASYNC230 (opened once, before the server starts)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "main_server.cli", "dev", "--port", str(port),
+            cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{url}/healthz") as resp:
+                        return resp.status == 200
+                return proc.returncode is not None  # died: stop waiting
+
+            started = await wait_for(up, timeout_s=30) and proc.returncode is None
+            assert started, log_path.read_bytes().decode(errors="replace")
+        yield proc, url
+    finally:
+        if proc.returncode is None:  # the test failed midway: stop it, containers included
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_sigterm_lets_the_call_in_flight_finish_and_exits_0(dev_server):
+    proc, url = dev_server
+    port = int(url.rsplit(":", 1)[1])
+    async with aiohttp.ClientSession() as http:
+        async with http.put(
+            f"{url}/v1/functions/slow", data=SLOW, headers={"Content-Type": "application/zip"}
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+
+        async def call() -> tuple[int, bytes]:
+            async with http.post(f"{url}/v1/functions/slow/invoke", json={}) as resp:
+                return resp.status, await resp.read()
+
+        in_flight = asyncio.create_task(call())
+
+        async def running() -> bool:
+            async with http.get(f"{url}/system/status") as resp:
+                return (await resp.json())["invocations_in_flight"] == 1
+
+        assert await wait_for(running, timeout_s=10)
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+
+        # new connections are refused while the call still runs
+        async def refusing() -> bool:
+            return await asyncio.to_thread(_refuses, port)
+
+        assert await wait_for(refusing, timeout_s=5)
+        assert not in_flight.done()
+
+        status, body = await asyncio.wait_for(in_flight, 30)
+        assert (status, body) == (200, b'"finished"')
+
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert _refuses(port)
