@@ -16,6 +16,7 @@ from main_server.functions import FunctionService
 from main_server.invoke import Invoker
 from main_server.keys_api import routes as key_routes
 from main_server.manager_client import ManagerClient
+from main_server.openapi import routes as openapi_routes
 from main_server.reaper import Reaper
 from main_server.registry import ManagerRegistry
 from main_server.routes import routes
@@ -126,4 +127,5 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(routes)
     app.add_routes(key_routes)
+    app.add_routes(openapi_routes)
     return app

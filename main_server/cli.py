@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import urllib.error
 import urllib.parse
@@ -88,14 +89,35 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                 raise CliError(f"--env {item!r} must be KEY=VALUE")
             env[key] = value
         params["env"] = json.dumps(env)
+    if args.max_concurrency is not None:
+        params["max_concurrency"] = str(args.max_concurrency)
     name = args.name or path.stem
-    query = ("?" + urllib.parse.urlencode(params)) if params else ""
+    query = f"?namespace={urllib.parse.quote(args.namespace)}" if args.namespace else ""
+    # multipart, so settings (env secrets included) stay out of URLs and access logs
+    form, content_type = _multipart(params, data)
     status, _, body = _request(
-        "PUT", f"/v1/functions/{urllib.parse.quote(name)}{query}", data,
-        content_type="application/zip",
-    )  # fmt: skip
+        "PUT", f"/v1/functions/{urllib.parse.quote(name)}{query}", form, content_type=content_type
+    )
     _print(_check(status, body))
     return 0
+
+
+def _multipart(fields: dict[str, str], code: bytes) -> tuple[bytes, str]:
+    boundary = "hotpool-" + secrets.token_hex(16)
+    parts = []
+    for key, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
+            f"{value}\r\n".encode()
+        )
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="code"; filename="code.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n".encode()
+        + code
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -328,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", type=int, help="memory in MB (default 128)")
     p.add_argument("--timeout", type=float, help="timeout in seconds (default 30)")
     p.add_argument("--env", action="append", metavar="K=V", help="environment variable")
+    p.add_argument("--max-concurrency", type=int, help="most containers (default 100)")
+    p.add_argument("--namespace", help="namespace (default: the key's first)")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("invoke", help="call a function and print its result")

@@ -7,6 +7,7 @@ import uuid
 import orjson
 import redis.exceptions
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from main_server.auth import AUTHENTICATOR, PRINCIPAL
 from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
@@ -41,6 +42,16 @@ async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
 
 
 async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    try:
+        return await _parse_multipart(request, limit)
+    except (BadHttpMessage, ValueError) as exc:
+        # aiohttp's reader raises these for a missing boundary, a bad part header or a body
+        # cut short: the caller's fault, so a 400 and not an unhandled 500
+        detail = exc.message if isinstance(exc, BadHttpMessage) else str(exc)
+        raise InvalidRequest(f"the multipart body is malformed: {detail}") from None
+
+
+async def _parse_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
     reader = await request.multipart()
     code: bytes | None = None
     params: dict[str, str] = {}
@@ -123,16 +134,18 @@ async def put_function(request: web.Request) -> web.Response:
     content_type = request.content_type
     if content_type == "multipart/form-data":
         data, params = await _read_multipart(request, settings_limit)
-        params = {**request.query, **params}
+        # the namespace comes from the query only: a form field of that name is refused as
+        # an unknown setting rather than silently ignored
+        query = {k: v for k, v in request.query.items() if k != "namespace"}
+        params = {**query, **params}
     elif content_type in ("application/zip", "application/octet-stream"):
         data = await _read_limited(request, settings_limit, "the code package")
-        params = dict(request.query)
+        params = {k: v for k, v in request.query.items() if k != "namespace"}
     else:
         raise InvalidRequest(
             f"send the zip as Content-Type application/zip (settings as query parameters) "
             f"or as multipart/form-data with a 'code' file; got {content_type!r}",
         )
-    params.pop("namespace", None)
     config = FunctionConfig.from_params(params)
     fv = await request.app[FUNCTIONS].deploy(target, config, data)
     return json_response(fv.to_dict(), status=201 if fv.version == 1 else 200)

@@ -123,6 +123,9 @@ async def run_manager(settings: Settings) -> None:
 def run(coro_factory, settings: Settings) -> None:
     """Run a service on uvloop when available."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # at DEBUG the SQLite driver echoes statement parameters, function env values included
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         import uvloop
 

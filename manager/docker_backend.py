@@ -26,6 +26,11 @@ from shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_PORT = "8080/tcp"
+# every function container joins this bridge, where inter-container traffic is off: a function
+# reaches no other container (another tenant's included), while the host still reaches each
+# one through its published port
+FUNCTION_NETWORK = "hotpool-functions"
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
 MANAGER_LABEL = "hotpool.manager"
 RUNTIME_LABEL = "hotpool.runtime"
 BUILD_COMMAND = "hotpool images build (or deploy/build-images.sh)"
@@ -69,6 +74,7 @@ class DockerBackend:
         self._exits: dict[str, ExitStatus] = {}
         self._listeners: list[ExitListener] = []
         self._events_task: asyncio.Task[None] | None = None
+        self._network_ready = False
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -121,12 +127,14 @@ class DockerBackend:
                 "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges"],
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
+                "NetworkMode": FUNCTION_NETWORK,
                 "RestartPolicy": {"Name": "no"},
             },
         }
 
     async def start(self, spec: ContainerSpec) -> Container:
         config = self.container_config(spec)
+        await self._ensure_network()
         started = time.time()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
             container = await self._create(config)
@@ -143,6 +151,47 @@ class DockerBackend:
                 raise ContainerFailed(f"Docker could not start the container: {exc}") from exc
             raise
         return Container(container.id, address, spec.runtime, spec.memory_mb, started)
+
+    async def _ensure_network(self) -> None:
+        """Create the functions' bridge (inter-container traffic off) once, or check it."""
+        if self._network_ready:
+            return
+        try:
+            network = await self.docker.networks.get(FUNCTION_NETWORK)
+            options = (await network.show()).get("Options") or {}
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise ContainerFailed(
+                    f"could not inspect the {FUNCTION_NETWORK} network: {exc}"
+                ) from exc
+            options = await self._create_network()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise NoCapacity(f"the Docker daemon is unreachable: {exc}") from exc
+        if options.get(ICC_OPTION) != "false":
+            raise ContainerFailed(
+                f"the Docker network {FUNCTION_NETWORK!r} lets containers talk to each other; "
+                f"remove it (docker network rm {FUNCTION_NETWORK}) and hotpool recreates it"
+            )
+        self._network_ready = True
+
+    async def _create_network(self) -> dict:
+        try:
+            await self.docker.networks.create(
+                {
+                    "Name": FUNCTION_NETWORK,
+                    "Driver": "bridge",
+                    "CheckDuplicate": True,
+                    "Options": {ICC_OPTION: "false"},
+                    "Labels": {"org.hotpool.network": "functions"},
+                }
+            )
+        except aiodocker.DockerError as exc:
+            if exc.status != 409:  # 409: another Manager created it first
+                raise ContainerFailed(
+                    f"could not create the {FUNCTION_NETWORK} network: {exc}"
+                ) from exc
+        network = await self.docker.networks.get(FUNCTION_NETWORK)
+        return (await network.show()).get("Options") or {}
 
     async def _create(self, config: dict) -> aiodocker.docker.DockerContainer:
         try:

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 
 from shared.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from shared.models import DEFAULT_NAMESPACE, NAME_RE, qualify
+from shared.models import DEFAULT_NAMESPACE, NAME_RE, qualify, validate_name
 
 SCOPES = ("admin", "deploy", "invoke", "read")
 ALL_NAMESPACES = "*"
@@ -106,6 +106,7 @@ class Principal:
             requested = (
                 self.namespaces[0] if self.namespaces[0] != ALL_NAMESPACES else (DEFAULT_NAMESPACE)
             )
+        validate_name(requested, what="namespace")  # '*' keys must not pass any string on
         if ALL_NAMESPACES in self.namespaces or requested in self.namespaces:
             return requested
         raise NotFound(f"namespace {requested[:80]!r} does not exist")

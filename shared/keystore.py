@@ -28,7 +28,7 @@ def _describe(row: KeyRow) -> dict[str, Any]:
         "function": row.function,
         "rate_per_s": row.rate_per_s,
         "description": row.description,
-        "created_at": row.created_at.isoformat(),
+        "created_at": row.created_at.replace(tzinfo=row.created_at.tzinfo or UTC).isoformat(),
         "revoked": row.revoked_at is not None,
     }
 

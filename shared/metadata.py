@@ -349,7 +349,7 @@ class SqlMetadataStore:
         if namespace == DEFAULT_NAMESPACE:
             query = query.where(FunctionRow.name.not_like("%.%"))
         elif namespace is not None:
-            query = query.where(FunctionRow.name.like(f"{namespace}.%"))
+            query = query.where(FunctionRow.name.startswith(f"{namespace}.", autoescape=True))
         async with self._sessions() as session:
             result = await session.execute(query)
             return [_to_model(name, row) for name, row in result.all()]

@@ -54,9 +54,11 @@ def upgrade() -> None:
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("revoked_at", TIMESTAMP, nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_api_keys_user_id_users"),
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_api_keys_user_id_users"),
             ondelete="SET NULL",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("id"),
         # the lookup every authenticated request does (cached in Main for a few seconds)
         sa.UniqueConstraint("key_id", name=op.f("uq_api_keys_key_id")),

@@ -41,8 +41,9 @@ def _refuses(port: int) -> bool:
 
 
 @pytest.fixture
-async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """``python -m main_server.cli dev`` on its own state dir; yields (process, base URL)."""
+async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, str]]:
+    """``python -m main_server.cli dev`` on its own state dir; yields (process, base URL,
+    the admin key it created)."""
     port = _two_free_ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
     env["HOTPOOL_STATE_DIR"] = str(tmp_path / "state")
@@ -65,7 +66,7 @@ async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process
 
             started = await wait_for(up, timeout_s=30) and proc.returncode is None
             assert started, log_path.read_bytes().decode(errors="replace")
-        yield proc, url
+        yield proc, url, (tmp_path / "state" / "admin.key").read_text().strip()
     finally:
         if proc.returncode is None:  # the test failed midway: stop it, containers included
             proc.send_signal(signal.SIGTERM)
@@ -77,9 +78,9 @@ async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process
 
 
 async def test_sigterm_lets_the_call_in_flight_finish_and_exits_0(dev_server):
-    proc, url = dev_server
+    proc, url, key = dev_server
     port = int(url.rsplit(":", 1)[1])
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
         async with http.put(
             f"{url}/v1/functions/slow", data=SLOW, headers={"Content-Type": "application/zip"}
         ) as resp:

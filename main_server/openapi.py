@@ -1,0 +1,342 @@
+"""``GET /v1/openapi.json``: the OpenAPI 3.0.3 description of Main's public API.
+
+``tests/main_server/test_openapi.py`` holds its paths and methods to the app's routes, and
+``tests/main_server/test_fuzz.py`` holds the live API to it.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from aiohttp import web
+
+from main_server.openapi_schemas import (
+    AUTH_STATUSES,
+    ENV_KEY_PATTERN,
+    HANDLER_PATTERN,
+    Schema,
+    components,
+    json_content,
+    object_schema,
+    query_param,
+    ref,
+)
+from main_server.routes import max_invocations_limit
+from shared.http import json_response
+from shared.models import (
+    MAX_CONCURRENCY_RANGE,
+    MAX_ENV_VARS,
+    MEMORY_MB_RANGE,
+    RUNTIMES,
+    TIMEOUT_S_RANGE,
+)
+
+routes = web.RouteTableDef()
+
+_ENV = {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": MAX_ENV_VARS}
+
+
+def _answer(description: str, schema: Schema, **extra: Any) -> Schema:
+    return {"description": description, "content": json_content(schema), **extra}
+
+
+def _responses(ok: dict[int, Schema], *errors: int, auth: bool = True) -> dict[str, Schema]:
+    """Success responses plus the error statuses, each with the shared error body."""
+    out: dict[str, Schema] = {str(status): body for status, body in ok.items()}
+    for status in sorted({*errors, *(AUTH_STATUSES if auth else ())}):
+        out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    return out
+
+
+def _name_param() -> Schema:
+    return {"$ref": "#/components/parameters/name"}
+
+
+def _namespace_param() -> Schema:
+    return {"$ref": "#/components/parameters/namespace"}
+
+
+def _settings_params() -> list[Schema]:
+    memory_low, memory_high = MEMORY_MB_RANGE
+    timeout_low, timeout_high = TIMEOUT_S_RANGE
+    concurrency_low, concurrency_high = MAX_CONCURRENCY_RANGE
+    return [
+        query_param(
+            "runtime",
+            {"type": "string", "enum": list(RUNTIMES), "default": RUNTIMES[0]},
+            "The language runtime.",
+        ),
+        query_param(
+            "handler",
+            {"type": "string", "pattern": HANDLER_PATTERN, "default": "main.handler"},
+            "The handler as `module.function`.",
+        ),
+        query_param(
+            "memory_mb",
+            {"type": "integer", "minimum": memory_low, "maximum": memory_high, "default": 128},
+            "Memory limit of each container, in MB.",
+        ),
+        query_param(
+            "timeout_s",
+            {"type": "number", "minimum": timeout_low, "maximum": timeout_high, "default": 30},
+            "Longest a call may run, in seconds.",
+        ),
+        {
+            "name": "env",
+            "in": "query",
+            "required": False,
+            "description": f"Environment variables as a JSON object of strings (at most "
+            f'{MAX_ENV_VARS}; names match `{ENV_KEY_PATTERN}`), e.g. `{{"KEY": "value"}}`.',
+            "content": json_content(_ENV),
+        },
+        query_param(
+            "max_concurrency",
+            {
+                "type": "integer",
+                "minimum": concurrency_low,
+                "maximum": concurrency_high,
+                "default": 100,
+            },
+            "Most containers, so most simultaneous calls, of this function.",
+        ),
+    ]
+
+
+def _function_paths() -> dict[str, Schema]:
+    function = _answer("The function's latest version.", ref("Function"))
+    put_body = {
+        "required": True,
+        "content": {
+            "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["code"],
+                    "properties": {
+                        "code": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The zip package.",
+                        },
+                        **{p["name"]: p.get("schema", _ENV) for p in _settings_params()},
+                    },
+                    # unknown settings are refused, not ignored
+                    "additionalProperties": False,
+                },
+                "encoding": {"env": {"contentType": "application/json"}},
+            },
+        },
+        "description": "The zip (holding `main.py` by default), as the whole body with the "
+        "settings as query parameters, or as the multipart file field `code` with the "
+        "settings as fields or query parameters. The package limit is 50 MB by default.",
+    }
+    return {
+        "/v1/functions": {
+            "get": {
+                "operationId": "listFunctions",
+                "summary": "The latest version of every function of the namespace",
+                "parameters": [_namespace_param()],
+                "responses": _responses(
+                    {200: _answer("The functions.", ref("FunctionList"))}, 400, 403, 404
+                ),
+            },
+        },
+        "/v1/functions/{name}": {
+            "parameters": [_name_param(), _namespace_param()],
+            "put": {
+                "operationId": "deployFunction",
+                "summary": "Create a function, or deploy a new immutable version of it",
+                "parameters": _settings_params(),
+                "requestBody": put_body,
+                "responses": _responses(
+                    {
+                        201: _answer("A new function (version 1).", ref("Function")),
+                        200: _answer("A new version of an existing function.", ref("Function")),
+                    },
+                    400,
+                    403,
+                    404,
+                    413,
+                ),
+            },
+            "get": {
+                "operationId": "getFunction",
+                "summary": "One function",
+                "responses": _responses({200: function}, 400, 403, 404),
+            },
+            "delete": {
+                "operationId": "deleteFunction",
+                "summary": "Delete a function and remove its idle containers",
+                "responses": _responses(
+                    {200: _answer("What was deleted.", ref("Deleted"))}, 400, 403, 404
+                ),
+            },
+        },
+        "/v1/functions/{name}/invoke": {
+            "parameters": [_name_param(), _namespace_param()],
+            "post": _invoke_operation(),
+        },
+        "/v1/functions/{name}/invocations": {
+            "parameters": [_name_param(), _namespace_param()],
+            "get": {
+                "operationId": "listInvocations",
+                "summary": "The latest execution records of a function, newest first",
+                "parameters": [
+                    query_param(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": max_invocations_limit,
+                            "default": 20,
+                        },
+                        "How many records.",
+                    ),
+                ],
+                "responses": _responses(
+                    {200: _answer("The records.", ref("InvocationList"))}, 400, 403, 404
+                ),
+            },
+        },
+    }
+
+
+def _invoke_operation() -> Schema:
+    request_id = {"$ref": "#/components/headers/RequestId"}
+    success_headers = {
+        "X-Hotpool-Request-Id": request_id,
+        "X-Hotpool-Cold-Start": {"$ref": "#/components/headers/ColdStart"},
+        "X-Hotpool-Duration-Ms": {"$ref": "#/components/headers/DurationMs"},
+    }
+    responses = _responses(
+        {
+            200: _answer("The handler's return value.", {}, headers=success_headers),
+            500: _answer(
+                "The function raised or failed to load (a function error).",
+                ref("FunctionErrorBody"),
+                headers={
+                    **success_headers,
+                    "X-Hotpool-Function-Error": {
+                        "description": "The exception type the function raised.",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                },
+            ),
+        },
+        400,
+        403,
+        404,
+        413,
+        502,
+        503,
+        504,
+    )
+    return {
+        "operationId": "invokeFunction",
+        "summary": "Call a function: the body is the event, the response its return value",
+        "requestBody": {
+            "required": False,
+            "description": "Any JSON value (6 MB and 128 levels deep at most by default); "
+            "an empty body is `null`.",
+            "content": json_content({}),
+        },
+        "responses": responses,
+    }
+
+
+def _key_paths() -> dict[str, Schema]:
+    return {
+        "/v1/keys": {
+            "post": {
+                "operationId": "createKey",
+                "summary": "Create an API key (admin); its secret is shown only here",
+                "requestBody": {"required": True, "content": json_content(ref("KeyRequest"))},
+                "responses": _responses(
+                    {201: _answer("The new key.", ref("NewKey"))}, 400, 403, 404, 413
+                ),
+            },
+            "get": {
+                "operationId": "listKeys",
+                "summary": "Every key the admin key may see (admin)",
+                "responses": _responses({200: _answer("The keys.", ref("KeyList"))}, 403),
+            },
+        },
+        "/v1/keys/{key_id}": {
+            "delete": {
+                "operationId": "revokeKey",
+                "summary": "Revoke a key (admin)",
+                "parameters": [
+                    {
+                        "name": "key_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": _responses(
+                    {200: _answer("The revoked key.", ref("Revoked"))}, 403, 404
+                ),
+            },
+        },
+    }
+
+
+def _system_paths() -> dict[str, Schema]:
+    alive = object_schema({"status": {"type": "string", "enum": ["ok"]}})
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness (no key needed)",
+                "security": [],
+                "responses": _responses({200: _answer("Alive.", alive)}, auth=False),
+            },
+        },
+        "/system/status": {
+            "get": {
+                "operationId": "systemStatus",
+                "summary": "Managers, containers, in-flight calls and counters (admin)",
+                "responses": _responses({200: _answer("The status.", ref("SystemStatus"))}, 403),
+            },
+        },
+        "/v1/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": _responses(
+                    {200: _answer("The OpenAPI document.", {"type": "object"})}
+                ),
+            },
+        },
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hotpool")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def openapi_document() -> dict[str, Any]:
+    """A fresh OpenAPI 3.0.3 document of Main's public API."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hotpool",
+            "version": _version(),
+            "description": "Self-hosted Function-as-a-Service. Every route but `/healthz` "
+            "needs `Authorization: Bearer hp_<id>_<secret>`. Errors are "
+            '`{"error": {"code": ..., "message": ...}}`.',
+        },
+        "security": [{"bearerAuth": []}],
+        "paths": {**_function_paths(), **_key_paths(), **_system_paths()},
+        "components": components(),
+    }
+
+
+@routes.get("/v1/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(openapi_document())

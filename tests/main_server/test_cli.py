@@ -1,0 +1,106 @@
+"""The newcomer's path: ``hotpool dev``, then the CLI against it (README's quick start)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port
+from tests.services import wait_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "main_server.cli", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def dev(tmp_path):
+    port = free_port()
+    while not _free(port + 1):
+        port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env |= {"HOTPOOL_PREWARM_COUNT": "0", "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "dev.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "main_server.cli", "dev", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert wait_port(port, 30), (tmp_path / "dev.log").read_text()
+        yield tmp_path, {**env, "HOTPOOL_URL": f"http://127.0.0.1:{port}"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_quick_start(dev):
+    cwd, env = dev
+    # the first start printed an admin key once and stored it, private, for the CLI
+    key_file = cwd / ".hotpool" / "admin.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.read_text().strip() in (cwd / "dev.log").read_text()
+
+    deployed = _cli("deploy", str(ROOT / "examples" / "hello"), "--name", "hello",
+                    "--env", "TOKEN=secret-value", env=env, cwd=cwd)  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    assert json.loads(deployed.stdout)["env"] == {"TOKEN": "***"}
+    first = _cli("invoke", "hello", "--data", '{"name": "Ada"}', "-v", env=env, cwd=cwd)
+    second = _cli("invoke", "hello", "--data", '{"name": "Ada"}', "-v", env=env, cwd=cwd)
+    assert json.loads(first.stdout) == {"message": "Hello, Ada!"}
+    assert "X-Hotpool-Cold-Start: true" in first.stderr
+    assert "X-Hotpool-Cold-Start: false" in second.stderr
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logs = _cli("logs", "hello", env=env, cwd=cwd)
+        if len(logs.stdout.splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    lines = logs.stdout.splitlines()
+    assert "warm" in lines[0] and "cold" in lines[1]  # newest first
+    assert "hello" in _cli("ls", env=env, cwd=cwd).stdout
+
+    failing = _cli("deploy", str(ROOT / "examples" / "raises"), env=env, cwd=cwd)
+    assert failing.returncode == 0
+    raised = _cli("invoke", "raises", env=env, cwd=cwd)
+    assert raised.returncode == 1 and "function error ValueError" in raised.stderr
+
+    assert _cli("rm", "hello", env=env, cwd=cwd).returncode == 0
+    gone = _cli("invoke", "hello", env=env, cwd=cwd)
+    assert gone.returncode == 2 and "404" in gone.stderr
+
+
+def test_clear_messages_when_nothing_answers_or_the_key_is_wrong(dev):
+    cwd, env = dev
+    down = _cli("ls", env={**env, "HOTPOOL_URL": "http://127.0.0.1:1"}, cwd=cwd)
+    assert down.returncode == 2
+    assert "no hotpool server answers at http://127.0.0.1:1" in down.stderr
+    wrong = _cli("ls", env={**env, "HOTPOOL_API_KEY": "hp_0000000000000000_" + "a" * 43}, cwd=cwd)
+    assert wrong.returncode == 2 and "401" in wrong.stderr
+    bad_env = _cli(
+        "deploy", str(ROOT / "examples" / "hello"), "--env", "NOEQUALS", env=env, cwd=cwd
+    )
+    assert bad_env.returncode == 2 and "KEY=VALUE" in bad_env.stderr
