@@ -10,11 +10,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-from main_server.registry import ManagerRegistry, choose_manager
+from main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
 from shared.errors import ContainerFailed, FunctionError, NoCapacity, RuntimeImageMissing
 from shared.models import FunctionVersion, PoolEntry
 
 log = logging.getLogger(__name__)
+
+max_placement_attempts = 3
+
+
+class ManagerUnreachable(Exception):
+    """Connecting to a Manager failed: the cold start never reached it."""
 
 
 @dataclass(frozen=True)
@@ -56,18 +62,39 @@ class ManagerClient:
         self._http = http
         self._headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._unreachable: dict[str, float] = {}  # manager id -> heartbeat_at when it refused
+
+    def _reachable(self, snapshot: list[ManagerInfo]) -> list[ManagerInfo]:
+        # a Manager that refused a connection is skipped until it beats again (a restart)
+        return [m for m in snapshot if self._unreachable.get(m.id) != m.heartbeat_at]
 
     async def cold_start(self, fv: FunctionVersion) -> ColdStart:
+        # nothing reaches a Manager that refuses the connection, so trying the next is safe
         begun = time.perf_counter()
-        manager = choose_manager(await self._registry.snapshot(), self._registry.pending)
+        for _ in range(max_placement_attempts):
+            manager = await self._place()
+            try:
+                return await self._cold_start_on(manager, fv, begun)
+            except ManagerUnreachable:
+                self._unreachable[manager.id] = manager.heartbeat_at
+        raise NoCapacity("no Manager could be reached to start a container; try again")
+
+    async def _place(self) -> ManagerInfo:
+        snapshot = self._reachable(await self._registry.snapshot())
+        manager = choose_manager(snapshot, self._registry.pending)
         if manager is None:
-            snapshot = await self._registry.snapshot(fresh=True)
+            snapshot = self._reachable(await self._registry.snapshot(fresh=True))
             manager = choose_manager(snapshot, self._registry.pending)
             if manager is None:
                 if any(m.alive and m.accepting for m in snapshot):
                     # every Manager is full: worth queueing for a container to free up
                     raise NoCapacity("every Manager is at capacity", full=True)
                 raise NoCapacity("no Manager is available to start a container; try again")
+        return manager
+
+    async def _cold_start_on(
+        self, manager: ManagerInfo, fv: FunctionVersion, begun: float
+    ) -> ColdStart:
         body = {
             "function": fv.name,
             "version": fv.version,
@@ -86,6 +113,8 @@ class ManagerClient:
             ) as resp:
                 payload: Any = orjson.loads(await resp.read())
                 status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            raise ManagerUnreachable(manager.id) from exc
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             raise NoCapacity(f"manager {manager.id} did not start a container: {exc}") from exc
         finally:

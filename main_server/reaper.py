@@ -152,7 +152,16 @@ class Reaper:
         for raw in due:
             entry = PoolEntry.decode(raw)
             # it may have been placed since the snapshot; put_back removes any copy first
-            if not await self._is_placed(raw) and await self._health(entry) is not Health.DEAD:
+            if await self._is_placed(raw):
+                continue
+            health = await self._health(entry)
+            if health is Health.BUSY:
+                # still running a call whose lease was lost (Redis restarted under it): handing
+                # it out now would get 409 Busy; keep it due and look again next pass
+                self._suspects[raw] = time.monotonic() - self._settings.orphan_grace_s
+                self.counters["orphans_busy"] += 1
+                continue
+            if health is Health.IDLE:
                 self.counters["orphans_returned"] += 1
                 if not await self._pool.put_back(entry):
                     await self._managers.remove(entry)

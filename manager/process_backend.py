@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import resource
@@ -82,9 +83,7 @@ class ProcessBackend:
                 stdout=output,
                 stderr=output,
                 start_new_session=True,
-                preexec_fn=lambda: resource.setrlimit(
-                    resource.RLIMIT_AS, (limit_bytes, hard_bytes)
-                ),
+                preexec_fn=lambda: _prepare_child(limit_bytes, hard_bytes),
             )  # fmt: skip
         self._procs[container_id] = proc
         try:
@@ -183,6 +182,19 @@ class ProcessBackend:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.remove(cid) for cid in list(self._procs)))
+
+
+# loaded once in the Manager: the child between fork and exec must not take the loader's locks
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _prepare_child(limit_bytes: int, hard_bytes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard_bytes))
+    # a container dies with its Manager: after a kill -9 the restarted Manager cannot find
+    # the old processes (nothing labels them, unlike Docker containers), so they would run on,
+    # owned by no one, for ever
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _address_space_bytes(memory_mb: int) -> int:

@@ -25,7 +25,14 @@ from manager.backend import (
 from manager.prewarm import PrewarmPool
 from shared import keys
 from shared.codestore import CodeStore
-from shared.errors import ContainerFailed, FunctionError, InvalidRequest, NoCapacity, NotFound
+from shared.errors import (
+    ContainerFailed,
+    FunctionError,
+    InvalidRequest,
+    NoCapacity,
+    NotFound,
+    StoreUnavailable,
+)
 from shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
 from shared.pool import Pool
 from shared.redis_conn import REDIS_ERRORS
@@ -174,8 +181,13 @@ class ManagerService:
             request.function, request.version, self.manager_id, container.id, container.address
         )
         managed.entry = entry
+        try:
+            await self._redis.hset(keys.containers(self.manager_id), container.id, entry.encode())
+        except REDIS_ERRORS as exc:
+            # Main cannot lease it without Redis either: never keep a container nobody asked for
+            await self.remove(container.id)
+            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
         managed.state = ContainerState.READY
-        await self._redis.hset(keys.containers(self.manager_id), container.id, entry.encode())
         return {
             "container_id": container.id,
             "address": container.address,

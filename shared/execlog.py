@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiosqlite
 import orjson
 
-from shared.spill import SpillDir
+from shared.spill import Journal, SpillDir
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,10 @@ class RecordWriter:
         self._held: list[list[Record]] = []
         self._held_lock = asyncio.Lock()  # the flusher and flush() must not write one batch twice
         self._spill = SpillDir(spill_dir) if spill_dir is not None else None
+        # with a spill dir, a record is journaled before submit() returns, so a Main killed
+        # with records still queued loses none of them (BRIEF §3.5)
+        self._journal = Journal(self._spill) if self._spill is not None else None
+        self._generation_of: dict[str, int] = {}
         self._store_down = False  # with a spill dir: skip the store until replay succeeds
         self._replay_failing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,6 +152,11 @@ class RecordWriter:
             self._tasks.append(asyncio.create_task(self._replay_loop(), name="record-replay"))
 
     def submit(self, record: Record) -> None:
+        if self._journal is not None:
+            try:
+                self._generation_of[record["request_id"]] = self._journal.append(record)
+            except OSError:
+                log.exception("journaling execution record %s failed", record["request_id"])
         try:
             self._queue.put_nowait(record)
             return
@@ -159,6 +168,7 @@ class RecordWriter:
             oldest = [self._queue.get_nowait() for _ in range(size)]
             try:
                 self._write_spill(oldest)
+                self._journal_done(oldest)
             except OSError:
                 log.exception("spilling %d execution records failed", len(oldest))
                 for queued in oldest:
@@ -194,6 +204,8 @@ class RecordWriter:
                 log.error("%s failed", task.get_name(), exc_info=task.exception())
         self._tasks = []
         await self.flush()
+        if self._journal is not None:
+            self._journal.close()
 
     async def _store_or_spill(self, batch: list[Record]) -> None:
         """Write ``batch`` to the store or, failing that, to a spill file; raise if neither."""
@@ -215,8 +227,16 @@ class RecordWriter:
                 self._store_down = True
             else:
                 self.written += len(batch)
+                self._journal_done(batch)
                 return
         self._write_spill(batch)
+        self._journal_done(batch)
+
+    def _journal_done(self, batch: list[Record]) -> None:
+        if self._journal is None:
+            return
+        generations = [self._generation_of.pop(r.get("request_id"), None) for r in batch]
+        self._journal.done(g for g in generations if g is not None)
 
     def _write_spill(self, batch: list[Record]) -> None:
         # synchronous on purpose: once it returns the batch is on disk, and no cancellation
@@ -230,6 +250,8 @@ class RecordWriter:
         batch: list[Record] = []
         try:
             batch.append(await self._queue.get())
+            if self._journal is not None:
+                self._journal.rotate()  # records from now on go to the next generation
             # asyncio.timeout, unlike wait_for on 3.11, never swallows a cancel that lands
             # as the get completes; and a cancelled get leaves its record in the queue
             with contextlib.suppress(TimeoutError):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import fakeredis
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
 
 from shared.errors import StoreUnavailable
 from shared.settings import Settings, SettingsError
@@ -37,6 +39,12 @@ def make_redis(settings: Settings, server: fakeredis.FakeServer | None = None) -
         "socket_timeout": settings.redis_socket_timeout_s,
         "max_connections": settings.redis_max_connections,
         "health_check_interval": 10,
+        # one reconnect-and-retry: after a Redis restart every pooled connection is dead, and
+        # without it the first command on each fails long after Redis is back. (Redis.from_url
+        # does not apply redis-py's default Retry: its connections get Retry(NoBackoff(), 0).)
+        # A script re-run because its reply was lost is safe: each is idempotent or, for
+        # ACQUIRE, leaves a lease the reaper reclaims.
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
     }
     if settings.redis_sentinels:
         sentinels = parse_hosts(settings.redis_sentinels, "HOTPOOL_REDIS_SENTINELS")

@@ -107,3 +107,68 @@ class SpillDir:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+JOURNAL_PREFIX = "journal-"
+
+
+class Journal:
+    """Every submitted record, appended before the invocation answers, until it is stored.
+
+    One plain ``os.write`` per record: it lands in the page cache, so it survives the process
+    being killed (not a power cut; spill files are fsync'd for that). Records are written to
+    generation files; the writer rotates to a new generation for every batch it collects, and a
+    generation's file is deleted once each of its records has been stored or spilled. Journal
+    files a dead process left behind become spill files at start-up, so the replay loop
+    stores them (request ids are unique: a record stored twice is stored once).
+    """
+
+    def __init__(self, spill: SpillDir) -> None:
+        self._dir = spill.path / "journal"
+        self._dir.mkdir(exist_ok=True)
+        for left in sorted(self._dir.glob(f"{JOURNAL_PREFIX}*{SPILL_SUFFIX}")):
+            name = left.name.removeprefix(JOURNAL_PREFIX).removesuffix(SPILL_SUFFIX)
+            os.replace(left, spill.path / f"{SPILL_PREFIX}{name}-journal{SPILL_SUFFIX}")
+        self._stem = f"{JOURNAL_PREFIX}{time.time_ns():020d}-{os.getpid()}"
+        self._generation = 0
+        self._pending: dict[int, int] = {}
+        self._fd = self._open(0)
+
+    def _path(self, generation: int) -> Path:
+        return self._dir / f"{self._stem}-{generation:08d}{SPILL_SUFFIX}"
+
+    def _open(self, generation: int) -> int:
+        return os.open(self._path(generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def append(self, record: Record) -> int:
+        """Journal one record; returns its generation, to hand back to ``done``."""
+        os.write(self._fd, orjson.dumps(record) + b"\n")
+        self._pending[self._generation] = self._pending.get(self._generation, 0) + 1
+        return self._generation
+
+    def rotate(self) -> None:
+        """Start a new generation (the writer just took a batch)."""
+        if not self._pending.get(self._generation):
+            return
+        os.close(self._fd)
+        self._generation += 1
+        self._fd = self._open(self._generation)
+
+    def done(self, generations: Iterable[int]) -> None:
+        """These records are stored or spilled: drop every generation with none left."""
+        for generation in generations:
+            self._pending[generation] -= 1
+        for generation, left in list(self._pending.items()):
+            if left == 0 and generation != self._generation:
+                del self._pending[generation]
+                self._path(generation).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """After a final flush nothing is pending: the journal goes."""
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        if not any(self._pending.values()):
+            for generation in [*self._pending, self._generation]:
+                self._path(generation).unlink(missing_ok=True)

@@ -321,3 +321,25 @@ def _count_passes(reaper, passes: dict[str, int]) -> None:
         await reclaim(alive)
 
     reaper.reclaim_expired = counted
+
+
+async def test_busy_orphan_is_not_returned_to_the_pool(hotpool_stack):
+    stack = await hotpool_stack(**FAST_REAPER)
+    idle = await warm(stack, "busyorphan", SLEEPY)
+    assert await Pool(stack.redis).acquire("busyorphan", 1, lease_s=30) == idle
+    call = asyncio.create_task(_call_container(idle, {"s": 2.0}))
+    await asyncio.sleep(0.2)
+    # Redis restarts and loses the lease; the Manager's heartbeat re-registers the container
+    await stack.redis.zrem(keys.LEASES, idle.encode())
+    seen_in_pool_while_busy = False
+
+    async def watch() -> bool:
+        nonlocal seen_in_pool_while_busy
+        if not call.done() and await stack.pool_entries("busyorphan", 1):
+            seen_in_pool_while_busy = True
+        return call.done()
+
+    assert await wait_for(watch, timeout_s=10)
+    assert (await call)["status"] == "success"
+    print("orphans_returned", stack.client.app[REAPER].counters["orphans_returned"])
+    assert not seen_in_pool_while_busy, "a busy container was put back into the pool"
