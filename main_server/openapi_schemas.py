@@ -254,6 +254,9 @@ def components() -> Schema:
     responses: dict[str, Schema] = {
         f"E{status}": {"description": text, "content": error} for status, text in ERRORS.items()
     }
+    # a request malformed at the HTTP level (a bad URL or header) is refused by the server's
+    # parser before any route runs, with a plain-text 400
+    responses["E400"]["content"] = {**error, "text/plain": {"schema": {"type": "string"}}}
     responses["E429"]["headers"] = {
         "Retry-After": {
             "description": "Seconds to wait before retrying.",

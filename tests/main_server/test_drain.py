@@ -36,7 +36,8 @@ def _refuses(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # refused, or accepted by a socket already closing: either way not served
         return True
 
 
