@@ -1,4 +1,4 @@
-"""The chaos run (benchmarks/chaos.py): its pure checks on tables, and one quick run end to end.
+"""The chaos run (benchmarks/chaos/): its pure checks on tables, and one quick run end to end.
 
 The quick run is a real cluster (its own redis-server, three Managers, two Mains) under
 faults; it passes only when every invariant of BRIEF.md §3 held.

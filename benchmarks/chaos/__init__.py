@@ -1,0 +1,56 @@
+"""A bounded chaos run of a production-shaped hotpool, checked against BRIEF.md §3.
+
+``python -m benchmarks.chaos [--quick] [--seed N] [--duration-s S] [--keep]``
+
+Topology, all on 127.0.0.1 with the process backend: the run's own ``redis-server``, three
+Managers and two Mains (``python -m main_server.cli manager|main``) sharing one migrated SQLite
+metadata file. Each service has its own state directory; their ``code`` directories are
+symlinks to one shared directory, which plays the shared bucket (a LocalCodeStore per process
+would otherwise hold only what was deployed through it).
+
+Five functions deploy one package (``benchmarks/chaos_function``): it sleeps as the event says
+(5-50 ms; 3-8 s for the calls of three "slow" clients to ``chaos-slow``, which the other clients
+call quickly too) and appends one JSON line per call start and one per call end to
+``<run dir>/executions.log`` (token, request id, pid, container, start, end). That file is the
+ground truth for "delivered exactly once" and for "one call at a time per container".
+
+While a load generator (16 concurrent clients, alternating between the Mains, one unique token
+per request) runs, faults planned from the seed strike: SIGKILL of random containers, kill -9 and
+restart of a Manager (same id and port), of Redis (same port; every key is lost), and of a Main
+while it has requests in flight. Then the run waits (bounded) for leases to expire and the lease
+reaper to settle, and counts:
+
+- sent, succeeded, failed_by_cause (HTTP status + error code, or ``client_error <exception>``);
+- duplicates (tokens executed more than once), overlaps (one container running two calls at once),
+  wrong_version / wrong_result (a reply or an execution for the wrong function, version or token);
+- leaked (ready containers in no pool list and no lease), stale_entries (pool entries or leases
+  naming containers no Manager has), double_placed (a container in more than one place),
+  orphan_processes (container processes no running Manager owns);
+- records_missing (a 200 or function-error answer without an execution record on either Main),
+  executed_unrecorded (an execution without a record whose Main was not killed under it);
+- untracked_processes (container processes a live Manager neither lists nor pre-warms),
+  handed_busy (a request given a container still running another call: it answered 409 Busy);
+- sent_to_dead and the other Main counters, banked before each Main kill (a restarted Main's
+  counters start at zero; what a killed Main counted after the last poll, at most ~1 s, is lost).
+
+Records are read through each Main's API (newest 1000 per function) and, as a long run has more,
+straight from each Main's SQLite log in its state directory. A broken run keeps its directory
+(logs of every service, executions.log, outcomes.jsonl, report.json) and prints its path.
+
+Prints a human summary, then one JSON object as the last line. Exit status: 0 clean, 1 an
+invariant broke, 2 the harness itself failed (a service would not start, no request succeeded).
+Every process the run starts is stopped on the way out, also on Ctrl-C or SIGTERM.
+"""
+
+from benchmarks.chaos.checks import find_duplicates, find_overlaps
+from benchmarks.chaos.config import MAJOR_FAULTS, plan_faults
+from benchmarks.chaos.observe import PoolState, analyse_pool
+
+__all__ = [
+    "MAJOR_FAULTS",
+    "PoolState",
+    "analyse_pool",
+    "find_duplicates",
+    "find_overlaps",
+    "plan_faults",
+]

@@ -1,0 +1,111 @@
+"""Constants, service settings and the fault plan of the chaos run."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTION_DIR = Path(__file__).resolve().parents[1] / "chaos_function"
+FUNCTIONS = ("chaos-a", "chaos-b", "chaos-c", "chaos-d")
+# two clients make slow calls to one function (which the other clients call quickly too), so
+# some calls are still running well after a fault strikes: a Redis restart loses their leases
+# while they run, and their containers must not be handed to anyone else meanwhile
+SLOW_FUNCTION = "chaos-slow"
+ALL_FUNCTIONS = (*FUNCTIONS, SLOW_FUNCTION)
+MANAGERS = 3
+MAINS = 2
+CAPACITY = 12
+CONCURRENCY = 16
+CLIENT_TIMEOUT_S = 15.0
+# a lease lasts the timeout + HOTPOOL_LEASE_GRACE_S
+FUNCTION_TIMEOUT_S = {**dict.fromkeys(FUNCTIONS, 2.0), SLOW_FUNCTION: 10.0}
+SLEEP_MS = (5, 50)
+SLOW_SLEEP_MS = (3000, 8000)
+SLOW_CLIENTS = 3
+ORPHAN_GRACE_S = 2.0
+START_TIMEOUT_S = 30.0
+POLL_S = 1.0
+# the services' settings; lease and heartbeat timings are short so recovery fits in the run
+SERVICE_SETTINGS = {
+    "BACKEND": "process",
+    "REDIS_SOCKET_TIMEOUT_S": "1",
+    "REDIS_CONNECT_TIMEOUT_S": "0.5",
+    "HEARTBEAT_INTERVAL_S": "0.5",
+    "HEARTBEAT_TTL_S": "3",
+    "PREWARM_COUNT": "1",
+    "CAPACITY_CONTAINERS": str(CAPACITY),
+    "LEASE_GRACE_S": "1",
+    "LEASE_REAPER_INTERVAL_S": "0.5",
+    "ORPHAN_GRACE_S": str(ORPHAN_GRACE_S),
+    "DRAIN_TIMEOUT_S": "2",
+    # a request must not wait longer than the client does
+    "COLD_START_TIMEOUT_S": "10",
+    "QUEUE_TIMEOUT_S": "5",
+    # one admin key drives all the load: its rate limit is not what this run tests
+    "RATE_PER_S": "100000",
+    "RATE_BURST": "100000",
+}
+MAJOR_FAULTS = ("restart_manager", "restart_redis", "restart_main")
+# what counts as a broken invariant (exit status 1)
+BREAKS = (
+    "leaked", "duplicates", "overlaps", "records_missing", "stale_entries", "double_placed",
+    "wrong_version", "wrong_result", "executed_unrecorded", "orphan_processes",
+    "untracked_processes", "handed_busy",
+)  # fmt: skip
+
+
+class HarnessError(Exception):
+    """The run itself failed (not hotpool's invariants)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    load_s: float
+    settle_max_s: float
+    container_kills: int
+
+
+def profile_for(quick: bool, duration_s: float | None) -> Profile:
+    if quick:
+        return Profile(load_s=duration_s or 28.0, settle_max_s=9.0, container_kills=6)
+    load_s = duration_s or 300.0
+    return Profile(load_s=load_s, settle_max_s=15.0, container_kills=max(4, int(load_s / 5)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the fault plan: a pure function of the seed
+
+
+@dataclass(frozen=True)
+class Fault:
+    at_s: float  # since the load started
+    kind: str  # kill_container | restart_manager | restart_redis | restart_main
+    target: int  # Manager or Main index; for kill_container, picks among ready containers
+    down_s: float = 0.0
+
+
+def plan_faults(seed: int, load_s: float, container_kills: int) -> list[Fault]:
+    """Major faults one per slot (never two at once), container kills anywhere."""
+    rng = random.Random(seed)
+    first, last = 2.0, load_s - 2.0
+    slot_s = min(15.0, max(6.0, (last - first) / 3))
+    slots = max(3, int((last - first) // slot_s))
+    kinds: list[str] = []
+    while len(kinds) < slots:  # every kind as often as the others, in a seeded order
+        kinds.extend(rng.sample(MAJOR_FAULTS, len(MAJOR_FAULTS)))
+    faults = []
+    for i, kind in enumerate(kinds[:slots]):
+        at_s = first + i * slot_s + rng.uniform(0.0, 1.5)
+        if kind == "restart_manager":
+            # both sides of the heartbeat TTL (3 s): back in time, or purged as dead first
+            faults.append(Fault(at_s, kind, rng.randrange(MANAGERS), rng.uniform(1.5, 4.5)))
+        elif kind == "restart_redis":
+            faults.append(Fault(at_s, kind, 0, rng.uniform(1.0, 2.5)))
+        else:
+            faults.append(Fault(at_s, kind, rng.randrange(MAINS), rng.uniform(1.5, 3.0)))
+    for _ in range(container_kills):
+        at_s = rng.uniform(1.0, load_s - 1.0)
+        faults.append(Fault(at_s, "kill_container", rng.randrange(1 << 30)))
+    return sorted(faults, key=lambda f: f.at_s)

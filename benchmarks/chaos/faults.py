@@ -1,0 +1,124 @@
+"""The faults: killing containers, Managers, Redis and a Main under load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from benchmarks.chaos.cluster import Cluster, bootstrap_processes
+from benchmarks.chaos.config import Fault, HarnessError
+from benchmarks.chaos.load import Load
+from benchmarks.chaos.observe import Observer
+from shared import keys
+from shared.models import PoolEntry
+from shared.redis_conn import REDIS_ERRORS
+
+# ---------------------------------------------------------------------------------------------
+# the faults
+
+
+class Chaos:
+    """Carries out the fault plan against the cluster."""
+
+    def __init__(self, cluster: Cluster, observer: Observer, load: Load, t0: float) -> None:
+        self.cluster = cluster
+        self.observer = observer
+        self.load = load
+        self.t0 = t0
+        self.done: Counter[str] = Counter()
+        self.harness_errors: list[str] = []
+
+    async def run(self, faults: list[Fault], stop_at: float) -> None:
+        majors = [f for f in faults if f.kind != "kill_container"]
+        kills = [f for f in faults if f.kind == "kill_container"]
+        await asyncio.gather(
+            self._run_in_order(majors, stop_at), self._run_in_order(kills, stop_at)
+        )
+
+    async def _run_in_order(self, faults: list[Fault], stop_at: float) -> None:
+        for fault in faults:
+            await asyncio.sleep(max(0.0, self.t0 + fault.at_s - time.time()))
+            if time.time() >= stop_at - 0.5:
+                self.observer.event("skipped", fault=fault.kind, planned_t=round(fault.at_s, 2))
+                continue
+            action = getattr(self, fault.kind)
+            await action(fault)
+            self.done[fault.kind] += 1
+
+    async def _restart(self, name: str, start: Callable[[], Awaitable[None]]) -> None:
+        for attempt in range(1, 4):
+            try:
+                await start()
+            except HarnessError as exc:
+                self.observer.event("restart_failed", service=name, attempt=attempt, error=str(exc))
+                self.cluster.kill(name)
+                await asyncio.sleep(1.0)
+                continue
+            self.observer.event("restarted", service=name)
+            return
+        self.harness_errors.append(f"{name} did not come back after 3 attempts")
+
+    async def kill_container(self, fault: Fault) -> None:
+        """SIGKILL one ready container; every other kill picks a busy one if there is any, so
+        some calls die inside their container."""
+        described, _ = await self.observer.managers()
+        ready = sorted(cid for cid, c in described.items() if c["state"] == "ready")
+        leased: set[str] = set()
+        with contextlib.suppress(*REDIS_ERRORS):
+            raw = await self.observer.redis.zrange(keys.LEASES, 0, -1)
+            leased = {PoolEntry.decode(e).container_id for e in raw}
+        busy = [cid for cid in ready if cid in leased]
+        candidates = busy if busy and fault.target % 2 == 0 else ready
+        if not candidates:
+            self.observer.event("kill_container", container=None, note="no ready container")
+            return
+        cid = candidates[fault.target % len(candidates)]
+        processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
+        pids = [b.pid for b in processes if b.container_id == cid]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.observer.event(
+            "kill_container", container=cid, manager=described[cid]["manager"], pids=pids,
+            leased=cid in leased,
+        )  # fmt: skip
+
+    async def restart_manager(self, fault: Fault) -> None:
+        name = f"mgr{fault.target}"
+        pid = self.cluster.kill(name)
+        self.observer.event("kill_manager", service=name, pid=pid, down_s=round(fault.down_s, 2))
+        await asyncio.sleep(fault.down_s)
+        await self._restart(name, lambda: self.cluster.start_manager(fault.target))
+
+    async def restart_redis(self, fault: Fault) -> None:
+        placed = None
+        with contextlib.suppress(*REDIS_ERRORS):
+            state = await self.observer.pool_state()
+            placed = {"pool": sum(map(len, state.lists.values())), "leases": len(state.leases)}
+        pid = self.cluster.kill("redis")
+        self.observer.event("kill_redis", pid=pid, down_s=round(fault.down_s, 2), lost=placed)
+        await asyncio.sleep(fault.down_s)
+        await self._restart("redis", self.cluster.start_redis)
+
+    async def restart_main(self, fault: Fault) -> None:
+        i = fault.target
+        name = f"main{i}"
+        await self.observer.poll_main(i, timeout_s=0.5)  # its latest counters, then bank them
+        deadline = time.monotonic() + 1.0
+        # kill it mid-request (the load runs in this loop, so polling its counter is exact)
+        while self.load.in_flight[i] == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        in_flight = self.load.in_flight[i]
+        self.observer.counters.bank(i)
+        pid = self.cluster.kill(name)
+        self.observer.event(
+            "kill_main", service=name, pid=pid, main=i, in_flight=in_flight,
+            down_s=round(fault.down_s, 2),
+        )  # fmt: skip
+        await asyncio.sleep(fault.down_s)
+        await self._restart(name, lambda: self.cluster.start_main(i))

@@ -1,0 +1,135 @@
+"""The load: concurrent clients, each call's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from benchmarks.chaos.cluster import Cluster
+from benchmarks.chaos.config import (
+    ALL_FUNCTIONS,
+    CLIENT_TIMEOUT_S,
+    CONCURRENCY,
+    MAINS,
+    SLEEP_MS,
+    SLOW_CLIENTS,
+    SLOW_FUNCTION,
+    SLOW_SLEEP_MS,
+)
+
+# ---------------------------------------------------------------------------------------------
+# the load
+
+
+@dataclass
+class Outcome:
+    """One request as the client saw it."""
+
+    seq: int
+    token: str
+    function: str
+    main: int
+    sent_at: float
+    done_at: float = 0.0
+    status: int | None = None
+    request_id: str | None = None
+    cause: str = "pending"
+    function_error: str | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.cause == "ok"
+
+    @property
+    def answered_by_container(self) -> bool:
+        """It got an answer that an execution record must back (BRIEF §3.5)."""
+        return self.status == 200 or (self.status == 500 and self.function_error is not None)
+
+
+def _cause(status: int, body: bytes, function_error: str | None, token: str) -> tuple[str, str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if status == 200:
+        return ("ok", "") if data == token else ("wrong_result", repr(body[:200]))
+    if function_error is not None:
+        return f"{status} FunctionError:{function_error}", str(data)[:300]
+    error = data.get("error", {}) if isinstance(data, dict) else {}
+    return f"{status} {error.get('code', '?')}", str(error.get("message", body[:200]))[:300]
+
+
+class Load:
+    """``CONCURRENCY`` clients, alternating between the Mains, each request a unique token."""
+
+    def __init__(self, cluster: Cluster, seed: int, t0: float) -> None:
+        self.cluster = cluster
+        self.rng = random.Random(seed ^ 0x5EED)
+        self.seed = seed
+        self.t0 = t0
+        self.outcomes: list[Outcome] = []
+        self.in_flight = [0] * MAINS
+        self._seq = itertools.count()
+
+    async def one(
+        self, http: aiohttp.ClientSession, function: str, main: int, *, slow: bool = False
+    ) -> Outcome:
+        n = next(self._seq)
+        token = f"s{self.seed}-r{n}"
+        outcome = Outcome(n, token, function, main, time.time())
+        self.outcomes.append(outcome)
+        event = {
+            "token": token,
+            "sleep_ms": self.rng.randint(*(SLOW_SLEEP_MS if slow else SLEEP_MS)),
+        }
+        self.in_flight[main] += 1
+        try:
+            async with http.post(
+                f"{self.cluster.main_url(main)}/v1/functions/{function}/invoke",
+                json=event,
+                timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S),
+            ) as resp:
+                body = await resp.read()
+                outcome.status = resp.status
+                outcome.request_id = resp.headers.get("X-Hotpool-Request-Id")
+                outcome.function_error = resp.headers.get("X-Hotpool-Function-Error")
+                outcome.cause, outcome.message = _cause(
+                    resp.status, body, outcome.function_error, token
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            outcome.cause = f"client_error {type(exc).__name__}"
+            outcome.message = str(exc)[:200]
+        except asyncio.CancelledError:
+            outcome.cause = "client_error Cancelled"
+            raise
+        finally:
+            outcome.done_at = time.time()
+            self.in_flight[main] -= 1
+        return outcome
+
+    async def run(self, http: aiohttp.ClientSession, stop_at: float) -> None:
+        async def client(slow: bool) -> None:
+            # a slow call must end with the load, not be cut off by the client
+            stop_s = SLOW_SLEEP_MS[1] / 1000 if slow else 0.0
+            while time.time() < stop_at - stop_s:
+                main = len(self.outcomes) % MAINS
+                function = SLOW_FUNCTION if slow else self.rng.choice(ALL_FUNCTIONS)
+                outcome = await self.one(http, function, main, slow=slow)
+                if outcome.cause.startswith("client_error") or outcome.status in (429, 503):
+                    await asyncio.sleep(0.1)  # a Main is down or full: do not spin
+
+        tasks = [asyncio.create_task(client(slow=i < SLOW_CLIENTS)) for i in range(CONCURRENCY)]
+        try:
+            # the last requests get a moment to finish; stragglers are cancelled and counted
+            await asyncio.wait(tasks, timeout=max(0.0, stop_at - time.time()) + 5.0)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
