@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-from benchmarks.devserver import DevServer, dev_server
+from benchmarks.devserver import DevServer, dev_server, emit
 from benchmarks.warm_latency import percentile
 from shared.packages import zip_directory
 
@@ -90,11 +89,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18580)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    figures = {b: measure(b, args.n, args.port) for b in args.backends.split(",")}
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0
+    return emit({b: measure(b, args.n, args.port) for b in args.backends.split(",")}, args.json)
 
 
 if __name__ == "__main__":

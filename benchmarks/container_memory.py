@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-from benchmarks.devserver import DevServer, dev_server
+from benchmarks.devserver import DevServer, dev_server, emit
 from shared.packages import zip_directory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,11 +98,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18680)
     parser.add_argument("--json")
     args = parser.parse_args()
-    figures = {b: measure(b, args.port) for b in args.backends.split(",")}
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0
+    return emit({b: measure(b, args.port) for b in args.backends.split(",")}, args.json)
 
 
 if __name__ == "__main__":

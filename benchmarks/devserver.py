@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -71,3 +72,12 @@ def _wait_up(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"hotpool dev did not answer at {url}")
+
+
+def emit(figures: dict, json_path: str | None) -> int:
+    """Print a benchmark's figures as JSON, also to ``json_path`` when given; exit status 0."""
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if json_path:
+        Path(json_path).write_text(text)
+    return 0

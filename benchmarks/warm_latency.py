@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.devserver import DevServer, dev_server
+from benchmarks.devserver import DevServer, dev_server, emit
 from shared.packages import zip_directory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,10 +117,7 @@ def main() -> int:
     with dev_server(args.port, **settings) as server:
         figures = asyncio.run(measure(server, args.n))
     figures["settings"] = sorted(settings)
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0
+    return emit(figures, args.json)
 
 
 if __name__ == "__main__":
