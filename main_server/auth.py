@@ -7,7 +7,6 @@ drops its copy at once (and the TTL bounds it if that message is lost).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -22,6 +21,7 @@ from shared.auth import Principal, hash_secret, parse_token
 from shared.errors import StoreUnavailable, TooManyRequests
 from shared.http import Handler
 from shared.keystore import SqlKeyStore
+from shared.loops import follow_channel
 from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
 
@@ -70,21 +70,9 @@ class Authenticator:
             log.warning("could not announce the revocation of %s; the cache TTL bounds it", key_id)
 
     async def follow_revocations(self) -> None:
-        while True:
-            try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(keys.KEYS_CHANGED)
-                    self._cache.clear()
-                    async for message in pubsub.listen():
-                        if isinstance(message.get("data"), bytes):
-                            self.forget(message["data"].decode())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if (task := asyncio.current_task()) is not None and task.cancelling():
-                    raise asyncio.CancelledError from exc
-                self._cache.clear()
-                await asyncio.sleep(1.0)
+        await follow_channel(
+            self._redis, keys.KEYS_CHANGED, self.forget, self._cache.clear, "key revocation feed"
+        )
 
     async def meter(self, principal: Principal) -> None:
         """Raise TooManyRequests when the key is over its request rate."""

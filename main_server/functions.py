@@ -12,6 +12,7 @@ from main_server.manager_client import ManagerClient
 from shared import keys
 from shared.codestore import CodeStore
 from shared.errors import StoreUnavailable
+from shared.loops import follow_channel
 from shared.metadata import MetadataStore
 from shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_qualified
 from shared.packages import PackageLimits, inspect_package
@@ -109,22 +110,10 @@ class FunctionService:
 
     async def follow_changes(self) -> None:
         """Drop cache entries as other replicas announce changes; reconnects forever."""
-        while True:
-            try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(keys.FUNCTIONS_CHANGED)
-                    # anything cached before the subscription may have missed a change
-                    self._cache.clear()
-                    async for message in pubsub.listen():
-                        data = message.get("data")
-                        if isinstance(data, bytes):
-                            self.forget(data.decode())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("function change feed lost (%s); resubscribing", exc)
-                self._cache.clear()
-                await asyncio.sleep(1.0)
+        await follow_channel(
+            self._redis, keys.FUNCTIONS_CHANGED, self.forget, self._cache.clear,
+            "function change feed",
+        )  # fmt: skip
 
     async def runtimes_of(self, names: set[str]) -> dict[str, str]:
         """The runtime of each named function that still exists."""

@@ -22,7 +22,7 @@ from shared import keys
 from shared.loops import every
 from shared.models import PoolEntry
 from shared.pool import Pool
-from shared.redis_conn import REDIS_ERRORS
+from shared.redis_conn import REDIS_ERRORS, text
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Reaper:
         redis = self._pool.redis
         live: set[str] = set()
         for manager_id in alive:
-            live.update(_text(raw) for raw in await redis.hvals(keys.containers(manager_id)))
+            live.update(text(raw) for raw in await redis.hvals(keys.containers(manager_id)))
         unplaced = live - await self._pool.placed()
         due, self._suspects = due_orphans(
             self._suspects, unplaced, time.monotonic(), self._settings.orphan_grace_s
@@ -183,7 +183,3 @@ class Reaper:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
             return Health.DEAD
         return Health.BUSY if body.get("busy") else Health.IDLE
-
-
-def _text(raw: str | bytes) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import orjson
-import redis.exceptions
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
@@ -21,6 +20,7 @@ from shared.errors import (
 )
 from shared.http import error_response, json_response
 from shared.models import FunctionConfig, qualify, validate_name
+from shared.redis_conn import REDIS_ERRORS
 
 routes = web.RouteTableDef()
 
@@ -230,7 +230,7 @@ async def system_status(request: web.Request) -> web.Response:
         await app[REDIS].ping()
         managers = await app[REGISTRY].snapshot(fresh=True)
         counts = await app[POOL].counts()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         raise StoreUnavailable("the pool (Redis) is unreachable") from exc
     by_function: dict[str, dict[str, int]] = {}
     empty = {"warm": 0, "busy": 0, "starting": 0}

@@ -35,7 +35,7 @@ from shared.errors import (
 )
 from shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
 from shared.pool import Pool
-from shared.redis_conn import REDIS_ERRORS
+from shared.redis_conn import REDIS_ERRORS, text
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ class ManagerService:
                 pipe.hset(keys.containers(self.manager_id), mapping=ready)
             pipe.hkeys(keys.containers(self.manager_id))
             *_, registered = await pipe.execute()
-        stale = [k for k in map(_text, registered) if k not in self._containers]
+        stale = [k for k in map(text, registered) if k not in self._containers]
         if stale:
             await self._redis.hdel(keys.containers(self.manager_id), *stale)
 
@@ -397,7 +397,3 @@ class ManagerService:
             await self.deregister()
         except REDIS_ERRORS as exc:
             log.warning("could not deregister, Redis unreachable: %s", exc)
-
-
-def _text(raw: str | bytes) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

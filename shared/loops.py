@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from redis.asyncio import Redis
+
 from shared.redis_conn import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -33,3 +35,33 @@ async def every(interval_s: float, what: str, step: Callable[[], Awaitable[objec
         if task is not None and task.cancelling():
             raise asyncio.CancelledError
         await asyncio.sleep(interval_s)
+
+
+async def follow_channel(
+    redis: Redis,
+    channel: str,
+    on_message: Callable[[str], None],
+    on_gap: Callable[[], None],
+    what: str,
+) -> None:
+    """Call ``on_message`` for every message published on ``channel``, resubscribing for
+    ever; ``on_gap`` runs whenever messages may have been missed (before each subscription
+    is live, and after the feed is lost), so a cache built on the feed can start over."""
+    task = asyncio.current_task()
+    while True:
+        try:
+            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(channel)
+                on_gap()
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes):
+                        on_message(data.decode())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from exc
+            log.warning("%s lost (%s); resubscribing", what, exc)
+            on_gap()
+            await asyncio.sleep(1.0)

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from shared import keys
 from shared.models import PoolEntry
+from shared.redis_conn import text
 
 
 class Plan(Enum):
@@ -227,9 +228,9 @@ class Pool:
 
     async def placed(self) -> set[str]:
         """Every entry that is in a pool list or leased, encoded."""
-        found = {_text(raw) for raw in await self._redis.zrange(keys.LEASES, 0, -1)}
+        found = {text(raw) for raw in await self._redis.zrange(keys.LEASES, 0, -1)}
         async for key in self._redis.scan_iter(match=keys.POOL_PREFIX + "*", count=500):
-            found.update(_text(raw) for raw in await self._redis.lrange(key, 0, -1))
+            found.update(text(raw) for raw in await self._redis.lrange(key, 0, -1))
         return found
 
     async def hold_lock(self, name: str, owner: str, ttl_s: float) -> bool:
@@ -242,7 +243,7 @@ class Pool:
     async def counts(self) -> PoolCounts:
         idle: dict[str, int] = {}
         async for key in self._redis.scan_iter(match=keys.POOL_PREFIX + "*", count=500):
-            name = _text(key)
+            name = text(key)
             length = await self._redis.llen(name)
             if length:
                 idle[name.removeprefix(keys.POOL_PREFIX)] = length
@@ -256,9 +257,5 @@ class Pool:
         async for key in self._redis.scan_iter(match=keys.STARTING_PREFIX + "*", count=500):
             n = await self._redis.zcount(key, now, "+inf")
             if n:
-                starting[_text(key).removeprefix(keys.STARTING_PREFIX)] = n
+                starting[text(key).removeprefix(keys.STARTING_PREFIX)] = n
         return PoolCounts(idle=idle, leased=leased, starting=starting)
-
-
-def _text(raw: str | bytes) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

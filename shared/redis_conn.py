@@ -21,6 +21,11 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def text(raw: str | bytes) -> str:
+    """A Redis reply (bytes from a real server, str or bytes from the stand-in) as text."""
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def parse_hosts(value: str, setting: str) -> list[tuple[str, int]]:
     """``"h1:26379,h2:26379"`` as (host, port) pairs."""
     hosts = []
