@@ -17,7 +17,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.auth import Principal, hash_secret, parse_token
+from shared.auth import Principal, hash_secret, parse_token, secret_matches
 from shared.errors import StoreUnavailable, TooManyRequests
 from shared.http import Handler
 from shared.keystore import SqlKeyStore
@@ -50,7 +50,7 @@ class Authenticator:
         key_id, secret = parse_token(header)
         cached = self._cache.get(key_id)
         now = time.monotonic()
-        if cached is not None and cached[2] > now and cached[1] == hash_secret(secret):
+        if cached is not None and cached[2] > now and secret_matches(secret, cached[1]):
             return cached[0]
         principal = await self._keystore.verify(key_id, secret)
         self._cache[key_id] = (

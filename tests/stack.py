@@ -6,7 +6,6 @@ With ``redis_url`` among the overrides both apps talk to that real Redis instead
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from shared import keys
 from shared.redis_conn import make_redis
 from shared.settings import Settings
 from tests.helpers import free_port
+from tests.services import missing_service
 
 
 @dataclass
@@ -152,11 +152,8 @@ async def require_docker() -> None:
             await docker.images.inspect(settings.runtime_image_python)
     except Exception as exc:  # daemon down or image missing
         problem = f"Docker or the image {settings.runtime_image_python} is unavailable: {exc}"
-    if problem is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(problem + " (CI installs both: .ci/run)")
-    pytest.skip(problem + "; run deploy/build-images.sh")
+    if problem is not None:
+        missing_service(problem + "; .ci/run installs both, or run deploy/build-images.sh")
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> bool:
