@@ -74,7 +74,7 @@ class ProcessBackend:
         # a local file opened once per container start: not worth a thread hop
         with open(workdir / "output.log", "wb") as output:  # noqa: ASYNC230
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-u", "-B", str(BOOTSTRAP_PATH),
+                sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH),
                 "--host", self._host, "--port", "0",
                 "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
                 cwd=workdir,

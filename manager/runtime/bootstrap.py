@@ -1,10 +1,15 @@
 """hotpool function-container bootstrap: a stdlib-only HTTP server that runs one user handler.
 
-Run: ``python3 -I -u bootstrap.py --host H --port P --code-dir DIR [--port-file FILE]``.
+Run: ``python3 -I -S -u -B bootstrap.py --code-dir DIR [--host H] [--port P] [--port-file FILE]``.
 After binding it writes the port to FILE (atomically, via FILE.tmp) and prints
-``HOTPOOL_READY port=<n>`` to stderr. HTTP/1.1 keep-alive; every response is JSON with a
-Content-Length. Request bodies are read by Content-Length only: over 300 MB -> 413,
-Transfer-Encoding -> 411.
+``HOTPOOL_READY port=<n>`` to stderr.
+
+HTTP: a small HTTP/1.1 subset. Connections stay open (HTTP/1.0 ones only when they ask for
+keep-alive) until ``Connection: close``; pipelined requests are answered in order. Header names
+are case-insensitive. Every response is JSON with a Content-Length. These close the connection
+after answering: malformed request line or header -> 400, request line and headers over 64 KiB
+-> 431, Transfer-Encoding -> 411 (bodies are read by Content-Length only), bad Content-Length
+-> 400, body over 300 MB -> 413.
 
 GET  /healthz  -> 200 {"status": "ok", "initialized", "busy", "function_name", "function_version"}
 POST /init     {"function_name": str, "function_version": int, "handler": "pkg.mod.func",
@@ -23,48 +28,64 @@ POST /invoke   headers X-Hotpool-Request-Id (default uuid4), X-Hotpool-Deadline-
                   ResultNotSerializable.
                -> 400 body not JSON / bad deadline; 409 Busy (one invocation at a time,
                   refused, never queued); 503 NotInitialized.
-Other errors are {"error": {"type", "message"}}: 404 NotFound, 405 MethodNotAllowed.
+Other errors are {"error": {"type", "message"}}: 404 NotFound, 405 MethodNotAllowed, and the
+HTTP-level ones above (BadRequest, RequestHeaderFieldsTooLarge, LengthRequired,
+PayloadTooLarge).
 The handler is called as handler(event, context) with an AWS-Lambda-like context; awaitables
-run on one persistent event loop. SIGTERM or SIGINT -> graceful shutdown, exit status 0.
+run on one persistent event loop, which sync handlers also see once asyncio is imported.
+SIGTERM or SIGINT -> graceful shutdown, exit status 0.
+
+Every idle container pays for each module imported here, so the imports are few: no
+http.server, asyncio, typing or pathlib; zipfile, base64 and traceback only when used.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import base64
-import binascii
-import contextlib
-import dataclasses
 import importlib
-import inspect
 import io
 import json
 import math
 import os
-import pathlib
 import resource
 import signal
 import socket
 import sys
 import threading
 import time
-import traceback
-import types
-import uuid
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
+    import asyncio
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+    from typing import Any
 
 MAX_BODY_BYTES = 300 * 1024 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+RECV_BYTES = 64 * 1024
+LINGER_S = 1.0
 DEFAULT_LOG_LIMIT_BYTES = 64 * 1024
 TRUNCATION_MARKER = "\n[truncated]"
-REQUEST_ID_HEADER = "X-Hotpool-Request-Id"
-DEADLINE_HEADER = "X-Hotpool-Deadline-Ms"
+# Header names are lower-cased on parsing.
+REQUEST_ID_HEADER = "x-hotpool-request-id"
+DEADLINE_HEADER = "x-hotpool-deadline-ms"
 ARN_TEMPLATE = "arn:hotpool:lambda:local:000000000000:function:{name}:{version}"
 LOG_GROUP_TEMPLATE = "/hotpool/functions/{name}"
+ROUTES = {"/healthz": ("GET", "health"), "/init": ("POST", "init"), "/invoke": ("POST", "invoke")}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+USAGE = "usage: bootstrap.py --code-dir DIR [--host H] [--port P] [--port-file FILE]"
 _MISSING = object()
 
 
@@ -84,6 +105,10 @@ class RequestError(Exception):
             error["traceback"] = self.extra["traceback"]
         others = {k: v for k, v in self.extra.items() if k != "traceback"}
         return {"error": error, **others}
+
+
+def _bad_request(message: str) -> RequestError:
+    return RequestError(400, "BadRequest", message)
 
 
 class CaptureStream(io.TextIOBase):
@@ -145,54 +170,49 @@ class CaptureStream(io.TextIOBase):
         return target.write(text) if target is not None else len(text)
 
 
-@contextlib.contextmanager
-def captured_output(limit_bytes: int) -> Iterator[tuple[CaptureStream, CaptureStream]]:
-    """Replace sys.stdout and sys.stderr with bounded captures for the block."""
-    out, err = CaptureStream("stdout", limit_bytes), CaptureStream("stderr", limit_bytes)
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        yield out, err
-    finally:
-        sys.stdout, sys.stderr = saved
-        out.release()
-        err.release()
+class CapturedOutput:
+    """A with-block replacing sys.stdout and sys.stderr with bounded captures."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.stdout = CaptureStream("stdout", limit_bytes)
+        self.stderr = CaptureStream("stderr", limit_bytes)
+
+    def __enter__(self) -> CapturedOutput:
+        self._saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        sys.stdout, sys.stderr = self._saved
+        self.stdout.release()
+        self.stderr.release()
+
+    def logs(self) -> dict[str, str]:
+        """The ``stdout`` and ``stderr`` fields of a response."""
+        return {"stdout": self.stdout.getvalue(), "stderr": self.stderr.getvalue()}
 
 
-@dataclasses.dataclass(frozen=True)
 class FunctionConfig:
     """The validated fields of an /init request, except the code itself."""
 
-    function_name: str
-    function_version: int
-    handler: str
-    memory_mb: int
-    timeout_s: float
-    env: dict[str, str]
-    log_limit_bytes: int
-
-    @classmethod
-    def from_request(cls, body: dict[str, Any]) -> FunctionConfig:
+    def __init__(self, body: dict[str, Any]) -> None:
         """Validate an /init body; raises RequestError(400) naming the bad field."""
-        config = cls(
-            function_name=_field(body, "function_name", str),
-            function_version=_field(body, "function_version", int),
-            handler=_field(body, "handler", str),
-            memory_mb=_field(body, "memory_mb", int),
-            timeout_s=float(_field(body, "timeout_s", (int, float))),
-            env=_field(body, "env", dict, default={}),
-            log_limit_bytes=_field(body, "log_limit_bytes", int, DEFAULT_LOG_LIMIT_BYTES),
-        )
-        module, _, attr = config.handler.rpartition(".")
+        self.function_name: str = _field(body, "function_name", str)
+        self.function_version: int = _field(body, "function_version", int)
+        self.handler: str = _field(body, "handler", str)
+        self.memory_mb: int = _field(body, "memory_mb", int)
+        self.timeout_s = float(_field(body, "timeout_s", (int, float)))
+        self.env: dict[str, str] = _field(body, "env", dict, default={})
+        self.log_limit_bytes: int = _field(body, "log_limit_bytes", int, DEFAULT_LOG_LIMIT_BYTES)
+        module, _, attr = self.handler.rpartition(".")
         if not attr.isidentifier() or not all(p.isidentifier() for p in module.split(".")):
-            raise _bad_request(f"handler must look like 'module.function', got {config.handler!r}")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in config.env.items()):
+            raise _bad_request(f"handler must look like 'module.function', got {self.handler!r}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
             raise _bad_request("env must map strings to strings")
-        if not config.function_name or config.memory_mb <= 0 or config.log_limit_bytes < 0:
+        if not self.function_name or self.memory_mb <= 0 or self.log_limit_bytes < 0:
             raise _bad_request("function_name, memory_mb or log_limit_bytes out of range")
-        if not (math.isfinite(config.timeout_s) and config.timeout_s > 0):
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise _bad_request("timeout_s must be a positive number")
-        return config
 
 
 def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default=_MISSING):
@@ -205,20 +225,11 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], defau
     return value
 
 
-def _bad_request(message: str) -> RequestError:
-    return RequestError(400, "BadRequest", message)
-
-
 class LambdaContext:
     """The AWS Lambda context object, so stdlib-only Lambda handlers run unchanged."""
 
     def __init__(
-        self,
-        config: FunctionConfig,
-        log_stream: str,
-        request_id: str,
-        deadline_ms: float,
-        started: float,
+        self, config: FunctionConfig, log_stream: str, request_id: str, deadline: float
     ) -> None:
         self.aws_request_id = request_id
         self.function_name = config.function_name
@@ -231,28 +242,48 @@ class LambdaContext:
         self.log_stream_name = log_stream
         self.identity = None
         self.client_context = None
-        self._deadline = started + deadline_ms / 1000
+        self._deadline = deadline
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the caller's deadline, never negative."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-@dataclasses.dataclass(frozen=True)
 class LoadedFunction:
     """Everything an initialised container needs to invoke its handler."""
 
-    config: FunctionConfig
-    handler: Callable[..., Any]
-    loop: asyncio.AbstractEventLoop
-    log_stream: str
+    def __init__(self, config: FunctionConfig, handler: Callable[..., Any]) -> None:
+        self.config = config
+        self.handler = handler
+        today = time.strftime("%Y/%m/%d", time.gmtime())
+        self.log_stream = f"{today}/[{config.function_version}]{os.urandom(16).hex()}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def call(self, event: Any, context: LambdaContext) -> Any:
+        """Run the handler; an awaitable it returns runs to completion on the persistent loop."""
+        # Sync handlers that call asyncio.get_event_loop() get the persistent loop too; a
+        # handler that never imported asyncio cannot call it, so it need not be imported.
+        if "asyncio" in sys.modules:
+            sys.modules["asyncio"].set_event_loop(self._event_loop())
+        outcome = self.handler(event, context)
+        if hasattr(outcome, "__await__"):
+            return self._event_loop().run_until_complete(outcome)
+        return outcome
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        # Only one invocation runs at a time, so creating it here cannot race.
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+        return self._loop
 
 
 class Runtime:
     """The one function this container serves: initialised once, invoked one call at a time."""
 
     def __init__(self, code_dir: str) -> None:
-        self.code_dir = pathlib.Path(code_dir).resolve()
+        self.code_dir = os.path.realpath(code_dir)
         self._loaded: LoadedFunction | None = None
         self._init_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
@@ -277,23 +308,21 @@ class Runtime:
             request = _parse_json(body)
             if not isinstance(request, dict):
                 raise _bad_request("init body must be a JSON object")
-            config = FunctionConfig.from_request(request)
+            config = FunctionConfig(request)
             _unpack_code(_field(request, "code_zip_b64", str), self.code_dir)
             os.environ.update(config.env)
-            if str(self.code_dir) not in sys.path:
-                sys.path.insert(0, str(self.code_dir))
+            if self.code_dir not in sys.path:
+                sys.path.insert(0, self.code_dir)
             # Lambda code opens bundled files relative to its task directory.
             os.chdir(self.code_dir)
-            with captured_output(config.log_limit_bytes) as (out, err):
+            with CapturedOutput(config.log_limit_bytes) as output:
                 handler, failure = _load_handler(config.handler)
-            logs = {"stdout": out.getvalue(), "stderr": err.getvalue()}
+            logs = output.logs()
             if failure is not None:
                 raise RequestError(
                     422, failure["type"], failure["message"], traceback=failure["traceback"], **logs
                 )
-            self._loaded = LoadedFunction(
-                config, handler, asyncio.new_event_loop(), _log_stream_name(config)
-            )
+            self._loaded = LoadedFunction(config, handler)
             return {"init_ms": (time.perf_counter() - began) * 1000, **logs}
 
     def invoke(self, body: bytes, headers: Mapping[str, str], started: float) -> bytes:
@@ -308,10 +337,10 @@ class Runtime:
             raise RequestError(409, "Busy", "container is already running an invocation")
         try:
             event = _parse_json(body) if body else None
-            request_id = headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+            request_id = headers.get(REQUEST_ID_HEADER) or _uuid4()
             deadline_ms = _deadline_ms(headers.get(DEADLINE_HEADER), loaded.config.timeout_s)
             context = LambdaContext(
-                loaded.config, loaded.log_stream, request_id, deadline_ms, started
+                loaded.config, loaded.log_stream, request_id, started + deadline_ms / 1000
             )
             return _run_handler(loaded, event, context)
         finally:
@@ -319,18 +348,17 @@ class Runtime:
 
 
 def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> bytes:
-    with captured_output(loaded.config.log_limit_bytes) as (out, err):
+    with CapturedOutput(loaded.config.log_limit_bytes) as output:
         started = time.perf_counter()
         try:
-            result, error = _call(loaded, event, context), None
+            result, error = loaded.call(event, context), None
         except BaseException as exc:  # the server must outlive anything user code raises
             result, error = None, _describe(exc)
         duration_ms = (time.perf_counter() - started) * 1000
     summary = {
         "duration_ms": duration_ms,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "stdout": out.getvalue(),
-        "stderr": err.getvalue(),
+        **output.logs(),
     }
     if error is None:
         try:
@@ -342,15 +370,6 @@ def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> 
         return json.dumps({"status": "error", "error": error, **summary}).encode()
     # Splice the already-encoded result in rather than encoding it a second time.
     return f'{{"status": "success", "result": {result_json}, {json.dumps(summary)[1:]}'.encode()
-
-
-def _call(loaded: LoadedFunction, event: Any, context: LambdaContext) -> Any:
-    # Sync handlers that call asyncio.get_event_loop() get the persistent loop too.
-    asyncio.set_event_loop(loaded.loop)
-    outcome = loaded.handler(event, context)
-    if inspect.isawaitable(outcome):
-        return loaded.loop.run_until_complete(outcome)
-    return outcome
 
 
 def _load_handler(spec: str) -> tuple[Callable[..., Any] | None, dict[str, str] | None]:
@@ -371,33 +390,38 @@ def _load_handler(spec: str) -> tuple[Callable[..., Any] | None, dict[str, str] 
     return handler, None
 
 
-def _unpack_code(code_zip_b64: str, code_dir: pathlib.Path) -> None:
+def _unpack_code(code_zip_b64: str, code_dir: str) -> None:
     """Extract the zip into code_dir after checking that no entry escapes it."""
+    import base64
+    import zipfile
+    import zlib
+
     try:
         archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(code_zip_b64)))
-    except (binascii.Error, ValueError, zipfile.BadZipFile) as exc:
+    except (ValueError, zipfile.BadZipFile) as exc:  # binascii.Error is a ValueError
         raise RequestError(400, "InvalidCodeZip", f"code_zip_b64: {exc}") from exc
     with archive:
         # Check every entry before writing any, so a refused zip leaves nothing behind.
         unsafe = [name for name in archive.namelist() if not _is_inside(name, code_dir)]
         if unsafe:
             raise RequestError(400, "InvalidCodeZip", f"zip entries escape the code dir: {unsafe}")
-        code_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(code_dir, exist_ok=True)
         try:
             archive.extractall(code_dir)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise RequestError(400, "InvalidCodeZip", f"corrupt zip: {exc}") from exc
 
 
-def _is_inside(name: str, root: pathlib.Path) -> bool:
-    member = pathlib.PurePosixPath(name.replace("\\", "/"))
-    if member.is_absolute() or ".." in member.parts or pathlib.PureWindowsPath(name).drive:
+def _is_inside(name: str, root: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    # An absolute path, a parent step, or a Windows drive ("C:x") or UNC path ("\\host").
+    if parts[0] == "" or ".." in parts or name[1:2] == ":":
         return False
     try:
-        target = (root / member).resolve()
-    except (OSError, ValueError):  # e.g. an embedded NUL byte
+        target = os.path.realpath(os.path.join(root, name))
+    except ValueError:  # e.g. an embedded NUL byte
         return False
-    return target == root or root in target.parents
+    return target == root or target.startswith(root + os.sep)
 
 
 def _parse_json(body: bytes) -> Any:
@@ -413,24 +437,27 @@ def _deadline_ms(header: str | None, timeout_s: float) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise _bad_request(f"{DEADLINE_HEADER} must be a finite number, got {header!r}")
+        raise _bad_request(f"X-Hotpool-Deadline-Ms must be a finite number, got {header!r}")
     return value
 
 
-def _log_stream_name(config: FunctionConfig) -> str:
-    today = time.strftime("%Y/%m/%d", time.gmtime())
-    return f"{today}/[{config.function_version}]{uuid.uuid4().hex}"
+def _uuid4() -> str:
+    """A random RFC 4122 version-4 UUID, as ``str(uuid.uuid4())`` gives."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _describe(exc: BaseException) -> dict[str, str]:
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, _user_frames(exc))),
-    }
+    import traceback
+
+    trace = traceback.format_exception(type(exc), exc, _user_frames(exc))
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(trace)}
 
 
-def _user_frames(exc: BaseException) -> types.TracebackType | None:
+def _user_frames(exc: BaseException) -> TracebackType | None:
     """The traceback without the bootstrap's own frames: users debug their code, not ours."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
@@ -438,89 +465,165 @@ def _user_frames(exc: BaseException) -> types.TracebackType | None:
     return tb or exc.__traceback__
 
 
-class BootstrapHandler(BaseHTTPRequestHandler):
-    """Routes the three endpoints; one instance per connection, kept alive."""
+class Request:
+    """One request's line and headers (names lower-cased); the reader adds the body."""
 
-    protocol_version = "HTTP/1.1"
-    server_version = "hotpool-bootstrap"
-    # Buffer writes so headers and a small body leave in one segment (TCP_NODELAY is on).
-    wbufsize = 64 * 1024
-    routes = {
-        "/healthz": ("GET", "health"),
-        "/init": ("POST", "init"),
-        "/invoke": ("POST", "invoke"),
-    }
-    server: BootstrapServer
+    def __init__(self, head: bytes) -> None:
+        """Parse the request line and headers; raises RequestError(400) when malformed."""
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not all(parts) or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            raise _bad_request(f"malformed request line: {request_line[:200]!r}")
+        self.method, self.target, version = parts
+        self.headers: dict[str, str] = {}
+        for line in header_lines:
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip():
+                raise _bad_request(f"malformed header line: {line[:200]!r}")
+            name, value = name.lower(), value.strip()
+            # A repeated header is one comma-separated list (so a repeated Content-Length
+            # no longer parses as a number: two lengths must not be silently reconciled).
+            self.headers[name] = f"{self.headers[name]}, {value}" if name in self.headers else value
+        tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
+        self.keep_alive = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
+        self.body: bytes = b""
+        self.started = time.monotonic()
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: per-request access lines are noise and cost time on the hot path."""
+class RequestReader:
+    """Reads requests off one socket in order, keeping bytes of pipelined ones for later."""
 
-    def _dispatch(self) -> None:
-        started = time.monotonic()
-        try:
-            body = self._read_body()
-            method, action = self.routes.get(self.path.split("?", 1)[0], (None, None))
-            if action is None:
-                raise RequestError(404, "NotFound", f"no such path: {self.path}")
-            if self.command != method:
-                raise RequestError(405, "MethodNotAllowed", f"{self.path} only accepts {method}")
-            runtime_action = getattr(self.server.runtime, action)
-            status, payload = 200, runtime_action(body, self.headers, started)
-        except RequestError as exc:
-            status, payload = exc.status, exc.payload()
-        except Exception as exc:  # a bootstrap bug answers 500 instead of dropping the socket
-            status, payload = 500, {"error": {"type": "InternalError", "message": repr(exc)}}
-        try:
-            self._send(status, payload)
-        except OSError:  # the client went away; nothing left to tell it
-            self.close_connection = True
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+    def next(self) -> Request | None:
+        """The next request, or None once the client has closed the connection.
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
+        Raises RequestError when the request cannot be read; the stream is then out of step
+        and the connection must be closed after answering.
+        """
+        head = self._read_head()
+        if head is None:
+            return None
+        request = Request(head)
+        request.body = self._read_body(request)
+        return request
+
+    def _read_head(self) -> bytes | None:
+        searched = 0
+        while (end := self._buffer.find(b"\r\n\r\n", searched)) < 0:
+            if len(self._buffer) > MAX_HEAD_BYTES:
+                break
+            chunk = self._sock.recv(RECV_BYTES)
+            if not chunk:  # closed, perhaps mid-request: nobody is waiting for an answer
+                return None
+            searched = max(0, len(self._buffer) - 3)
+            self._buffer += chunk
+        if not 0 <= end <= MAX_HEAD_BYTES:
+            message = f"request line and headers over {MAX_HEAD_BYTES} bytes"
+            raise RequestError(431, "RequestHeaderFieldsTooLarge", message)
+        head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
+        return head
+
+    def _read_body(self, request: Request) -> bytes:
+        if "transfer-encoding" in request.headers:
             raise RequestError(411, "LengthRequired", "send a Content-Length, not chunks")
+        text = request.headers.get("content-length", "0")
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
+            length = int(text) if text.isascii() and text.isdigit() else -1
+        except ValueError:  # more digits than int() parses
             length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            # The unread body would be parsed as the next request; drop the connection.
-            self.close_connection = True
-            if length > MAX_BODY_BYTES:
-                raise RequestError(413, "PayloadTooLarge", f"body over {MAX_BODY_BYTES} bytes")
-            raise _bad_request("invalid Content-Length")
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:
-            self.close_connection = True
-            raise _bad_request("connection closed before the body was complete")
+        if length < 0:
+            raise _bad_request(f"invalid Content-Length: {text[:100]!r}")
+        if length > MAX_BODY_BYTES:
+            raise RequestError(413, "PayloadTooLarge", f"body over {MAX_BODY_BYTES} bytes")
+        received = len(self._buffer)
+        if length <= received:
+            body, self._buffer = self._buffer[:length], self._buffer[length:]
+            return body
+        if request.headers.get("expect", "").lower() == "100-continue":
+            self._sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # Receive straight into the final buffer: a body may be hundreds of MB.
+        body = bytearray(length)
+        body[:received], self._buffer = self._buffer, b""
+        view = memoryview(body)
+        while received < length:
+            count = self._sock.recv_into(view[received:])
+            if not count:
+                raise _bad_request("connection closed before the body was complete")
+            received += count
         return body
 
-    def _send(self, status: int, payload: dict[str, Any] | bytes) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+
+def serve_connection(sock: socket.socket, runtime: Runtime) -> None:
+    """Answer the requests on one connection, in order, until either side closes it."""
+    reader = RequestReader(sock)
+    with sock:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while True:
+                try:
+                    request = reader.next()
+                except RequestError as exc:
+                    sock.sendall(_response(exc.status, exc.payload(), keep_alive=False))
+                    break
+                if request is None:
+                    return
+                status, payload = _dispatch(runtime, request)
+                sock.sendall(_response(status, payload, request.keep_alive))
+                if not request.keep_alive:
+                    break
+            _linger(sock)
+        except OSError:  # the client went away, or lingered too long; nobody is left to answer
+            return
 
 
-class BootstrapServer(ThreadingHTTPServer):
-    """A threading HTTP server carrying the Runtime its handlers share."""
+def _linger(sock: socket.socket) -> None:
+    """Close gently: with request bytes unread, close() sends a reset that can discard the
+    answer before the client reads it. Drain until the client closes or LINGER_S passes."""
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(LINGER_S)
+    deadline = time.monotonic() + LINGER_S
+    while sock.recv(RECV_BYTES) and time.monotonic() < deadline:
+        pass
 
-    daemon_threads = True
-    request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], runtime: Runtime) -> None:
-        super().__init__(address, BootstrapHandler)
-        self.runtime = runtime
+def _dispatch(runtime: Runtime, request: Request) -> tuple[int, dict[str, Any] | bytes]:
+    method, action = ROUTES.get(request.target.split("?", 1)[0], (None, None))
+    try:
+        if action is None:
+            raise RequestError(404, "NotFound", f"no such path: {request.target}")
+        if request.method != method:
+            raise RequestError(405, "MethodNotAllowed", f"{request.target} only accepts {method}")
+        return 200, getattr(runtime, action)(request.body, request.headers, request.started)
+    except RequestError as exc:
+        return exc.status, exc.payload()
+    except Exception as exc:  # a bootstrap bug answers 500 instead of dropping the socket
+        return 500, {"error": {"type": "InternalError", "message": repr(exc)}}
+
+
+def _response(status: int, payload: dict[str, Any] | bytes, keep_alive: bool) -> bytes:
+    """Status line, headers and body as one buffer: one send, one segment when small."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    # Said explicitly either way: HTTP/1.0 clients assume close unless told otherwise.
+    connection = "keep-alive" if keep_alive else "close"
+    head = (
+        f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: {connection}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def serve(listener: socket.socket, runtime: Runtime) -> None:
+    """Accept connections forever, each served by its own daemon thread."""
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except OSError:  # ECONNABORTED, or EMFILE until some connection closes
+            time.sleep(0.01)
+            continue
+        threading.Thread(target=serve_connection, args=(sock, runtime), daemon=True).start()
 
 
 def _write_port_file(path: str, port: int) -> None:
@@ -530,35 +633,44 @@ def _write_port_file(path: str, port: int) -> None:
     os.replace(tmp, path)
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="hotpool function-container bootstrap")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 lets the OS pick")
-    parser.add_argument("--code-dir", required=True, help="where the function zip is unpacked")
-    parser.add_argument("--port-file", help="write the bound port here once listening")
-    return parser.parse_args(argv)
+def _parse_args(argv: list[str]) -> dict[str, str]:
+    """The flags, each followed by its value; raises ValueError naming what is wrong."""
+    options = {"--host": "127.0.0.1", "--port": "0", "--code-dir": "", "--port-file": ""}
+    flags, values = argv[::2], argv[1::2]
+    if unknown := [flag for flag in flags if flag not in options]:
+        raise ValueError(f"unknown flag {unknown[0]!r}")
+    if len(values) < len(flags):
+        raise ValueError(f"{flags[-1]} needs a value")
+    options.update(zip(flags, values, strict=True))
+    if not options["--code-dir"]:
+        raise ValueError("--code-dir is required")
+    if not options["--port"].isdigit():
+        raise ValueError(f"--port must be a number, got {options['--port']!r}")
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then return exit status 0."""
-    args = _parse_args(argv)
-    server = BootstrapServer((args.host, args.port), Runtime(args.code_dir))
-    port = server.server_address[1]
-    if args.port_file:
-        _write_port_file(args.port_file, port)
-
-    def stop(signum: int, frame: Any) -> None:
-        # shutdown() waits for serve_forever, which runs in this very (main) thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    sys.__stderr__.write(f"HOTPOOL_READY port={port}\n")
-    sys.__stderr__.flush()
+    """Serve until SIGTERM or SIGINT, then return exit status 0 (2 for bad arguments)."""
     try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+        options = _parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        sys.__stderr__.write(f"bootstrap: {exc}\n{USAGE}\n")
+        return 2
+    runtime = Runtime(options["--code-dir"])
+    address = (options["--host"], int(options["--port"]))
+    # Both signals raise KeyboardInterrupt in the main thread, unwinding the accept loop.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with socket.create_server(address, backlog=64) as listener:
+            port = listener.getsockname()[1]
+            if options["--port-file"]:
+                _write_port_file(options["--port-file"], port)
+            sys.__stderr__.write(f"HOTPOOL_READY port={port}\n")
+            sys.__stderr__.flush()
+            serve(listener, runtime)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

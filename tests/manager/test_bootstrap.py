@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -92,6 +93,19 @@ APP_SOURCE = textwrap.dedent(
 
     def read_env(event, context):
         return os.environ.get("GREETING")
+
+    def sync_loop_id(event, context):
+        return id(asyncio.get_event_loop())
+    """
+)
+LEAN_SOURCE = textwrap.dedent(
+    """
+    import sys
+
+    HEAVY = ("asyncio", "http.server", "email", "typing", "inspect", "dataclasses", "argparse")
+
+    def heavy_modules(event, context):
+        return [name for name in HEAVY if name in sys.modules]
     """
 )
 BROKEN_SOURCE = textwrap.dedent(
@@ -135,7 +149,9 @@ def init_body(handler: str = "app.echo", **overrides: Any) -> dict[str, Any]:
         "memory_mb": 256,
         "timeout_s": 30,
         "env": {"GREETING": "hello"},
-        "code_zip_b64": make_zip({"app.py": APP_SOURCE, "broken.py": BROKEN_SOURCE}),
+        "code_zip_b64": make_zip(
+            {"app.py": APP_SOURCE, "broken.py": BROKEN_SOURCE, "lean.py": LEAN_SOURCE}
+        ),
     }
     return body | overrides
 
@@ -185,7 +201,8 @@ def start_bootstrap(tmp_path: Path) -> Iterator[Callable[[], Bootstrap]]:
         workdir = tmp_path / f"bootstrap{len(started)}"
         workdir.mkdir()
         port_file, log = workdir / "port", workdir / "stderr.log"
-        command = [sys.executable, "-I", "-u", str(BOOTSTRAP), "--host", "127.0.0.1"]
+        # the flags the process backend and the Docker image use: no site-packages
+        command = [sys.executable, "-I", "-S", "-u", str(BOOTSTRAP), "--host", "127.0.0.1"]
         command += ["--port", "0", "--port-file", str(port_file)]
         command += ["--code-dir", str(workdir / "code")]
         with log.open("wb") as stderr:
@@ -477,3 +494,193 @@ def test_sigterm_exits_zero(app):
     call(conn, "GET", "/healthz")  # leave an idle keep-alive connection open
     bootstrap.process.send_signal(signal.SIGTERM)
     assert bootstrap.process.wait(timeout=5) == 0
+
+
+def test_sync_handler_sees_the_persistent_loop_from_any_connection(start_bootstrap):
+    bootstrap, conn = with_handler(start_bootstrap, "app.sync_loop_id")
+    other = bootstrap.connect()  # served by another thread
+    assert invoke(conn, None)[1]["result"] == invoke(other, None)[1]["result"]
+
+
+def test_sync_handler_leaves_heavy_modules_unimported(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "lean.heavy_modules")
+    assert invoke(conn, None)[1]["result"] == []
+
+
+def test_bad_flag_exits_2_with_usage(tmp_path):
+    command = [sys.executable, "-I", "-S", str(BOOTSTRAP), "--code-dir", str(tmp_path), "--nope"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert "unknown flag '--nope'" in done.stderr
+    assert "usage:" in done.stderr
+
+
+# Raw-socket tests: the HTTP framing itself, byte for byte.
+
+
+@dataclasses.dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def raw_connect(bootstrap: Bootstrap) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", bootstrap.port), timeout=10)
+
+
+def raw_request(method: str, path: str, body: bytes = b"", version: str = "1.1", **headers: str):
+    lines = [f"{method} {path} HTTP/{version}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def read_responses(sock: socket.socket, count: int) -> list[RawResponse]:
+    """Exactly ``count`` responses, read off the socket by their Content-Length."""
+    data, responses = b"", []
+    while len(responses) < count:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            status_line, *lines = data[:end].decode("latin-1").split("\r\n")
+            headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+            stop = end + 4 + int(headers["content-length"])
+            if len(data) >= stop:
+                body = json.loads(data[end + 4 : stop])
+                responses.append(RawResponse(int(status_line.split()[1]), headers, body))
+                data = data[stop:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(responses)} of {count} responses"
+        data += chunk
+    assert data == b"", "more bytes than responses"
+    return responses
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_pipelined_requests_are_answered_in_order(app):
+    bootstrap, _ = app
+    with raw_connect(bootstrap) as sock:
+        events = [{"n": n} for n in range(3)]
+        burst = b"".join(raw_request("POST", "/invoke", json.dumps(e).encode()) for e in events)
+        sock.sendall(burst + raw_request("GET", "/healthz"))
+        *invoked, health = read_responses(sock, 4)
+        assert [r.body["result"] for r in invoked] == events
+        assert (health.status, health.body["initialized"]) == (200, True)
+        assert all(r.headers["connection"] == "keep-alive" for r in [*invoked, health])
+        sock.sendall(raw_request("GET", "/healthz"))  # still open
+        assert read_responses(sock, 1)[0].status == 200
+
+
+def test_body_arriving_in_pieces_is_awaited(app):
+    bootstrap, _ = app
+    body = json.dumps({"text": "x" * 200_000}).encode()
+    with raw_connect(bootstrap) as sock:
+        request = raw_request("POST", "/invoke", body, Expect="100-continue")
+        head_end = request.index(b"\r\n\r\n") + 4
+        sock.sendall(request[:head_end])
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(request[head_end : head_end + 1000])
+        time.sleep(0.05)
+        sock.sendall(request[head_end + 1000 :])
+        assert read_responses(sock, 1)[0].body["result"] == {"text": "x" * 200_000}
+
+
+def test_connection_close_is_honoured(app):
+    bootstrap, _ = app
+    with raw_connect(bootstrap) as sock:
+        sock.sendall(raw_request("GET", "/healthz", Connection="close"))
+        (response,) = read_responses(sock, 1)
+        assert (response.status, response.headers["connection"]) == (200, "close")
+        assert closed_by_server(sock)
+
+
+@pytest.mark.parametrize(
+    ("headers", "kept_open"), [({}, False), ({"Connection": "Keep-Alive"}, True)]
+)
+def test_http_1_0_closes_unless_asked_to_keep_alive(app, headers, kept_open):
+    bootstrap, _ = app
+    with raw_connect(bootstrap) as sock:
+        sock.sendall(raw_request("GET", "/healthz", version="1.0", **headers))
+        (response,) = read_responses(sock, 1)
+        assert response.status == 200
+        assert response.headers["connection"] == ("keep-alive" if kept_open else "close")
+        if kept_open:
+            sock.sendall(raw_request("GET", "/healthz", version="1.0", **headers))
+            assert read_responses(sock, 1)[0].status == 200
+        else:
+            assert closed_by_server(sock)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("content-length", "x-hotpool-request-id", "x-hotpool-deadline-ms"),
+        ("CONTENT-LENGTH", "X-HOTPOOL-REQUEST-ID", "X-HOTPOOL-DEADLINE-MS"),
+        ("Content-Length", "X-Hotpool-Request-Id", "X-Hotpool-Deadline-Ms"),
+    ],
+)
+def test_header_names_are_case_insensitive(start_bootstrap, names):
+    bootstrap, _ = with_handler(start_bootstrap, "app.context_info")
+    length, request_id, deadline = names
+    head = f"POST /invoke HTTP/1.1\r\n{length}: 4\r\n{request_id}: r-7\r\n{deadline}: 900\r\n\r\n"
+    with raw_connect(bootstrap) as sock:
+        sock.sendall(head.encode() + b"null")
+        result = read_responses(sock, 1)[0].body["result"]
+    assert result["aws_request_id"] == "r-7"
+    assert 0 < result["after"] < result["before"] <= 900
+
+
+def test_oversized_head_is_431_and_closes(app):
+    bootstrap, _ = app
+    with raw_connect(bootstrap) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        (response,) = read_responses(sock, 1)
+        assert response.status == 431
+        assert response.body["error"]["type"] == "RequestHeaderFieldsTooLarge"
+        assert response.headers["connection"] == "close"
+        assert closed_by_server(sock)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz\r\n\r\n",
+        b"GET  /healthz HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/2.0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",
+    ],
+)
+def test_malformed_head_is_400_and_closes(app, head):
+    bootstrap, _ = app
+    with raw_connect(bootstrap) as sock:
+        sock.sendall(head)
+        (response,) = read_responses(sock, 1)
+        assert (response.status, response.body["error"]["type"]) == (400, "BadRequest")
+        assert closed_by_server(sock)
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        (b"Transfer-Encoding: chunked\r\n", 411),
+        (b"Content-Length: abc\r\n", 400),
+        (b"Content-Length: -1\r\n", 400),
+        (b"Content-Length: 2\r\nContent-Length: 3\r\n", 400),
+        (f"Content-Length: {300 * 1024 * 1024 + 1}\r\n".encode(), 413),
+    ],
+)
+def test_body_framing_errors_close_the_connection(app, framing, status):
+    bootstrap, _ = app
+    with raw_connect(bootstrap) as sock:
+        sock.sendall(b"POST /invoke HTTP/1.1\r\n" + framing + b"\r\n{}")
+        (response,) = read_responses(sock, 1)
+        assert (response.status, response.headers["connection"]) == (status, "close")
+        assert closed_by_server(sock)
