@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from main_server.auth import namespace_full, over_rate
 from main_server.manager_client import ColdStart, ManagerClient
 from shared.errors import FunctionError, NoCapacity, StoreUnavailable, TooManyRequests
 from shared.models import FunctionVersion, PoolEntry
-from shared.pool import Plan, Pool
+from shared.pool import Admission, Plan, Pool
 from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
 
@@ -45,21 +45,33 @@ class Acquirer:
         self.counters: Counter[str] = Counter()
 
     async def acquire(
-        self, fv: FunctionVersion, lease_s: float, record: dict[str, Any]
+        self,
+        fv: FunctionVersion,
+        lease_s: float,
+        record: dict[str, Any],
+        *,
+        token: str,
+        admission: Admission | None = None,
     ) -> Acquired:
+        """A leased container for one request; with ``admission`` the request is first
+        metered and admitted to its namespace in the same script (429 when refused)."""
         try:
-            return await self._acquire(fv, lease_s, record)
+            return await self._acquire(fv, lease_s, record, token, admission)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
 
     async def _acquire(
-        self, fv: FunctionVersion, lease_s: float, record: dict[str, Any]
+        self,
+        fv: FunctionVersion,
+        lease_s: float,
+        record: dict[str, Any],
+        token: str,
+        admission: Admission | None,
     ) -> Acquired:
         settings = self._settings
-        token = uuid.uuid4().hex
         deadline = time.monotonic() + settings.cold_start_timeout_s
         while True:
-            plan, entry = await self._pool.acquire_or_plan(
+            planned = await self._pool.acquire_or_plan(
                 fv.name,
                 fv.version,
                 lease_s=lease_s,
@@ -68,10 +80,19 @@ class Acquirer:
                 waiters_per_start=settings.waiters_per_start,
                 start_s=settings.cold_start_timeout_s,
                 wait_s=max(settings.cold_start_timeout_s, settings.queue_timeout_s) + 1,
+                admission=admission,
             )
+            plan = planned.plan
             if plan is Plan.LEASE:
-                assert entry is not None
-                return Acquired(entry)
+                assert planned.entry is not None
+                return Acquired(planned.entry)
+            if plan is Plan.OVER_RATE:
+                assert admission is not None
+                raise over_rate(admission.rate_per_s, planned.retry_after_s)
+            if plan is Plan.NAMESPACE_FULL:
+                assert admission is not None
+                raise namespace_full(admission.namespace, admission.namespace_limit)
+            admission = None  # admitted: a second plan must not take another slot
             if plan is Plan.START:
                 started = await self._start(fv, lease_s, token, record)
                 if started is not None:

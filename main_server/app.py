@@ -12,6 +12,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from main_server.auth import AUTHENTICATOR, Authenticator, auth_middleware
+from main_server.container_client import ContainerClient
 from main_server.functions import FunctionService
 from main_server.invoke import Invoker
 from main_server.keys_api import routes as key_routes
@@ -94,8 +95,7 @@ def create_app(
         )
         writer.start()
         stack.push_async_callback(writer.close)
-        # containers are called directly; keep their connections open between calls
-        # (ADR-000's TIME_WAIT pile-up came from one new connection per call)
+        # the Manager and containers' health checks; invocations go through ContainerClient
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=75.0),
             timeout=aiohttp.ClientTimeout(total=None),
@@ -115,7 +115,11 @@ def create_app(
             settings, metadata=meta, code_store=store, pool=pool, managers=managers, redis=client
         )
         app[FUNCTIONS] = functions
-        app[INVOKER] = Invoker(settings, pool=pool, managers=managers, http=http, records=writer)
+        containers = ContainerClient(keepalive=settings.container_keepalive)
+        stack.push_async_callback(containers.close)
+        app[INVOKER] = Invoker(
+            settings, pool=pool, managers=managers, containers=containers, records=writer
+        )
         follower = asyncio.create_task(functions.follow_changes(), name="function-changes")
         stack.push_async_callback(_cancel, follower)
         reaper = Reaper(settings, pool=pool, registry=registry, managers=managers, http=http)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -22,6 +19,7 @@ from shared.errors import StoreUnavailable, TooManyRequests
 from shared.http import Handler
 from shared.keystore import SqlKeyStore
 from shared.loops import follow_channel
+from shared.pool import Admission
 from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
 
@@ -29,6 +27,8 @@ log = logging.getLogger(__name__)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 OPEN_PATHS = frozenset({"/healthz"})
+# routes that meter the key's rate themselves, in the same Redis round trip as their own work
+SELF_METERED = frozenset({"invoke"})
 
 
 class Authenticator:
@@ -40,7 +40,6 @@ class Authenticator:
         self._redis = redis
         self._cache: dict[str, tuple[Principal, str, float]] = {}
         self._take_token = redis.register_script(keys.TAKE_TOKEN)
-        self._admit = redis.register_script(keys.ADMIT)
 
     @property
     def keystore(self) -> SqlKeyStore:
@@ -74,10 +73,13 @@ class Authenticator:
             self._redis, keys.KEYS_CHANGED, self.forget, self._cache.clear, "key revocation feed"
         )
 
+    def rate_of(self, principal: Principal) -> tuple[float, int]:
+        """The key's request rate (per second) and burst."""
+        return principal.rate_per_s or self._settings.rate_per_s, max(1, self._settings.rate_burst)
+
     async def meter(self, principal: Principal) -> None:
         """Raise TooManyRequests when the key is over its request rate."""
-        rate = principal.rate_per_s or self._settings.rate_per_s
-        burst = max(1, self._settings.rate_burst)
+        rate, burst = self.rate_of(principal)
         try:
             wait = float(
                 await self._take_token(
@@ -87,34 +89,35 @@ class Authenticator:
         except REDIS_ERRORS as exc:
             raise StoreUnavailable("the rate limiter (Redis) is unreachable") from exc
         if wait > 0:
-            raise TooManyRequests(
-                f"this key is over its rate of {rate:g} requests/s", retry_after_s=wait
-            )
+            raise over_rate(rate, wait)
 
-    @asynccontextmanager
-    async def admitted(self, namespace: str, hold_s: float) -> AsyncIterator[None]:
-        """Count one call in flight for ``namespace``; 429 at its concurrency limit."""
-        token = uuid.uuid4().hex
-        key = keys.ns_inflight(namespace)
-        limit = self._settings.namespace_max_concurrency
-        try:
-            admitted = await self._admit(
-                keys=[key], args=[limit, token, time.time() + hold_s, time.time()]
-            )
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
-        if int(admitted) != 1:
-            raise TooManyRequests(
-                f"namespace {namespace!r} has {limit} calls in flight, its limit; retry later",
-                retry_after_s=1.0,
-            )
-        try:
-            yield
-        finally:
-            try:
-                await self._redis.zrem(key, token)
-            except REDIS_ERRORS:
-                pass  # the token's deadline frees the slot
+    def admission(
+        self, principal: Principal, namespace: str, hold_s: float, *, metered: bool
+    ) -> Admission:
+        """What an invocation passes in the pool's first script: the key's rate (unless
+        ``metered`` already) and a slot among the namespace's calls in flight."""
+        rate, burst = self.rate_of(principal)
+        return Admission(
+            key_id=principal.key_id,
+            rate_per_s=0.0 if metered else rate,
+            burst=burst,
+            namespace=namespace,
+            namespace_limit=self._settings.namespace_max_concurrency,
+            hold_s=hold_s,
+        )
+
+
+def over_rate(rate_per_s: float, wait_s: float) -> TooManyRequests:
+    return TooManyRequests(
+        f"this key is over its rate of {rate_per_s:g} requests/s", retry_after_s=wait_s
+    )
+
+
+def namespace_full(namespace: str, limit: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"namespace {namespace!r} has {limit} calls in flight, its limit; retry later",
+        retry_after_s=1.0,
+    )
 
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
@@ -126,6 +129,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     authenticator = request.app[AUTHENTICATOR]
     principal = await authenticator.authenticate(request.headers.get("Authorization"))
-    await authenticator.meter(principal)
+    if request.match_info.route.name not in SELF_METERED:
+        await authenticator.meter(principal)
     request[PRINCIPAL] = principal
     return await handler(request)

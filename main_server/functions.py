@@ -78,6 +78,13 @@ class FunctionService:
     def lease_grace_s(self) -> float:
         return self._settings.lease_grace_s
 
+    def cached(self, name: str) -> FunctionVersion | None:
+        """The latest version if the cache holds it fresh, else None (no I/O)."""
+        cached = self._cache.get(name)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        return None
+
     async def get(self, name: str, *, fresh: bool = False) -> FunctionVersion:
         """The latest version, from the cache when it is fresh enough (unless ``fresh``)."""
         cached = self._cache.get(name)

@@ -7,13 +7,15 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
 from main_server.acquire import Acquirer
+from main_server.container_client import CallFailed, ConnectFailed, ContainerClient
 from main_server.manager_client import ColdStart, ManagerClient
 from shared.errors import (
     ContainerFailed,
@@ -23,7 +25,7 @@ from shared.errors import (
 )
 from shared.execlog import RecordWriter
 from shared.models import FunctionVersion, PoolEntry
-from shared.pool import Pool
+from shared.pool import Admission, Pool
 from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
 
@@ -53,6 +55,15 @@ class Invocation:
 
 
 @dataclass
+class _Slot:
+    """The request's place among its namespace's calls in flight, held under its token."""
+
+    namespace: str  # "" when the request was not admitted (no slot)
+    token: str
+    held: bool = False
+
+
+@dataclass
 class _Attempt:
     entry: PoolEntry
     cold: ColdStart | None = None
@@ -68,7 +79,7 @@ class Invoker:
         *,
         pool: Pool,
         managers: ManagerClient,
-        http: aiohttp.ClientSession,
+        containers: ContainerClient,
         records: RecordWriter,
     ) -> None:
         self._settings = settings
@@ -76,7 +87,7 @@ class Invoker:
         self._counters: Counter[str] = Counter()
         self._pool = pool
         self._managers = managers
-        self._http = http
+        self._containers = containers
         self._records = records
         self.in_flight = 0
 
@@ -85,7 +96,22 @@ class Invoker:
         """What happened to invocations on this replica: outcomes and recoveries."""
         return self._counters + self._acquirer.counters
 
-    async def invoke(self, fv: FunctionVersion, event: bytes, request_id: str) -> Invocation:
+    @asynccontextmanager
+    async def invocation(
+        self,
+        fv: FunctionVersion,
+        event: bytes,
+        request_id: str,
+        admission: Admission | None = None,
+    ) -> AsyncIterator[Invocation]:
+        """Run one invocation; the container goes back to the pool when the block ends.
+
+        The caller answers its client inside the block, so the release's Redis round trip is
+        not part of the answer's latency; it still happens before the handler returns, so the
+        client's next request on the connection never finds its own container missing. With
+        ``admission`` the request is metered and admitted to its namespace in the pool's
+        first script, and the namespace slot is given back with the container.
+        """
         self.in_flight += 1
         started_at = time.time()
         begun = time.perf_counter()
@@ -95,43 +121,45 @@ class Invoker:
             "version": fv.version,
             "started_at": started_at,
         }
+        slot = _Slot(admission.namespace if admission else "", request_id)
+        attempt: _Attempt | None = None
         try:
-            attempt = await self._run(fv, event, request_id, record)
-        except HotpoolError as exc:
-            if "status" in record:  # it reached a container: it gets a record
-                record["duration_ms"] = _ms_since(begun)
-                record.setdefault("error", {"type": exc.code, "message": exc.message})
-                self._records.submit(record)
-            raise
+            try:
+                attempt = await self._run(fv, event, slot, admission, record)
+            except HotpoolError as exc:
+                if "status" in record:  # it reached a container: it gets a record
+                    record["duration_ms"] = _ms_since(begun)
+                    record.setdefault("error", {"type": exc.code, "message": exc.message})
+                    self._records.submit(record)
+                raise
+            record["duration_ms"] = _ms_since(begun)
+            self._records.submit(record)  # journaled before the client hears of the call
+            yield _outcome(attempt, request_id, record["duration_ms"])
         finally:
+            if attempt is not None:
+                await self._release(attempt.entry, slot)
+            if slot.held:
+                await self._exit(slot)
             self.in_flight -= 1
-        duration_ms = _ms_since(begun)
-        reply = attempt.reply
-        record["duration_ms"] = duration_ms
-        self._records.submit(record)
-        if reply["status"] == "success":
-            return Invocation(
-                request_id, 200, orjson.dumps(reply.get("result")), attempt.cold is not None,
-                duration_ms,
-            )  # fmt: skip
-        error = reply.get("error") or {}
-        error_type = str(error.get("type", "Error"))
-        body = FunctionError(
-            str(error.get("message", "")),
-            error_type=error_type,
-            traceback=str(error.get("traceback", "")),
-        ).to_dict()
-        body["request_id"] = request_id
-        return Invocation(
-            request_id, 500, orjson.dumps(body), attempt.cold is not None, duration_ms, error_type
-        )
 
     async def _run(
-        self, fv: FunctionVersion, event: bytes, request_id: str, record: dict[str, Any]
+        self,
+        fv: FunctionVersion,
+        event: bytes,
+        slot: _Slot,
+        admission: Admission | None,
+        record: dict[str, Any],
     ) -> _Attempt:
         lease_s = fv.config.timeout_s + self._settings.lease_grace_s
+        request_id = slot.token
         for _ in range(max_delivery_attempts):
-            attempt = await self._acquire(fv, lease_s, record)
+            # from here on the slot may be held, whatever acquire raises
+            slot.held = slot.held or admission is not None
+            acquired = await self._acquirer.acquire(
+                fv, lease_s, record, token=request_id, admission=admission
+            )
+            admission = None  # admitted once: a retry takes no second slot
+            attempt = _Attempt(acquired.entry, acquired.cold)
             record.update(
                 cold_start=attempt.cold is not None,
                 init_ms=attempt.cold.total_ms if attempt.cold else None,
@@ -167,13 +195,8 @@ class Invoker:
                 )
                 raise error from exc
             self._fill_record(record, attempt.reply)
-            await self._release(attempt.entry)
             return attempt
         raise ContainerFailed(f"no container could be reached in {max_delivery_attempts} tries")
-
-    async def _acquire(self, fv: FunctionVersion, lease_s: float, record: dict) -> _Attempt:
-        acquired = await self._acquirer.acquire(fv, lease_s, record)
-        return _Attempt(acquired.entry, acquired.cold)
 
     async def _call(
         self, entry: PoolEntry, fv: FunctionVersion, event: bytes, request_id: str
@@ -184,20 +207,17 @@ class Invoker:
             "X-Hotpool-Deadline-Ms": str(int(fv.config.timeout_s * 1000)),
         }
         try:
-            async with asyncio.timeout(fv.config.timeout_s + transport_margin_s):
-                async with self._http.post(
-                    f"http://{entry.address}/invoke", data=event, headers=headers
-                ) as resp:
-                    raw = await resp.read()
-                    status = resp.status
+            status, raw = await self._containers.post(
+                entry.address, "/invoke", event, headers, fv.config.timeout_s + transport_margin_s
+            )
         except TimeoutError:
             raise InvocationTimeout(
                 f"{fv.name} ran past its timeout of {fv.config.timeout_s:g} s; "
                 "its container was stopped"
             ) from None
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectFailed as exc:
             raise NotDelivered(str(exc)) from exc
-        except aiohttp.ClientError as exc:
+        except CallFailed as exc:
             raise ContainerFailed(f"the container failed during the invocation: {exc}") from exc
         try:
             reply = orjson.loads(raw)
@@ -220,9 +240,10 @@ class Invoker:
             error = reply.get("error") or {}
             record["error"] = {"type": error.get("type"), "message": error.get("message")}
 
-    async def _release(self, entry: PoolEntry) -> None:
+    async def _release(self, entry: PoolEntry, slot: _Slot) -> None:
         try:
-            outcome = await self._pool.release(entry)
+            outcome = await self._pool.release(entry, namespace=slot.namespace, token=slot.token)
+            slot.held = False
         except REDIS_ERRORS:
             # the lease stays behind and expires; the reaper reclaims the container
             log.warning("could not release %s: Redis unreachable", entry)
@@ -230,10 +251,18 @@ class Invoker:
         if outcome == 0:  # its version was retired while it ran: it serves nothing else
             await self._remove(entry)
 
+    async def _exit(self, slot: _Slot) -> None:
+        try:
+            await self._pool.exit(slot.namespace, slot.token)
+        except REDIS_ERRORS:
+            pass  # the slot's deadline frees it
+        slot.held = False
+
     async def _discard(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
         """A container that timed out or failed: never hand it out again, and remove it.
 
         With ``failed``, returns how it ended if it died on its own."""
+        self._containers.forget(entry.address)
         try:
             await self._pool.evict(entry)
         except REDIS_ERRORS:
@@ -247,6 +276,22 @@ class Invoker:
         except TimeoutError:
             log.warning("removing container %s timed out", entry.container_id)
             return None
+
+
+def _outcome(attempt: _Attempt, request_id: str, duration_ms: float) -> Invocation:
+    """The HTTP answer to a call that reached its container: the result or a function error."""
+    reply, cold = attempt.reply, attempt.cold is not None
+    if reply["status"] == "success":
+        return Invocation(request_id, 200, orjson.dumps(reply.get("result")), cold, duration_ms)
+    error = reply.get("error") or {}
+    error_type = str(error.get("type", "Error"))
+    body = FunctionError(
+        str(error.get("message", "")),
+        error_type=error_type,
+        traceback=str(error.get("traceback", "")),
+    ).to_dict()
+    body["request_id"] = request_id
+    return Invocation(request_id, 500, orjson.dumps(body), cold, duration_ms, error_type)
 
 
 def _ms_since(begun: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import orjson
@@ -177,29 +178,43 @@ async def delete_function(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/v1/functions/{name}/invoke")
+@routes.post("/v1/functions/{name}/invoke", name="invoke")
 async def invoke(request: web.Request) -> web.Response:
     request_id = str(uuid.uuid4())
     headers = {"X-Hotpool-Request-Id": request_id}
+    functions, authenticator = request.app[FUNCTIONS], request.app[AUTHENTICATOR]
     try:
-        fv = await request.app[FUNCTIONS].get(_target(request, "invoke"))
-        event = await _read_limited(request, request.app[FUNCTIONS].event_limit_bytes, "the event")
-        event = check_event(event, request.app[FUNCTIONS].event_max_depth)
-        hold_s = fv.config.timeout_s + request.app[FUNCTIONS].lease_grace_s
-        async with request.app[AUTHENTICATOR].admitted(fv.namespace, hold_s):
-            result = await request.app[INVOKER].invoke(fv, event, request_id)
+        name = _target(request, "invoke")
+        # the hot path meters the key in the pool's first script; a function that is not
+        # cached is metered first, so no request reaches the database unmetered
+        fv = functions.cached(name)
+        metered = fv is None
+        if fv is None:
+            await authenticator.meter(request[PRINCIPAL])
+            fv = await functions.get(name)
+        event = await _read_limited(request, functions.event_limit_bytes, "the event")
+        event = check_event(event, functions.event_max_depth)
+        hold_s = fv.config.timeout_s + functions.lease_grace_s
+        admission = authenticator.admission(
+            request[PRINCIPAL], fv.namespace, hold_s, metered=metered
+        )
+        async with request.app[INVOKER].invocation(fv, event, request_id, admission) as result:
+            headers["X-Hotpool-Cold-Start"] = "true" if result.cold_start else "false"
+            headers["X-Hotpool-Duration-Ms"] = f"{result.duration_ms:.3f}"
+            if result.function_error is not None:
+                headers["X-Hotpool-Function-Error"] = result.function_error
+            response = web.Response(
+                body=result.body, status=result.status, content_type="application/json",
+                headers=headers,
+            )  # fmt: skip
+            # answered before the container is released (see Invoker.invocation); a client
+            # that left meanwhile has nobody to tell
+            with contextlib.suppress(ConnectionResetError):
+                await response.prepare(request)
+                await response.write_eof()
     except HotpoolError as exc:
         return error_response(exc, headers)
-    headers["X-Hotpool-Cold-Start"] = "true" if result.cold_start else "false"
-    headers["X-Hotpool-Duration-Ms"] = f"{result.duration_ms:.3f}"
-    if result.function_error is not None:
-        headers["X-Hotpool-Function-Error"] = result.function_error
-    return web.Response(
-        body=result.body,
-        status=result.status,
-        content_type="application/json",
-        headers=headers,
-    )
+    return response
 
 
 @routes.get("/v1/functions/{name}/invocations")

@@ -107,37 +107,114 @@ end
 return entry
 """
 
-# Acquire, or on a miss decide what the request does (herd control; mirrors
-# shared.pool.plan_miss, which the tests hold it to).
+# Lua functions the scripts below are assembled from, so a script that does several steps in
+# one round trip runs the very same code as the script for each step.
+
+# acquire_or_plan: lease an idle container, or on a miss decide what the request does (herd
+# control; mirrors shared.pool.plan_miss, which the tests hold it to).
+# Returns {'lease', entry} | {'start', ''} | {'wait', ''} | {'queue', ''}.
+_ACQUIRE_OR_PLAN_FN = """
+local function acquire_or_plan(k_pool, k_leases, k_fv, k_starting, k_waiting, lease_deadline,
+                               now, max_concurrency, waiters_per_start, token, start_deadline,
+                               wait_deadline)
+  local entry = redis.call('LPOP', k_pool)
+  if entry then
+    -- counted only if it was not leased already (the counter must stay exact)
+    if redis.call('ZADD', k_leases, lease_deadline, entry) == 1 then
+      redis.call('HINCRBY', k_fv, 'leased', 1)
+    end
+    return {'lease', entry}
+  end
+  redis.call('ZREMRANGEBYSCORE', k_starting, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', k_waiting, '-inf', now)
+  local starting = redis.call('ZCARD', k_starting)
+  local waiting = redis.call('ZCARD', k_waiting)
+  local leased = tonumber(redis.call('HGET', k_fv, 'leased') or '0')
+  if leased + starting >= tonumber(max_concurrency) then
+    redis.call('ZADD', k_waiting, wait_deadline, token)
+    return {'queue', ''}
+  end
+  if starting * tonumber(waiters_per_start) > waiting then
+    redis.call('ZADD', k_waiting, wait_deadline, token)
+    return {'wait', ''}
+  end
+  redis.call('ZADD', k_starting, start_deadline, token)
+  return {'start', ''}
+end
+"""
+
+# take_token: a token bucket; returns 0 when the request may go, else the seconds until a
+# token is there.
+_TAKE_TOKEN_FN = """
+local function take_token(key, rate, burst, now)
+  rate = tonumber(rate)
+  burst = tonumber(burst)
+  now = tonumber(now)
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1] or burst)
+  local at = tonumber(state[2] or now)
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tokens, 'at', now)
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 60)
+  return wait
+end
+"""
+
+# admit: count one more call of a namespace in flight unless it is at its limit.
+_ADMIT_FN = """
+local function admit(key, limit, token, deadline, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZCARD', key) >= tonumber(limit) then
+    return false
+  end
+  redis.call('ZADD', key, deadline, token)
+  return true
+end
+"""
+
 # KEYS: pool list, leases, fv hash, starting zset, waiting zset.
 # ARGV: lease deadline, now, max_concurrency, waiters_per_start, token, start deadline,
 #       wait deadline.
-# Returns {'lease', entry} | {'start', ''} | {'wait', ''} | {'queue', ''}.
-ACQUIRE_OR_PLAN = """
-local entry = redis.call('LPOP', KEYS[1])
-if entry then
-  -- counted only if it was not leased already (the counter must stay exact)
-  if redis.call('ZADD', KEYS[2], ARGV[1], entry) == 1 then
-    redis.call('HINCRBY', KEYS[3], 'leased', 1)
-  end
-  return {'lease', entry}
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[2])
-local starting = redis.call('ZCARD', KEYS[4])
-local waiting = redis.call('ZCARD', KEYS[5])
-local leased = tonumber(redis.call('HGET', KEYS[3], 'leased') or '0')
-if leased + starting >= tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
-  return {'queue', ''}
-end
-if starting * tonumber(ARGV[4]) > waiting then
-  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[5])
-  return {'wait', ''}
-end
-redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
-return {'start', ''}
+ACQUIRE_OR_PLAN = (
+    _ACQUIRE_OR_PLAN_FN
+    + """
+return acquire_or_plan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3],
+                       ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 """
+)
+
+# An invocation's whole admission in one round trip (the hot path): the key's rate bucket,
+# the namespace's calls in flight, then acquire_or_plan. The namespace slot is held under
+# the request's token until RELEASE (or ``exit``) drops it.
+# KEYS: pool list, leases, fv hash, starting zset, waiting zset, rate bucket, namespace
+#       in-flight zset.
+# ARGV: 1-7 as ACQUIRE_OR_PLAN; 8 rate per second (0: the request was metered already),
+#       9 burst, 10 namespace limit, 11 namespace slot deadline.
+# Returns {'rate', seconds to wait} | {'namespace', ''} | what acquire_or_plan returns.
+ENTER = (
+    _TAKE_TOKEN_FN
+    + _ADMIT_FN
+    + _ACQUIRE_OR_PLAN_FN
+    + """
+if tonumber(ARGV[8]) > 0 then
+  local wait = take_token(KEYS[6], ARGV[8], ARGV[9], ARGV[2])
+  if wait > 0 then
+    return {'rate', tostring(wait)}
+  end
+end
+if not admit(KEYS[7], ARGV[10], ARGV[5], ARGV[11], ARGV[2]) then
+  return {'namespace', ''}
+end
+return acquire_or_plan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3],
+                       ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+"""
+)
 
 # KEYS: leases, fv hash, a starting or waiting zset. ARGV: entry, deadline, token.
 # Lease a container that never was in the list (a fresh cold start), or one taken by BLPOP,
@@ -150,10 +227,14 @@ end
 return 1
 """
 
-# KEYS: pool list, leases, retired marker, idle zset, fv hash. ARGV: entry, now.
+# KEYS: pool list, leases, retired marker, idle zset, fv hash, namespace in-flight zset.
+# ARGV: entry, now, the request's token ('' = no namespace slot to drop).
 # Returns 1 = back in the pool; 0 = version retired, remove the container;
 # -1 = the lease was already gone (reclaimed or evicted), so the entry must not be pushed twice.
 RELEASE = """
+if ARGV[3] ~= '' then
+  redis.call('ZREM', KEYS[6], ARGV[3])
+end
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
   return -1
 end
@@ -247,33 +328,5 @@ return 0
 """
 
 # KEYS: bucket hash. ARGV: rate per second, burst, now.
-# A token bucket: returns 0 when the request may go, else the seconds until a token is there.
-TAKE_TOKEN = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1] or burst)
-local at = tonumber(state[2] or now)
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = (1 - tokens) / rate
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-return tostring(wait)
-"""
-
-# KEYS: namespace in-flight zset. ARGV: limit, token, deadline, now.
-# Admit one more call of a namespace unless it is at its limit: 1 admitted, 0 refused.
-ADMIT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-return 1
-"""
+# 0 when the request may go, else the seconds until a token is there.
+TAKE_TOKEN = _TAKE_TOKEN_FN + "return tostring(take_token(KEYS[1], ARGV[1], ARGV[2], ARGV[3]))\n"

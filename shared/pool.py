@@ -26,6 +26,31 @@ class Plan(Enum):
     START = "start"  # it starts a container (a cold start)
     WAIT = "wait"  # enough cold starts are under way: wait for whichever container comes
     QUEUE = "queue"  # the function is at max_concurrency: wait for a release, or 429
+    OVER_RATE = "rate"  # refused: the key is over its request rate (``Admission``)
+    NAMESPACE_FULL = "namespace"  # refused: the namespace has its limit of calls in flight
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What an invocation must pass in the same round trip as its acquire: its key's rate
+    bucket (skipped when ``rate_per_s`` is 0: metered already) and a slot among its
+    namespace's calls in flight, held under the request's token until ``release``."""
+
+    key_id: str
+    rate_per_s: float
+    burst: int
+    namespace: str
+    namespace_limit: int
+    hold_s: float  # the slot frees itself after this long, should its caller die
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The answer of ``acquire_or_plan``."""
+
+    plan: Plan
+    entry: PoolEntry | None = None  # with Plan.LEASE
+    retry_after_s: float = 0.0  # with Plan.OVER_RATE
 
 
 def plan_miss(
@@ -63,6 +88,7 @@ class Pool:
         register = redis.register_script
         self._acquire = register(keys.ACQUIRE)
         self._acquire_or_plan = register(keys.ACQUIRE_OR_PLAN)
+        self._enter = register(keys.ENTER)
         self._lease = register(keys.LEASE)
         self._release = register(keys.RELEASE)
         self._put_back = register(keys.PUT_BACK)
@@ -96,24 +122,45 @@ class Pool:
         waiters_per_start: int,
         start_s: float,
         wait_s: float,
-    ) -> tuple[Plan, PoolEntry | None]:
-        """Lease an idle container, or register the request as starting or waiting."""
+        admission: Admission | None = None,
+    ) -> Planned:
+        """Lease an idle container, or register the request as starting or waiting.
+
+        With an ``admission`` the request first takes a token from its key's rate bucket and
+        a slot of its namespace (refused: Plan.OVER_RATE or Plan.NAMESPACE_FULL, nothing
+        changed but the bucket), all in the same script.
+        """
         now = self._clock()
-        plan, raw = await self._acquire_or_plan(
-            keys=[
-                keys.pool(function, version),
-                keys.LEASES,
-                keys.fv(function, version),
-                keys.starting(function, version),
-                keys.waiting(function, version),
-            ],
-            args=[
-                now + lease_s, now, max_concurrency, waiters_per_start, token,
-                now + start_s, now + wait_s,
-            ],
-        )  # fmt: skip
-        decided = Plan(plan.decode() if isinstance(plan, bytes) else plan)
-        return decided, PoolEntry.decode(raw) if decided is Plan.LEASE else None
+        keys_ = [
+            keys.pool(function, version),
+            keys.LEASES,
+            keys.fv(function, version),
+            keys.starting(function, version),
+            keys.waiting(function, version),
+        ]
+        args: list[float | int | str] = [
+            now + lease_s, now, max_concurrency, waiters_per_start, token,
+            now + start_s, now + wait_s,
+        ]  # fmt: skip
+        if admission is None:
+            plan, raw = await self._acquire_or_plan(keys=keys_, args=args)
+        else:
+            keys_ += [keys.bucket(admission.key_id), keys.ns_inflight(admission.namespace)]
+            args += [
+                admission.rate_per_s, admission.burst, admission.namespace_limit,
+                now + admission.hold_s,
+            ]  # fmt: skip
+            plan, raw = await self._enter(keys=keys_, args=args)
+        decided = Plan(text(plan))
+        if decided is Plan.LEASE:
+            return Planned(decided, PoolEntry.decode(raw))
+        if decided is Plan.OVER_RATE:
+            return Planned(decided, retry_after_s=float(text(raw)))
+        return Planned(decided)
+
+    async def exit(self, namespace: str, token: str) -> None:
+        """Give up a namespace slot taken with an ``Admission`` (``release`` does it too)."""
+        await self._redis.zrem(keys.ns_inflight(namespace), token)
 
     async def lease(self, entry: PoolEntry, lease_s: float, *, token: str = "") -> None:
         """Lease a container that is not in the list (a fresh cold start, or one taken by
@@ -147,8 +194,8 @@ class Pool:
         got = await self._redis.blpop([keys.pool(function, version)], timeout=timeout_s)
         return PoolEntry.decode(got[1]) if got else None
 
-    async def release(self, entry: PoolEntry) -> int:
-        """Give a leased container back.
+    async def release(self, entry: PoolEntry, *, namespace: str = "", token: str = "") -> int:
+        """Give a leased container back, and the namespace slot held under ``token``.
 
         Returns 1 when it is back in the pool, 0 when its version is retired (the caller
         removes it), -1 when its lease was already gone (reclaimed or evicted; nothing to do).
@@ -161,8 +208,9 @@ class Pool:
                     keys.retired(entry.function, entry.version),
                     keys.idle(entry.manager_id),
                     keys.fv(entry.function, entry.version),
+                    keys.ns_inflight(namespace),
                 ],
-                args=[entry.encode(), self._clock()],
+                args=[entry.encode(), self._clock(), token if namespace else ""],
             )
         )
 

@@ -57,6 +57,9 @@ class Settings:
     log_retention_days: float = 30.0
     record_batch_size: int = 200
     record_flush_interval_s: float = 0.2
+    # keep connections to containers open between calls; off = one connection per call, the
+    # ADR-000 behaviour that piles up TIME_WAIT sockets (kept for the benchmark that shows it)
+    container_keepalive: bool = True
 
     # Manager
     manager_host: str = "127.0.0.1"

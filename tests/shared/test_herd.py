@@ -87,10 +87,11 @@ def test_acquire_or_plan_decides_exactly_like_plan_miss(
                 keys.waiting(FN, VERSION), {f"w{i}": 1000.0 + 60 for i in range(waiting)}
             )
 
-        plan, got = await pool.acquire_or_plan(
+        planned = await pool.acquire_or_plan(
             FN, VERSION, lease_s=30, token="me", max_concurrency=max_concurrency,
             waiters_per_start=waiters_per_start, start_s=20, wait_s=40,
         )  # fmt: skip
+        plan, got = planned.plan, planned.entry
 
         assert plan is expected and got is None
         starters = await redis.zrange(keys.starting(FN, VERSION), 0, -1, withscores=True)
@@ -117,10 +118,11 @@ async def test_acquire_or_plan_leases_an_idle_container_first(redis_client):
     # even with a herd of starts under way, an idle container is simply taken
     await redis_client.zadd(keys.starting(FN, VERSION), {"s": clock.now + 60})
 
-    plan, got = await pool.acquire_or_plan(
+    planned = await pool.acquire_or_plan(
         FN, VERSION, lease_s=30, token="me", max_concurrency=1, waiters_per_start=4,
         start_s=20, wait_s=40,
     )  # fmt: skip
+    plan, got = planned.plan, planned.entry
 
     assert plan is Plan.LEASE and got == a
     assert [e for e in await leases_of(redis_client)] == [a]
@@ -136,10 +138,11 @@ async def test_expired_start_and_wait_tokens_are_ignored_and_purged(redis_client
     await redis_client.zadd(keys.starting(FN, VERSION), {"dead1": 900, "dead2": 950, "dead3": 999})
     await redis_client.zadd(keys.waiting(FN, VERSION), {"deadw1": 990, "deadw2": 1000})
 
-    plan, _ = await pool.acquire_or_plan(
+    planned = await pool.acquire_or_plan(
         FN, VERSION, lease_s=30, token="me", max_concurrency=10, waiters_per_start=4,
         start_s=20, wait_s=40,
     )  # fmt: skip
+    plan, _ = planned.plan, planned.entry
 
     # counted, the dead starts would have made this request wait for nothing
     assert plan is Plan.START
@@ -148,10 +151,11 @@ async def test_expired_start_and_wait_tokens_are_ignored_and_purged(redis_client
     # nor do they count against max_concurrency
     await pool.start_failed(FN, VERSION, "me")
     await redis_client.zadd(keys.starting(FN, VERSION), {f"old{i}": 500 for i in range(5)})
-    plan, _ = await pool.acquire_or_plan(
+    planned = await pool.acquire_or_plan(
         FN, VERSION, lease_s=30, token="me2", max_concurrency=1, waiters_per_start=0,
         start_s=20, wait_s=40,
     )  # fmt: skip
+    plan, _ = planned.plan, planned.entry
     assert plan is Plan.START
     assert await zmembers(redis_client, keys.starting(FN, VERSION)) == {"me2"}
 
@@ -161,10 +165,11 @@ async def test_live_start_token_makes_the_next_misses_wait(redis_client):
     pool = Pool(redis_client, clock=clock)
 
     async def plan(token: str) -> Plan:
-        decided, _ = await pool.acquire_or_plan(
+        planned = await pool.acquire_or_plan(
             FN, VERSION, lease_s=30, token=token, max_concurrency=100, waiters_per_start=2,
             start_s=20, wait_s=40,
         )  # fmt: skip
+        decided, _ = planned.plan, planned.entry
         return decided
 
     assert [await plan(f"r{i}") for i in range(7)] == [

@@ -1,0 +1,202 @@
+"""Main's HTTP/1.1 client for calling containers: kept-alive connections, one call at a time.
+
+The invoke hot path speaks to exactly one peer, hotpool's own bootstrap
+(``manager/runtime/bootstrap.py``), whose answers always carry a Content-Length. A profile of
+Main showed aiohttp's general-purpose client spending ~125 µs of CPU per call where writing
+the request and reading that answer on an asyncio protocol takes ~45 µs, so the hot path
+uses this small client; everything else (Manager, health checks) keeps aiohttp.
+
+Errors, most specific first:
+
+- ``ConnectFailed``: the connection could not be opened, so no byte reached the container
+  (the caller may send the request elsewhere).
+- ``CallFailed``: the connection broke or the answer was malformed after the request was
+  (perhaps) delivered; it must not be sent again.
+
+Connections are kept per ``host:port`` and reused while the container keeps them open (the
+ADR-000 design opened one per call and piled up TIME_WAIT sockets). ``keepalive=False``
+restores that behaviour, for the benchmark that measures it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import cast
+
+log = logging.getLogger(__name__)
+
+max_head_bytes = 64 * 1024
+max_body_bytes = 300 * 1024 * 1024  # the bootstrap's own request limit; answers stay below
+
+
+class ConnectFailed(Exception):
+    """No connection to the container: the request never left Main."""
+
+
+class CallFailed(Exception):
+    """The connection broke or the answer was not HTTP; the request may have run."""
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection and the answer to the request in flight on it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._buffer = bytearray()
+        self._head: tuple[int, int, bool] | None = None  # status, length, close
+        self._answer: asyncio.Future[tuple[int, bytes, bool]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send(self, request: bytes) -> asyncio.Future[tuple[int, bytes, bool]]:
+        assert self.transport is not None and self._answer is None
+        self._answer = asyncio.get_running_loop().create_future()
+        self._buffer.clear()
+        self._head = None
+        self.transport.write(request)
+        return self._answer
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            self._fail(CallFailed("the container sent bytes nobody asked for"))
+            return
+        self._buffer += data
+        try:
+            self._parse()
+        except CallFailed as exc:
+            self._fail(exc)
+
+    def _parse(self) -> None:
+        if self._head is None:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > max_head_bytes:
+                    raise CallFailed("the container's answer headers are too long")
+                return
+            self._head = _parse_head(bytes(self._buffer[:end]))
+            del self._buffer[: end + 4]
+        status, length, close = self._head
+        if len(self._buffer) >= length:
+            assert self._answer is not None
+            body = bytes(self._buffer[:length])
+            if len(self._buffer) > length:
+                raise CallFailed("the container sent more than its Content-Length")
+            self._buffer.clear()
+            answer, self._answer = self._answer, None
+            answer.set_result((status, body, close))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        reason = f": {exc}" if exc else ""
+        self._fail(CallFailed(f"the container closed the connection{reason}"))
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now; a call in flight on it fails."""
+        self._fail(CallFailed(reason))
+
+    def _fail(self, exc: Exception) -> None:
+        self.closed = True
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(exc)
+        self._answer = None
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _parse_head(head: bytes) -> tuple[int, int, bool]:
+    """(status, Content-Length, the server closes) from a response head."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise CallFailed(f"the container did not answer HTTP: {lines[0][:80]!r}")
+    length = -1
+    close = parts[0] == b"HTTP/1.0"
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length" and value.strip().isdigit():
+            length = int(value)
+        elif name == b"connection":
+            close = value.strip().lower() == b"close"
+    if not 0 <= length <= max_body_bytes:
+        raise CallFailed("the container's answer has no valid Content-Length")
+    return int(parts[1]), length, close
+
+
+class ContainerClient:
+    """POSTs to containers over kept-alive connections, one request per connection at a time."""
+
+    def __init__(self, *, keepalive: bool = True, idle_timeout_s: float = 75.0) -> None:
+        self._keepalive = keepalive
+        self._idle_timeout_s = idle_timeout_s
+        self._idle: dict[str, list[_Connection]] = {}
+        self.opened = 0  # connections opened since start: what keep-alive saves
+
+    async def post(
+        self, address: str, path: str, body: bytes, headers: dict[str, str], timeout_s: float
+    ) -> tuple[int, bytes]:
+        """Send one request and return (status, body); raises ConnectFailed, CallFailed or
+        TimeoutError (after which the connection is dropped, never reused)."""
+        async with asyncio.timeout(timeout_s):
+            conn = self._take(address) or await self._open(address)
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {len(body)}\r\n"
+                f"{head}\r\n"
+            ).encode("latin-1") + body
+            try:
+                status, answer, close = await conn.send(request)
+            except BaseException:
+                # cancelled or timed out mid-call: the answer may still come, on nobody's behalf
+                conn.abort("abandoned mid-call")
+                raise
+        self._give_back(address, conn, close)
+        return status, answer
+
+    def _take(self, address: str) -> _Connection | None:
+        idle = self._idle.get(address)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self._idle_timeout_s:
+                return conn
+            conn.abort("idle too long")
+        self._idle.pop(address, None)
+        return None
+
+    async def _open(self, address: str) -> _Connection:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(_Connection, host, int(port))
+        except (OSError, ValueError) as exc:
+            raise ConnectFailed(f"cannot connect to {address}: {exc}") from exc
+        self.opened += 1
+        return conn
+
+    def _give_back(self, address: str, conn: _Connection, close: bool) -> None:
+        if close or not self._keepalive or conn.closed:
+            assert conn.transport is not None
+            conn.closed = True
+            conn.transport.close()  # an orderly close: this side keeps the TIME_WAIT
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(address, []).append(conn)
+
+    def forget(self, address: str) -> None:
+        """Close the idle connections to a container that is gone."""
+        for conn in self._idle.pop(address, []):
+            conn.abort("container removed")
+
+    async def close(self) -> None:
+        for address in list(self._idle):
+            self.forget(address)
