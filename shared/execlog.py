@@ -128,6 +128,9 @@ class RecordWriter:
         # a store that never answers must not hold records (or close()) forever
         self._write_timeout_s = write_timeout_s
         self._queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=max_queued)
+        # wakes the flusher before its interval once the records it still wants are queued
+        self._batch_full = asyncio.Event()
+        self._wanted = batch_size
         # batches taken from the queue but not yet stored or spilled, oldest first; they
         # outlive a cancelled flusher task, so close() still writes them
         self._held: list[list[Record]] = []
@@ -159,6 +162,8 @@ class RecordWriter:
                 log.exception("journaling execution record %s failed", record["request_id"])
         try:
             self._queue.put_nowait(record)
+            if self._queue.qsize() >= self._wanted:
+                self._batch_full.set()
             return
         except asyncio.QueueFull:
             pass
@@ -246,23 +251,35 @@ class RecordWriter:
         self.spilled += len(batch)
 
     async def _collect(self) -> list[Record]:
-        """Wait for one record, then gather more until the batch is full or time is up."""
+        """Wait for one record, then let more gather until the batch is full or time is up.
+
+        The writer wakes once per batch, not once per record: on the invocation path a
+        record costs an append and nothing else.
+        """
         batch: list[Record] = []
         try:
             batch.append(await self._queue.get())
             if self._journal is not None:
                 self._journal.rotate()  # records from now on go to the next generation
-            # asyncio.timeout, unlike wait_for on 3.11, never swallows a cancel that lands
-            # as the get completes; and a cancelled get leaves its record in the queue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval_s):
-                    while len(batch) < self._batch_size:
-                        batch.append(await self._queue.get())
+            self._take_queued(batch)
+            if len(batch) < self._batch_size:
+                self._wanted = self._batch_size - len(batch)
+                self._batch_full.clear()
+                # asyncio.timeout, unlike wait_for on 3.11, never swallows a cancel; records
+                # stay in the queue until they are taken
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval_s):
+                        await self._batch_full.wait()
+                self._take_queued(batch)
         except asyncio.CancelledError:
             if batch:
                 self._held.append(batch)  # shutting down: close() writes it
             raise
         return batch
+
+    def _take_queued(self, batch: list[Record]) -> None:
+        while len(batch) < self._batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
 
     async def _run(self) -> None:
         while True:
