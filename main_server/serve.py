@@ -17,6 +17,7 @@ from main_server.app import create_app
 from manager.app import create_manager_app
 from shared.auth import ALL_NAMESPACES
 from shared.keystore import SqlKeyStore
+from shared.local_redis import LocalRedis, wanted_binary
 from shared.redis_conn import make_redis
 from shared.settings import Settings, SettingsError
 from shared.stores import open_metadata
@@ -27,11 +28,14 @@ log = logging.getLogger(__name__)
 async def _serve(apps: list[tuple[web.Application, str, int]], ready_message: str) -> None:
     runners = []
     try:
-        for app, host, port in apps:
+        # every app is set up (the Manager registered in Redis) before any listens, and the
+        # ones Main depends on listen first: Main's first call never finds no Manager
+        for app, _, _ in apps:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
-            await web.TCPSite(runner, host, port).start()
             runners.append(runner)
+        for runner, (_, host, port) in reversed(list(zip(runners, apps, strict=True))):
+            await web.TCPSite(runner, host, port).start()
         print(ready_message, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -69,7 +73,7 @@ async def ensure_admin_key(settings: Settings) -> str | None:
 
 
 async def run_dev(settings: Settings) -> None:
-    """Main and Manager in one process with the embedded Redis stand-in."""
+    """Main and Manager in one process, with the embedded Redis (``shared.local_redis``)."""
     if not settings.manager_secret:
         # both halves live in this process: a fresh secret per run is all they need
         settings = settings.replace(manager_secret=secrets.token_hex(32))
@@ -80,7 +84,12 @@ async def run_dev(settings: Settings) -> None:
             f"{settings.state_dir / ADMIN_KEY_FILE}, where the CLI finds it):\n  {created}",
             flush=True,
         )
-    server = fakeredis.FakeServer()
+    local = None
+    binary = wanted_binary(settings)
+    if binary is not None:
+        local = LocalRedis(binary, settings.state_dir / "redis")
+        settings = settings.replace(redis_url=await asyncio.to_thread(local.start))
+    server = fakeredis.FakeServer()  # the in-process stand-in, when there is no redis_url
     main_redis = make_redis(settings, server)
     manager_redis = make_redis(settings, server)
     try:
@@ -94,12 +103,15 @@ async def run_dev(settings: Settings) -> None:
                 ),
             ],
             f"hotpool dev: Main on http://{settings.host}:{settings.port} "
-            f"(state in {settings.state_dir}/); Ctrl-C stops it",
+            f"(state in {settings.state_dir}/, Redis: {local.url if local else 'in-process'}); "
+            "Ctrl-C stops it",
         )
     finally:
         with contextlib.suppress(Exception):
             await main_redis.aclose()
             await manager_redis.aclose()
+        if local is not None:
+            await asyncio.to_thread(local.stop)
 
 
 async def run_main(settings: Settings) -> None:

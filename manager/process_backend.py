@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import resource
@@ -24,6 +23,7 @@ from pathlib import Path
 from manager.backend import BOOTSTRAP_PATH, Container, ContainerSpec, ExitListener, ExitStatus
 from shared.errors import ContainerFailed, RuntimeImageMissing
 from shared.models import MEMORY_MB_RANGE
+from shared.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -184,17 +184,12 @@ class ProcessBackend:
         await asyncio.gather(*(self.remove(cid) for cid in list(self._procs)))
 
 
-# loaded once in the Manager: the child between fork and exec must not take the loader's locks
-_LIBC = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
 def _prepare_child(limit_bytes: int, hard_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard_bytes))
     # a container dies with its Manager: after a kill -9 the restarted Manager cannot find
     # the old processes (nothing labels them, unlike Docker containers), so they would run on,
     # owned by no one, for ever
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
 
 
 def _address_space_bytes(memory_mb: int) -> int:

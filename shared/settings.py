@@ -16,6 +16,7 @@ from typing import Any
 
 ENV_PREFIX = "HOTPOOL_"
 BACKENDS = ("process", "docker")
+EMBEDDED_REDIS = ("auto", "server", "inprocess")
 
 
 class SettingsError(ValueError):
@@ -32,8 +33,11 @@ class Settings:
     # Main
     host: str = "127.0.0.1"
     port: int = 8080
-    # empty = the embedded in-process Redis stand-in (fakeredis)
+    # empty = the embedded Redis of `hotpool dev`: see embedded_redis
     redis_url: str = field(default="", repr=False)
+    # auto: a private redis-server child when one is installed, else the in-process stand-in
+    # (fakeredis); server: require the redis-server; inprocess: always the stand-in
+    embedded_redis: str = "auto"
     # Redis Sentinel: "host:port,host:port" of the sentinels, and the monitored master's name;
     # when set, the pool follows the master through failovers (redis_url then only gives
     # the db number and password, if any)
@@ -122,6 +126,11 @@ class Settings:
         if self.backend not in BACKENDS:
             raise SettingsError(
                 f"HOTPOOL_BACKEND={self.backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        if self.embedded_redis not in EMBEDDED_REDIS:
+            raise SettingsError(
+                f"HOTPOOL_EMBEDDED_REDIS={self.embedded_redis!r} is not one of "
+                f"{', '.join(EMBEDDED_REDIS)}"
             )
         for f in fields(self):
             value = getattr(self, f.name)
