@@ -146,8 +146,13 @@ class ContainerClient:
     ) -> tuple[int, bytes]:
         """Send one request and return (status, body); raises ConnectFailed, CallFailed or
         TimeoutError (after which the connection is dropped, never reused)."""
-        async with asyncio.timeout(timeout_s):
-            conn = self._take(address) or await self._open(address)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                conn = self._take(address) or await self._open(address)
+        except TimeoutError:  # still connecting: nothing was sent
+            raise ConnectFailed(f"connecting to {address} timed out") from None
+        async with asyncio.timeout_at(deadline):
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             request = (
                 f"POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {len(body)}\r\n"

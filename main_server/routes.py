@@ -192,8 +192,13 @@ async def invoke(request: web.Request) -> web.Response:
         if fv is None:
             await authenticator.meter(request[PRINCIPAL])
             fv = await functions.get(name)
-        event = await _read_limited(request, functions.event_limit_bytes, "the event")
-        event = check_event(event, functions.event_max_depth)
+        try:
+            event = await _read_limited(request, functions.event_limit_bytes, "the event")
+            event = check_event(event, functions.event_max_depth)
+        except HotpoolError:
+            if not metered:  # a bad event costs a token too (429 first when over the rate)
+                await authenticator.meter(request[PRINCIPAL])
+            raise
         hold_s = fv.config.timeout_s + functions.lease_grace_s
         admission = authenticator.admission(
             request[PRINCIPAL], fv.namespace, hold_s, metered=metered
