@@ -1,71 +1,48 @@
-"""Cold-start time: a fresh container vs a pre-warmed one specialised with code, per backend.
+"""Cold starts: a fresh container vs a pre-warmed one specialised with the function's code.
 
-    python -m benchmarks.cold_start [--n 20] [--backends process,docker] [--json FILE]
-
-For each backend and mode it starts ``hotpool dev`` (fresh: ``prewarm_count=0``; pre-warmed:
-``prewarm_count=2``, waiting until the pool is full before each call), deploys a new version
-of a trivial function before every measured call (a new version always cold-starts), and
-times the first invocation from a separate process. The breakdown (placement, code fetch,
-container start, init) comes from each call's execution record.
+A new version is deployed before every measured call (a new version always cold-starts), and
+the call is timed from this process, a separate one from hotpool. The breakdown (placement,
+code fetch, container start, init) comes from the call's execution record. Fresh runs use
+``prewarm_count=0``; pre-warmed runs wait for the pre-warm pool to be full before each call.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 import time
-from pathlib import Path
+from typing import Any
 
-import aiohttp
+from benchmarks.devserver import DevServer, bench_zip, dev_server
 
-from benchmarks.devserver import DevServer, dev_server, emit
-from benchmarks.warm_latency import percentile
-from shared.packages import zip_directory
-
-ROOT = Path(__file__).resolve().parents[1]
 BREAKDOWN_KEYS = ("placement_ms", "code_fetch_ms", "container_start_ms", "init_ms")
+WARM_UP_CALLS = 2  # the first cold starts load caches on the machine: not counted
 
 
-async def _wait_prewarmed(session: aiohttp.ClientSession, manager_url: str, n: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        async with session.get(manager_url + "/healthz") as resp:
-            if (await resp.json())["prewarmed"] >= n:
-                return
-        await asyncio.sleep(0.02)
-    raise RuntimeError("the pre-warm pool did not fill")
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-async def _run(server: DevServer, n: int, prewarm: int) -> dict[str, object]:
-    main_url, manager_url = server.main_url, server.manager_url
-    code = zip_directory(ROOT / "examples" / "hello")
+def _series(server: DevServer, n: int, prewarm: int) -> dict[str, Any]:
     samples: list[float] = []
     parts: dict[str, list[float]] = {k: [] for k in BREAKDOWN_KEYS}
-    async with aiohttp.ClientSession(headers=server.headers) as session:
-        for i in range(n + 2):  # the first two warm up the machine and are not counted
-            async with session.put(
-                f"{main_url}/v1/functions/cold", data=code,
-                headers={"Content-Type": "application/zip"},
-            ) as resp:  # fmt: skip
-                assert resp.status in (200, 201), await resp.text()
-            if prewarm:
-                await _wait_prewarmed(session, manager_url, prewarm)
-            begun = time.perf_counter()
-            async with session.post(f"{main_url}/v1/functions/cold/invoke", data=b"{}") as resp:
-                await resp.read()
-                assert resp.headers["X-Hotpool-Cold-Start"] == "true"
-            elapsed_ms = (time.perf_counter() - begun) * 1000
-            if i < 2:
-                continue
-            samples.append(elapsed_ms)
-            await asyncio.sleep(0.3)  # let the record writer flush
-            async with session.get(f"{main_url}/v1/functions/cold/invocations?limit=1") as resp:
-                (record,) = (await resp.json())["invocations"]
-            breakdown = record["cold_start_breakdown"]
-            assert breakdown["prewarmed"] == bool(prewarm), breakdown
-            for key in BREAKDOWN_KEYS:
-                parts[key].append(breakdown[key])
+    code = bench_zip()
+    for i in range(n + WARM_UP_CALLS):
+        server.deploy("cold", code)
+        if prewarm:
+            server.wait_prewarmed(prewarm)
+        begun = time.perf_counter()
+        headers, _ = server.invoke("cold")
+        elapsed_ms = (time.perf_counter() - begun) * 1000
+        if headers.get("X-Hotpool-Cold-Start") != "true":
+            raise RuntimeError("a call of a new version was not a cold start")
+        if i < WARM_UP_CALLS:
+            continue
+        samples.append(elapsed_ms)
+        breakdown = _breakdown(server, headers["X-Hotpool-Request-Id"])
+        if breakdown["prewarmed"] != bool(prewarm):
+            raise RuntimeError(f"expected prewarmed={bool(prewarm)}: {breakdown}")
+        for key in BREAKDOWN_KEYS:
+            parts[key].append(breakdown[key])
     return {
         "n": n,
         "p50_ms": round(percentile(samples, 50), 1),
@@ -74,23 +51,21 @@ async def _run(server: DevServer, n: int, prewarm: int) -> dict[str, object]:
     }
 
 
-def measure(backend: str, n: int, port: int) -> dict[str, object]:
+def _breakdown(server: DevServer, request_id: str, timeout_s: float = 10) -> dict[str, Any]:
+    """The call's cold-start breakdown, once the record writer has stored it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for record in server.records("cold", 5):
+            if record["request_id"] == request_id:
+                return record["cold_start_breakdown"]
+        time.sleep(0.05)
+    raise RuntimeError(f"no execution record for {request_id}")
+
+
+def measure(backend: str, n: int, port: int, **settings: object) -> dict[str, Any]:
+    """Fresh and pre-warmed series on ``backend``, each on its own ``hotpool dev``."""
     results = {}
     for mode, prewarm in (("fresh", 0), ("prewarmed", 2)):
-        with dev_server(port, backend=backend, prewarm_count=prewarm) as server:
-            results[mode] = asyncio.run(_run(server, n, prewarm))
+        with dev_server(port, backend=backend, prewarm_count=prewarm, **settings) as server:
+            results[mode] = _series(server, n, prewarm)
     return results
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20)
-    parser.add_argument("--backends", default="process,docker")
-    parser.add_argument("--port", type=int, default=18580)
-    parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
-    return emit({b: measure(b, args.n, args.port) for b in args.backends.split(",")}, args.json)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

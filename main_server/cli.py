@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key_id")
     p.set_defaults(func=cmd_admin_revoke_key)
 
+    # listed for --help; main() hands `hotpool bench ...` to the suite's own parser
+    sub.add_parser("bench", help="run the benchmark suite (hotpool bench --help)")
+
     p = sub.add_parser("migrate", help="bring the metadata database to the latest schema")
     p.add_argument(
         "--database-url",
@@ -376,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from benchmarks.suite import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,123 @@
+"""Warm latency and throughput, through Main and straight to the containers, side by side.
+
+Each figure comes from runs of the two paths in alternation (Main, direct, direct, Main, ...)
+within one benchmark run, so a noisy machine slows both alike and their ratio holds; a
+figure is the median over the rounds. "Direct" gives each connection a container of its own
+(a container serves one call at a time), "through Main" sends every connection to Main,
+which leases the containers from the pool.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any
+
+from benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer
+from benchmarks.loadgen import LoadResult, Target, run_load
+
+FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
+
+
+def main_target(server: DevServer, function: str) -> Target:
+    return Target(
+        f"{server.main_url}/v1/functions/{function}/invoke",
+        BENCH_EVENT,
+        (("Authorization", f"Bearer {server.api_key}"),),
+    )
+
+
+def direct_target(address: str) -> Target:
+    return Target(f"http://{address}/invoke", BENCH_EVENT)
+
+
+def addresses(server: DevServer, function: str) -> list[str]:
+    return sorted(c["address"] for c in server.containers_of(function))
+
+
+def warm_up(server: DevServer, function: str, concurrency: int, tool: str, timeout_s: float) -> int:
+    """Start containers until the function has ``concurrency`` of them (or time is up): calls
+    that hold their container for a moment, from ``concurrency`` connections at once, make
+    the pool start one container per connection. Returns how many it has."""
+    holding = Target(
+        main_target(server, function).url, HOLD_EVENT, main_target(server, function).headers
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = len(addresses(server, function))
+        if have >= concurrency or time.monotonic() > deadline:
+            return have
+        run_load([holding] * concurrency, 1.0, tool)
+
+
+def _median(results: list[LoadResult]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        key: round(statistics.median(getattr(r, key) for r in results), 3) for key in FIGURES
+    }
+    summary["requests"] = sum(r.requests for r in results)
+    summary["errors"] = sum(r.errors for r in results)
+    return summary
+
+
+def compare(
+    server: DevServer, function: str, concurrency: int, *, duration_s: float, rounds: int,
+    tool: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Through Main and direct at ``concurrency``, ``rounds`` times each, alternating."""
+    containers = addresses(server, function)[:concurrency]
+    if len(containers) < concurrency:
+        raise RuntimeError(
+            f"{function} has {len(containers)} containers, {concurrency} are needed; "
+            "warm it up first"
+        )
+    via_main = [main_target(server, function)] * concurrency
+    direct = [direct_target(a) for a in containers]
+    runs: dict[str, list[LoadResult]] = {"main": [], "direct": []}
+    for i in range(rounds):
+        order = ("main", "direct") if i % 2 == 0 else ("direct", "main")
+        for path in order:
+            runs[path].append(run_load(via_main if path == "main" else direct, duration_s, tool))
+    main, straight = _median(runs["main"]), _median(runs["direct"])
+    return {
+        "concurrency": concurrency,
+        "through_main": main,
+        "direct": straight,
+        "overhead_p50_ms": round(main["p50_ms"] - straight["p50_ms"], 3),
+        "overhead_p95_ms": round(main["p95_ms"] - straight["p95_ms"], 3),
+        "overhead_p99_ms": round(main["p99_ms"] - straight["p99_ms"], 3),
+        "latency_ratio_p50": round(main["p50_ms"] / straight["p50_ms"], 2),
+        "throughput_ratio": round(main["rps"] / straight["rps"], 3),
+        "rounds": [
+            {"through_main": m.to_dict(), "direct": d.to_dict()}
+            for m, d in zip(runs["main"], runs["direct"], strict=True)
+        ],
+    }
+
+
+def measure(
+    server: DevServer, function: str, *, levels: tuple[int, ...], warm_duration_s: float,
+    warm_rounds: int, duration_s: float, rounds: int, tool: str, warm_up_timeout_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The warm-latency figures at concurrency 1, then throughput at each level."""
+    warm_up(server, function, 1, tool, warm_up_timeout_s)
+    figures: dict[str, Any] = {
+        "warm_c1": compare(
+            server, function, 1, duration_s=warm_duration_s, rounds=warm_rounds, tool=tool
+        ),
+        "throughput": [],
+    }
+    for level in levels:
+        begun = time.monotonic()
+        have = warm_up(server, function, level, tool, warm_up_timeout_s)
+        print(f"  c={level}: {have} containers after {time.monotonic() - begun:.1f} s of warm-up",
+              file=sys.stderr)  # fmt: skip
+        if have < level:
+            figures["throughput"].append(
+                {"concurrency": level, "skipped": f"only {have} containers started in time"}
+            )
+            continue
+        figures["throughput"].append(
+            compare(server, function, level, duration_s=duration_s, rounds=rounds, tool=tool)
+        )
+    return figures

@@ -1,0 +1,188 @@
+"""The results of ``hotpool bench``: the summary figures and targets, a Markdown report, and
+PNG plots (matplotlib), written into one folder per run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# (summary key, what it measures, limit, "max" = at most the limit, "min" = at least)
+TARGETS = (
+    ("warm_overhead_p50_ms", "warm overhead over a direct call, c=1, p50 (ms)", 0.5, "max"),
+    ("warm_overhead_p99_ms", "warm overhead over a direct call, c=1, p99 (ms)", 2.0, "max"),
+    ("throughput_ratio_c64", "throughput through Main / direct, c=64", 0.5, "min"),
+    ("cold_prewarmed_p50_ms", "cold start, pre-warmed container, p50 (ms)", 50.0, "max"),
+    ("cold_fresh_docker_p50_ms", "cold start, fresh Docker container, p50 (ms)", 400.0, "max"),
+    ("time_wait_after_run", "TIME_WAIT sockets after the connection run", 100, "max"),
+    ("idle_container_rss_mib", "idle warm Python container RSS (MiB)", 15.0, "max"),
+)
+
+
+def _ran(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b: f for b, f in figures["backends"].items() if "skipped" not in f}
+
+
+def _c64(backend: dict[str, Any]) -> dict[str, Any] | None:
+    levels = backend["latency"]["throughput"]
+    return next((t for t in levels if t["concurrency"] == 64 and "skipped" not in t), None)
+
+
+def summarise(figures: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures (null where a scenario did not run). Single numbers come from the
+    embedded default (process backend) when it ran; ``*_by_backend`` has every backend's."""
+    ran = _ran(figures)
+    primary = ran.get("process") or next(iter(ran.values()), None)
+
+    def by_backend(get) -> dict[str, Any]:
+        out = {}
+        for name, backend in ran.items():
+            try:
+                out[name] = get(backend)
+            except (KeyError, TypeError):
+                out[name] = None
+        return out
+
+    warm = by_backend(lambda b: b["latency"]["warm_c1"])
+    ratio = by_backend(lambda b: _c64(b)["throughput_ratio"])
+    memory = by_backend(lambda b: b["memory"]["idle_container"]["bootstrap_rss_mib"])
+    name = next((b for b, f in ran.items() if f is primary), None)
+    conn = primary["connections"] if primary else None
+    summary: dict[str, Any] = {
+        "warm_overhead_p50_ms": warm[name]["overhead_p50_ms"] if name and warm[name] else None,
+        "warm_overhead_p99_ms": warm[name]["overhead_p99_ms"] if name and warm[name] else None,
+        "throughput_ratio_c64": ratio.get(name) if name else None,
+        "cold_prewarmed_p50_ms": by_backend(lambda b: b["cold_start"]["prewarmed"]["p50_ms"]),
+        "cold_fresh_p50_ms": by_backend(lambda b: b["cold_start"]["fresh"]["p50_ms"]),
+        "time_wait_after_run": conn["time_wait_new"] if conn else None,
+        "invocations_in_connection_run": conn["invocations"] if conn else None,
+        "time_wait_new_connection_per_call": (
+            primary["connections_new_per_call"]["time_wait_new"] if primary else None
+        ),
+        "invocations_in_new_connection_run": (
+            primary["connections_new_per_call"]["invocations"] if primary else None
+        ),
+        "idle_container_rss_mib": max((v for v in memory.values() if v), default=None),
+        "main_cpu_us_per_invocation": by_backend(
+            lambda b: b["memory"]["main_cpu_us_per_invocation"]
+        ),
+        "summary_backend": name,
+        "warm_overhead_p50_ms_by_backend": {b: w and w["overhead_p50_ms"] for b, w in warm.items()},
+        "warm_overhead_p99_ms_by_backend": {b: w and w["overhead_p99_ms"] for b, w in warm.items()},
+        "throughput_ratio_c64_by_backend": ratio,
+        "idle_container_rss_mib_by_backend": memory,
+    }
+    summary["targets"] = _targets(summary)
+    return summary
+
+
+def _targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    values = dict(summary)
+    prewarmed = [v for v in (summary["cold_prewarmed_p50_ms"] or {}).values() if v is not None]
+    values["cold_prewarmed_p50_ms"] = max(prewarmed) if prewarmed else None
+    values["cold_fresh_docker_p50_ms"] = (summary["cold_fresh_p50_ms"] or {}).get("docker")
+    rows = []
+    for key, what, limit, kind in TARGETS:
+        value = values.get(key)
+        met = None if value is None else (value <= limit if kind == "max" else value >= limit)
+        rows.append({"target": what, "limit": limit, "kind": kind, "measured": value, "met": met})
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    m = figures["machine"]
+    lines = [
+        f"hotpool bench ({figures['mode']}), {m['date']}: {m['cores']} cores, Python "
+        f"{m['python']}, commit {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''}, "
+        f"load generator {m['loadgen']}",
+        "",
+        "| target | limit | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for row in figures["summary"]["targets"]:
+        sign = "≤" if row["kind"] == "max" else "≥"
+        met = {True: "yes", False: "**no**", None: "not run"}[row["met"]]
+        lines.append(f"| {row['target']} | {sign} {_fmt(row['limit'])} | "
+                     f"{_fmt(row['measured'])} | {met} |")  # fmt: skip
+    for name, backend in figures["backends"].items():
+        lines += ["", f"### {name}"]
+        if "skipped" in backend:
+            lines.append(f"skipped: {backend['skipped']}")
+            continue
+        lines += _backend_tables(backend)
+    return "\n".join(lines) + "\n"
+
+
+def _backend_tables(b: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Redis: {b['redis']}", "",
+        "| concurrency | Main req/s | direct req/s | ratio | Main p50 / p99 (ms) | "
+        "direct p50 / p99 (ms) | overhead p50 / p99 (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    rows = [("1 (warm latency run)", b["latency"]["warm_c1"])]
+    rows += [(str(t["concurrency"]), t) for t in b["latency"]["throughput"]]
+    for label, t in rows:
+        if "skipped" in t:
+            lines.append(f"| {label} | skipped: {t['skipped']} ||||||")
+            continue
+        main, direct = t["through_main"], t["direct"]
+        lines.append(
+            f"| {label} | {_fmt(main['rps'])} | {_fmt(direct['rps'])} | "
+            f"{_fmt(t['throughput_ratio'])} | {_fmt(main['p50_ms'])} / {_fmt(main['p99_ms'])} | "
+            f"{_fmt(direct['p50_ms'])} / {_fmt(direct['p99_ms'])} | "
+            f"{_fmt(t['overhead_p50_ms'])} / {_fmt(t['overhead_p99_ms'])} |"
+        )
+    cold = b["cold_start"]
+    lines += ["", "| cold start | p50 (ms) | p95 (ms) | placement | code fetch | container start "
+              "| init |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for mode in ("fresh", "prewarmed"):
+        c, parts = cold[mode], cold[mode]["breakdown_p50_ms"]
+        lines.append(
+            f"| {mode} | {_fmt(c['p50_ms'])} | {_fmt(c['p95_ms'])} | {_fmt(parts['placement_ms'])}"
+            f" | {_fmt(parts['code_fetch_ms'])} | {_fmt(parts['container_start_ms'])} | "
+            f"{_fmt(parts['init_ms'])} |"
+        )
+    keep, fresh = b["connections"], b["connections_new_per_call"]
+    lines += [
+        "", "| connections to containers | invocations | req/s | new TIME_WAIT sockets |",
+        "|---|---|---|---|",
+        f"| kept alive | {_fmt(keep['invocations'])} | {_fmt(keep['rps'])} | "
+        f"{_fmt(keep['time_wait_new'])} |",
+        f"| one per call | {_fmt(fresh['invocations'])} | {_fmt(fresh['rps'])} | "
+        f"{_fmt(fresh['time_wait_new'])} |",
+    ]  # fmt: skip
+    mem = b["memory"]
+    if "skipped" in mem:
+        lines += ["", f"memory: skipped: {mem['skipped']}"]
+    else:
+        lines += [
+            "", "| Main RSS | Manager RSS | idle container RSS | Main CPU per invocation |",
+            "|---|---|---|---|",
+            f"| {_fmt(mem['main_rss_mib'])} MiB | {_fmt(mem['manager_rss_mib'])} MiB | "
+            f"{_fmt(mem['idle_container']['bootstrap_rss_mib'])} MiB | "
+            f"{_fmt(mem['main_cpu_us_per_invocation'])} µs |",
+        ]  # fmt: skip
+    return lines
+
+
+def write_results(figures: dict[str, Any], run_dir: Path) -> str:
+    """figures.json, summary.json, report.md and the plots; returns the Markdown."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (run_dir / "summary.json").write_text(json.dumps(figures["summary"], indent=2) + "\n")
+    from benchmarks.plots import plot_all
+
+    plots = plot_all(figures, run_dir)
+    text = markdown(figures)
+    images = "".join(f"\n![{p.stem}]({p.name})\n" for p in plots)
+    (run_dir / "report.md").write_text(text + images)
+    return text

@@ -1,0 +1,193 @@
+"""``hotpool bench``: its pure parts (targets, reports, socket-table parsing), its load
+generators against a real server, and the quick run end to end as a user runs it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from benchmarks import connections, report
+from benchmarks.loadgen import Target, pick_tool, run_load
+from tests.services import missing_service
+
+ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {
+    "warm_overhead_p50_ms", "warm_overhead_p99_ms", "throughput_ratio_c64",
+    "cold_prewarmed_p50_ms", "cold_fresh_p50_ms", "time_wait_after_run",
+    "invocations_in_connection_run", "idle_container_rss_mib",
+}  # fmt: skip
+
+
+def _level(concurrency: int, main_rps: float, direct_rps: float, main_p50: float) -> dict:
+    side = {"rps": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0}
+    return {
+        "concurrency": concurrency,
+        "through_main": {**side, "rps": main_rps, "p50_ms": main_p50, "p99_ms": main_p50 * 3},
+        "direct": {**side, "rps": direct_rps, "p50_ms": 0.1, "p99_ms": 0.3},
+        "overhead_p50_ms": round(main_p50 - 0.1, 3),
+        "overhead_p99_ms": round(main_p50 * 3 - 0.3, 3),
+        "throughput_ratio": round(main_rps / direct_rps, 3),
+    }
+
+
+def _backend(container_rss: float, fresh_ms: float) -> dict:
+    cold = {"n": 3, "p50_ms": fresh_ms, "p95_ms": fresh_ms,
+            "breakdown_p50_ms": {"placement_ms": 0.1, "code_fetch_ms": 0.2,
+                                 "container_start_ms": fresh_ms - 10, "init_ms": 2}}  # fmt: skip
+    conn = {"invocations": 100_000, "rps": 3000.0, "time_wait_new": 8}
+    return {
+        "redis": "private redis-server on a unix socket",
+        "latency": {"warm_c1": _level(1, 2000, 8000, 0.45),
+                    "throughput": [_level(8, 3000, 9000, 2.0), _level(64, 2400, 10_000, 20.0)]},
+        "cold_start": {"fresh": cold, "prewarmed": {**cold, "p50_ms": 20.0}},
+        "connections": conn,
+        "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
+        "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
+                   "main_cpu_us_per_invocation": 300.0,
+                   "idle_container": {"bootstrap_rss_mib": container_rss}},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def figures() -> dict:
+    return {
+        "mode": "full",
+        "machine": {
+            "cores": 2,
+            "python": "3.11",
+            "git_commit": "abc1234",
+            "git_dirty": False,
+            "date": "2026-11-29T00:00:00+00:00",
+            "loadgen": "wrk",
+        },
+        "backends": {"process": _backend(14.8, 70.0), "docker": _backend(14.2, 380.0)},
+    }
+
+
+def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
+    summary = report.summarise(figures)
+
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["warm_overhead_p50_ms"] == 0.35  # from the embedded default (process)
+    assert summary["throughput_ratio_c64"] == 0.24
+    assert summary["cold_fresh_p50_ms"] == {"process": 70.0, "docker": 380.0}
+    assert summary["idle_container_rss_mib"] == 14.8  # the larger of the two backends
+    met = {row["target"]: row["met"] for row in summary["targets"]}
+    assert met["throughput through Main / direct, c=64"] is False
+    assert met["cold start, fresh Docker container, p50 (ms)"] is True
+    assert met["TIME_WAIT sockets after the connection run"] is True
+    assert all(row["met"] is not None for row in summary["targets"])
+
+
+def test_a_backend_that_did_not_run_gives_nulls_not_figures(figures):
+    figures["backends"]["docker"] = {"skipped": "the Docker daemon is not running"}
+    del figures["backends"]["process"]
+
+    summary = report.summarise(figures)
+
+    assert all(summary[key] in (None, {}) for key in SUMMARY_KEYS), summary
+    assert all(row["met"] is None for row in summary["targets"])
+    figures["summary"] = summary
+    assert "skipped: the Docker daemon is not running" in report.markdown(figures)
+
+
+def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
+    figures["summary"] = report.summarise(copy.deepcopy(figures))
+
+    text = report.write_results(figures, tmp_path)
+
+    assert json.loads((tmp_path / "summary.json").read_text()) == figures["summary"]
+    assert json.loads((tmp_path / "figures.json").read_text())["machine"]["git_commit"] == "abc1234"
+    assert "| 64 | 2,400 | 10,000 | 0.24 |" in text
+    assert (tmp_path / "report.md").read_text().startswith(text)
+    for name in ("warm_latency", "throughput", "cold_start", "connections", "memory"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_time_wait_sockets_are_read_from_the_kernel_tables():
+    sockets = connections.time_wait_sockets()
+    assert all(len(pair) == 2 and ":" in pair[0] for pair in sockets)
+    assert connections._ports(("0100007F:1F90", "0100007F:C350")) == {8080, 50000}
+
+
+class _Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024  # head and body in one segment: no delayed-ACK stalls
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        status = 200 if self.headers.get("X-Token") == "ok" else 403
+        body = b'{"ok": true}'
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hello_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/invoke"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("tool", ["wrk", "aiohttp"])
+def test_load_generators_count_answers_and_errors(tool, hello_url):
+    if tool == "wrk" and not shutil.which("wrk"):
+        missing_service("wrk is not installed (apt-get install wrk)")
+    good = Target(hello_url, b'{"a": 1}', (("X-Token", "ok"),))
+    bad = Target(hello_url, b'{"a": 1}', (("X-Token", "no"),))
+
+    ok = run_load([good, good], 1.0, tool)
+    refused = run_load([bad], 1.0, tool)
+
+    assert ok.tool == tool and ok.concurrency == 2
+    assert ok.requests > 50 and ok.errors == 0
+    assert 0 < ok.p50_ms <= ok.p95_ms <= ok.p99_ms
+    assert refused.requests > 10 and refused.errors == refused.requests
+
+
+def test_an_unknown_load_generator_is_refused():
+    with pytest.raises(ValueError, match="unknown load generator"):
+        pick_tool("ab")
+
+
+@pytest.mark.timeout(240)
+def test_quick_bench_runs_and_prints_the_table(tmp_path):
+    summary_path = tmp_path / "summary.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "main_server.cli", "bench", "--quick", "--json",
+         str(summary_path), "--out", str(tmp_path / "results"), "--port", "18900"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=230,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| target | limit | measured | met |" in done.stdout
+    summary = json.loads(summary_path.read_text())
+    assert SUMMARY_KEYS <= summary.keys()
+    # every scenario ran on the embedded default
+    assert summary["warm_overhead_p50_ms"] is not None and summary["warm_overhead_p50_ms"] > 0
+    assert 0 < summary["throughput_ratio_c64"]
+    assert summary["cold_prewarmed_p50_ms"]["process"] > 0
+    assert summary["invocations_in_connection_run"] >= 1000
+    assert summary["time_wait_new_connection_per_call"] > summary["time_wait_after_run"]
+    assert 5 < summary["idle_container_rss_mib"] < 100
+    (run,) = (tmp_path / "results").iterdir()
+    assert {p.name for p in run.glob("*.png")} >= {"warm_latency.png", "throughput.png"}
