@@ -14,14 +14,15 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from shared import keys
-from shared.auth import Principal, hash_secret, parse_token, secret_matches
-from shared.errors import StoreUnavailable, TooManyRequests
+from shared.auth import Principal, parse_token, secret_matches
+from shared.errors import StoreUnavailable, TooManyRequests, Unauthorized
 from shared.http import Handler
-from shared.keystore import SqlKeyStore
+from shared.keystore import INVALID_KEY, SqlKeyStore
 from shared.loops import follow_channel
 from shared.pool import Admission
 from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
+from shared.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Authenticator:
         self._redis = redis
         self._cache: dict[str, tuple[Principal, str, float]] = {}
         self._take_token = redis.register_script(keys.TAKE_TOKEN)
+        self._lookups: SingleFlight[tuple[Principal, str]] = SingleFlight()
 
     @property
     def keystore(self) -> SqlKeyStore:
@@ -51,10 +53,12 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and cached[2] > now and secret_matches(secret, cached[1]):
             return cached[0]
-        principal = await self._keystore.verify(key_id, secret)
-        self._cache[key_id] = (
-            principal, hash_secret(secret), now + self._settings.key_cache_ttl_s
-        )  # fmt: skip
+        # one lookup per key at a time, however many requests find the cache expired; each
+        # caller's own secret is checked against the stored hash the lookup brings back
+        principal, stored = await self._lookups.run(key_id, lambda: self._keystore.lookup(key_id))
+        if not secret_matches(secret, stored):
+            raise Unauthorized(INVALID_KEY)
+        self._cache[key_id] = (principal, stored, now + self._settings.key_cache_ttl_s)
         return principal
 
     def forget(self, key_id: str) -> None:

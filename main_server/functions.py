@@ -19,6 +19,7 @@ from shared.packages import PackageLimits, inspect_package
 from shared.pool import Pool
 from shared.redis_conn import REDIS_ERRORS
 from shared.settings import Settings
+from shared.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class FunctionService:
             max_uncompressed_bytes=settings.max_unzipped_bytes,
         )
         self._cache: dict[str, tuple[FunctionVersion, float]] = {}
+        self._lookups: SingleFlight[FunctionVersion] = SingleFlight()
 
     async def deploy(self, name: str, config: FunctionConfig, data: bytes) -> FunctionVersion:
         """Validate a package and make it the function's new immutable version."""
@@ -93,7 +95,8 @@ class FunctionService:
             return cached[0]
         validate_qualified(name)
         try:
-            fv = await self._metadata.latest(name)
+            # one query per name at a time, however many requests find the cache expired
+            fv = await self._lookups.run(name, lambda: self._metadata.latest(name))
         except StoreUnavailable:
             if cached is not None and not fresh:
                 # the database is away: warm invocations go on with what we knew; any

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shared.codestore import CodeStore, atomic_write
 from shared.errors import NotFound, StoreUnavailable
+from shared.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class PackageCache:
         self._store = store
         self._dir = directory
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._downloads: SingleFlight[bytes] = SingleFlight()
         self.downloads = 0
 
     def _path(self, key: str) -> Path:
@@ -38,22 +39,7 @@ class PackageCache:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             pass
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            data = await self._download(key, path)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
-        else:
-            future.set_result(data)
-            return data
-        finally:
-            del self._inflight[key]
+        return await self._downloads.run(key, lambda: self._download(key, path))
 
     async def _download(self, key: str, path: Path) -> bytes:
         data = await self._store.get(key)

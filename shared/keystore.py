@@ -19,6 +19,8 @@ from shared.errors import InvalidRequest, NotFound, Unauthorized
 from shared.metadata import KeyRow, SqlMetadataStore, UserRow, translate_errors
 from shared.models import validate_qualified
 
+INVALID_KEY = "the API key is not valid (unknown, revoked or wrong)"
+
 
 def _describe(row: KeyRow) -> dict[str, Any]:
     return {
@@ -86,21 +88,26 @@ class SqlKeyStore:
 
     @translate_errors
     async def verify(self, key_id: str, secret: str) -> Principal:
+        principal, stored_sha256 = await self.lookup(key_id)
+        if not secret_matches(secret, stored_sha256):
+            raise Unauthorized(INVALID_KEY)
+        return principal
+
+    @translate_errors
+    async def lookup(self, key_id: str) -> tuple[Principal, str]:
+        """A live key's principal and the SHA-256 of its secret, for the caller to check."""
         async with self._sessions() as session:
             row = await session.scalar(select(KeyRow).where(KeyRow.key_id == key_id))
-        if (
-            row is None
-            or row.revoked_at is not None
-            or not secret_matches(secret, row.secret_sha256)
-        ):
-            raise Unauthorized("the API key is not valid (unknown, revoked or wrong)")
-        return Principal(
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized(INVALID_KEY)
+        principal = Principal(
             key_id=row.key_id,
             namespaces=tuple(row.namespaces),
             scopes=parse_scopes(row.scopes),
             function=row.function,
             rate_per_s=row.rate_per_s,
         )
+        return principal, row.secret_sha256
 
     @translate_errors
     async def list(self) -> list[dict[str, Any]]:
