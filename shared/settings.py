@@ -43,7 +43,9 @@ class Settings:
     # the db number and password, if any)
     redis_sentinels: str = ""
     redis_sentinel_master: str = "mymaster"
-    redis_max_connections: int = 100
+    # per process: a call in flight holds one while its script runs, a request waiting for a
+    # cold start one for its BLPOP; past the limit a command fails at once (503)
+    redis_max_connections: int = 2000
     redis_connect_timeout_s: float = 2.0
     redis_socket_timeout_s: float = 5.0
     # empty = SQLite in state_dir

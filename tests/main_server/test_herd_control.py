@@ -243,3 +243,16 @@ def _process_exists(pid: int) -> bool:
     # a killed child not yet reaped is a zombie: gone for our purposes
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(") ")[-1][0] != "Z"
+
+
+async def test_a_crowd_of_waiters_does_not_run_out_of_redis_connections(redis_proxy, hotpool_stack):
+    # found by `hotpool bench` at 128 connections: every request queued for a container holds
+    # a Redis connection for its BLPOP, and past the pool's old limit of 100 the next command
+    # failed at once ("Too many connections", a 503)
+    stack = await hotpool_stack(redis_url=f"redis://127.0.0.1:{redis_proxy.port}/{REDIS_DB}")
+    assert (await stack.deploy("crowd", SLEEPY, max_concurrency=20)).status == 201
+
+    replies = await asyncio.gather(*(stack.invoke("crowd", {"s": 0.1}) for _ in range(150)))
+
+    assert sorted(r.status for r in replies) == [200] * 150, {await r.text() for r in replies}
+    assert await wait_for(lambda: nothing_leaked(stack, "crowd"), timeout_s=5)
