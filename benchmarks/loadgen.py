@@ -42,7 +42,7 @@ class LoadResult:
     duration_s: float
     requests: int
     errors: int  # non-2xx answers, connection errors and timeouts
-    rps: float
+    rps: float  # successful answers per second
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -148,7 +148,7 @@ def _run_wrk(targets: list[Target], duration_s: float) -> LoadResult:
         duration_s=round(elapsed_s, 3),
         requests=raw["requests"],
         errors=raw["errors"],
-        rps=round(raw["requests"] / elapsed_s, 1),
+        rps=round((raw["requests"] - raw["errors"]) / elapsed_s, 1),
         p50_ms=raw["p50_us"] / 1000,
         p95_ms=raw["p95_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
@@ -217,7 +217,7 @@ async def _aiohttp_load(targets: list[dict], duration_s: float) -> LoadResult:
         duration_s=round(elapsed, 3),
         requests=len(latencies),
         errors=errors,
-        rps=round(len(latencies) / elapsed, 1),
+        rps=round((len(latencies) - errors) / elapsed, 1),
         p50_ms=round(_percentile(latencies, 50), 3),
         p95_ms=round(_percentile(latencies, 95), 3),
         p99_ms=round(_percentile(latencies, 99), 3),

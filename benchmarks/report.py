@@ -72,8 +72,17 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         "throughput_ratio_c64_by_backend": ratio,
         "idle_container_rss_mib_by_backend": memory,
     }
+    summary["errors_in_load_runs"] = sum(_errors(b) for b in ran.values())
     summary["targets"] = _targets(summary)
     return summary
+
+
+def _errors(backend: dict[str, Any]) -> int:
+    """Failed requests in every load run of a backend: figures of a run with errors mislead."""
+    levels = [backend["latency"]["warm_c1"], *backend["latency"]["throughput"]]
+    runs = [t[side] for t in levels if "skipped" not in t for side in ("through_main", "direct")]
+    runs += [backend["connections"], backend["connections_new_per_call"]]
+    return sum(run.get("errors", 0) for run in runs)
 
 
 def _targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,6 +121,9 @@ def markdown(figures: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "not run"}[row["met"]]
         lines.append(f"| {row['target']} | {sign} {_fmt(row['limit'])} | "
                      f"{_fmt(row['measured'])} | {met} |")  # fmt: skip
+    if figures["summary"].get("errors_in_load_runs"):
+        lines += ["", f"**errors in load runs: {figures['summary']['errors_in_load_runs']}** "
+                  "(see the tables below; throughput counts successful answers only)"]  # fmt: skip
     for name, backend in figures["backends"].items():
         lines += ["", f"### {name}"]
         if "skipped" in backend:
@@ -125,21 +137,22 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
     lines = [
         f"Redis: {b['redis']}", "",
         "| concurrency | Main req/s | direct req/s | ratio | Main p50 / p99 (ms) | "
-        "direct p50 / p99 (ms) | overhead p50 / p99 (ms) |",
-        "|---|---|---|---|---|---|---|",
+        "direct p50 / p99 (ms) | overhead p50 / p99 (ms) | errors (Main / direct) |",
+        "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     rows = [("1 (warm latency run)", b["latency"]["warm_c1"])]
     rows += [(str(t["concurrency"]), t) for t in b["latency"]["throughput"]]
     for label, t in rows:
         if "skipped" in t:
-            lines.append(f"| {label} | skipped: {t['skipped']} ||||||")
+            lines.append(f"| {label} | skipped: {t['skipped']} |||||||")
             continue
         main, direct = t["through_main"], t["direct"]
         lines.append(
             f"| {label} | {_fmt(main['rps'])} | {_fmt(direct['rps'])} | "
             f"{_fmt(t['throughput_ratio'])} | {_fmt(main['p50_ms'])} / {_fmt(main['p99_ms'])} | "
             f"{_fmt(direct['p50_ms'])} / {_fmt(direct['p99_ms'])} | "
-            f"{_fmt(t['overhead_p50_ms'])} / {_fmt(t['overhead_p99_ms'])} |"
+            f"{_fmt(t['overhead_p50_ms'])} / {_fmt(t['overhead_p99_ms'])} | "
+            f"{_fmt(main['errors'])} / {_fmt(direct['errors'])} |"
         )
     cold = b["cold_start"]
     lines += ["", "| cold start | p50 (ms) | p95 (ms) | placement | code fetch | container start "
@@ -153,12 +166,12 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
         )
     keep, fresh = b["connections"], b["connections_new_per_call"]
     lines += [
-        "", "| connections to containers | invocations | req/s | new TIME_WAIT sockets |",
-        "|---|---|---|---|",
-        f"| kept alive | {_fmt(keep['invocations'])} | {_fmt(keep['rps'])} | "
-        f"{_fmt(keep['time_wait_new'])} |",
-        f"| one per call | {_fmt(fresh['invocations'])} | {_fmt(fresh['rps'])} | "
-        f"{_fmt(fresh['time_wait_new'])} |",
+        "", "| connections to containers | invocations | errors | req/s | new TIME_WAIT sockets |",
+        "|---|---|---|---|---|",
+        f"| kept alive | {_fmt(keep['invocations'])} | {_fmt(keep['errors'])} | "
+        f"{_fmt(keep['rps'])} | {_fmt(keep['time_wait_new'])} |",
+        f"| one per call | {_fmt(fresh['invocations'])} | {_fmt(fresh['errors'])} | "
+        f"{_fmt(fresh['rps'])} | {_fmt(fresh['time_wait_new'])} |",
     ]  # fmt: skip
     mem = b["memory"]
     if "skipped" in mem:

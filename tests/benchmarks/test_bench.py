@@ -29,7 +29,7 @@ SUMMARY_KEYS = {
 
 
 def _level(concurrency: int, main_rps: float, direct_rps: float, main_p50: float) -> dict:
-    side = {"rps": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0}
+    side = {"rps": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0, "errors": 0}
     return {
         "concurrency": concurrency,
         "through_main": {**side, "rps": main_rps, "p50_ms": main_p50, "p99_ms": main_p50 * 3},
@@ -44,7 +44,7 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
     cold = {"n": 3, "p50_ms": fresh_ms, "p95_ms": fresh_ms,
             "breakdown_p50_ms": {"placement_ms": 0.1, "code_fetch_ms": 0.2,
                                  "container_start_ms": fresh_ms - 10, "init_ms": 2}}  # fmt: skip
-    conn = {"invocations": 100_000, "rps": 3000.0, "time_wait_new": 8}
+    conn = {"invocations": 100_000, "errors": 0, "rps": 3000.0, "time_wait_new": 8}
     return {
         "redis": "private redis-server on a unix socket",
         "latency": {"warm_c1": _level(1, 2000, 8000, 0.45),
@@ -87,6 +87,15 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert met["cold start, fresh Docker container, p50 (ms)"] is True
     assert met["TIME_WAIT sockets after the connection run"] is True
     assert all(row["met"] is not None for row in summary["targets"])
+    assert summary["errors_in_load_runs"] == 0
+
+
+def test_errors_in_a_load_run_are_counted_and_shown(figures):
+    figures["backends"]["process"]["latency"]["throughput"][1]["through_main"]["errors"] = 7
+    figures["summary"] = report.summarise(figures)
+
+    assert figures["summary"]["errors_in_load_runs"] == 7
+    assert "errors in load runs: 7" in report.markdown(figures)
 
 
 def test_a_backend_that_did_not_run_gives_nulls_not_figures(figures):
@@ -109,6 +118,7 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == figures["summary"]
     assert json.loads((tmp_path / "figures.json").read_text())["machine"]["git_commit"] == "abc1234"
     assert "| 64 | 2,400 | 10,000 | 0.24 |" in text
+    assert "errors in load runs" not in text
     assert (tmp_path / "report.md").read_text().startswith(text)
     for name in ("warm_latency", "throughput", "cold_start", "connections", "memory"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
