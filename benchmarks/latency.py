@@ -66,35 +66,44 @@ def compare(
     server: DevServer, function: str, concurrency: int, *, duration_s: float, rounds: int,
     tool: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """Through Main and direct at ``concurrency``, ``rounds`` times each, alternating."""
+    """Through Main and direct at ``concurrency``, ``rounds`` times each, alternating, after
+    one unmeasured round of each (first calls pay for caches and allocations)."""
     containers = addresses(server, function)[:concurrency]
     if len(containers) < concurrency:
         raise RuntimeError(
             f"{function} has {len(containers)} containers, {concurrency} are needed; "
             "warm it up first"
         )
-    via_main = [main_target(server, function)] * concurrency
-    direct = [direct_target(a) for a in containers]
-    runs: dict[str, list[LoadResult]] = {"main": [], "direct": []}
-    for i in range(rounds):
-        order = ("main", "direct") if i % 2 == 0 else ("direct", "main")
-        for path in order:
-            runs[path].append(run_load(via_main if path == "main" else direct, duration_s, tool))
-    main, straight = _median(runs["main"]), _median(runs["direct"])
-    return {
-        "concurrency": concurrency,
-        "through_main": main,
-        "direct": straight,
-        "overhead_p50_ms": round(main["p50_ms"] - straight["p50_ms"], 3),
-        "overhead_p95_ms": round(main["p95_ms"] - straight["p95_ms"], 3),
-        "overhead_p99_ms": round(main["p99_ms"] - straight["p99_ms"], 3),
-        "latency_ratio_p50": round(main["p50_ms"] / straight["p50_ms"], 2),
-        "throughput_ratio": round(main["rps"] / straight["rps"], 3),
-        "rounds": [
-            {"through_main": m.to_dict(), "direct": d.to_dict()}
-            for m, d in zip(runs["main"], runs["direct"], strict=True)
-        ],
+    loads = {
+        "through_main": [main_target(server, function)] * concurrency,
+        "direct": [direct_target(a) for a in containers],
     }
+    runs: dict[str, list[LoadResult]] = {"through_main": [], "direct": []}
+    distorted: dict[str, str] = {}
+    for path, targets in loads.items():
+        try:
+            run_load(targets, min(duration_s, 2.0), tool)
+        except LoadDistorted as exc:
+            distorted[path] = str(exc)
+    for i in range(rounds):
+        order = list(loads) if i % 2 == 0 else list(reversed(loads))
+        for path in order:
+            if path not in distorted:
+                runs[path].append(run_load(loads[path], duration_s, tool))
+    figures: dict[str, Any] = {"concurrency": concurrency}
+    for path in loads:
+        figures[path] = _median(runs[path]) if runs[path] else {"skipped": distorted[path]}
+    main, straight = figures["through_main"], figures["direct"]
+    if "skipped" not in main and "skipped" not in straight:
+        figures.update(
+            overhead_p50_ms=round(main["p50_ms"] - straight["p50_ms"], 3),
+            overhead_p95_ms=round(main["p95_ms"] - straight["p95_ms"], 3),
+            overhead_p99_ms=round(main["p99_ms"] - straight["p99_ms"], 3),
+            latency_ratio_p50=round(main["p50_ms"] / straight["p50_ms"], 2),
+            throughput_ratio=round(main["rps"] / straight["rps"], 3) if straight["rps"] else None,
+        )
+    figures["rounds"] = {path: [r.to_dict() for r in results] for path, results in runs.items()}
+    return figures
 
 
 def measure(
@@ -119,10 +128,7 @@ def measure(
                 {"concurrency": level, "skipped": f"only {have} containers started in time"}
             )
             continue
-        try:
-            figures["throughput"].append(
-                compare(server, function, level, duration_s=duration_s, rounds=rounds, tool=tool)
-            )
-        except LoadDistorted as exc:
-            figures["throughput"].append({"concurrency": level, "skipped": str(exc)})
+        figures["throughput"].append(
+            compare(server, function, level, duration_s=duration_s, rounds=rounds, tool=tool)
+        )
     return figures

@@ -95,10 +95,11 @@ request = function() return req end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '{"requests": %%d, "duration_us": %%d, "errors": %%d, "p50_us": %%d, "p95_us": %%d, ' ..
-    '"p99_us": %%d, "mean_us": %%f}\\n',
+    '{"requests": %%d, "duration_us": %%d, "errors": %%d, "failed": %%d, "p50_us": %%d, ' ..
+    '"p95_us": %%d, "p99_us": %%d, "mean_us": %%f}\\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean))
+    e.status + e.timeout, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.mean))
 end
 """
 
@@ -169,7 +170,8 @@ def _run_wrk(targets: list[Target], duration_s: float) -> LoadResult:
         duration_s=round(elapsed_s, 3),
         requests=raw["requests"],
         errors=raw["errors"],
-        rps=round((raw["requests"] - raw["errors"]) / elapsed_s, 1),
+        # wrk's requests are the answers it read; connection errors are counted apart
+        rps=round(max(0, raw["requests"] - raw["failed"]) / elapsed_s, 1),
         p50_ms=raw["p50_us"] / 1000,
         p95_ms=raw["p95_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,

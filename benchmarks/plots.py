@@ -64,15 +64,17 @@ def _warm(ran: dict[str, dict[str, Any]], path: Path) -> Path:
 def _throughput(ran: dict[str, dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(2, len(ran), figsize=(5 * len(ran), 6.4), squeeze=False)
     for col, (name, backend) in enumerate(ran.items()):
-        levels = [t for t in backend["latency"]["throughput"] if "skipped" not in t]
-        xs = [t["concurrency"] for t in levels]
+        all_levels = backend["latency"]["throughput"]
+        xs = [t["concurrency"] for t in all_levels]
         for path_name in ("through_main", "direct"):
+            levels = [t for t in all_levels if "skipped" not in t[path_name]]
             colour = COLOURS[path_name]
-            axes[0][col].plot(xs, [t[path_name]["rps"] for t in levels], "o-", color=colour,
+            at = [t["concurrency"] for t in levels]
+            axes[0][col].plot(at, [t[path_name]["rps"] for t in levels], "o-", color=colour,
                               label=LABELS[path_name])  # fmt: skip
-            axes[1][col].plot(xs, [t[path_name]["p50_ms"] for t in levels], "o-", color=colour,
+            axes[1][col].plot(at, [t[path_name]["p50_ms"] for t in levels], "o-", color=colour,
                               label=f"{LABELS[path_name]} p50")  # fmt: skip
-            axes[1][col].plot(xs, [t[path_name]["p99_ms"] for t in levels], "o--", color=colour,
+            axes[1][col].plot(at, [t[path_name]["p99_ms"] for t in levels], "o--", color=colour,
                               label=f"{LABELS[path_name]} p99")  # fmt: skip
         for ax in axes[:, col]:
             ax.set_xscale("log", base=2)

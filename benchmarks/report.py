@@ -19,13 +19,16 @@ TARGETS = (
 )
 
 
+SIDES = ("through_main", "direct")
+
+
 def _ran(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {b: f for b, f in figures["backends"].items() if "skipped" not in f}
 
 
 def _c64(backend: dict[str, Any]) -> dict[str, Any] | None:
     levels = backend["latency"]["throughput"]
-    return next((t for t in levels if t["concurrency"] == 64 and "skipped" not in t), None)
+    return next((t for t in levels if t["concurrency"] == 64 and "throughput_ratio" in t), None)
 
 
 def summarise(figures: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
 def _errors(backend: dict[str, Any]) -> int:
     """Failed requests in every load run of a backend: figures of a run with errors mislead."""
     levels = [backend["latency"]["warm_c1"], *backend["latency"]["throughput"]]
-    runs = [t[side] for t in levels if "skipped" not in t for side in ("through_main", "direct")]
+    runs = [t[side] for t in levels for side in SIDES]
     runs += [backend["connections"], backend["connections_new_per_call"]]
     return sum(run.get("errors", 0) for run in runs)
 
@@ -143,8 +146,9 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
     rows = [("1 (warm latency run)", b["latency"]["warm_c1"])]
     rows += [(str(t["concurrency"]), t) for t in b["latency"]["throughput"]]
     for label, t in rows:
-        if "skipped" in t:
-            lines.append(f"| {label} | skipped: {t['skipped']} |||||||")
+        missing = [f"{side}: {t[side]['skipped']}" for side in SIDES if "skipped" in t[side]]
+        if missing:
+            lines.append(f"| {label} | not measured: {'; '.join(missing)} |||||||")
             continue
         main, direct = t["through_main"], t["direct"]
         lines.append(

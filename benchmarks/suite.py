@@ -111,7 +111,7 @@ def run_backend(backend: str, plan: Plan, tool: str, port: int, work: Path) -> d
         )  # fmt: skip
         log(f"{plan.connection_invocations} invocations, kept-alive connections")
         c8 = next(t for t in figures["latency"]["throughput"] if t["concurrency"] == 8)
-        rps_hint = c8["through_main"]["rps"] if "through_main" in c8 else 1000.0
+        rps_hint = c8["through_main"].get("rps", 1000.0)
         figures["connections"] = connections.measure(
             server, BENCH_FUNCTION, invocations=plan.connection_invocations,
             rps_hint=rps_hint, concurrency=8, tool=tool,

@@ -90,6 +90,17 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert summary["errors_in_load_runs"] == 0
 
 
+def test_a_side_that_could_not_be_measured_is_reported_without_a_ratio(figures):
+    level = figures["backends"]["process"]["latency"]["throughput"][1]
+    level["direct"] = {"skipped": "wrk with 64 threads took 80 s for a 5 s run"}
+    for key in ("throughput_ratio", "overhead_p50_ms", "overhead_p99_ms"):
+        del level[key]
+    figures["summary"] = report.summarise(figures)
+
+    assert figures["summary"]["throughput_ratio_c64"] is None
+    assert "not measured: direct: wrk with 64 threads" in report.markdown(figures)
+
+
 def test_errors_in_a_load_run_are_counted_and_shown(figures):
     figures["backends"]["process"]["latency"]["throughput"][1]["through_main"]["errors"] = 7
     figures["summary"] = report.summarise(figures)
