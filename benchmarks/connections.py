@@ -48,18 +48,24 @@ def measure(
     sockets that appeared meanwhile (the load generator's own closing connections included)."""
     warm_up(server, function, concurrency, tool, timeout_s=60)
     before = time_wait_sockets()
-    duration_s = max(1.0, math.ceil(invocations / max(rps_hint, 1.0)))
-    result = run_load([main_target(server, function)] * concurrency, duration_s, tool)
+    results = []
+    rps = max(rps_hint, 1.0)
+    while (done := sum(r.requests for r in results)) < invocations:
+        # runs of a fixed length (wrk has no request count) until the count is reached
+        duration_s = max(1.0, math.ceil((invocations - done) / rps * 1.05))
+        results.append(run_load([main_target(server, function)] * concurrency, duration_s, tool))
+        rps = max(results[-1].rps, 1.0)
     after = time_wait_sockets()
     ports = {urlsplit(server.main_url).port} | {
         int(a.rpartition(":")[2]) for a in addresses(server, function)
     }
     new = after - before
+    requests = sum(r.requests for r in results)
     return {
-        "invocations": result.requests,
-        "errors": result.errors,
+        "invocations": requests,
+        "errors": sum(r.errors for r in results),
         "concurrency": concurrency,
-        "rps": result.rps,
+        "rps": round(requests / sum(r.duration_s for r in results), 1),
         "time_wait_new": sum(1 for pair in new if _ports(pair) & ports),
         "time_wait_new_machine_wide": len(new),
         "time_wait_on_machine": len(after),

@@ -19,6 +19,7 @@ from benchmarks.loadgen import LoadDistorted, LoadResult, Target, run_load
 
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
 HOLD_S = 0.5  # longer than a warm-up call holds its container (HOLD_EVENT)
+max_error_share = 0.01  # a side with more failed requests than this is not a measurement
 
 
 def main_target(server: DevServer, function: str) -> Target:
@@ -93,6 +94,10 @@ def compare(
     figures: dict[str, Any] = {"concurrency": concurrency}
     for path in loads:
         figures[path] = _median(runs[path]) if runs[path] else {"skipped": distorted[path]}
+        failed, sent = figures[path].get("errors", 0), figures[path].get("requests", 0)
+        if failed > max_error_share * max(sent, 1):
+            # figures of a run that mostly failed describe the failures, not the path
+            figures[path] = {"skipped": f"{failed:,} errors in {sent:,} requests", **figures[path]}
     main, straight = figures["through_main"], figures["direct"]
     if "skipped" not in main and "skipped" not in straight:
         figures.update(
