@@ -12,14 +12,10 @@ import time
 from typing import Any
 
 from benchmarks.devserver import DevServer, bench_zip, dev_server
+from benchmarks.loadgen import percentile
 
 BREAKDOWN_KEYS = ("placement_ms", "code_fetch_ms", "container_start_ms", "init_ms")
 WARM_UP_CALLS = 2  # the first cold starts load caches on the machine: not counted
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def _series(server: DevServer, n: int, prewarm: int) -> dict[str, Any]:

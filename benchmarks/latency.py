@@ -42,9 +42,8 @@ def warm_up(server: DevServer, function: str, concurrency: int, tool: str, timeo
     """Start containers until the function has ``concurrency`` of them (or time is up): calls
     that hold their container for a moment, from ``concurrency`` connections at once, make
     the pool start one container per connection. Returns how many it has."""
-    holding = Target(
-        main_target(server, function).url, HOLD_EVENT, main_target(server, function).headers
-    )
+    target = main_target(server, function)
+    holding = Target(target.url, HOLD_EVENT, target.headers)
     deadline = time.monotonic() + timeout_s
     while True:
         have = len(addresses(server, function))

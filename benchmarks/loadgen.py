@@ -199,7 +199,9 @@ def _run_aiohttp_process(targets: list[Target], duration_s: float) -> LoadResult
     return LoadResult(**json.loads(done.stdout))
 
 
-def _percentile(ordered: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` (nearest rank), NaN when there are none."""
+    ordered = sorted(values)
     if not ordered:
         return math.nan
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
@@ -241,9 +243,9 @@ async def _aiohttp_load(targets: list[dict], duration_s: float) -> LoadResult:
         requests=len(latencies),
         errors=errors,
         rps=round((len(latencies) - errors) / elapsed, 1),
-        p50_ms=round(_percentile(latencies, 50), 3),
-        p95_ms=round(_percentile(latencies, 95), 3),
-        p99_ms=round(_percentile(latencies, 99), 3),
+        p50_ms=round(percentile(latencies, 50), 3),
+        p95_ms=round(percentile(latencies, 95), 3),
+        p99_ms=round(percentile(latencies, 99), 3),
         mean_ms=round(sum(latencies) / max(1, len(latencies)), 3),
     )
 

@@ -11,16 +11,14 @@ matplotlib.use("Agg")  # files only: no screen on a server
 
 import matplotlib.pyplot as plt
 
+from benchmarks.report import ran_backends
+
 COLOURS = {"through_main": "#d9534f", "direct": "#5b8def"}
 LABELS = {"through_main": "through Main", "direct": "direct to the container"}
 
 
-def _ran(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {b: f for b, f in figures["backends"].items() if "skipped" not in f}
-
-
 def plot_all(figures: dict[str, Any], out: Path) -> list[Path]:
-    ran = _ran(figures)
+    ran = ran_backends(figures)
     if not ran:
         return []
     paths = [

@@ -22,7 +22,8 @@ TARGETS = (
 SIDES = ("through_main", "direct")
 
 
-def _ran(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def ran_backends(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The backends that ran (not skipped), by name."""
     return {b: f for b, f in figures["backends"].items() if "skipped" not in f}
 
 
@@ -34,7 +35,7 @@ def _c64(backend: dict[str, Any]) -> dict[str, Any] | None:
 def summarise(figures: dict[str, Any]) -> dict[str, Any]:
     """The headline figures (null where a scenario did not run). Single numbers come from the
     embedded default (process backend) when it ran; ``*_by_backend`` has every backend's."""
-    ran = _ran(figures)
+    ran = ran_backends(figures)
     primary = ran.get("process") or next(iter(ran.values()), None)
 
     def by_backend(get) -> dict[str, Any]:

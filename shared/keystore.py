@@ -12,7 +12,6 @@ from shared.auth import (
     Principal,
     new_key,
     parse_scopes,
-    secret_matches,
     validate_namespaces,
 )
 from shared.errors import InvalidRequest, NotFound, Unauthorized
@@ -85,13 +84,6 @@ class SqlKeyStore:
             )
             session.add(row)
         return key, _describe(row)
-
-    @translate_errors
-    async def verify(self, key_id: str, secret: str) -> Principal:
-        principal, stored_sha256 = await self.lookup(key_id)
-        if not secret_matches(secret, stored_sha256):
-            raise Unauthorized(INVALID_KEY)
-        return principal
 
     @translate_errors
     async def lookup(self, key_id: str) -> tuple[Principal, str]:

@@ -10,7 +10,7 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """For ``preexec_fn``: the child gets SIGKILL when its parent dies, even by kill -9, so
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """For ``preexec_fn``: the child gets ``sig`` when its parent dies, even by kill -9, so
     nothing is left running that no one owns (Linux only: prctl PR_SET_PDEATHSIG)."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _LIBC.prctl(PR_SET_PDEATHSIG, sig)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
@@ -27,6 +26,7 @@ from benchmarks.chaos.config import (
     START_TIMEOUT_S,
     HarnessError,
 )
+from shared.procs import die_with_parent
 
 # ---------------------------------------------------------------------------------------------
 # the processes
@@ -38,14 +38,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# loaded before any fork: the child between fork and exec must not take the loader's locks
-_LIBC = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
 def _die_with_parent() -> None:
     # if the chaos run itself is SIGKILLed, its services get SIGTERM and drain their containers
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ import copy
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -136,8 +138,19 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
 
 
 def test_time_wait_sockets_are_read_from_the_kernel_tables():
-    sockets = connections.time_wait_sockets()
-    assert all(len(pair) == 2 and ":" in pair[0] for pair in sockets)
+    # the side that closes first keeps TIME_WAIT: close the client end, then the server's
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        client_port = client.getsockname()[1]
+        client.close()
+        accepted.recv(1)  # the FIN arrived
+        accepted.close()
+    time.sleep(0.1)
+
+    ports = {p for pair in connections.time_wait_sockets() for p in connections._ports(pair)}
+
+    assert client_port in ports
     assert connections._ports(("0100007F:1F90", "0100007F:C350")) == {8080, 50000}
 
 
