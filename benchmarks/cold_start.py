@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.devserver import DevServer, bench_zip, dev_server
-from benchmarks.loadgen import percentile
+from hotpool.benchmarks.devserver import DevServer, bench_zip, dev_server
+from hotpool.benchmarks.loadgen import percentile
 
 BREAKDOWN_KEYS = ("placement_ms", "code_fetch_ms", "container_start_ms", "init_ms")
 WARM_UP_CALLS = 2  # the first cold starts load caches on the machine: not counted

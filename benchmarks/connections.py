@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.devserver import DevServer
-from benchmarks.latency import addresses, main_target, warm_up
-from benchmarks.loadgen import run_load
+from hotpool.benchmarks.devserver import DevServer
+from hotpool.benchmarks.latency import addresses, main_target, warm_up
+from hotpool.benchmarks.loadgen import run_load
 
 TIME_WAIT = "06"
 

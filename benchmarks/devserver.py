@@ -160,7 +160,7 @@ def _env(state: str, secret: str, settings: dict[str, object]) -> dict[str, str]
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "main_server.cli", *args],
+            [sys.executable, "-m", "hotpool.main_server.cli", *args],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -204,7 +204,7 @@ def split_services(port: int, redis_url: str, **settings: object) -> Iterator[De
         log = Path(state) / "services.log"
         for args in (["migrate"], ["admin", "create-key", "--namespace", "*", "--scopes", "admin"]):
             done = subprocess.run(
-                [sys.executable, "-m", "main_server.cli", *args],
+                [sys.executable, "-m", "hotpool.main_server.cli", *args],
                 env=env, capture_output=True, text=True, timeout=120,
             )  # fmt: skip
             if done.returncode != 0:

@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer
-from benchmarks.loadgen import LoadDistorted, LoadResult, Target, run_load
+from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer
+from hotpool.benchmarks.loadgen import LoadDistorted, LoadResult, Target, run_load
 
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
 HOLD_S = 0.5  # longer than a warm-up call holds its container (HOLD_EVENT)

@@ -1,5 +1,5 @@
 """HTTP load from outside hotpool: ``wrk`` (Debian's package) when it is installed, else
-aiohttp's client in a separate process (``python -m benchmarks.loadgen``).
+aiohttp's client in a separate process (``python -m hotpool.benchmarks.loadgen``).
 
 Every run is closed-loop: each connection sends its next request when the previous answer
 is in. A run gets one target per connection, so "direct" runs can give each connection its
@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 TOOLS = ("wrk", "aiohttp")
@@ -190,9 +189,8 @@ def _run_aiohttp_process(targets: list[Target], duration_s: float) -> LoadResult
         ],
     }
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.loadgen"],
+        [sys.executable, "-m", "hotpool.benchmarks.loadgen"],
         input=json.dumps(spec), capture_output=True, text=True, timeout=duration_s + 120,
-        cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"the aiohttp load generator failed: {done.stderr[-2000:]}")
@@ -251,7 +249,8 @@ async def _aiohttp_load(targets: list[dict], duration_s: float) -> LoadResult:
 
 
 def _worker_main() -> int:
-    """``python -m benchmarks.loadgen``: a spec as JSON on stdin, a LoadResult as JSON out."""
+    """``python -m hotpool.benchmarks.loadgen``: a spec as JSON on stdin, a LoadResult as JSON
+    out."""
     import uvloop
 
     spec = json.load(sys.stdin)

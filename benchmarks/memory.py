@@ -14,9 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.devserver import DevServer, bench_zip, descendants, process_stats, split_services
-from benchmarks.latency import main_target, warm_up
-from benchmarks.loadgen import run_load
+from hotpool.benchmarks.devserver import (
+    DevServer,
+    bench_zip,
+    descendants,
+    process_stats,
+    split_services,
+)
+from hotpool.benchmarks.latency import main_target, warm_up
+from hotpool.benchmarks.loadgen import run_load
 
 IDLE_S = 1.0
 

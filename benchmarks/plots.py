@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: no screen on a server
 
 import matplotlib.pyplot as plt
 
-from benchmarks.report import ran_backends
+from hotpool.benchmarks.report import ran_backends
 
 COLOURS = {"through_main": "#d9534f", "direct": "#5b8def"}
 LABELS = {"through_main": "through Main", "direct": "direct to the container"}

@@ -1,6 +1,6 @@
 """Execution-record throughput through ``RecordWriter``, per store.
 
-    python -m benchmarks.record_writer [--n 100000] [--batch-size 200]
+    python -m hotpool.benchmarks.record_writer [--n 100000] [--batch-size 200]
 
 Submits N records, a thousand per event-loop turn as a busy Main would, and times from the
 first submit to the end of ``close()`` (everything stored). Stores: ``SqliteExecutionLog``
@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from shared.execlog import ExecutionLog, Record, RecordWriter, SqliteExecutionLog
+from hotpool.shared.execlog import ExecutionLog, Record, RecordWriter, SqliteExecutionLog
 
 SUBMITS_PER_TURN = 1000
 
@@ -114,7 +114,7 @@ async def sqlite_store() -> AsyncIterator[ExecutionLog]:
 async def mongo_store(url: str) -> AsyncIterator[ExecutionLog]:
     from pymongo import AsyncMongoClient
 
-    from shared.mongo_log import MongoExecutionLog
+    from hotpool.shared.mongo_log import MongoExecutionLog
 
     client: AsyncMongoClient = AsyncMongoClient(url, serverSelectionTimeoutMS=2000)
     database = f"hotpool_bench_{uuid.uuid4().hex[:12]}"
@@ -165,7 +165,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=200)
     args = parser.parse_args()
     # the down store's spill warnings are expected here
-    logging.getLogger("shared.execlog").setLevel(logging.ERROR)
+    logging.getLogger("hotpool.shared.execlog").setLevel(logging.ERROR)
     # benchmarks are outside the service, so the settings module's rule does not apply
     mongo_url = os.environ.get("HOTPOOL_TEST_MONGO_URL", "")
     figures = asyncio.run(measure(args.n, args.batch_size, mongo_url))

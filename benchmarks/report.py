@@ -197,7 +197,7 @@ def write_results(figures: dict[str, Any], run_dir: Path) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     (run_dir / "summary.json").write_text(json.dumps(figures["summary"], indent=2) + "\n")
-    from benchmarks.plots import plot_all
+    from hotpool.benchmarks.plots import plot_all
 
     plots = plot_all(figures, run_dir)
     text = markdown(figures)

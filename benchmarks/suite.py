@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold_start, connections, latency, memory
-from benchmarks.devserver import bench_zip, dev_server
-from benchmarks.loadgen import pick_tool
-from benchmarks.report import summarise, write_results
-from shared.local_redis import LocalRedis, wanted_binary
-from shared.settings import Settings
+from hotpool.benchmarks import cold_start, connections, latency, memory
+from hotpool.benchmarks.devserver import bench_zip, dev_server
+from hotpool.benchmarks.loadgen import pick_tool
+from hotpool.benchmarks.report import summarise, write_results
+from hotpool.shared.local_redis import LocalRedis, wanted_binary
+from hotpool.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_FUNCTION = "bench"

@@ -16,13 +16,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from main_server.auth import namespace_full, over_rate
-from main_server.manager_client import ColdStart, ManagerClient
-from shared.errors import FunctionError, NoCapacity, StoreUnavailable, TooManyRequests
-from shared.models import FunctionVersion, PoolEntry
-from shared.pool import Admission, Plan, Pool
-from shared.redis_conn import REDIS_ERRORS
-from shared.settings import Settings
+from hotpool.main_server.auth import namespace_full, over_rate
+from hotpool.main_server.manager_client import ColdStart, ManagerClient
+from hotpool.shared.errors import FunctionError, NoCapacity, StoreUnavailable, TooManyRequests
+from hotpool.shared.models import FunctionVersion, PoolEntry
+from hotpool.shared.pool import Admission, Plan, Pool
+from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,26 +11,26 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from main_server.auth import AUTHENTICATOR, Authenticator, auth_middleware
-from main_server.container_client import ContainerClient
-from main_server.functions import FunctionService
-from main_server.invoke import Invoker
-from main_server.keys_api import routes as key_routes
-from main_server.manager_client import ManagerClient
-from main_server.openapi import routes as openapi_routes
-from main_server.reaper import Reaper
-from main_server.registry import ManagerRegistry
-from main_server.routes import routes
-from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
-from shared.codestore import CodeStore
-from shared.execlog import ExecutionLog, RecordWriter
-from shared.http import error_middleware
-from shared.keystore import SqlKeyStore
-from shared.metadata import MetadataStore
-from shared.pool import Pool
-from shared.redis_conn import check_redis, make_redis
-from shared.settings import Settings
-from shared.stores import open_code_store, open_execution_log, open_metadata
+from hotpool.main_server.auth import AUTHENTICATOR, Authenticator, auth_middleware
+from hotpool.main_server.container_client import ContainerClient
+from hotpool.main_server.functions import FunctionService
+from hotpool.main_server.invoke import Invoker
+from hotpool.main_server.keys_api import routes as key_routes
+from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.openapi import routes as openapi_routes
+from hotpool.main_server.reaper import Reaper
+from hotpool.main_server.registry import ManagerRegistry
+from hotpool.main_server.routes import routes
+from hotpool.main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
+from hotpool.shared.codestore import CodeStore
+from hotpool.shared.execlog import ExecutionLog, RecordWriter
+from hotpool.shared.http import error_middleware
+from hotpool.shared.keystore import SqlKeyStore
+from hotpool.shared.metadata import MetadataStore
+from hotpool.shared.pool import Pool
+from hotpool.shared.redis_conn import check_redis, make_redis
+from hotpool.shared.settings import Settings
+from hotpool.shared.stores import open_code_store, open_execution_log, open_metadata
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ import time
 from aiohttp import web
 from redis.asyncio import Redis
 
-from shared import keys
-from shared.auth import Principal, parse_token, secret_matches
-from shared.errors import StoreUnavailable, TooManyRequests, Unauthorized
-from shared.http import Handler
-from shared.keystore import INVALID_KEY, SqlKeyStore
-from shared.loops import follow_channel
-from shared.pool import Admission
-from shared.redis_conn import REDIS_ERRORS
-from shared.settings import Settings
-from shared.singleflight import SingleFlight
+from hotpool.shared import keys
+from hotpool.shared.auth import Principal, parse_token, secret_matches
+from hotpool.shared.errors import StoreUnavailable, TooManyRequests, Unauthorized
+from hotpool.shared.http import Handler
+from hotpool.shared.keystore import INVALID_KEY, SqlKeyStore
+from hotpool.shared.loops import follow_channel
+from hotpool.shared.pool import Admission
+from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.settings import Settings
+from hotpool.shared.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from shared.errors import HotpoolError
-from shared.settings import Settings, SettingsError, client_api_key, client_url
+from hotpool.shared.errors import HotpoolError
+from hotpool.shared.settings import Settings, SettingsError, client_api_key, client_url
 
 
 class CliError(Exception):
@@ -65,7 +65,7 @@ def _print(data: Any) -> None:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from shared.packages import zip_directory
+    from hotpool.shared.packages import zip_directory
 
     path = Path(args.path)
     if path.is_dir():
@@ -213,21 +213,21 @@ def _settings_for_service(args: argparse.Namespace) -> Settings:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from main_server.serve import run, run_dev
+    from hotpool.main_server.serve import run, run_dev
 
     run(run_dev, _settings_for_service(args))
     return 0
 
 
 def cmd_main(args: argparse.Namespace) -> int:
-    from main_server.serve import run, run_main
+    from hotpool.main_server.serve import run, run_main
 
     run(run_main, _settings_for_service(args))
     return 0
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
-    from main_server.serve import run, run_manager
+    from hotpool.main_server.serve import run, run_manager
 
     settings = Settings.from_env()
     if args.port is not None:
@@ -239,7 +239,7 @@ def cmd_manager(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from shared.schema import migrate
+    from hotpool.shared.schema import migrate
 
     url = args.database_url
     if not url:
@@ -256,9 +256,9 @@ def cmd_admin_create_key(args: argparse.Namespace) -> int:
     """Create an API key straight in the metadata database (production bootstrap)."""
     import asyncio
 
-    from shared.keystore import SqlKeyStore
-    from shared.models import qualify, validate_name
-    from shared.stores import open_metadata
+    from hotpool.shared.keystore import SqlKeyStore
+    from hotpool.shared.models import qualify, validate_name
+    from hotpool.shared.stores import open_metadata
 
     namespaces = [ns.strip() for ns in args.namespace.split(",") if ns.strip()]
     function = None
@@ -288,8 +288,8 @@ def cmd_admin_create_key(args: argparse.Namespace) -> int:
 def cmd_admin_revoke_key(args: argparse.Namespace) -> int:
     import asyncio
 
-    from shared.keystore import SqlKeyStore
-    from shared.stores import open_metadata
+    from hotpool.shared.keystore import SqlKeyStore
+    from hotpool.shared.stores import open_metadata
 
     async def revoke() -> None:
         metadata = await open_metadata(Settings.from_env())
@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
-        from benchmarks.suite import main as bench_main
+        from hotpool.benchmarks.suite import main as bench_main
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -8,18 +8,18 @@ import time
 
 from redis.asyncio import Redis
 
-from main_server.manager_client import ManagerClient
-from shared import keys
-from shared.codestore import CodeStore
-from shared.errors import StoreUnavailable
-from shared.loops import follow_channel
-from shared.metadata import MetadataStore
-from shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_qualified
-from shared.packages import PackageLimits, inspect_package
-from shared.pool import Pool
-from shared.redis_conn import REDIS_ERRORS
-from shared.settings import Settings
-from shared.singleflight import SingleFlight
+from hotpool.main_server.manager_client import ManagerClient
+from hotpool.shared import keys
+from hotpool.shared.codestore import CodeStore
+from hotpool.shared.errors import StoreUnavailable
+from hotpool.shared.loops import follow_channel
+from hotpool.shared.metadata import MetadataStore
+from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_qualified
+from hotpool.shared.packages import PackageLimits, inspect_package
+from hotpool.shared.pool import Pool
+from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.settings import Settings
+from hotpool.shared.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 

@@ -14,20 +14,20 @@ from typing import Any
 
 import orjson
 
-from main_server.acquire import Acquirer
-from main_server.container_client import CallFailed, ConnectFailed, ContainerClient
-from main_server.manager_client import ColdStart, ManagerClient
-from shared.errors import (
+from hotpool.main_server.acquire import Acquirer
+from hotpool.main_server.container_client import CallFailed, ConnectFailed, ContainerClient
+from hotpool.main_server.manager_client import ColdStart, ManagerClient
+from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
     HotpoolError,
     InvocationTimeout,
 )
-from shared.execlog import RecordWriter
-from shared.models import FunctionVersion, PoolEntry
-from shared.pool import Admission, Pool
-from shared.redis_conn import REDIS_ERRORS
-from shared.settings import Settings
+from hotpool.shared.execlog import RecordWriter
+from hotpool.shared.models import FunctionVersion, PoolEntry
+from hotpool.shared.pool import Admission, Pool
+from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

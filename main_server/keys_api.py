@@ -6,11 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from main_server.auth import AUTHENTICATOR, PRINCIPAL
-from shared.auth import ALL_NAMESPACES, Principal
-from shared.errors import Forbidden, InvalidRequest, NotFound
-from shared.http import json_response, read_json
-from shared.models import qualify, validate_name
+from hotpool.main_server.auth import AUTHENTICATOR, PRINCIPAL
+from hotpool.shared.auth import ALL_NAMESPACES, Principal
+from hotpool.shared.errors import Forbidden, InvalidRequest, NotFound
+from hotpool.shared.http import json_response, read_json
+from hotpool.shared.models import qualify, validate_name
 
 routes = web.RouteTableDef()
 

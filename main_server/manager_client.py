@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
-from shared.errors import ContainerFailed, FunctionError, NoCapacity, RuntimeImageMissing
-from shared.models import FunctionVersion, PoolEntry
+from hotpool.main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
+from hotpool.shared.errors import ContainerFailed, FunctionError, NoCapacity, RuntimeImageMissing
+from hotpool.shared.models import FunctionVersion, PoolEntry
 
 log = logging.getLogger(__name__)
 

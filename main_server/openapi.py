@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from main_server.openapi_schemas import (
+from hotpool.main_server.openapi_schemas import (
     AUTH_STATUSES,
     ENV_KEY_PATTERN,
     HANDLER_PATTERN,
@@ -22,9 +22,9 @@ from main_server.openapi_schemas import (
     query_param,
     ref,
 )
-from main_server.routes import max_invocations_limit
-from shared.http import json_response
-from shared.models import (
+from hotpool.main_server.routes import max_invocations_limit
+from hotpool.shared.http import json_response
+from hotpool.shared.models import (
     MAX_CONCURRENCY_RANGE,
     MAX_ENV_VARS,
     MEMORY_MB_RANGE,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.auth import SCOPES
-from shared.models import ENV_KEY_RE, HANDLER_RE, NAME_RE, RUNTIMES
+from hotpool.shared.auth import SCOPES
+from hotpool.shared.models import ENV_KEY_RE, HANDLER_RE, NAME_RE, RUNTIMES
 
 Schema = dict[str, Any]
 

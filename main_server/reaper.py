@@ -16,14 +16,14 @@ from enum import Enum
 import aiohttp
 import orjson
 
-from main_server.manager_client import ManagerClient
-from main_server.registry import ManagerRegistry
-from shared import keys
-from shared.loops import every
-from shared.models import PoolEntry
-from shared.pool import Pool
-from shared.redis_conn import REDIS_ERRORS, text
-from shared.settings import Settings
+from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.registry import ManagerRegistry
+from hotpool.shared import keys
+from hotpool.shared.loops import every
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.pool import Pool
+from hotpool.shared.redis_conn import REDIS_ERRORS, text
+from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 
-from shared import keys
+from hotpool.shared import keys
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import orjson
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from main_server.auth import AUTHENTICATOR, PRINCIPAL
-from main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
-from shared.errors import (
+from hotpool.main_server.auth import AUTHENTICATOR, PRINCIPAL
+from hotpool.main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
+from hotpool.shared.errors import (
     Forbidden,
     HotpoolError,
     InvalidEvent,
@@ -19,9 +19,9 @@ from shared.errors import (
     PayloadTooLarge,
     StoreUnavailable,
 )
-from shared.http import error_response, json_response
-from shared.models import FunctionConfig, qualify, validate_name
-from shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.http import error_response, json_response
+from hotpool.shared.models import FunctionConfig, qualify, validate_name
+from hotpool.shared.redis_conn import REDIS_ERRORS
 
 routes = web.RouteTableDef()
 

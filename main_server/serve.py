@@ -11,17 +11,16 @@ import os
 import secrets
 import signal
 
-import fakeredis
 from aiohttp import web
 
-from main_server.app import create_app
-from manager.app import create_manager_app
-from shared.auth import ALL_NAMESPACES
-from shared.keystore import SqlKeyStore
-from shared.local_redis import LocalRedis, wanted_binary
-from shared.redis_conn import make_redis
-from shared.settings import Settings, SettingsError
-from shared.stores import open_metadata
+from hotpool.main_server.app import create_app
+from hotpool.manager.app import create_manager_app
+from hotpool.shared.auth import ALL_NAMESPACES
+from hotpool.shared.keystore import SqlKeyStore
+from hotpool.shared.local_redis import LocalRedis, wanted_binary
+from hotpool.shared.redis_conn import in_process_server, make_redis, uses_in_process_redis
+from hotpool.shared.settings import Settings, SettingsError
+from hotpool.shared.stores import open_metadata
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ async def run_dev(settings: Settings) -> None:
     if binary is not None:
         local = LocalRedis(binary, settings.state_dir / "redis")
         settings = settings.replace(redis_url=await asyncio.to_thread(local.start))
-    server = fakeredis.FakeServer()  # the in-process stand-in, when there is no redis_url
+    server = in_process_server() if uses_in_process_redis(settings) else None
     main_redis = make_redis(settings, server)
     manager_redis = make_redis(settings, server)
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 from redis.asyncio import Redis
 
-from main_server.functions import FunctionService
-from main_server.invoke import Invoker
-from main_server.reaper import Reaper
-from main_server.registry import ManagerRegistry
-from shared.execlog import ExecutionLog
-from shared.pool import Pool
+from hotpool.main_server.functions import FunctionService
+from hotpool.main_server.invoke import Invoker
+from hotpool.main_server.reaper import Reaper
+from hotpool.main_server.registry import ManagerRegistry
+from hotpool.shared.execlog import ExecutionLog
+from hotpool.shared.pool import Pool
 
 REDIS = web.AppKey("redis", Redis)
 POOL = web.AppKey("pool", Pool)

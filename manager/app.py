@@ -19,18 +19,18 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from manager.backend import ContainerBackend
-from manager.docker_backend import DockerBackend
-from manager.package_cache import PackageCache
-from manager.process_backend import ProcessBackend
-from manager.service import CreateRequest, ManagerService
-from shared.codestore import CodeStore, LocalCodeStore
-from shared.errors import Unauthorized
-from shared.http import error_middleware, json_response, read_json
-from shared.loops import every
-from shared.redis_conn import check_redis, make_redis
-from shared.settings import Settings, SettingsError
-from shared.stores import open_code_store
+from hotpool.manager.backend import ContainerBackend
+from hotpool.manager.docker_backend import DockerBackend
+from hotpool.manager.package_cache import PackageCache
+from hotpool.manager.process_backend import ProcessBackend
+from hotpool.manager.service import CreateRequest, ManagerService
+from hotpool.shared.codestore import CodeStore, LocalCodeStore
+from hotpool.shared.errors import Unauthorized
+from hotpool.shared.http import error_middleware, json_response, read_json
+from hotpool.shared.loops import every
+from hotpool.shared.redis_conn import check_redis, make_redis
+from hotpool.shared.settings import Settings, SettingsError
+from hotpool.shared.stores import open_code_store
 
 log = logging.getLogger(__name__)
 

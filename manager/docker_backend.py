@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import aiodocker
 import aiohttp
 
-from manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
-from shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
+from hotpool.manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
+from hotpool.shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
 
 log = logging.getLogger(__name__)
 

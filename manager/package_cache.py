@@ -11,9 +11,9 @@ import hashlib
 import logging
 from pathlib import Path
 
-from shared.codestore import CodeStore, atomic_write
-from shared.errors import NotFound, StoreUnavailable
-from shared.singleflight import SingleFlight
+from hotpool.shared.codestore import CodeStore, atomic_write
+from hotpool.shared.errors import NotFound, StoreUnavailable
+from hotpool.shared.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 

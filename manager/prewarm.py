@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from manager.backend import Container, ContainerBackend, ContainerSpec
+from hotpool.manager.backend import Container, ContainerBackend, ContainerSpec
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,16 @@ import time
 import uuid
 from pathlib import Path
 
-from manager.backend import BOOTSTRAP_PATH, Container, ContainerSpec, ExitListener, ExitStatus
-from shared.errors import ContainerFailed, RuntimeImageMissing
-from shared.models import MEMORY_MB_RANGE
-from shared.procs import die_with_parent
+from hotpool.manager.backend import (
+    BOOTSTRAP_PATH,
+    Container,
+    ContainerSpec,
+    ExitListener,
+    ExitStatus,
+)
+from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
+from hotpool.shared.models import MEMORY_MB_RANGE
+from hotpool.shared.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 

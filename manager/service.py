@@ -15,17 +15,17 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
-from manager.backend import (
+from hotpool.manager.backend import (
     Container,
     ContainerBackend,
     ContainerSpec,
     ContainerState,
     ExitStatus,
 )
-from manager.prewarm import PrewarmPool
-from shared import keys
-from shared.codestore import CodeStore
-from shared.errors import (
+from hotpool.manager.prewarm import PrewarmPool
+from hotpool.shared import keys
+from hotpool.shared.codestore import CodeStore
+from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
     InvalidRequest,
@@ -33,10 +33,10 @@ from shared.errors import (
     NotFound,
     StoreUnavailable,
 )
-from shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
-from shared.pool import Pool
-from shared.redis_conn import REDIS_ERRORS, text
-from shared.settings import Settings
+from hotpool.shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
+from hotpool.shared.pool import Pool
+from hotpool.shared.redis_conn import REDIS_ERRORS, text
+from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

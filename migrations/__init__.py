@@ -4,7 +4,7 @@ Run them with ``hotpool migrate`` (or ``shared.schema.migrate``); no alembic.ini
 ``shared.schema.alembic_config`` builds the configuration in code. A new revision::
 
     from alembic import command
-    from shared.schema import alembic_config
+    from hotpool.shared.schema import alembic_config
 
     command.revision(alembic_config(url), "users and api keys", autogenerate=True, rev_id="0002")
 """

@@ -15,7 +15,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from shared.metadata import Base
+from hotpool.shared.metadata import Base
 
 config = context.config
 target_metadata = Base.metadata

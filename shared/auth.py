@@ -17,8 +17,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from shared.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from shared.models import DEFAULT_NAMESPACE, NAME_RE, qualify, validate_name
+from hotpool.shared.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from hotpool.shared.models import DEFAULT_NAMESPACE, NAME_RE, qualify, validate_name
 
 SCOPES = ("admin", "deploy", "invoke", "read")
 ALL_NAMESPACES = "*"

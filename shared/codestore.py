@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from shared.errors import NotFound
+from hotpool.shared.errors import NotFound
 
 
 class CodeStore(Protocol):

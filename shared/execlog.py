@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiosqlite
 import orjson
 
-from shared.spill import Journal, SpillDir
+from hotpool.shared.spill import Journal, SpillDir
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from shared.errors import FunctionError, HotpoolError, TooManyRequests
+from hotpool.shared.errors import FunctionError, HotpoolError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def read_json(request: web.Request) -> Any:
-    from shared.errors import InvalidRequest
+    from hotpool.shared.errors import InvalidRequest
 
     try:
         return orjson.loads(await request.read())

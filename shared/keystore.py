@@ -7,16 +7,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.auth import (
+from hotpool.shared.auth import (
     NewKey,
     Principal,
     new_key,
     parse_scopes,
     validate_namespaces,
 )
-from shared.errors import InvalidRequest, NotFound, Unauthorized
-from shared.metadata import KeyRow, SqlMetadataStore, UserRow, translate_errors
-from shared.models import validate_qualified
+from hotpool.shared.errors import InvalidRequest, NotFound, Unauthorized
+from hotpool.shared.metadata import KeyRow, SqlMetadataStore, UserRow, translate_errors
+from hotpool.shared.models import validate_qualified
 
 INVALID_KEY = "the API key is not valid (unknown, revoked or wrong)"
 

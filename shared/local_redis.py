@@ -22,8 +22,8 @@ from pathlib import Path
 import redis
 import redis.exceptions
 
-from shared.procs import die_with_parent
-from shared.settings import Settings, SettingsError
+from hotpool.shared.procs import die_with_parent
+from hotpool.shared.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 

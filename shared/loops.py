@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.redis_conn import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -43,9 +43,9 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.errors import NotFound, StoreUnavailable
-from shared.models import DEFAULT_NAMESPACE, FunctionConfig, FunctionVersion
-from shared.settings import SettingsError
+from hotpool.shared.errors import NotFound, StoreUnavailable
+from hotpool.shared.models import DEFAULT_NAMESPACE, FunctionConfig, FunctionVersion
+from hotpool.shared.settings import SettingsError
 
 DATABASE_URL_SETTING = "HOTPOOL_DATABASE_URL"
 # a deploy that lost a race for a version number runs again, at most this often in all

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from shared.errors import InvalidRequest
+from hotpool.shared.errors import InvalidRequest
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")

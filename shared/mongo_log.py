@@ -14,8 +14,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
-from shared.errors import StoreUnavailable
-from shared.execlog import Record
+from hotpool.shared.errors import StoreUnavailable
+from hotpool.shared.execlog import Record
 
 log = logging.getLogger(__name__)
 

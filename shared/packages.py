@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from shared.errors import InvalidPackage
+from hotpool.shared.errors import InvalidPackage
 
 MIB = 1024 * 1024
 # An entry above this size that compresses better than max_ratio is treated as a zip bomb;

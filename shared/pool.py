@@ -14,9 +14,9 @@ from enum import Enum
 
 from redis.asyncio import Redis
 
-from shared import keys
-from shared.models import PoolEntry
-from shared.redis_conn import text
+from hotpool.shared import keys
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.redis_conn import text
 
 
 class Plan(Enum):

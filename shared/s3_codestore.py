@@ -15,8 +15,8 @@ import aioboto3
 import botocore.exceptions
 from botocore.config import Config
 
-from shared.codestore import package_key
-from shared.errors import NotFound, StoreUnavailable
+from hotpool.shared.codestore import package_key
+from hotpool.shared.errors import NotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-import migrations
-from shared.errors import SchemaOutOfDate, StoreUnavailable
-from shared.metadata import DATABASE_URL_SETTING, describe_db_error, open_engine, safe_url
+from hotpool import migrations
+from hotpool.shared.errors import SchemaOutOfDate, StoreUnavailable
+from hotpool.shared.metadata import DATABASE_URL_SETTING, describe_db_error, open_engine, safe_url
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 
-from shared.codestore import CodeStore, LocalCodeStore
-from shared.execlog import ExecutionLog, SqliteExecutionLog
-from shared.metadata import SqlMetadataStore
-from shared.settings import Settings
+from hotpool.shared.codestore import CodeStore, LocalCodeStore
+from hotpool.shared.execlog import ExecutionLog, SqliteExecutionLog
+from hotpool.shared.metadata import SqlMetadataStore
+from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ async def open_code_store(settings: Settings) -> CodeStore:
     """S3 when ``HOTPOOL_S3_BUCKET`` is set, else the local directory."""
     if not settings.s3_bucket:
         return LocalCodeStore(settings.code_dir)
-    from shared.s3_codestore import S3CodeStore
+    from hotpool.shared.s3_codestore import S3CodeStore
 
     store = S3CodeStore(
         settings.s3_bucket,
@@ -38,7 +38,7 @@ async def open_code_store(settings: Settings) -> CodeStore:
 async def open_execution_log(settings: Settings) -> ExecutionLog:
     """MongoDB when ``HOTPOOL_MONGO_URL`` is set, else SQLite in the state directory."""
     if settings.mongo_url:
-        from shared.mongo_log import MongoExecutionLog
+        from hotpool.shared.mongo_log import MongoExecutionLog
 
         mongo = MongoExecutionLog(
             settings.mongo_url,
@@ -63,7 +63,7 @@ async def open_metadata(settings: Settings) -> SqlMetadataStore:
     The embedded SQLite default migrates itself; a production database must already be at
     the latest revision (``hotpool migrate``), else start-up stops with a message saying so.
     """
-    from shared.schema import check_schema, migrate
+    from hotpool.shared.schema import check_schema, migrate
 
     url = settings.effective_database_url
     if url.startswith("sqlite"):

@@ -18,11 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from shared.metadata import describe_db_error
-from tests.services import missing_service, moto_server
+from hotpool.shared.metadata import describe_db_error
+from tests.services import REDIS_PORT, missing_service, moto_server
 
 # Database 15 of the local server is reserved for tests: the fixture flushes it.
-REAL_REDIS_URL = "redis://127.0.0.1:6379/15"
+REAL_REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/15"
 
 
 @pytest.fixture(params=["fake", "real"])
@@ -46,7 +46,7 @@ async def redis_client(request: pytest.FixtureRequest) -> AsyncIterator[redis.as
         try:
             await client.ping()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            missing_service(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+            missing_service(f"Redis not reachable at 127.0.0.1:{REDIS_PORT}: {exc}")
         await client.flushdb()
         yield client
         await client.flushdb()

@@ -18,6 +18,10 @@ import pytest
 
 from tests.helpers import free_port
 
+# The local Redis the tests use (databases 12, 14 and 15 are theirs and get flushed);
+# HOTPOOL_TEST_REDIS_PORT points two test runs on one machine at two servers.
+REDIS_PORT = int(os.environ.get("HOTPOOL_TEST_REDIS_PORT", "6379"))
+
 
 def missing_service(reason: str) -> None:
     """Skip locally, but fail in CI: a service CI promised must not silently go missing."""

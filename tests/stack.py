@@ -16,13 +16,13 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from main_server.app import create_app
-from main_server.auth import AUTHENTICATOR
-from manager.app import SERVICE, create_manager_app
-from manager.service import ManagerService
-from shared import keys
-from shared.redis_conn import make_redis
-from shared.settings import Settings
+from hotpool.main_server.app import create_app
+from hotpool.main_server.auth import AUTHENTICATOR
+from hotpool.manager.app import SERVICE, create_manager_app
+from hotpool.manager.service import ManagerService
+from hotpool.shared import keys
+from hotpool.shared.redis_conn import make_redis
+from hotpool.shared.settings import Settings
 from tests.helpers import free_port
 from tests.services import missing_service
 

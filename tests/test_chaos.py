@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.chaos import (
+from hotpool.benchmarks.chaos import (
     MAJOR_FAULTS,
     PoolState,
     analyse_pool,
@@ -119,7 +119,7 @@ def test_quick_chaos_run_keeps_every_invariant():
     if shutil.which("redis-server") is None:
         missing_service("redis-server is not installed (apt-get install redis-server)")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.chaos", "--quick", "--seed", "1"],
+        [sys.executable, "-m", "hotpool.benchmarks.chaos", "--quick", "--seed", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -14,14 +14,14 @@ import aiohttp
 import pytest
 
 from tests.helpers import free_port, handler_zip
-from tests.services import wait_port
+from tests.services import REDIS_PORT, wait_port
 
-REDIS_DB_URL = "redis://127.0.0.1:6379/14"
+REDIS_DB_URL = f"redis://127.0.0.1:{REDIS_PORT}/14"
 
 
 def _start(command: str, env: dict[str, str], log_path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "main_server.cli", command],
+        [sys.executable, "-m", "hotpool.main_server.cli", command],
         env=env,
         stdout=open(log_path, "wb"),
         stderr=subprocess.STDOUT,
@@ -60,7 +60,7 @@ async def test_main_and_manager_as_separate_processes(
     }
     migrate = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "main_server.cli", "migrate"],
+        [sys.executable, "-m", "hotpool.main_server.cli", "migrate"],
         env=env,
         capture_output=True,
         text=True,
@@ -70,7 +70,7 @@ async def test_main_and_manager_as_separate_processes(
     # production takes its first key from the database, not from an API call
     created = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "main_server.cli", "admin", "create-key", "--namespace", "*",
+        [sys.executable, "-m", "hotpool.main_server.cli", "admin", "create-key", "--namespace", "*",
          "--scopes", "admin"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -168,7 +168,7 @@ def test_bad_configuration_is_one_line_naming_the_setting(tmp_path, variable, va
     if variable != "HOTPOOL_REDIS_URL":
         env["HOTPOOL_REDIS_URL"] = REDIS_DB_URL
     result = subprocess.run(
-        [sys.executable, "-m", "main_server.cli", "main"], env=env, capture_output=True,
+        [sys.executable, "-m", "hotpool.main_server.cli", "main"], env=env, capture_output=True,
         text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2

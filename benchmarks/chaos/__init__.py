@@ -1,12 +1,12 @@
 """A bounded chaos run of a production-shaped hotpool, checked against BRIEF.md §3.
 
-``python -m benchmarks.chaos [--quick] [--seed N] [--duration-s S] [--keep]``
+``python -m hotpool.benchmarks.chaos [--quick] [--seed N] [--duration-s S] [--keep]``
 
 Topology, all on 127.0.0.1 with the process backend: the run's own ``redis-server``, three
-Managers and two Mains (``python -m main_server.cli manager|main``) sharing one migrated SQLite
-metadata file. Each service has its own state directory; their ``code`` directories are
-symlinks to one shared directory, which plays the shared bucket (a LocalCodeStore per process
-would otherwise hold only what was deployed through it).
+Managers and two Mains (``python -m hotpool.main_server.cli manager|main``) sharing one
+migrated SQLite metadata file. Each service has its own state directory; their ``code``
+directories are symlinks to one shared directory, which plays the shared bucket (a
+LocalCodeStore per process would otherwise hold only what was deployed through it).
 
 Five functions deploy one package (``benchmarks/chaos_function``): it sleeps as the event says
 (5-50 ms; 3-8 s for the calls of three "slow" clients to ``chaos-slow``, which the other clients
@@ -42,9 +42,9 @@ invariant broke, 2 the harness itself failed (a service would not start, no requ
 Every process the run starts is stopped on the way out, also on Ctrl-C or SIGTERM.
 """
 
-from benchmarks.chaos.checks import find_duplicates, find_overlaps
-from benchmarks.chaos.config import MAJOR_FAULTS, plan_faults
-from benchmarks.chaos.observe import PoolState, analyse_pool
+from hotpool.benchmarks.chaos.checks import find_duplicates, find_overlaps
+from hotpool.benchmarks.chaos.config import MAJOR_FAULTS, plan_faults
+from hotpool.benchmarks.chaos.observe import PoolState, analyse_pool
 
 __all__ = [
     "MAJOR_FAULTS",

@@ -1,7 +1,7 @@
-"""``python -m benchmarks.chaos``."""
+"""``python -m hotpool.benchmarks.chaos``."""
 
 import sys
 
-from benchmarks.chaos.run import main
+from hotpool.benchmarks.chaos.run import main
 
 sys.exit(main())

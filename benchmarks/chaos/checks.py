@@ -14,11 +14,11 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.chaos.cluster import Cluster
-from benchmarks.chaos.config import ALL_FUNCTIONS, MAINS
-from benchmarks.chaos.load import Outcome
-from benchmarks.chaos.observe import Observer, PoolState, analyse_pool
-from shared.redis_conn import REDIS_ERRORS
+from hotpool.benchmarks.chaos.cluster import Cluster
+from hotpool.benchmarks.chaos.config import ALL_FUNCTIONS, MAINS
+from hotpool.benchmarks.chaos.load import Outcome
+from hotpool.benchmarks.chaos.observe import Observer, PoolState, analyse_pool
+from hotpool.shared.redis_conn import REDIS_ERRORS
 
 # ---------------------------------------------------------------------------------------------
 # the checks

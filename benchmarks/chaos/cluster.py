@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.chaos.config import (
+from hotpool.benchmarks.chaos.config import (
     MAINS,
     MANAGERS,
     REPO,
@@ -26,7 +26,7 @@ from benchmarks.chaos.config import (
     START_TIMEOUT_S,
     HarnessError,
 )
-from shared.procs import die_with_parent
+from hotpool.shared.procs import die_with_parent
 
 # ---------------------------------------------------------------------------------------------
 # the processes
@@ -146,7 +146,8 @@ class Cluster:
 
     async def migrate(self) -> None:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "main_server.cli", "migrate", "--database-url", self.db_url,
+            sys.executable, "-m", "hotpool.main_server.cli", "migrate",
+            "--database-url", self.db_url,
             cwd=REPO, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -159,9 +160,9 @@ class Cluster:
             raise HarnessError(f"hotpool migrate failed: {out.decode(errors='replace')}")
         # the operator's first key, as in production: straight from the database
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "main_server.cli", "admin", "create-key", "--namespace", "*",
-            "--scopes", "admin", cwd=REPO, env=self._env(), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            sys.executable, "-m", "hotpool.main_server.cli", "admin", "create-key",
+            "--namespace", "*", "--scopes", "admin",
+            cwd=REPO, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT_S)
         if proc.returncode != 0:
@@ -183,13 +184,13 @@ class Cluster:
             MANAGER_ID=self.manager_ids[i],
             STATE_DIR=str(self.run_dir / name),
         )
-        self._spawn(name, [sys.executable, "-m", "main_server.cli", "manager"], env)
+        self._spawn(name, [sys.executable, "-m", "hotpool.main_server.cli", "manager"], env)
         await self._wait_http(name, self.manager_url(i) + "/healthz")
 
     async def start_main(self, i: int) -> None:
         name = f"main{i}"
         env = self._env(PORT=str(self.main_ports[i]), STATE_DIR=str(self.run_dir / name))
-        self._spawn(name, [sys.executable, "-m", "main_server.cli", "main"], env)
+        self._spawn(name, [sys.executable, "-m", "hotpool.main_server.cli", "main"], env)
         await self._wait_http(name, self.main_url(i) + "/healthz")
 
     async def _wait_tcp(self, name: str, port: int) -> None:

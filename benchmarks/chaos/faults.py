@@ -10,13 +10,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from benchmarks.chaos.cluster import Cluster, bootstrap_processes
-from benchmarks.chaos.config import Fault, HarnessError
-from benchmarks.chaos.load import Load
-from benchmarks.chaos.observe import Observer
-from shared import keys
-from shared.models import PoolEntry
-from shared.redis_conn import REDIS_ERRORS
+from hotpool.benchmarks.chaos.cluster import Cluster, bootstrap_processes
+from hotpool.benchmarks.chaos.config import Fault, HarnessError
+from hotpool.benchmarks.chaos.load import Load
+from hotpool.benchmarks.chaos.observe import Observer
+from hotpool.shared import keys
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.redis_conn import REDIS_ERRORS
 
 # ---------------------------------------------------------------------------------------------
 # the faults

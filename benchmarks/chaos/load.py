@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from benchmarks.chaos.cluster import Cluster
-from benchmarks.chaos.config import (
+from hotpool.benchmarks.chaos.cluster import Cluster
+from hotpool.benchmarks.chaos.config import (
     ALL_FUNCTIONS,
     CLIENT_TIMEOUT_S,
     CONCURRENCY,

@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from benchmarks.chaos.cluster import Cluster, bootstrap_processes
-from benchmarks.chaos.config import MAINS, POLL_S
-from shared import keys
-from shared.models import PoolEntry
-from shared.redis_conn import REDIS_ERRORS
+from hotpool.benchmarks.chaos.cluster import Cluster, bootstrap_processes
+from hotpool.benchmarks.chaos.config import MAINS, POLL_S
+from hotpool.shared import keys
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.redis_conn import REDIS_ERRORS
 
 # ---------------------------------------------------------------------------------------------
 # observing the cluster

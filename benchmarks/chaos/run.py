@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.chaos.checks import (
+from hotpool.benchmarks.chaos.checks import (
     find_duplicates,
     find_overlaps,
     gather_records,
@@ -26,8 +26,8 @@ from benchmarks.chaos.checks import (
     read_executions,
     settle,
 )
-from benchmarks.chaos.cluster import Bootstrap, Cluster, bootstrap_processes
-from benchmarks.chaos.config import (
+from hotpool.benchmarks.chaos.cluster import Bootstrap, Cluster, bootstrap_processes
+from hotpool.benchmarks.chaos.config import (
     ALL_FUNCTIONS,
     BREAKS,
     FUNCTION_DIR,
@@ -42,10 +42,10 @@ from benchmarks.chaos.config import (
     plan_faults,
     profile_for,
 )
-from benchmarks.chaos.faults import Chaos
-from benchmarks.chaos.load import Load, Outcome
-from benchmarks.chaos.observe import Observer, PoolState
-from shared.packages import zip_directory
+from hotpool.benchmarks.chaos.faults import Chaos
+from hotpool.benchmarks.chaos.load import Load, Outcome
+from hotpool.benchmarks.chaos.observe import Observer, PoolState
+from hotpool.shared.packages import zip_directory
 
 # ---------------------------------------------------------------------------------------------
 # the run

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import connections, report
-from benchmarks.loadgen import Target, pick_tool, run_load
+from hotpool.benchmarks import connections, report
+from hotpool.benchmarks.loadgen import Target, pick_tool, run_load
 from tests.services import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,7 +207,7 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     summary_path = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
     done = subprocess.run(
-        [sys.executable, "-m", "main_server.cli", "bench", "--quick", "--json",
+        [sys.executable, "-m", "hotpool.main_server.cli", "bench", "--quick", "--json",
          str(summary_path), "--out", str(tmp_path / "results"), "--port", "18900"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=230,
     )  # fmt: skip

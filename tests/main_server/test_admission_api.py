@@ -9,9 +9,9 @@ import asyncio
 import aiohttp
 import pytest
 
-from main_server.state import FUNCTIONS
-from shared import keys
-from shared.models import qualify
+from hotpool.main_server.state import FUNCTIONS
+from hotpool.shared import keys
+from hotpool.shared.models import qualify
 from tests.helpers import handler_zip, make_zip
 from tests.stack import Stack
 

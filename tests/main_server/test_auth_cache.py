@@ -8,11 +8,11 @@ import asyncio
 import fakeredis
 import pytest
 
-from main_server.auth import Authenticator
-from shared.auth import Principal, hash_secret, new_key
-from shared.errors import Unauthorized
-from shared.keystore import INVALID_KEY
-from shared.settings import Settings
+from hotpool.main_server.auth import Authenticator
+from hotpool.shared.auth import Principal, hash_secret, new_key
+from hotpool.shared.errors import Unauthorized
+from hotpool.shared.keystore import INVALID_KEY
+from hotpool.shared.settings import Settings
 
 
 class CountingKeyStore:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "main_server.cli", *args],
+        [sys.executable, "-m", "hotpool.main_server.cli", *args],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -33,7 +33,7 @@ def dev(tmp_path):
     env |= {"HOTPOOL_PREWARM_COUNT": "0", "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "dev.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "main_server.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", str(port)],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

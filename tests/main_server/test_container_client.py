@@ -20,7 +20,7 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from main_server.container_client import (
+from hotpool.main_server.container_client import (
     CallFailed,
     ConnectFailed,
     ContainerClient,

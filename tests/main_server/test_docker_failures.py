@@ -15,9 +15,9 @@ import aiodocker
 import orjson
 import pytest
 
-from manager.backend import ContainerSpec
-from manager.docker_backend import MANAGER_LABEL, DockerBackend
-from manager.process_backend import ProcessBackend, address_space_allowance_mb
+from hotpool.manager.backend import ContainerSpec
+from hotpool.manager.docker_backend import MANAGER_LABEL, DockerBackend
+from hotpool.manager.process_backend import ProcessBackend, address_space_allowance_mb
 from tests.helpers import handler_zip
 from tests.stack import require_docker, wait_for
 

@@ -43,7 +43,7 @@ def _refuses(port: int) -> bool:
 
 @pytest.fixture
 async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, str]]:
-    """``python -m main_server.cli dev`` on its own state dir; yields (process, base URL,
+    """``python -m hotpool.main_server.cli dev`` on its own state dir; yields (process, base URL,
     the admin key it created)."""
     port = _two_free_ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
@@ -52,7 +52,7 @@ async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process
     log_path = tmp_path / "dev.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 (opened once, before the server starts)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "main_server.cli", "dev", "--port", str(port),
+            sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", str(port),
             cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

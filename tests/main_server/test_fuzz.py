@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from main_server.openapi import openapi_document
-from main_server.state import FUNCTIONS
+from hotpool.main_server.openapi import openapi_document
+from hotpool.main_server.state import FUNCTIONS
 from tests.helpers import handler_zip
 
 TARGET = "fuzzfn"

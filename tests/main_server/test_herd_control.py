@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
-from shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.redis_conn import REDIS_ERRORS
 from tests.helpers import handler_zip
-from tests.services import TcpProxy, missing_service
+from tests.services import REDIS_PORT, TcpProxy, missing_service
 from tests.stack import wait_for
 
 SLEEPY = handler_zip("import time\ntime.sleep((event or {}).get('s', 0))\nreturn 'slept'")
@@ -144,15 +144,15 @@ REDIS_DB = 12
 async def redis_proxy() -> AsyncIterator[TcpProxy]:
     """A cuttable proxy to the real Redis; its db 12 is flushed before and after."""
     direct = redis.asyncio.Redis.from_url(
-        f"redis://127.0.0.1:6379/{REDIS_DB}", socket_connect_timeout=2.0
+        f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_DB}", socket_connect_timeout=2.0
     )
     try:
         await direct.ping()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         await direct.aclose()
-        missing_service(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+        missing_service(f"Redis not reachable at 127.0.0.1:{REDIS_PORT}: {exc}")
     await direct.flushdb()
-    proxy = TcpProxy(6379)
+    proxy = TcpProxy(REDIS_PORT)
     await proxy.start()
     try:
         yield proxy

@@ -7,7 +7,7 @@ import aiohttp
 import orjson
 import pytest
 
-from main_server.state import FUNCTIONS
+from hotpool.main_server.state import FUNCTIONS
 from tests.helpers import handler_zip
 from tests.stack import Stack
 

@@ -8,11 +8,11 @@ import aiohttp
 import pytest
 from openapi_spec_validator import validate
 
-from main_server.app import create_app
-from main_server.openapi import openapi_document
-from main_server.openapi_schemas import NAME_PATTERN
-from shared.models import NAME_RE
-from shared.settings import Settings
+from hotpool.main_server.app import create_app
+from hotpool.main_server.openapi import openapi_document
+from hotpool.main_server.openapi_schemas import NAME_PATTERN
+from hotpool.shared.models import NAME_RE
+from hotpool.shared.settings import Settings
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from main_server.app import create_app
-from main_server.reaper import Action, Health, due_orphans, reclaim_action
-from main_server.state import REAPER
-from shared import keys
-from shared.models import PoolEntry
-from shared.pool import Pool
+from hotpool.main_server.app import create_app
+from hotpool.main_server.reaper import Action, Health, due_orphans, reclaim_action
+from hotpool.main_server.state import REAPER
+from hotpool.shared import keys
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.pool import Pool
 from tests.helpers import handler_zip
 from tests.stack import wait_for
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
-from shared import keys
+from hotpool.main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
+from hotpool.shared import keys
 
 
 def mgr(

@@ -6,8 +6,8 @@ import fakeredis
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import make_url
 
-from main_server.app import create_app
-from shared.schema import migrate
+from hotpool.main_server.app import create_app
+from hotpool.shared.schema import migrate
 from tests.helpers import handler_zip
 from tests.services import TcpProxy
 from tests.stack import wait_for

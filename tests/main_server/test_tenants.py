@@ -16,9 +16,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from main_server.app import create_app
-from main_server.state import FUNCTIONS
-from shared.auth import KEY_RE, hash_secret
+from hotpool.main_server.app import create_app
+from hotpool.main_server.state import FUNCTIONS
+from hotpool.shared.auth import KEY_RE, hash_secret
 from tests.helpers import handler_zip
 from tests.stack import Stack, wait_for
 

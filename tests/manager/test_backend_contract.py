@@ -13,10 +13,10 @@ import aiodocker
 import aiohttp
 import pytest
 
-from manager.backend import ContainerBackend, ContainerSpec, ExitStatus
-from manager.docker_backend import MANAGER_LABEL, DockerBackend
-from manager.process_backend import ProcessBackend, address_space_allowance_mb
-from shared.errors import ContainerFailed, RuntimeImageMissing
+from hotpool.manager.backend import ContainerBackend, ContainerSpec, ExitStatus
+from hotpool.manager.docker_backend import MANAGER_LABEL, DockerBackend
+from hotpool.manager.process_backend import ProcessBackend, address_space_allowance_mb
+from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from tests.stack import require_docker, wait_for
 
 IMAGES = {"python": "hotpool/runtime-python:latest"}

@@ -8,8 +8,13 @@ from collections.abc import AsyncIterator
 import aiodocker
 import pytest
 
-from manager.backend import ContainerSpec
-from manager.docker_backend import BOOTSTRAP_PORT, MANAGER_LABEL, RUNTIME_LABEL, DockerBackend
+from hotpool.manager.backend import ContainerSpec
+from hotpool.manager.docker_backend import (
+    BOOTSTRAP_PORT,
+    MANAGER_LABEL,
+    RUNTIME_LABEL,
+    DockerBackend,
+)
 from tests.helpers import handler_zip
 from tests.stack import require_docker
 

@@ -7,9 +7,9 @@ import fakeredis
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from main_server.app import create_app
-from manager.app import create_manager_app
-from shared.settings import Settings, SettingsError
+from hotpool.main_server.app import create_app
+from hotpool.manager.app import create_manager_app
+from hotpool.shared.settings import Settings, SettingsError
 from tests.helpers import handler_zip
 
 ROUTES = [

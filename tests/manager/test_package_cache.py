@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from manager.package_cache import PackageCache
-from shared.errors import NotFound, StoreUnavailable
+from hotpool.manager.package_cache import PackageCache
+from hotpool.shared.errors import NotFound, StoreUnavailable
 
 
 class SlowStore:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from manager.backend import TRANSITIONS, ContainerState, can_transition
+from hotpool.manager.backend import TRANSITIONS, ContainerState, can_transition
 
 S = ContainerState
 

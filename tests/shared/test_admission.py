@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import keys
-from shared.models import PoolEntry
-from shared.pool import Admission, Plan, Planned, Pool, plan_miss
+from hotpool.shared import keys
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.pool import Admission, Plan, Planned, Pool, plan_miss
 
 FN = "team-a.fn"
 VERSION = 1

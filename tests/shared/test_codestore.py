@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from shared.codestore import LocalCodeStore, package_key
-from shared.errors import NotFound
+from hotpool.shared.codestore import LocalCodeStore, package_key
+from hotpool.shared.errors import NotFound
 
 DATA = b"PK\x05\x06" + b"\x00" * 18  # an empty zip
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from shared.codestore import LocalCodeStore
-from shared.errors import NotFound, StoreUnavailable
-from shared.s3_codestore import S3CodeStore
+from hotpool.shared.codestore import LocalCodeStore
+from hotpool.shared.errors import NotFound, StoreUnavailable
+from hotpool.shared.s3_codestore import S3CodeStore
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -7,8 +7,8 @@ import inspect
 import orjson
 import pytest
 
-from shared import errors
-from shared.errors import (
+from hotpool.shared import errors
+from hotpool.shared.errors import (
     ClientError,
     FunctionError,
     HotpoolError,
@@ -16,7 +16,7 @@ from shared.errors import (
     TooManyRequests,
     all_error_classes,
 )
-from shared.http import error_response
+from hotpool.shared.http import error_response
 
 ALL = all_error_classes()
 

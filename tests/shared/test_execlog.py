@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from shared.execlog import Record, RecordWriter, SqliteExecutionLog
+from hotpool.shared.execlog import Record, RecordWriter, SqliteExecutionLog
 
 WAIT_S = 5.0  # an upper bound for "soon", never a timing assertion
 HANG_GUARD_S = 1.0  # close() of an idle writer is immediate; this only catches a hang

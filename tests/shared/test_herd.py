@@ -14,9 +14,9 @@ import fakeredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import keys
-from shared.models import PoolEntry
-from shared.pool import Plan, Pool, plan_miss
+from hotpool.shared import keys
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.pool import Plan, Pool, plan_miss
 from tests.stack import wait_for
 
 FN = "herd"

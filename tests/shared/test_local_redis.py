@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.local_redis import LocalRedis, wanted_binary
-from shared.settings import Settings, SettingsError
+from hotpool.shared.local_redis import LocalRedis, wanted_binary
+from hotpool.shared.settings import Settings, SettingsError
 from tests.services import missing_service
 
 BINARY = shutil.which("redis-server")
@@ -67,7 +67,7 @@ def test_it_dies_with_a_parent_killed_by_sigkill(tmp_path, binary):
         f"""
         import sys, time
         from pathlib import Path
-        from shared.local_redis import LocalRedis
+        from hotpool.shared.local_redis import LocalRedis
         server = LocalRedis({binary!r}, Path({str(tmp_path / "redis")!r}))
         print(server.start(), flush=True)
         time.sleep(60)

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from shared.errors import NotFound, StoreUnavailable
-from shared.metadata import SqlMetadataStore
-from shared.models import FunctionConfig, FunctionVersion
-from shared.schema import migrate
+from hotpool.shared.errors import NotFound, StoreUnavailable
+from hotpool.shared.metadata import SqlMetadataStore
+from hotpool.shared.models import FunctionConfig, FunctionVersion
+from hotpool.shared.schema import migrate
 
 CONFIG = FunctionConfig()
 

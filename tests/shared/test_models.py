@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import InvalidRequest
-from shared.models import (
+from hotpool.shared.errors import InvalidRequest
+from hotpool.shared.models import (
     MAX_ENV_BYTES,
     MAX_ENV_VARS,
     FunctionConfig,

@@ -26,10 +26,10 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from shared.errors import StoreUnavailable
-from shared.execlog import Record, RecordWriter, SqliteExecutionLog
-from shared.mongo_log import MongoExecutionLog
-from shared.spill import SpillDir
+from hotpool.shared.errors import StoreUnavailable
+from hotpool.shared.execlog import Record, RecordWriter, SqliteExecutionLog
+from hotpool.shared.mongo_log import MongoExecutionLog
+from hotpool.shared.spill import SpillDir
 
 MONGO_URL = os.environ.get("HOTPOOL_TEST_MONGO_URL", "")
 NO_MONGO = (

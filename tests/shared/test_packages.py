@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import packages
-from shared.errors import InvalidPackage
-from shared.packages import PackageLimits, inspect_package, safe_extract, zip_directory
+from hotpool.shared import packages
+from hotpool.shared.errors import InvalidPackage
+from hotpool.shared.packages import PackageLimits, inspect_package, safe_extract, zip_directory
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 LIMITS = PackageLimits()

@@ -12,9 +12,9 @@ import fakeredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import keys
-from shared.models import PoolEntry
-from shared.pool import Pool, PoolCounts
+from hotpool.shared import keys
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.pool import Pool, PoolCounts
 
 FN = "echo"
 VERSION = 3

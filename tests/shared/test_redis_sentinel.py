@@ -7,10 +7,10 @@ import asyncio
 import pytest
 import redis.exceptions
 
-from shared.models import PoolEntry
-from shared.pool import Pool
-from shared.redis_conn import make_redis, parse_hosts
-from shared.settings import Settings, SettingsError
+from hotpool.shared.models import PoolEntry
+from hotpool.shared.pool import Pool
+from hotpool.shared.redis_conn import make_redis, parse_hosts
+from hotpool.shared.settings import Settings, SettingsError
 from tests.services import RedisProcess
 
 

@@ -14,17 +14,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from main_server.cli import main
-from shared.errors import SchemaOutOfDate, StoreUnavailable
-from shared.metadata import Base
-from shared.schema import (
+from hotpool.main_server.cli import main
+from hotpool.shared.errors import SchemaOutOfDate, StoreUnavailable
+from hotpool.shared.metadata import Base
+from hotpool.shared.schema import (
     check_schema,
     current_revision,
     downgrade,
     head_revision,
     migrate,
 )
-from shared.settings import SettingsError
+from hotpool.shared.settings import SettingsError
 
 HOTPOOL_TABLES = {"functions", "function_versions", "users", "api_keys"}
 UNREACHABLE_URL = "mysql+asyncmy://root:hunter2@127.0.0.1:1/x"  # nothing listens on port 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings, SettingsError
+from hotpool.shared.settings import Settings, SettingsError
 
 
 def test_empty_environment_gives_the_defaults():

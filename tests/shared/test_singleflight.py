@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shared.singleflight import SingleFlight
+from hotpool.shared.singleflight import SingleFlight
 
 
 class Loader:

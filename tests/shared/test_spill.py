@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shared.execlog import Record, RecordWriter
-from shared.spill import SpillDir
+from hotpool.shared.execlog import Record, RecordWriter
+from hotpool.shared.spill import SpillDir
 
 WAIT_S = 5.0  # an upper bound for "soon", never a timing assertion
 FAST = {"batch_size": 10, "flush_interval_s": 0.01, "replay_interval_s": 0.01}
