@@ -19,7 +19,6 @@ from hotpool.main_server.keys_api import routes as key_routes
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
-from hotpool.main_server.registry import ManagerRegistry
 from hotpool.main_server.routes import routes
 from hotpool.main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
 from hotpool.shared.codestore import CodeStore
@@ -29,6 +28,7 @@ from hotpool.shared.keystore import SqlKeyStore
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import check_redis, make_redis
+from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.settings import Settings
 from hotpool.shared.stores import open_code_store, open_execution_log, open_metadata
 

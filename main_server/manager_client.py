@@ -10,9 +10,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from hotpool.main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
+from hotpool.main_server.placement import choose_manager
 from hotpool.shared.errors import ContainerFailed, FunctionError, NoCapacity, RuntimeImageMissing
 from hotpool.shared.models import FunctionVersion, PoolEntry
+from hotpool.shared.registry import ManagerInfo, ManagerRegistry
 
 log = logging.getLogger(__name__)
 

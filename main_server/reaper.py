@@ -17,12 +17,12 @@ import aiohttp
 import orjson
 
 from hotpool.main_server.manager_client import ManagerClient
-from hotpool.main_server.registry import ManagerRegistry
 from hotpool.shared import keys
 from hotpool.shared.loops import every
 from hotpool.shared.models import PoolEntry
 from hotpool.shared.pool import Pool
-from hotpool.shared.redis_conn import REDIS_ERRORS, text
+from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,25 +126,19 @@ class Reaper:
 
     async def purge_dead_managers(self, alive: set[str]) -> None:
         """Forget every container of a Manager whose heartbeat stopped."""
-        redis = self._pool.redis
-        for raw_id in await redis.hkeys(keys.MANAGERS):
-            manager_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        for manager_id in await self._registry.registered_ids():
             if manager_id in alive:
                 continue
-            entries = await redis.hvals(keys.containers(manager_id))
-            for raw in entries:
-                await self._pool.evict(PoolEntry.decode(raw))
-            await redis.delete(keys.containers(manager_id), keys.idle(manager_id))
-            await redis.hdel(keys.MANAGERS, manager_id)
+            entries = await self._registry.purge(manager_id)
+            if entries is None:
+                log.info("manager %s came back before its purge; left alone", manager_id)
+                continue
             self.counters["dead_managers"] += 1
             self.counters["purged_entries"] += len(entries)
             log.warning("manager %s is dead: purged %d containers", manager_id, len(entries))
 
     async def return_orphans(self, alive: set[str]) -> None:
-        redis = self._pool.redis
-        live: set[str] = set()
-        for manager_id in alive:
-            live.update(text(raw) for raw in await redis.hvals(keys.containers(manager_id)))
+        live = await self._registry.live_entries(alive)
         unplaced = live - await self._pool.placed()
         due, self._suspects = due_orphans(
             self._suspects, unplaced, time.monotonic(), self._settings.orphan_grace_s
@@ -152,7 +146,7 @@ class Reaper:
         for raw in due:
             entry = PoolEntry.decode(raw)
             # it may have been placed since the snapshot; put_back removes any copy first
-            if await self._is_placed(raw):
+            if await self._pool.is_placed(entry):
                 continue
             health = await self._health(entry)
             if health is Health.BUSY:
@@ -165,13 +159,6 @@ class Reaper:
                 self.counters["orphans_returned"] += 1
                 if not await self._pool.put_back(entry):
                     await self._managers.remove(entry)
-
-    async def _is_placed(self, raw: str) -> bool:
-        entry = PoolEntry.decode(raw)
-        redis = self._pool.redis
-        if await redis.zscore(keys.LEASES, raw) is not None:
-            return True
-        return await redis.lpos(keys.pool(entry.function, entry.version), raw) is not None
 
     async def _health(self, entry: PoolEntry) -> Health:
         try:

@@ -8,9 +8,9 @@ from redis.asyncio import Redis
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.reaper import Reaper
-from hotpool.main_server.registry import ManagerRegistry
 from hotpool.shared.execlog import ExecutionLog
 from hotpool.shared.pool import Pool
+from hotpool.shared.registry import ManagerRegistry
 
 REDIS = web.AppKey("redis", Redis)
 POOL = web.AppKey("pool", Pool)

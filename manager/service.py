@@ -23,7 +23,6 @@ from hotpool.manager.backend import (
     ExitStatus,
 )
 from hotpool.manager.prewarm import PrewarmPool
-from hotpool.shared import keys
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
     ContainerFailed,
@@ -35,7 +34,8 @@ from hotpool.shared.errors import (
 )
 from hotpool.shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
 from hotpool.shared.pool import Pool
-from hotpool.shared.redis_conn import REDIS_ERRORS, text
+from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.registry import ManagerRegistration
 from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,10 @@ class ManagerService:
         self.url = settings.effective_manager_url
         self._backend = backend
         self._code = code_store
-        self._redis = redis
         self._pool = Pool(redis)
+        self._registration = ManagerRegistration(
+            redis, manager_id, alive_ttl_s=settings.heartbeat_ttl_s
+        )
         self._http = http
         self._containers: dict[str, Managed] = {}
         self._starting = 0
@@ -182,7 +184,7 @@ class ManagerService:
         )
         managed.entry = entry
         try:
-            await self._redis.hset(keys.containers(self.manager_id), container.id, entry.encode())
+            await self._registration.register(entry)
         except REDIS_ERRORS as exc:
             # Main cannot lease it without Redis either: never keep a container nobody asked for
             await self.remove(container.id)
@@ -255,7 +257,7 @@ class ManagerService:
 
     async def _forget(self, managed: Managed) -> None:
         try:
-            await self._redis.hdel(keys.containers(self.manager_id), managed.container.id)
+            await self._registration.forget(managed.container.id)
             if managed.entry is not None:
                 await self._pool.evict(managed.entry)
         except REDIS_ERRORS as exc:
@@ -307,29 +309,15 @@ class ManagerService:
         # every beat also re-asserts which containers live here: if Redis lost its data
         # (a restart without persistence, a failover to a lagging replica), the registry is
         # rebuilt, and the reaper returns the containers no list or lease holds any more
-        ready = {
-            cid: m.entry.encode()
-            for cid, m in self._containers.items()
+        ready = [
+            m.entry
+            for m in self._containers.values()
             if m.entry is not None and m.state is ContainerState.READY
-        }
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.MANAGERS, self.manager_id, orjson.dumps(info))
-            pipe.set(
-                keys.manager_alive(self.manager_id),
-                b"1",
-                px=int(self.settings.heartbeat_ttl_s * 1000),
-            )
-            if ready:
-                pipe.hset(keys.containers(self.manager_id), mapping=ready)
-            pipe.hkeys(keys.containers(self.manager_id))
-            *_, registered = await pipe.execute()
-        stale = [k for k in map(text, registered) if k not in self._containers]
-        if stale:
-            await self._redis.hdel(keys.containers(self.manager_id), *stale)
+        ]
+        await self._registration.heartbeat(info, ready, known=self._containers.keys())
 
     async def deregister(self) -> None:
-        await self._redis.hdel(keys.MANAGERS, self.manager_id)
-        await self._redis.delete(keys.manager_alive(self.manager_id))
+        await self._registration.deregister()
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -351,12 +339,11 @@ class ManagerService:
         known = set(self._containers) | self.prewarm.ids()
         strays = [cid for cid in await self._backend.list_ids() if cid not in known]
         await asyncio.gather(*(self._backend.remove(cid) for cid in strays))
-        registered = await self._redis.hgetall(keys.containers(self.manager_id))
-        for container_id, raw in registered.items():
-            cid = container_id.decode() if isinstance(container_id, bytes) else container_id
+        registered = await self._registration.registered()
+        for cid, entry in registered.items():
             if cid not in self._containers:
-                await self._pool.evict(PoolEntry.decode(raw))
-                await self._redis.hdel(keys.containers(self.manager_id), cid)
+                await self._pool.evict(entry)
+                await self._registration.forget(cid)
         # idle-set members of containers that are gone
         for entry in await self._pool.idle_since(self.manager_id, float("inf")):
             if entry.container_id not in self._containers:

@@ -18,6 +18,7 @@ The warm pool (ADR-000 decision 2):
 - ``hp:containers:{manager_id}``    HASH container id -> entry: every live container of a Manager.
 - ``hp:managers``                  HASH manager id -> JSON registration (url, capacity, ...).
 - ``hp:manager-alive:{manager_id}`` STRING with a TTL: the Manager's heartbeat.
+  These three are the Manager registry; only ``shared.registry`` reads or writes them.
 - ``hp:reaper-lock``               STRING with a TTL: which process runs the lease reaper now.
 
 Access control:
@@ -283,17 +284,61 @@ end
 return n
 """
 
+# evict: forget a dead or killed container everywhere (its list, its lease, the idle set);
+# returns how many places held it.
+_EVICT_FN = """
+local function evict(k_pool, k_leases, k_idle, k_fv, entry)
+  local n = redis.call('LREM', k_pool, 0, entry)
+  if redis.call('ZREM', k_leases, entry) == 1 then
+    redis.call('HINCRBY', k_fv, 'leased', -1)
+    n = n + 1
+  end
+  redis.call('ZREM', k_idle, entry)
+  return n
+end
+"""
+
+# entry_keys: the pool list and fv hash of an entry, built as ``pool()`` and ``fv()`` build
+# them (the prefixes are passed in, so they are spelt only here; the tests hold the two
+# builders to each other). The version is kept as the entry spells it: Lua's tostring would
+# write a large number in exponent form.
+ENTRY_KEYS_FN = """
+local function entry_keys(entry, pool_prefix, fv_prefix)
+  local fn, version = string.match(entry, '^([^|]*)|([^|]*)|')
+  local suffix = fn .. ':' .. version
+  return pool_prefix .. suffix, fv_prefix .. suffix
+end
+"""
+
 # KEYS: pool list, leases, idle zset, fv hash. ARGV: entry.
 # Forget a dead or killed container everywhere.
-EVICT = """
-local n = redis.call('LREM', KEYS[1], 0, ARGV[1])
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[4], 'leased', -1)
-  n = n + 1
+EVICT = _EVICT_FN + "return evict(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])\n"
+
+# KEYS: managers hash, alive key, containers hash, idle zset, leases.
+# ARGV: manager id, POOL_PREFIX, FV_PREFIX.
+# Purge a Manager whose heartbeat stopped: evict every container it registered, then drop its
+# containers hash, its idle set and its registration. The alive key is checked in the same
+# step: a Manager that came back (restarted under its stable id) between the reaper's
+# snapshot and the purge is left whole, never half-purged.
+# Returns 0 when it is alive, else the entries it removed.
+PURGE_MANAGER = (
+    _EVICT_FN
+    + ENTRY_KEYS_FN
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-return n
+local entries = redis.call('HVALS', KEYS[3])
+for _, entry in ipairs(entries) do
+  local k_pool, k_fv = entry_keys(entry, ARGV[2], ARGV[3])
+  -- every entry of the hash is the Manager's own, so its idle set is KEYS[4]
+  evict(k_pool, KEYS[5], KEYS[4], k_fv, entry)
+end
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('HDEL', KEYS[1], ARGV[1])
+return entries
 """
+)
 
 # KEYS: pool list, retired marker. ARGV: marker ttl seconds.
 # Retire a version: no container goes back to it, and its idle containers are handed out for

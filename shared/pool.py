@@ -99,10 +99,6 @@ class Pool:
         self._lock = register(keys.LOCK)
         self._unlock = register(keys.UNLOCK)
 
-    @property
-    def redis(self) -> Redis:
-        return self._redis
-
     async def acquire(self, function: str, version: int, lease_s: float) -> PoolEntry | None:
         """Take an idle container of this version and lease it, or None when the list is empty."""
         raw = await self._acquire(
@@ -280,6 +276,13 @@ class Pool:
         async for key in self._redis.scan_iter(match=keys.POOL_PREFIX + "*", count=500):
             found.update(text(raw) for raw in await self._redis.lrange(key, 0, -1))
         return found
+
+    async def is_placed(self, entry: PoolEntry) -> bool:
+        """Whether this entry is leased or in its pool list now."""
+        raw = entry.encode()
+        if await self._redis.zscore(keys.LEASES, raw) is not None:
+            return True
+        return await self._redis.lpos(keys.pool(entry.function, entry.version), raw) is not None
 
     async def hold_lock(self, name: str, owner: str, ttl_s: float) -> bool:
         """Take or renew a lock held by ``owner``; True while ``owner`` holds it."""

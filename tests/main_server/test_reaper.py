@@ -17,11 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hotpool.main_server.app import create_app
-from hotpool.main_server.reaper import Action, Health, due_orphans, reclaim_action
+from hotpool.main_server.reaper import Action, Health, Reaper, due_orphans, reclaim_action
 from hotpool.main_server.state import REAPER
 from hotpool.shared import keys
 from hotpool.shared.models import PoolEntry
 from hotpool.shared.pool import Pool
+from hotpool.shared.registry import ManagerRegistration, ManagerRegistry
+from hotpool.shared.settings import Settings
 from tests.helpers import handler_zip
 from tests.stack import wait_for
 
@@ -97,6 +99,33 @@ def test_an_orphan_that_is_placed_again_starts_over(unplaced, grace):
     assert suspects == {}
     due, suspects = due_orphans(suspects, unplaced, grace, grace)  # lost again
     assert due == set() and set(suspects) == unplaced
+
+
+# --- purge_dead_managers -----------------------------------------------------------------------
+
+
+async def test_the_purge_skips_a_manager_that_came_back_since_the_snapshot():
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    pool = Pool(redis)
+    registry = ManagerRegistry(redis)
+    reaper = Reaper(Settings(), pool=pool, registry=registry, managers=None, http=None)
+    for manager_id in ("back", "dead"):
+        own = ManagerRegistration(redis, manager_id, alive_ttl_s=30)
+        mine = PoolEntry("fn", 1, manager_id, f"{manager_id}-c", "127.0.0.1:9000")
+        await own.register(mine)
+        await own.heartbeat({"url": "http://x", "capacity": 1, "running": 1, "heartbeat_at": 1.0},
+                            [mine], known={mine.container_id})  # fmt: skip
+        await pool.lease(mine, 30)
+        await pool.release(mine)
+    await redis.delete(keys.manager_alive("dead"))
+
+    # both were dead in the reaper's snapshot; "back" restarted under its id before the purge
+    await reaper.purge_dead_managers(alive=set())
+
+    assert await registry.registered_ids() == ["back"]
+    assert [PoolEntry.decode(raw).manager_id for raw in await pool.placed()] == ["back"]
+    assert reaper.counters["dead_managers"] == 1 and reaper.counters["purged_entries"] == 1
+    await redis.aclose()
 
 
 # --- on a running stack ------------------------------------------------------------------------

@@ -310,6 +310,16 @@ async def test_expired_leases_are_those_past_their_deadline(redis_client):
     assert await pool.expired_leases(2000.0) == [short, long_]
 
 
+async def test_is_placed_while_in_the_list_or_leased_only(redis_client):
+    pool = Pool(redis_client)
+    idle, busy, gone = entry("idle"), entry("busy"), entry("gone")
+    await put_idle(pool, idle, gone)
+    await pool.lease(busy, 30)
+    assert await pool.remove_idle(gone)
+
+    assert [await pool.is_placed(e) for e in (idle, busy, gone)] == [True, True, False]
+
+
 async def test_counts_reports_idle_and_leased_per_version(redis_client):
     pool = Pool(redis_client)
     await put_idle(pool, entry("a", version=1), entry("b", version=1), entry("c", version=2))

@@ -1,17 +1,17 @@
-"""Tests of main_server.registry: choosing a Manager for a cold start, reading registrations."""
+"""Tests of main_server.placement: choosing a Manager for a cold start."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-import fakeredis
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotpool.main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
-from hotpool.shared import keys
+from hotpool.main_server.placement import choose_manager
+from hotpool.shared.registry import ManagerInfo
+
+pytestmark = pytest.mark.unit
 
 
 def mgr(
@@ -133,99 +133,3 @@ def test_choose_manager_picks_an_eligible_least_loaded_manager(managers, pending
     assert all(load(m, pending) >= best for m in candidates)
     # ties go to the smallest id, so every Main picks the same Manager from one snapshot
     assert chosen.id == min(m.id for m in candidates if load(m, pending) == best)
-
-
-# --- ManagerRegistry ---------------------------------------------------------------------------
-
-
-def registration(**fields) -> bytes:
-    info = {
-        "url": "http://x:8081",
-        "capacity": 8,
-        "running": 1,
-        "accepting": True,
-        "heartbeat_at": 1000.5,
-    }
-    info.update(fields)
-    return orjson.dumps(info)
-
-
-@pytest.fixture
-async def fake_redis():
-    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-    try:
-        yield redis
-    finally:
-        await redis.aclose()
-
-
-async def test_snapshot_marks_only_managers_with_a_heartbeat_alive(fake_redis):
-    await fake_redis.hset(
-        keys.MANAGERS,
-        mapping={
-            "m1": registration(url="http://one:8081", capacity=4, running=2, accepting=True),
-            "m2": registration(url="http://two:8081", capacity=16, running=0, accepting=False),
-        },
-    )
-    await fake_redis.set(keys.manager_alive("m1"), b"1", px=10_000)
-
-    snapshot = await ManagerRegistry(fake_redis).snapshot()
-
-    by_id = {m.id: m for m in snapshot}
-    assert set(by_id) == {"m1", "m2"}
-    assert by_id["m1"] == ManagerInfo(
-        id="m1",
-        url="http://one:8081",
-        capacity=4,
-        running=2,
-        accepting=True,
-        heartbeat_at=1000.5,
-        alive=True,
-    )
-    assert by_id["m2"].alive is False
-    assert by_id["m2"].accepting is False
-    assert by_id["m2"].capacity == 16
-
-
-async def test_snapshot_of_no_registrations_is_empty(fake_redis):
-    assert await ManagerRegistry(fake_redis).snapshot() == []
-
-
-async def test_registration_without_accepting_counts_as_accepting(fake_redis):
-    info = orjson.loads(registration())
-    del info["accepting"]
-    await fake_redis.hset(keys.MANAGERS, "m1", orjson.dumps(info))
-
-    (manager,) = await ManagerRegistry(fake_redis).snapshot()
-
-    assert manager.accepting is True
-
-
-async def test_first_snapshot_reads_redis_whatever_the_cache_time(fake_redis):
-    # regression: the cache stamp started at monotonic 0, so on a host up for less than
-    # cache_s the first snapshot answered the empty initial list without reading
-    await fake_redis.hset(keys.MANAGERS, "m1", registration())
-
-    snapshot = await ManagerRegistry(fake_redis, cache_s=10**9).snapshot()
-
-    assert [m.id for m in snapshot] == ["m1"]
-
-
-async def test_snapshot_is_cached_until_fresh_is_asked(fake_redis):
-    registry = ManagerRegistry(fake_redis, cache_s=3600)
-    await fake_redis.hset(keys.MANAGERS, "m1", registration())
-    assert [m.id for m in await registry.snapshot()] == ["m1"]
-
-    await fake_redis.hset(keys.MANAGERS, "m2", registration())
-
-    assert [m.id for m in await registry.snapshot()] == ["m1"]
-    assert sorted(m.id for m in await registry.snapshot(fresh=True)) == ["m1", "m2"]
-
-
-async def test_url_of_rereads_for_a_manager_not_in_the_cache(fake_redis):
-    registry = ManagerRegistry(fake_redis, cache_s=3600)
-    await registry.snapshot()
-    await fake_redis.hset(keys.MANAGERS, "late", registration(url="http://late:8081"))
-
-    assert await registry.url_of("late") == "http://late:8081"
-    assert await registry.url_of("never") is None
