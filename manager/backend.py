@@ -26,7 +26,8 @@ class ContainerState(Enum):
     REMOVING = "removing"  # on its way out; never handed out again
 
 
-# the transitions a container may take; anything else is a bug
+# the transitions a container may take; anything else is a bug, which
+# manager.containers.Record.move (the only way a state changes) refuses
 TRANSITIONS: dict[ContainerState, frozenset[ContainerState]] = {
     ContainerState.STARTING: frozenset({ContainerState.GENERIC, ContainerState.REMOVING}),
     ContainerState.GENERIC: frozenset({ContainerState.INITIALISING, ContainerState.REMOVING}),

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 
-from hotpool.manager.backend import Container, ContainerBackend, ContainerSpec
+from hotpool.manager.backend import ContainerBackend, ContainerSpec, ContainerState
+from hotpool.manager.containers import ContainerTable, Record
 
 log = logging.getLogger(__name__)
+
+S = ContainerState
 
 
 def missing(ready: int, starting: int, target: int, room: int) -> int:
@@ -22,57 +24,56 @@ def missing(ready: int, starting: int, target: int, room: int) -> int:
 
 
 class PrewarmPool:
-    """Keeps ``count`` generic started containers per runtime."""
+    """Keeps ``count`` generic started containers per runtime, as records of the node's table."""
 
     def __init__(
         self,
         backend: ContainerBackend,
+        table: ContainerTable,
         *,
         runtimes: tuple[str, ...],
         count: int,
         memory_mb: int,
         labels: dict[str, str],
-        room: Callable[[], int],
+        capacity: int,
         refill_interval_s: float = 5.0,
     ) -> None:
         self._backend = backend
+        self._table = table
         self._runtimes = runtimes
         self._count = count
         self._memory_mb = memory_mb
         self._labels = labels
-        self._room = room
+        self._capacity = capacity
         self._interval_s = refill_interval_s
-        self._ready: dict[str, list[Container]] = {rt: [] for rt in runtimes}
-        self._starting: dict[str, int] = dict.fromkeys(runtimes, 0)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def size(self) -> int:
-        return sum(len(v) for v in self._ready.values()) + sum(self._starting.values())
+        """Pre-warmed containers ready or starting."""
+        return len(self._table.spares())
 
     def ready(self, runtime: str) -> int:
-        return len(self._ready.get(runtime, []))
+        return len(self._table.spares(S.GENERIC, runtime=runtime))
 
     def ids(self) -> set[str]:
-        return {c.id for containers in self._ready.values() for c in containers}
+        return {r.id for r in self._table.spares(S.GENERIC)}
 
-    def take(self, runtime: str) -> Container | None:
-        """A ready generic container of ``runtime``, or None; a refill follows."""
-        ready = self._ready.get(runtime)
-        container = ready.pop(0) if ready else None
+    def take(self, runtime: str) -> Record | None:
+        """A generic container of ``runtime``, now INITIALISING, or None; a refill follows."""
+        record = self._table.take_spare(runtime)
         self._wake.set()
-        return container
+        return record
 
     def forget(self, container_id: str) -> bool:
         """Drop a generic container that died; True if it was one of ours."""
-        for containers in self._ready.values():
-            for container in containers:
-                if container.id == container_id:
-                    containers.remove(container)
-                    self._wake.set()
-                    return True
-        return False
+        record = self._table.get(container_id)
+        if record is None or not record.spare:
+            return False
+        self._table.discard(record)
+        self._wake.set()
+        return True
 
     def start(self) -> None:
         if self._count > 0:
@@ -93,31 +94,37 @@ class PrewarmPool:
         starts = []
         for runtime in self._runtimes:
             n = missing(
-                len(self._ready[runtime]), self._starting[runtime], self._count, self._room()
+                self.ready(runtime),
+                len(self._table.spares(S.STARTING, runtime=runtime)),
+                self._count,
+                self._table.room(self._capacity),
             )
             starts.extend(self._start_one(runtime) for _ in range(n))
         await asyncio.gather(*starts)
 
     async def _start_one(self, runtime: str) -> None:
-        self._starting[runtime] += 1
+        record = self._table.begin(runtime, self._memory_mb, prewarmed=True)
         try:
             spec = ContainerSpec(runtime, self._memory_mb, {**self._labels, "hotpool.prewarm": "1"})
-            container = await self._backend.start(spec)
+            self._table.started(record, await self._backend.start(spec))
         except Exception as exc:
             log.warning("could not pre-warm a %s container: %s", runtime, exc)
-            return
         finally:
-            self._starting[runtime] -= 1
-        self._ready[runtime].append(container)
+            if record.state is S.STARTING:  # the start failed or was cancelled
+                self._table.discard(record)
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        containers = [c for cs in self._ready.values() for c in cs]
-        for cs in self._ready.values():
-            cs.clear()
-        await asyncio.gather(
-            *(self._backend.remove(c.id) for c in containers), return_exceptions=True
-        )
+        spares = self._table.spares(S.GENERIC)
+        for record in spares:
+            record.move(S.REMOVING)
+        try:
+            await asyncio.gather(
+                *(self._backend.remove(r.id) for r in spares), return_exceptions=True
+            )
+        finally:
+            for record in spares:
+                self._table.drop(record)

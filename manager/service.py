@@ -22,6 +22,7 @@ from hotpool.manager.backend import (
     ContainerState,
     ExitStatus,
 )
+from hotpool.manager.containers import LOADED, ContainerTable, Record
 from hotpool.manager.prewarm import PrewarmPool
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
@@ -40,7 +41,6 @@ from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-max_remembered_exits = 1000
 drain_poll_interval_s = 0.1
 
 
@@ -76,14 +76,14 @@ class CreateRequest:
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"malformed field: {exc}") from None
 
-
-@dataclass
-class Managed:
-    """A container this Manager owns, with its state and (once specialised) its pool entry."""
-
-    container: Container
-    state: ContainerState
-    entry: PoolEntry | None = None
+    def spec(self, manager_id: str) -> ContainerSpec:
+        """The container a fresh cold start for this request begins with."""
+        labels = {
+            "hotpool.manager": manager_id,
+            "hotpool.function": self.function,
+            "hotpool.version": str(self.version),
+        }
+        return ContainerSpec(self.config.runtime, self.config.memory_mb, labels)
 
 
 class ManagerService:
@@ -109,18 +109,17 @@ class ManagerService:
             redis, manager_id, alive_ttl_s=settings.heartbeat_ttl_s
         )
         self._http = http
-        self._containers: dict[str, Managed] = {}
-        self._starting = 0
-        self._exits: dict[str, ExitStatus] = {}
+        self.containers = ContainerTable()
         self.accepting = True
         self.healthy = True
         self.prewarm = PrewarmPool(
             backend,
+            self.containers,
             runtimes=RUNTIMES,
             count=settings.prewarm_count,
             memory_mb=settings.prewarm_memory_mb,
             labels={"hotpool.manager": manager_id},
-            room=lambda: settings.capacity_containers - self.running,
+            capacity=settings.capacity_containers,
         )
         backend.on_exit(self.on_container_exit)
 
@@ -131,12 +130,12 @@ class ManagerService:
     @property
     def running(self) -> int:
         """Containers on this node: specialised, starting and pre-warmed."""
-        return len(self._containers) + self._starting + self.prewarm.size
+        return self.containers.running
 
     @property
     def serving(self) -> int:
         """Containers counted against capacity for cold starts (pre-warmed ones are spare)."""
-        return len(self._containers) + self._starting
+        return self.containers.serving
 
     async def create(self, request: CreateRequest) -> dict[str, Any]:
         """Start a container, load the function's code, and register it as live."""
@@ -147,49 +146,46 @@ class ManagerService:
                 f"manager {self.manager_id} is at capacity "
                 f"({self.settings.capacity_containers} containers)"
             )
-        self._starting += 1
+        # the start counts against capacity from now on, while the code downloads
+        starting = self.containers.begin(request.config.runtime, request.config.memory_mb)
         begun = time.perf_counter()
         try:
             code = await self._code.get(request.code_key)
             fetched = time.perf_counter()
-            spec = ContainerSpec(
-                runtime=request.config.runtime,
-                memory_mb=request.config.memory_mb,
-                labels={
-                    "hotpool.manager": self.manager_id,
-                    "hotpool.function": request.function,
-                    "hotpool.version": str(request.version),
-                },
-            )
-            container = self.prewarm.take(request.config.runtime)
-            prewarmed = container is not None
-            if container is None:
-                container = await self._backend.start(spec)
+            record = self.prewarm.take(request.config.runtime)
+            if record is None:
+                container = await self._backend.start(request.spec(self.manager_id))
+                self.containers.started(starting, container)
+                record = starting
+                record.move(ContainerState.INITIALISING)
         finally:
-            self._starting -= 1
+            if starting.state is ContainerState.STARTING:
+                # no container came of it: a pre-warmed one was taken, or the fetch or start failed
+                self.containers.discard(starting)
         started = time.perf_counter()
-        managed = Managed(container, ContainerState.INITIALISING)
-        self._containers[container.id] = managed
+        prewarmed = record.prewarmed
         try:
-            if prewarmed and container.memory_mb != request.config.memory_mb:
-                await self._backend.set_memory(container.id, request.config.memory_mb)
-                container = dataclasses.replace(container, memory_mb=request.config.memory_mb)
-                managed.container = container
-            init_ms = await self._init(container, request, code)
+            if prewarmed and record.memory_mb != request.config.memory_mb:
+                await self._backend.set_memory(record.id, request.config.memory_mb)
+                record.resize(request.config.memory_mb)
+            init_ms = await self._init(record.container, request, code)
         except BaseException:
-            await self.remove(container.id)
+            await self.remove(record.id)
             raise
+        container = record.container
         entry = PoolEntry(
             request.function, request.version, self.manager_id, container.id, container.address
         )
-        managed.entry = entry
+        record.entry = entry
         try:
             await self._registration.register(entry)
         except REDIS_ERRORS as exc:
             # Main cannot lease it without Redis either: never keep a container nobody asked for
             await self.remove(container.id)
             raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
-        managed.state = ContainerState.READY
+        # unless it died (or was removed) meanwhile: then its caller finds it gone, as before
+        if record.state is ContainerState.INITIALISING:
+            record.move(ContainerState.READY)
         return {
             "container_id": container.id,
             "address": container.address,
@@ -240,22 +236,22 @@ class ManagerService:
         container to end, and return how it ended: the caller turns an OOM kill or a crash into
         the function error it is. A container that already died on its own answers the same.
         """
-        managed = self._containers.pop(container_id, None)
-        if managed is None:
-            if container_id in self._exits:
-                return self._exits[container_id]
+        record = self.containers.loaded(container_id)
+        if record is None:
+            if (ended := self.containers.exit_of(container_id)) is not None:
+                return ended
             raise NotFound(f"container {container_id!r} is not managed by {self.manager_id}")
-        managed.state = ContainerState.REMOVING
-        await self._forget(managed)
-        status = None
-        if failed:
-            status = await self._backend.exit_status(container_id, wait_s=1.0)
-            if status is not None:
-                status = dataclasses.replace(status, memory_mb=managed.container.memory_mb)
-        await self._backend.remove(container_id)
+        with self.containers.removing(record):
+            await self._forget(record)
+            status = None
+            if failed:
+                status = await self._backend.exit_status(container_id, wait_s=1.0)
+                if status is not None:
+                    status = dataclasses.replace(status, memory_mb=record.memory_mb)
+            await self._backend.remove(container_id)
         return status
 
-    async def _forget(self, managed: Managed) -> None:
+    async def _forget(self, managed: Record) -> None:
         try:
             await self._registration.forget(managed.container.id)
             if managed.entry is not None:
@@ -269,18 +265,17 @@ class ManagerService:
         """A container died on its own: make sure no request is sent to it again."""
         if self.prewarm.forget(container_id):
             return
-        managed = self._containers.pop(container_id, None)
-        if managed is None:
+        record = self.containers.loaded(container_id)
+        if record is None:
             return
-        log.warning("container %s died; evicting it from the pool", container_id)
-        status = await self._backend.exit_status(container_id) or ExitStatus(None)
-        memory_mb = managed.container.memory_mb
-        self._exits[container_id] = dataclasses.replace(status, memory_mb=memory_mb)
-        if len(self._exits) > max_remembered_exits:
-            self._exits.pop(next(iter(self._exits)))
-        await self._forget(managed)
-        with contextlib.suppress(Exception):
-            await self._backend.remove(container_id)
+        with self.containers.removing(record):
+            log.warning("container %s died; evicting it from the pool", container_id)
+            status = await self._backend.exit_status(container_id) or ExitStatus(None)
+            ended = dataclasses.replace(status, memory_mb=record.memory_mb)
+            self.containers.remember_exit(container_id, ended)
+            await self._forget(record)
+            with contextlib.suppress(Exception):
+                await self._backend.remove(container_id)
 
     async def reap_idle(self, now: float) -> list[str]:
         """Remove containers idle for longer than ``idle_ttl_s``; return their ids."""
@@ -289,7 +284,7 @@ class ManagerService:
         for entry in await self._pool.idle_since(self.manager_id, cutoff):
             # LREM first: if it removed nothing the container was just leased — leave it alone
             if await self._pool.remove_idle(entry):
-                if entry.container_id in self._containers:
+                if self.containers.loaded(entry.container_id) is not None:
                     await self.remove(entry.container_id)
                 reaped.append(entry.container_id)
         return reaped
@@ -309,44 +304,34 @@ class ManagerService:
         # every beat also re-asserts which containers live here: if Redis lost its data
         # (a restart without persistence, a failover to a lagging replica), the registry is
         # rebuilt, and the reaper returns the containers no list or lease holds any more
-        ready = [
-            m.entry
-            for m in self._containers.values()
-            if m.entry is not None and m.state is ContainerState.READY
-        ]
-        await self._registration.heartbeat(info, ready, known=self._containers.keys())
+        # the predicate runs after the round trip: a container that create() registered
+        # meanwhile (it was initialising when the beat began) must not be dropped
+        await self._registration.heartbeat(
+            info,
+            self.containers.ready_entries(),
+            is_known=lambda cid: self.containers.loaded(cid) is not None,
+        )
 
     async def deregister(self) -> None:
         await self._registration.deregister()
 
     def describe(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "container_id": m.container.id,
-                "address": m.container.address,
-                "state": m.state.value,
-                "runtime": m.container.runtime,
-                "memory_mb": m.container.memory_mb,
-                "entry": m.entry.encode() if m.entry else None,
-                "started_at": m.container.started_at,
-            }
-            for m in self._containers.values()
-        ]
+        return self.containers.describe()
 
     async def reconcile(self) -> list[str]:
         """At start: remove containers of this Manager it does not know (left by a previous
         run), and purge its pool entries that point at containers that no longer exist."""
-        known = set(self._containers) | self.prewarm.ids()
+        known = self.containers.known_ids()
         strays = [cid for cid in await self._backend.list_ids() if cid not in known]
         await asyncio.gather(*(self._backend.remove(cid) for cid in strays))
         registered = await self._registration.registered()
         for cid, entry in registered.items():
-            if cid not in self._containers:
+            if self.containers.loaded(cid) is None:
                 await self._pool.evict(entry)
                 await self._registration.forget(cid)
         # idle-set members of containers that are gone
         for entry in await self._pool.idle_since(self.manager_id, float("inf")):
-            if entry.container_id not in self._containers:
+            if self.containers.loaded(entry.container_id) is None:
                 await self._pool.evict(entry)
         if strays:
             log.info("reconcile removed %d stray containers", len(strays))
@@ -360,14 +345,14 @@ class ManagerService:
         await self.prewarm.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self._containers and loop.time() < deadline:
-            for managed in list(self._containers.values()):
-                if managed.entry is not None and await self._pool.remove_idle(managed.entry):
-                    await self.remove(managed.container.id)
-            if self._containers:
+        while self.containers.loaded_ids() and loop.time() < deadline:
+            for record in self.containers.in_state(*LOADED):
+                if record.entry is not None and await self._pool.remove_idle(record.entry):
+                    await self.remove(record.id)
+            if self.containers.loaded_ids():
                 await asyncio.sleep(drain_poll_interval_s)
-        if self._containers:
-            log.warning("drain timed out; removing %d busy containers", len(self._containers))
+        if busy := self.containers.loaded_ids():
+            log.warning("drain timed out; removing %d busy containers", len(busy))
 
     async def shutdown(self) -> None:
         """Drain, remove every container, and deregister — with Redis away too: the
@@ -377,7 +362,7 @@ class ManagerService:
         except REDIS_ERRORS as exc:
             log.warning("drain cut short, Redis unreachable: %s", exc)
         await asyncio.gather(
-            *(self.remove(cid) for cid in list(self._containers)), return_exceptions=True
+            *(self.remove(cid) for cid in self.containers.loaded_ids()), return_exceptions=True
         )
         await self._backend.close()
         try:

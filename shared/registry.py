@@ -12,7 +12,7 @@ purges the dead ones through ``ManagerRegistry``.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -57,11 +57,14 @@ class ManagerRegistration:
         self._containers = keys.containers(manager_id)
 
     async def heartbeat(
-        self, info: Mapping[str, object], ready: Iterable[PoolEntry], known: Collection[str]
+        self,
+        info: Mapping[str, object],
+        ready: Iterable[PoolEntry],
+        is_known: Callable[[str], bool],
     ) -> None:
         """Publish ``info``, renew the alive key, re-assert the ``ready`` containers and drop
-        registered containers whose id is not in ``known``, in one round trip (plus one when
-        there is something to drop)."""
+        registered containers for which ``is_known(id)`` is false, in one round trip (plus one
+        when there is something to drop). ``is_known`` is asked after the round trip."""
         mapping = {entry.container_id: entry.encode() for entry in ready}
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.MANAGERS, self.manager_id, orjson.dumps(info))
@@ -72,7 +75,7 @@ class ManagerRegistration:
                 pipe.hset(self._containers, mapping=mapping)
             pipe.hkeys(self._containers)
             *_, registered = await pipe.execute()
-        stale = [cid for cid in map(text, registered) if cid not in known]
+        stale = [cid for cid in map(text, registered) if not is_known(cid)]
         if stale:
             await self._redis.hdel(self._containers, *stale)
 

@@ -114,7 +114,7 @@ async def test_the_purge_skips_a_manager_that_came_back_since_the_snapshot():
         mine = PoolEntry("fn", 1, manager_id, f"{manager_id}-c", "127.0.0.1:9000")
         await own.register(mine)
         await own.heartbeat({"url": "http://x", "capacity": 1, "running": 1, "heartbeat_at": 1.0},
-                            [mine], known={mine.container_id})  # fmt: skip
+                            [mine], is_known={mine.container_id}.__contains__)  # fmt: skip
         await pool.lease(mine, 30)
         await pool.release(mine)
     await redis.delete(keys.manager_alive("dead"))

@@ -149,7 +149,9 @@ async def test_url_of_rereads_for_a_manager_not_in_the_cache(redis_client):
 async def test_a_heartbeat_registers_the_manager_as_main_reads_it(redis_client):
     own = ManagerRegistration(redis_client, "m1", alive_ttl_s=TTL_S)
 
-    await own.heartbeat(info("m1", capacity=6, running=4, accepting=False), [], known=())
+    await own.heartbeat(
+        info("m1", capacity=6, running=4, accepting=False), [], is_known=lambda cid: False
+    )
 
     (manager,) = await ManagerRegistry(redis_client).snapshot()
     assert manager == ManagerInfo(
@@ -167,7 +169,7 @@ async def test_a_heartbeat_registers_the_manager_as_main_reads_it(redis_client):
 
 async def test_a_manager_whose_alive_key_lapses_is_dead_but_still_registered(redis_client):
     own = ManagerRegistration(redis_client, "m1", alive_ttl_s=TTL_S)
-    await own.heartbeat(info("m1"), [], known=())
+    await own.heartbeat(info("m1"), [], is_known=lambda cid: False)
     registry = ManagerRegistry(redis_client)
 
     await redis_client.pexpire(keys.manager_alive("m1"), 1)  # its beats stopped
@@ -195,10 +197,10 @@ async def test_containers_are_registered_and_forgotten(redis_client):
 async def test_a_heartbeat_rebuilds_the_containers_redis_lost(redis_client):
     own = ManagerRegistration(redis_client, "m1", alive_ttl_s=TTL_S)
     a, b = entry("m1", "a"), entry("m1", "b")
-    await own.heartbeat(info("m1"), [a, b], known={"a", "b"})
+    await own.heartbeat(info("m1"), [a, b], is_known={"a", "b"}.__contains__)
     await redis_client.flushdb()  # a Redis restart without persistence
 
-    await own.heartbeat(info("m1"), [a, b], known={"a", "b"})
+    await own.heartbeat(info("m1"), [a, b], is_known={"a", "b"}.__contains__)
 
     assert await own.registered() == {"a": a, "b": b}
     assert [m.id for m in await ManagerRegistry(redis_client).snapshot()] == ["m1"]
@@ -211,7 +213,7 @@ async def test_a_heartbeat_drops_containers_the_manager_no_longer_has(redis_clie
         await own.register(e)
 
     # "starting" is still the Manager's (not ready yet), "gone" is not
-    await own.heartbeat(info("m1"), [ready], known={"ready", "starting"})
+    await own.heartbeat(info("m1"), [ready], is_known={"ready", "starting"}.__contains__)
 
     assert await own.registered() == {"ready": ready, "starting": starting}
 
@@ -219,8 +221,8 @@ async def test_a_heartbeat_drops_containers_the_manager_no_longer_has(redis_clie
 async def test_deregister_withdraws_the_manager(redis_client):
     own = ManagerRegistration(redis_client, "m1", alive_ttl_s=TTL_S)
     other = ManagerRegistration(redis_client, "m2", alive_ttl_s=TTL_S)
-    await own.heartbeat(info("m1"), [], known=())
-    await other.heartbeat(info("m2"), [], known=())
+    await own.heartbeat(info("m1"), [], is_known=lambda cid: False)
+    await other.heartbeat(info("m2"), [], is_known=lambda cid: False)
 
     await own.deregister()
 
@@ -249,7 +251,8 @@ async def two_managers(redis) -> dict[str, PoolEntry]:
         for e in (idle, other):
             assert await pool.release(e) == 1
         mine = [idle, busy, other]
-        await own.heartbeat(info(manager_id), mine, known={e.container_id for e in mine})
+        known = {e.container_id for e in mine}
+        await own.heartbeat(info(manager_id), mine, is_known=known.__contains__)
         made.update({e.container_id: e for e in (idle, busy, other)})
     await redis.delete(keys.manager_alive("m1"))
     return made
