@@ -35,7 +35,7 @@ from hotpool.shared.errors import (
 )
 from hotpool.shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
 from hotpool.shared.pool import Pool
-from hotpool.shared.redis_conn import REDIS_ERRORS, text
+from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors, text
 from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -182,11 +182,14 @@ class ManagerService:
         )
         managed.entry = entry
         try:
-            await self._redis.hset(keys.containers(self.manager_id), container.id, entry.encode())
-        except REDIS_ERRORS as exc:
+            with redis_errors("the pool"):
+                await self._redis.hset(
+                    keys.containers(self.manager_id), container.id, entry.encode()
+                )
+        except StoreUnavailable:
             # Main cannot lease it without Redis either: never keep a container nobody asked for
             await self.remove(container.id)
-            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
+            raise
         managed.state = ContainerState.READY
         return {
             "container_id": container.id,
