@@ -15,12 +15,12 @@ from redis.asyncio import Redis
 
 from hotpool.shared import keys
 from hotpool.shared.auth import Principal, parse_token, secret_matches
-from hotpool.shared.errors import StoreUnavailable, TooManyRequests, Unauthorized
+from hotpool.shared.errors import TooManyRequests, Unauthorized
 from hotpool.shared.http import Handler
 from hotpool.shared.keystore import INVALID_KEY, SqlKeyStore
 from hotpool.shared.loops import follow_channel
 from hotpool.shared.pool import Admission
-from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors
 from hotpool.shared.settings import Settings
 from hotpool.shared.singleflight import SingleFlight
 
@@ -84,14 +84,12 @@ class Authenticator:
     async def meter(self, principal: Principal) -> None:
         """Raise TooManyRequests when the key is over its request rate."""
         rate, burst = self.rate_of(principal)
-        try:
+        with redis_errors("the rate limiter"):
             wait = float(
                 await self._take_token(
                     keys=[keys.bucket(principal.key_id)], args=[rate, burst, time.time()]
                 )
             )
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable("the rate limiter (Redis) is unreachable") from exc
         if wait > 0:
             raise over_rate(rate, wait)
 

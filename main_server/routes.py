@@ -17,11 +17,10 @@ from hotpool.shared.errors import (
     InvalidEvent,
     InvalidRequest,
     PayloadTooLarge,
-    StoreUnavailable,
 )
 from hotpool.shared.http import error_response, json_response
 from hotpool.shared.models import FunctionConfig, qualify, validate_name
-from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.redis_conn import redis_errors
 
 routes = web.RouteTableDef()
 
@@ -246,12 +245,10 @@ async def system_status(request: web.Request) -> web.Response:
     if not request[PRINCIPAL].is_admin:
         raise Forbidden("the system status needs an admin key")
     app = request.app
-    try:
+    with redis_errors("the pool"):
         await app[REDIS].ping()
         managers = await app[REGISTRY].snapshot(fresh=True)
         counts = await app[POOL].counts()
-    except REDIS_ERRORS as exc:
-        raise StoreUnavailable("the pool (Redis) is unreachable") from exc
     by_function: dict[str, dict[str, int]] = {}
     empty = {"warm": 0, "busy": 0, "starting": 0}
     for label, n in counts.idle.items():

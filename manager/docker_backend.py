@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 import aiodocker
 import aiohttp
@@ -38,6 +38,37 @@ ready_poll_interval_s = 0.01
 docker_call_timeout_s = 30.0
 events_retry_s = 1.0
 max_remembered_exits = 1000
+# aiodocker's own status for "could not connect to the daemon" (no HTTP status was ever received)
+DAEMON_UNREACHABLE_STATUS = 900
+
+
+@contextlib.contextmanager
+def docker_errors(
+    what: str, *, image: str | None = None, ignore: Collection[int] = ()
+) -> Iterator[None]:
+    """Translate a Docker failure while doing ``what`` into hotpool's errors.
+
+    A daemon that cannot be reached is ``NoCapacity`` (503: its Manager is unhealthy too); a
+    404 while creating a container from ``image`` is ``RuntimeImageMissing``; anything else
+    the daemon refuses is ``ContainerFailed`` (``"<what>: [status] message"``). A status in
+    ``ignore`` means the work is already done, and passes silently.
+    """
+    try:
+        yield
+    except aiodocker.DockerError as exc:
+        if exc.status in ignore:
+            return
+        if exc.status == 404 and image is not None:
+            raise RuntimeImageMissing(
+                f"the runtime image {image!r} is missing; build it with {BUILD_COMMAND}"
+            ) from exc
+        if exc.status == DAEMON_UNREACHABLE_STATUS:
+            raise NoCapacity(f"the Docker daemon is unreachable: {exc.message}") from exc
+        raise ContainerFailed(f"{what}: {exc}") from exc
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        # a timeout says nothing itself
+        reason = str(exc) or type(exc).__name__
+        raise NoCapacity(f"the Docker daemon is unreachable: {reason}") from exc
 
 
 class DockerBackend:
@@ -137,18 +168,18 @@ class DockerBackend:
         await self._ensure_network()
         started = time.time()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
-            container = await self._create(config)
+            with docker_errors("Docker could not create the container", image=config["Image"]):
+                container = await self.docker.containers.create(config)
         self._ids.add(container.id)
         try:
-            await container.start()
-            info = await container.show()
+            with docker_errors("Docker could not start the container"):
+                await container.start()
+                info = await container.show()
             port = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT][0]["HostPort"]
             address = f"{self._host}:{port}"
             await self._wait_ready(container.id, address)
-        except BaseException as exc:
+        except BaseException:
             await self.remove(container.id)
-            if isinstance(exc, aiodocker.DockerError):
-                raise ContainerFailed(f"Docker could not start the container: {exc}") from exc
             raise
         return Container(container.id, address, spec.runtime, spec.memory_mb, started)
 
@@ -156,17 +187,20 @@ class DockerBackend:
         """Create the functions' bridge (inter-container traffic off) once, or check it."""
         if self._network_ready:
             return
-        try:
-            network = await self.docker.networks.get(FUNCTION_NETWORK)
-            options = (await network.show()).get("Options") or {}
-        except aiodocker.DockerError as exc:
-            if exc.status != 404:
-                raise ContainerFailed(
-                    f"could not inspect the {FUNCTION_NETWORK} network: {exc}"
-                ) from exc
-            options = await self._create_network()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise NoCapacity(f"the Docker daemon is unreachable: {exc}") from exc
+        options = await self._network_options(missing_ok=True)
+        if options is None:
+            # 409: another Manager created it first
+            with docker_errors(f"could not create the {FUNCTION_NETWORK} network", ignore=(409,)):
+                await self.docker.networks.create(
+                    {
+                        "Name": FUNCTION_NETWORK,
+                        "Driver": "bridge",
+                        "CheckDuplicate": True,
+                        "Options": {ICC_OPTION: "false"},
+                        "Labels": {"org.hotpool.network": "functions"},
+                    }
+                )
+            options = await self._network_options() or {}
         if options.get(ICC_OPTION) != "false":
             raise ContainerFailed(
                 f"the Docker network {FUNCTION_NETWORK!r} lets containers talk to each other; "
@@ -174,37 +208,14 @@ class DockerBackend:
             )
         self._network_ready = True
 
-    async def _create_network(self) -> dict:
-        try:
-            await self.docker.networks.create(
-                {
-                    "Name": FUNCTION_NETWORK,
-                    "Driver": "bridge",
-                    "CheckDuplicate": True,
-                    "Options": {ICC_OPTION: "false"},
-                    "Labels": {"org.hotpool.network": "functions"},
-                }
-            )
-        except aiodocker.DockerError as exc:
-            if exc.status != 409:  # 409: another Manager created it first
-                raise ContainerFailed(
-                    f"could not create the {FUNCTION_NETWORK} network: {exc}"
-                ) from exc
-        network = await self.docker.networks.get(FUNCTION_NETWORK)
-        return (await network.show()).get("Options") or {}
-
-    async def _create(self, config: dict) -> aiodocker.docker.DockerContainer:
-        try:
-            return await self.docker.containers.create(config)
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                raise RuntimeImageMissing(
-                    f"the runtime image {config['Image']!r} is missing; build it with "
-                    f"{BUILD_COMMAND}"
-                ) from exc
-            raise ContainerFailed(f"Docker could not create the container: {exc}") from exc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise NoCapacity(f"the Docker daemon is unreachable: {exc}") from exc
+    async def _network_options(self, *, missing_ok: bool = False) -> dict | None:
+        """The functions' bridge options; None when it is missing and ``missing_ok``."""
+        with docker_errors(
+            f"could not inspect the {FUNCTION_NETWORK} network", ignore=(404,) if missing_ok else ()
+        ):
+            network = await self.docker.networks.get(FUNCTION_NETWORK)
+            return (await network.show()).get("Options") or {}
+        return None
 
     async def _wait_ready(self, container_id: str, address: str) -> None:
         deadline = time.monotonic() + self._ready_timeout_s
@@ -231,15 +242,13 @@ class DockerBackend:
 
     async def set_memory(self, container_id: str, memory_mb: int) -> None:
         memory = memory_mb * 1024 * 1024
-        try:
+        with docker_errors("could not set the container's memory"):
             await self.docker._query_json(
                 f"containers/{container_id}/update",
                 method="POST",
                 data=json.dumps({"Memory": memory, "MemorySwap": memory}),
                 headers={"Content-Type": "application/json"},
             )
-        except aiodocker.DockerError as exc:
-            raise ContainerFailed(f"could not set the container's memory: {exc}") from exc
 
     async def alive(self, container_id: str) -> bool:
         try:
@@ -273,9 +282,10 @@ class DockerBackend:
 
     async def list_ids(self) -> set[str]:
         """Containers carrying this Manager's label, running or not, including unknown ones."""
-        found = await self.docker.containers.list(
-            all=True, filters=json.dumps({"label": [f"{MANAGER_LABEL}={self._manager_id}"]})
-        )
+        with docker_errors("could not list this Manager's containers"):
+            found = await self.docker.containers.list(
+                all=True, filters=json.dumps({"label": [f"{MANAGER_LABEL}={self._manager_id}"]})
+            )
         return {c.id for c in found}
 
     # -- removing ----------------------------------------------------------------------
@@ -283,10 +293,9 @@ class DockerBackend:
     async def remove(self, container_id: str) -> None:
         self._removing.add(container_id)
         try:
-            await self.docker.containers.container(container_id).delete(force=True)
-        except aiodocker.DockerError as exc:
-            if exc.status not in (404, 409):  # gone already / removal already under way
-                raise ContainerFailed(f"could not remove container: {exc}") from exc
+            # 404: gone already; 409: its removal is already under way
+            with docker_errors("could not remove container", ignore=(404, 409)):
+                await self.docker.containers.container(container_id).delete(force=True)
         finally:
             self._ids.discard(container_id)
             self._removing.discard(container_id)

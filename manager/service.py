@@ -35,7 +35,7 @@ from hotpool.shared.errors import (
 )
 from hotpool.shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
 from hotpool.shared.pool import Pool
-from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors
 from hotpool.shared.registry import ManagerRegistration
 from hotpool.shared.settings import Settings
 
@@ -178,11 +178,12 @@ class ManagerService:
         )
         record.entry = entry
         try:
-            await self._registration.register(entry)
-        except REDIS_ERRORS as exc:
+            with redis_errors("the pool"):
+                await self._registration.register(entry)
+        except StoreUnavailable:
             # Main cannot lease it without Redis either: never keep a container nobody asked for
             await self.remove(container.id)
-            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
+            raise
         # unless it died (or was removed) meanwhile: then its caller finds it gone, as before
         if record.state is ContainerState.INITIALISING:
             record.move(ContainerState.READY)

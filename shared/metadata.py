@@ -14,9 +14,10 @@ database failure leaves every method as ``StoreUnavailable``; only an ``Integrit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -36,10 +37,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     InvalidRequestError,
     OperationalError,
+    SQLAlchemyError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -167,6 +171,8 @@ def describe_db_error(exc: BaseException) -> str:
     args = cause.args
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
         text = f"{args[1]} (error {args[0]})"  # the MySQL drivers' (code, message)
+    elif isinstance(cause, SQLAlchemyError) and len(args) == 1:
+        text = str(args[0])  # str() would add a link to the SQLAlchemy docs
     else:
         text = str(cause)
     text = " ".join(text.split()).rstrip(".") or type(cause).__name__
@@ -195,21 +201,32 @@ def open_engine(url: str, **kwargs: Any) -> AsyncEngine:
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
+# DBAPIError covers OperationalError, InterfaceError and ProgrammingError (a missing table is
+# one); DisconnectionError and PoolTimeout (no free connection in time) come from the pool;
+# OSError covers ConnectionError
+_UNAVAILABLE = (DBAPIError, DisconnectionError, PoolTimeout, OSError)
+
+
+@contextlib.contextmanager
+def db_errors(what: str = "the metadata database is unreachable") -> Iterator[None]:
+    """Let a database failure leave the block as ``StoreUnavailable`` (``"<what>: <the
+    driver's words>"``), chained to its cause. An ``IntegrityError`` passes unchanged: a
+    constraint said no, a fact about the data, not about the database."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"{what}: {describe_db_error(exc)}") from exc
+
 
 def translate_errors(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
-    """Let a database failure leave ``method`` as ``StoreUnavailable``, chained to its cause."""
+    """Run the store method ``method`` inside ``db_errors()``."""
 
     @functools.wraps(method)
     async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
+        with db_errors():
             return await method(*args, **kwargs)
-        except IntegrityError:
-            raise  # a constraint said no: a fact about the data, not about the database
-        # DBAPIError covers OperationalError and InterfaceError; OSError covers ConnectionError
-        except (DBAPIError, OSError) as exc:
-            raise StoreUnavailable(
-                f"the metadata database is unreachable: {describe_db_error(exc)}"
-            ) from exc
 
     return wrapper
 

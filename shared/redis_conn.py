@@ -4,6 +4,8 @@ so the same pool scripts run unchanged)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import hiredis
@@ -25,11 +27,26 @@ from hotpool.shared.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from fakeredis import FakeServer
 
+# Redis is away (BusyLoadingError, AuthenticationError and Sentinel's MasterNotFoundError are
+# ConnectionErrors too): what a caller that can carry on without Redis catches
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     OSError,
 )
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Let Redis being away leave the block as ``StoreUnavailable`` (503) naming ``what``.
+
+    A ReadOnlyError is a master demoted to replica by a failover (Sentinel-managed connections
+    already turn it into a ConnectionError; a plain URL to the old master does not).
+    """
+    try:
+        yield
+    except (*REDIS_ERRORS, redis.exceptions.ReadOnlyError) as exc:
+        raise StoreUnavailable(f"{what} (Redis) is unreachable; try again shortly") from exc
 
 
 def text(raw: str | bytes) -> str:

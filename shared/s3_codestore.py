@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import aioboto3
@@ -20,13 +20,32 @@ from hotpool.shared.errors import NotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+# a missing object: GetObject says NoSuchKey; HeadObject has no body, so its code is the status
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _UNREACHABLE = (
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectTimeoutError,
-    botocore.exceptions.ReadTimeoutError,
+    # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, SSLError
+    botocore.exceptions.ConnectionError,
+    # ReadTimeoutError, ConnectionClosedError (aiobotocore's name for a dropped connection)
+    botocore.exceptions.HTTPClientError,
     botocore.exceptions.NoCredentialsError,
     OSError,
 )
+
+
+@contextlib.contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    """Translate an S3 failure about the object ``what`` into hotpool's errors: a missing
+    object is ``NotFound``; a refusal (AccessDenied, NoSuchBucket, ...) or an unreachable
+    server is ``StoreUnavailable``."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _MISSING_CODES:
+            raise NotFound(f"no code package {what!r}") from exc
+        raise StoreUnavailable(f"S3 refused {what!r}: {code or exc}") from exc
+    except _UNREACHABLE as exc:
+        raise StoreUnavailable(f"S3 is unreachable: {exc}") from exc
 
 
 class S3CodeStore:
@@ -62,7 +81,7 @@ class S3CodeStore:
     async def check(self) -> None:
         """Raise StoreUnavailable unless the bucket answers (start-up check)."""
         try:
-            async with self._errors(self._bucket):
+            with s3_errors(self._bucket):
                 await self._client.head_bucket(Bucket=self._bucket)
         except (NotFound, StoreUnavailable) as exc:
             raise StoreUnavailable(
@@ -73,27 +92,11 @@ class S3CodeStore:
     def _key(self, key: str) -> str:
         return self._prefix + key
 
-    @contextlib.asynccontextmanager
-    async def _errors(self, what: str) -> AsyncIterator[None]:
-        try:
-            yield
-        except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise NotFound(f"no code package {what!r}") from exc
-            raise StoreUnavailable(f"S3 refused {what!r}: {code or exc}") from exc
-        except _UNREACHABLE as exc:
-            raise StoreUnavailable(f"S3 is unreachable: {exc}") from exc
-
     async def put(self, sha256: str, data: bytes) -> str:
         key = package_key(sha256)
-        async with self._errors(key):
-            try:
-                await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
-                return key  # content addressed: already there means identical
-            except botocore.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
-                    raise
+        if await self.exists(key):
+            return key  # content addressed: already there means identical
+        with s3_errors(key):
             await self._client.put_object(
                 Bucket=self._bucket,
                 Key=self._key(key),
@@ -104,14 +107,14 @@ class S3CodeStore:
         return key
 
     async def get(self, key: str) -> bytes:
-        async with self._errors(key):
+        with s3_errors(key):
             response = await self._client.get_object(Bucket=self._bucket, Key=self._key(key))
             async with response["Body"] as body:
                 return await body.read()
 
     async def exists(self, key: str) -> bool:
         try:
-            async with self._errors(key):
+            with s3_errors(key):
                 await self._client.head_object(Bucket=self._bucket, Key=self._key(key))
         except NotFound:
             return False
