@@ -143,7 +143,8 @@ class ManagerService:
         if self.serving >= self.settings.capacity_containers:
             raise NoCapacity(
                 f"manager {self.manager_id} is at capacity "
-                f"({self.settings.capacity_containers} containers)"
+                f"({self.settings.capacity_containers} containers)",
+                full=True,
             )
         self._starting += 1
         begun = time.perf_counter()
