@@ -193,7 +193,7 @@ def error_from_body(status: int, body: Any) -> HotpoolError:
     """
     error = body.get("error") if isinstance(body, dict) else None
     fields = dict(error) if isinstance(error, dict) else {}
-    code = fields.pop("code", None)
+    code = str(fields.pop("code", ""))
     message = str(fields.pop("message", f"HTTP {status}"))
     by_code = {cls.code: cls for cls in all_error_classes()}
     by_status: dict[int, type[HotpoolError]] = {

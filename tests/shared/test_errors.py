@@ -187,7 +187,9 @@ def test_an_unknown_code_becomes_the_class_of_its_status(status, code, cls):
     assert (got.message, got.details) == ("something", {"hint": "h"})
 
 
-@pytest.mark.parametrize("body", [None, [], "oops", {"error": "oops"}, {}])
+@pytest.mark.parametrize(
+    "body", [None, [], "oops", {"error": "oops"}, {}, {"error": {"code": ["x"]}}]
+)
 def test_a_body_without_an_error_object_still_gives_an_error(body):
     got = error_from_body(502, body)
 
