@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotpool.main_server.auth import namespace_full, over_rate
-from hotpool.main_server.manager_client import ColdStart, ManagerClient
+from hotpool.main_server.ports import ColdStart, ManagerApi
 from hotpool.shared.errors import FunctionError, NoCapacity, StoreUnavailable, TooManyRequests
 from hotpool.shared.models import FunctionVersion, PoolEntry
 from hotpool.shared.pool import Admission, Plan, Pool
@@ -38,7 +38,7 @@ class Acquired:
 class Acquirer:
     """Hands each request one leased container of its function version."""
 
-    def __init__(self, settings: Settings, *, pool: Pool, managers: ManagerClient) -> None:
+    def __init__(self, settings: Settings, *, pool: Pool, managers: ManagerApi) -> None:
         self._settings = settings
         self._pool = pool
         self._managers = managers

@@ -6,10 +6,10 @@ Main showed aiohttp's general-purpose client spending ~125 µs of CPU per call w
 the request and reading that answer on an asyncio protocol takes ~45 µs, so the hot path
 uses this small client; everything else (Manager, health checks) keeps aiohttp.
 
-Errors, most specific first:
+This is the real ``ContainerTransport`` (``main_server.ports``). Errors, most specific first:
 
-- ``ConnectFailed``: the connection could not be opened, so no byte reached the container
-  (the caller may send the request elsewhere).
+- ``NotDelivered`` (also named ``ConnectFailed`` here): the connection could not be opened, so
+  no byte reached the container (the caller may send the request elsewhere).
 - ``CallFailed``: the connection broke or the answer was malformed after the request was
   (perhaps) delivered; it must not be sent again.
 
@@ -26,18 +26,16 @@ import socket
 import time
 from typing import cast
 
+from hotpool.main_server.ports import CallFailed
+from hotpool.shared.errors import NotDelivered
+
 log = logging.getLogger(__name__)
 
 max_head_bytes = 64 * 1024
 max_body_bytes = 300 * 1024 * 1024  # the bootstrap's own request limit; answers stay below
 
-
-class ConnectFailed(Exception):
-    """No connection to the container: the request never left Main."""
-
-
-class CallFailed(Exception):
-    """The connection broke or the answer was not HTTP; the request may have run."""
+# this transport's name for NotDelivered: no connection was opened, the request never left Main
+ConnectFailed = NotDelivered
 
 
 class _Connection(asyncio.Protocol):
@@ -144,14 +142,14 @@ class ContainerClient:
     async def post(
         self, address: str, path: str, body: bytes, headers: dict[str, str], timeout_s: float
     ) -> tuple[int, bytes]:
-        """Send one request and return (status, body); raises ConnectFailed, CallFailed or
+        """Send one request and return (status, body); raises NotDelivered, CallFailed or
         TimeoutError (after which the connection is dropped, never reused)."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         try:
             async with asyncio.timeout_at(deadline):
                 conn = self._take(address) or await self._open(address)
         except TimeoutError:  # still connecting: nothing was sent
-            raise ConnectFailed(f"connecting to {address} timed out") from None
+            raise NotDelivered(f"connecting to {address} timed out") from None
         async with asyncio.timeout_at(deadline):
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             request = (
@@ -184,7 +182,7 @@ class ContainerClient:
         try:
             _, conn = await loop.create_connection(_Connection, host, int(port))
         except (OSError, ValueError) as exc:
-            raise ConnectFailed(f"cannot connect to {address}: {exc}") from exc
+            raise NotDelivered(f"cannot connect to {address}: {exc}") from exc
         self.opened += 1
         return conn
 

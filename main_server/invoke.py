@@ -1,5 +1,12 @@
 """The invoke path (ADR-000): lease a warm container from the pool or cold-start one, call it
-directly over a kept-alive connection, give it back, and queue the execution record."""
+directly over a kept-alive connection, give it back, and queue the execution record.
+
+The retry policy: a call that was never delivered (the connect failed) evicts its container
+and goes to another, up to ``max_delivery_attempts`` times; a call that broke after it was
+sent is never sent again, and becomes the function error its container's exit status names
+(an OOM kill, a crash) or else ContainerFailed; a timeout discards the container. The outside
+world is reached through the Protocols of ``main_server.ports``.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +22,20 @@ from typing import Any
 import orjson
 
 from hotpool.main_server.acquire import Acquirer
-from hotpool.main_server.container_client import CallFailed, ConnectFailed, ContainerClient
-from hotpool.main_server.manager_client import ColdStart, ManagerClient
+from hotpool.main_server.ports import (
+    CallFailed,
+    ColdStart,
+    ContainerTransport,
+    ManagerApi,
+    RecordSink,
+)
 from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
     HotpoolError,
     InvocationTimeout,
+    NotDelivered,
 )
-from hotpool.shared.execlog import RecordWriter
 from hotpool.shared.models import FunctionVersion, PoolEntry
 from hotpool.shared.pool import Admission, Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS
@@ -36,10 +48,6 @@ transport_margin_s = 0.25
 # a request is sent again only when it provably never reached a container (connect failed)
 max_delivery_attempts = 3
 remove_timeout_s = 10.0
-
-
-class NotDelivered(Exception):
-    """Connecting to the container failed: no byte of the request reached it."""
 
 
 @dataclass
@@ -78,9 +86,9 @@ class Invoker:
         settings: Settings,
         *,
         pool: Pool,
-        managers: ManagerClient,
-        containers: ContainerClient,
-        records: RecordWriter,
+        managers: ManagerApi,
+        containers: ContainerTransport,
+        records: RecordSink,
     ) -> None:
         self._settings = settings
         self._acquirer = Acquirer(settings, pool=pool, managers=managers)
@@ -215,8 +223,6 @@ class Invoker:
                 f"{fv.name} ran past its timeout of {fv.config.timeout_s:g} s; "
                 "its container was stopped"
             ) from None
-        except ConnectFailed as exc:
-            raise NotDelivered(str(exc)) from exc
         except CallFailed as exc:
             raise ContainerFailed(f"the container failed during the invocation: {exc}") from exc
         try:

@@ -1,17 +1,31 @@
-"""Main's side of the Manager API: ask for a cold start, ask for a container's removal."""
+"""Main's side of the Manager API: ask for a cold start, ask for a container's removal.
+
+``ManagerClient`` is the real ``ManagerApi`` (``main_server.ports``). At its boundary
+``manager_errors`` turns aiohttp's failures into hotpool's errors, and a Manager's error
+answer is rebuilt from its body's ``code`` (``shared.errors.error_from_body``).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import aiohttp
 import orjson
 
 from hotpool.main_server.placement import choose_manager
-from hotpool.shared.errors import ContainerFailed, FunctionError, NoCapacity, RuntimeImageMissing
+from hotpool.main_server.ports import ColdStart
+from hotpool.shared.errors import (
+    ContainerFailed,
+    FunctionError,
+    NoCapacity,
+    NotDelivered,
+    RuntimeImageMissing,
+    error_from_body,
+)
 from hotpool.shared.models import FunctionVersion, PoolEntry
 from hotpool.shared.registry import ManagerInfo, ManagerRegistry
 
@@ -20,32 +34,31 @@ log = logging.getLogger(__name__)
 max_placement_attempts = 3
 
 
-class ManagerUnreachable(Exception):
-    """Connecting to a Manager failed: the cold start never reached it."""
+@contextmanager
+def manager_errors(manager_id: str, doing: str) -> Iterator[None]:
+    """aiohttp's failures talking to a Manager as hotpool errors, most specific first.
+
+    ``doing`` completes "manager m1 did not ...", e.g. "start a container".
+    """
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        # the connection was never opened: nothing reached the Manager, another may be asked
+        raise NotDelivered(f"manager {manager_id} could not be reached: {exc}") from exc
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+        raise NoCapacity(f"manager {manager_id} did not {doing}: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class ColdStart:
-    """A container a Manager started and specialised for one request."""
-
-    entry: PoolEntry
-    start_ms: float
-    init_ms: float
-    total_ms: float
-    fetch_ms: float = 0.0
-    prewarmed: bool = False
-    placement_ms: float = 0.0
-
-    def breakdown(self) -> dict[str, float | bool]:
-        """Where the cold start's time went, for the execution record."""
-        return {
-            "placement_ms": self.placement_ms,
-            "code_fetch_ms": self.fetch_ms,
-            "container_start_ms": self.start_ms,
-            "init_ms": self.init_ms,
-            "manager_total_ms": self.total_ms,
-            "prewarmed": self.prewarmed,
-        }
+def raise_refusal(manager_id: str, status: int, payload: Any) -> NoReturn:
+    """Raise what a Manager's error answer to a cold start means to Main."""
+    error = error_from_body(status, payload)
+    if isinstance(error, (FunctionError, NoCapacity, RuntimeImageMissing)):
+        raise error  # the code failed to load, or this Manager cannot start one now
+    if error.status == 503:  # e.g. the Manager's Redis is away: the cluster may still have room
+        raise NoCapacity(error.message) from error
+    raise ContainerFailed(
+        f"manager {manager_id} failed to start a container ({status}): {error.message}"
+    ) from error
 
 
 class ManagerClient:
@@ -76,7 +89,7 @@ class ManagerClient:
             manager = await self._place()
             try:
                 return await self._cold_start_on(manager, fv, begun)
-            except ManagerUnreachable:
+            except NotDelivered:
                 self._unreachable[manager.id] = manager.heartbeat_at
         raise NoCapacity("no Manager could be reached to start a container; try again")
 
@@ -106,48 +119,27 @@ class ManagerClient:
         pending = self._registry.pending
         pending[manager.id] = pending.get(manager.id, 0) + 1
         try:
-            async with self._http.post(
-                f"{manager.url}/v1/containers",
-                data=orjson.dumps(body),
-                timeout=self._timeout,
-                headers=self._headers,
-            ) as resp:
-                payload: Any = orjson.loads(await resp.read())
-                status = resp.status
-        except aiohttp.ClientConnectorError as exc:
-            raise ManagerUnreachable(manager.id) from exc
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
-            raise NoCapacity(f"manager {manager.id} did not start a container: {exc}") from exc
+            with manager_errors(manager.id, "start a container"):
+                async with self._http.post(
+                    f"{manager.url}/v1/containers",
+                    data=orjson.dumps(body),
+                    timeout=self._timeout,
+                    headers=self._headers,
+                ) as resp:
+                    payload: Any = orjson.loads(await resp.read())
+                    status = resp.status
         finally:
             pending[manager.id] -= 1
-        if status == 201:
-            return ColdStart(
-                entry=PoolEntry.decode(payload["entry"]),
-                start_ms=payload["start_ms"],
-                init_ms=payload["init_ms"],
-                total_ms=payload["total_ms"],
-                fetch_ms=payload.get("fetch_ms", 0.0),
-                prewarmed=bool(payload.get("prewarmed")),
-                placement_ms=placement_ms,
-            )
-        error = payload.get("error", {})
-        if error.get("code") == "FunctionError":
-            raise FunctionError(
-                error.get("message", "loading the function failed"),
-                error_type=error.get("type", "InitError"),
-                traceback=error.get("traceback", ""),
-                phase="init",
-            )
-        if error.get("code") == "RuntimeImageMissing":
-            raise RuntimeImageMissing(error.get("message", "the runtime image is missing"))
-        if status == 503:
-            raise NoCapacity(
-                error.get("message", f"manager {manager.id} has no capacity"),
-                full="capacity" in error.get("message", ""),
-            )
-        raise ContainerFailed(
-            f"manager {manager.id} failed to start a container ({status}): "
-            f"{error.get('message', payload)}"
+        if status != 201:
+            raise_refusal(manager.id, status, payload)
+        return ColdStart(
+            entry=PoolEntry.decode(payload["entry"]),
+            start_ms=payload["start_ms"],
+            init_ms=payload["init_ms"],
+            total_ms=payload["total_ms"],
+            fetch_ms=payload.get("fetch_ms", 0.0),
+            prewarmed=bool(payload.get("prewarmed")),
+            placement_ms=placement_ms,
         )
 
     async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
@@ -161,14 +153,15 @@ class ManagerClient:
             return None
         query = "?failed=1" if failed else ""
         try:
-            async with self._http.delete(
-                f"{url}/v1/containers/{entry.container_id}{query}",
-                timeout=self._timeout,
-                headers=self._headers,
-            ) as resp:
-                if resp.status != 200:
-                    return None
-                return orjson.loads(await resp.read()).get("exit")
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            with manager_errors(entry.manager_id, f"remove container {entry.container_id}"):
+                async with self._http.delete(
+                    f"{url}/v1/containers/{entry.container_id}{query}",
+                    timeout=self._timeout,
+                    headers=self._headers,
+                ) as resp:
+                    if resp.status != 200:
+                        return None
+                    return orjson.loads(await resp.read()).get("exit")
+        except (NotDelivered, NoCapacity) as exc:
             log.warning("could not remove container %s: %s", entry.container_id, exc)
             return None

@@ -144,7 +144,8 @@ class ManagerService:
         if self.serving >= self.settings.capacity_containers:
             raise NoCapacity(
                 f"manager {self.manager_id} is at capacity "
-                f"({self.settings.capacity_containers} containers)"
+                f"({self.settings.capacity_containers} containers)",
+                full=True,
             )
         # the start counts against capacity from now on, while the code downloads
         starting = self.containers.begin(request.config.runtime, request.config.memory_mb)

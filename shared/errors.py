@@ -16,13 +16,16 @@
     └── PlatformError                 a hotpool or infrastructure fault (5xx)
         ├── ContainerFailed           502 the container crashed or answered garbage
         ├── NoCapacity                503 no Manager can start a container
+        ├── NotDelivered              503 no byte of the request reached its target (a container,
+        │                                 a Manager): sending it elsewhere is safe
         ├── RuntimeImageMissing       503 the runtime image is not built on a Manager's node
         ├── StoreUnavailable          503 Redis or a database is unreachable
         ├── SchemaOutOfDate           503 the metadata database needs 'hotpool migrate'
         └── InvocationTimeout         504 the handler ran past its timeout; the container was killed
 
 Function errors are the user's; platform errors are ours. Responses keep them apart: a function
-error carries the ``X-Hotpool-Function-Error`` header, a platform error never does.
+error carries the ``X-Hotpool-Function-Error`` header, a platform error never does. Between
+hotpool's own services an error travels as its ``to_dict`` body; ``error_from_body`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -141,6 +144,14 @@ class NoCapacity(PlatformError):
     code = "NoCapacity"
 
 
+class NotDelivered(PlatformError):
+    """Connecting failed: no byte of the request reached its target, so retrying elsewhere
+    is safe (it cannot run twice)."""
+
+    status = 503
+    code = "NotDelivered"
+
+
 class RuntimeImageMissing(PlatformError):
     status = 503
     code = "RuntimeImageMissing"
@@ -172,3 +183,28 @@ def all_error_classes() -> list[type[HotpoolError]]:
         found.append(cls)
         todo.extend(cls.__subclasses__())
     return found
+
+
+def error_from_body(status: int, body: Any) -> HotpoolError:
+    """The error a hotpool service answered with, rebuilt from its body's ``code``.
+
+    The details travel with it (``full``, ``retry_after_s``, a function error's ``type`` and
+    ``traceback``); a code this version does not know becomes the class of its status.
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    fields = dict(error) if isinstance(error, dict) else {}
+    code = str(fields.pop("code", ""))
+    message = str(fields.pop("message", f"HTTP {status}"))
+    by_code = {cls.code: cls for cls in all_error_classes()}
+    by_status: dict[int, type[HotpoolError]] = {
+        401: Unauthorized, 403: Forbidden, 404: NotFound, 413: PayloadTooLarge,
+        429: TooManyRequests, 502: ContainerFailed, 503: NoCapacity, 504: InvocationTimeout,
+    }  # fmt: skip
+    cls = by_code.get(code) or by_status.get(status)
+    if cls is None:
+        cls = ClientError if 400 <= status <= 499 else PlatformError
+    if issubclass(cls, FunctionError):
+        error_type = str(fields.pop("type", "Error"))
+        traceback = str(fields.pop("traceback", ""))
+        return cls(message, error_type=error_type, traceback=traceback, **fields)
+    return cls(message, **fields)

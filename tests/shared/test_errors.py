@@ -1,4 +1,5 @@
-"""Tests of the error tree (shared.errors) and its HTTP answers (shared.http.error_response)."""
+"""Tests of the error tree (shared.errors), its HTTP answers (shared.http.error_response) and its
+way back from a body (shared.errors.error_from_body)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hotpool.shared.errors import (
     PlatformError,
     TooManyRequests,
     all_error_classes,
+    error_from_body,
 )
 from hotpool.shared.http import error_response
 
@@ -127,3 +129,75 @@ def test_function_error_sets_header_to_error_type_and_body_to_details():
         "message": "division by zero",
         "traceback": "tb",
     }
+
+
+# --- error_from_body: an error across the wire between hotpool's services ------------------------
+
+
+def with_details(cls: type[HotpoolError]) -> HotpoolError:
+    """An instance of any error class carrying details, as services send them."""
+    if issubclass(cls, FunctionError):
+        return cls("boom", error_type="MemoryError", traceback="Traceback ...", phase="init")
+    return cls(f"{cls.__name__} happened", full=True, function="echo")
+
+
+@pytest.mark.parametrize("make_one", [make, with_details], ids=["plain", "with details"])
+@pytest.mark.parametrize("cls", ALL, ids=ids(ALL))
+def test_every_error_is_rebuilt_from_its_body(cls, make_one):
+    sent = make_one(cls)
+
+    got = error_from_body(cls.status, orjson.loads(orjson.dumps(sent.to_dict())))
+
+    assert type(got) is cls
+    assert (got.message, got.details) == (sent.message, sent.details)
+    assert got.to_dict() == sent.to_dict()
+    if isinstance(sent, FunctionError):
+        assert isinstance(got, FunctionError)
+        assert (got.error_type, got.traceback) == (sent.error_type, sent.traceback)
+
+
+def test_a_rebuilt_too_many_requests_keeps_retry_after_s_when_the_body_has_it():
+    body = {"error": {"code": "TooManyRequests", "message": "slow down", "retry_after_s": 7.5}}
+
+    got = error_from_body(429, body)
+
+    assert isinstance(got, TooManyRequests) and got.retry_after_s == 7.5
+
+
+UNKNOWN = {
+    "unknown code, 401": (401, "NewCode", errors.Unauthorized),
+    "unknown code, 404": (404, "NewCode", errors.NotFound),
+    "unknown code, 405": (405, "MethodNotAllowed", ClientError),
+    "unknown code, 429": (429, "NewCode", TooManyRequests),
+    "unknown code, 500": (500, "NewCode", PlatformError),
+    "unknown code, 502": (502, "NewCode", errors.ContainerFailed),
+    "unknown code, 503": (503, "NewCode", errors.NoCapacity),
+    "unknown code, 504": (504, "NewCode", errors.InvocationTimeout),
+    "no code, 418": (418, None, ClientError),
+}
+
+
+@pytest.mark.parametrize(("status", "code", "cls"), UNKNOWN.values(), ids=UNKNOWN.keys())
+def test_an_unknown_code_becomes_the_class_of_its_status(status, code, cls):
+    body = {"error": {"message": "something", "hint": "h"} | ({"code": code} if code else {})}
+
+    got = error_from_body(status, body)
+
+    assert type(got) is cls
+    assert (got.message, got.details) == ("something", {"hint": "h"})
+
+
+@pytest.mark.parametrize(
+    "body", [None, [], "oops", {"error": "oops"}, {}, {"error": {"code": ["x"]}}]
+)
+def test_a_body_without_an_error_object_still_gives_an_error(body):
+    got = error_from_body(502, body)
+
+    assert type(got) is errors.ContainerFailed and got.message == "HTTP 502"
+
+
+def test_a_function_error_without_a_type_is_error():
+    got = error_from_body(500, {"error": {"code": "FunctionError", "message": "boom"}})
+
+    assert isinstance(got, FunctionError)
+    assert (got.error_type, got.traceback, got.details) == ("Error", "", {})

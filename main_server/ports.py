@@ -1,0 +1,84 @@
+"""What the invoke path needs from the outside, as Protocols: a transport to containers, the
+Manager API, and somewhere to send execution records.
+
+``ContainerClient``, ``ManagerClient`` and ``shared.execlog.RecordWriter`` are the real
+adapters; ``tests/fakes.py`` holds in-memory ones that script each call's outcome.
+
+A port's failures, most specific first:
+
+- ``shared.errors.NotDelivered``: no byte reached the container or Manager, so the caller may
+  send the request elsewhere (it cannot run twice).
+- ``CallFailed``: the call to a container broke after the request was (perhaps) delivered; it
+  must never be sent again.
+- ``TimeoutError``: the container did not answer in the time allowed (its connection is dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hotpool.shared.models import FunctionVersion, PoolEntry
+
+
+class CallFailed(Exception):
+    """The connection broke or the answer was not HTTP; the request may have run."""
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """A container a Manager started and specialised for one request."""
+
+    entry: PoolEntry
+    start_ms: float
+    init_ms: float
+    total_ms: float
+    fetch_ms: float = 0.0
+    prewarmed: bool = False
+    placement_ms: float = 0.0
+
+    def breakdown(self) -> dict[str, float | bool]:
+        """Where the cold start's time went, for the execution record."""
+        return {
+            "placement_ms": self.placement_ms,
+            "code_fetch_ms": self.fetch_ms,
+            "container_start_ms": self.start_ms,
+            "init_ms": self.init_ms,
+            "manager_total_ms": self.total_ms,
+            "prewarmed": self.prewarmed,
+        }
+
+
+class ContainerTransport(Protocol):
+    """Calls containers directly, one request per connection at a time."""
+
+    async def post(
+        self, address: str, path: str, body: bytes, headers: dict[str, str], timeout_s: float
+    ) -> tuple[int, bytes]:
+        """(status, body) of one request; raises NotDelivered, CallFailed or TimeoutError."""
+        ...
+
+    def forget(self, address: str) -> None:
+        """Drop whatever is kept for a container that is gone (its idle connections)."""
+        ...
+
+
+class ManagerApi(Protocol):
+    """Cold starts and removals, through the Manager that runs the container."""
+
+    async def cold_start(self, fv: FunctionVersion) -> ColdStart:
+        """A container of ``fv`` started and specialised on some Manager; raises NoCapacity
+        (``details["full"]`` when every Manager is full), FunctionError (the code failed to
+        load), RuntimeImageMissing or ContainerFailed."""
+        ...
+
+    async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
+        """Remove a container; with ``failed``, how it ended if it ended on its own
+        (``{"error_type": ..., "message": ...}``: an OOM kill or a crash), else None."""
+        ...
+
+
+class RecordSink(Protocol):
+    """Takes execution records without waiting (``RecordWriter``)."""
+
+    def submit(self, record: dict[str, Any]) -> None: ...

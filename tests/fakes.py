@@ -1,0 +1,116 @@
+"""In-memory fakes of the invoke path's ports (``hotpool.main_server.ports``).
+
+Like httpx's ``MockTransport``, each fake is told what the outside world does, call by call,
+and records what it was asked: a test scripts the outcomes, runs the real code, and asserts
+on the calls the fakes saw.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from hotpool.main_server.ports import ColdStart
+from hotpool.shared.models import FunctionVersion, PoolEntry
+
+# what a container does with one POST: answer (status, body), or raise (NotDelivered,
+# CallFailed, TimeoutError)
+Outcome = tuple[int, bytes] | BaseException
+
+
+def success(result: Any = None, **summary: Any) -> tuple[int, bytes]:
+    """The bootstrap's answer to an /invoke whose handler returned ``result``."""
+    return 200, orjson.dumps({"status": "success", "result": result, **summary})
+
+
+def raised(error_type: str, message: str = "", traceback: str = "") -> tuple[int, bytes]:
+    """The bootstrap's answer to an /invoke whose handler raised."""
+    error = {"type": error_type, "message": message, "traceback": traceback}
+    return 200, orjson.dumps({"status": "error", "error": error})
+
+
+@dataclass(frozen=True)
+class Post:
+    """One request a ``FakeTransport`` was asked to send."""
+
+    address: str
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    timeout_s: float
+
+
+class FakeTransport:
+    """A ``ContainerTransport``: each POST gets the next scripted outcome, whatever its address.
+
+    A POST with nothing left to answer fails the test with an AssertionError.
+    """
+
+    def __init__(self, *outcomes: Outcome) -> None:
+        self._outcomes: deque[Outcome] = deque(outcomes)
+        self.posts: list[Post] = []
+        self.forgotten: list[str] = []
+
+    def script(self, *outcomes: Outcome) -> None:
+        self._outcomes.extend(outcomes)
+
+    async def post(
+        self, address: str, path: str, body: bytes, headers: dict[str, str], timeout_s: float
+    ) -> tuple[int, bytes]:
+        self.posts.append(Post(address, path, body, dict(headers), timeout_s))
+        if not self._outcomes:
+            raise AssertionError(f"unscripted POST {path} to {address}")
+        outcome = self._outcomes.popleft()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def forget(self, address: str) -> None:
+        self.forgotten.append(address)
+
+
+@dataclass
+class FakeManagers:
+    """A ``ManagerApi`` with one Manager, ``manager_id``.
+
+    A cold start raises the next scripted error in ``refusals``, or (none left) starts a fresh
+    container ``cold-1``, ``cold-2``...; ``remove`` records (container id, failed) and, with
+    ``failed``, answers the container's scripted entry in ``exits`` (how it ended).
+    """
+
+    manager_id: str = "m1"
+    refusals: deque[BaseException] = field(default_factory=deque)
+    exits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: list[ColdStart] = field(default_factory=list)
+    removed: list[tuple[str, bool]] = field(default_factory=list)
+    _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def refuse(self, *errors: BaseException) -> None:
+        self.refusals.extend(errors)
+
+    async def cold_start(self, fv: FunctionVersion) -> ColdStart:
+        if self.refusals:
+            raise self.refusals.popleft()
+        n = next(self._numbers)
+        entry = PoolEntry(fv.name, fv.version, self.manager_id, f"cold-{n}", f"10.1.0.{n}:9000")
+        cold = ColdStart(entry, start_ms=20.0, init_ms=5.0, total_ms=30.0, fetch_ms=1.0)
+        self.started.append(cold)
+        return cold
+
+    async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
+        self.removed.append((entry.container_id, failed))
+        return self.exits.get(entry.container_id) if failed else None
+
+
+class FakeRecords:
+    """A ``RecordSink`` that keeps every record submitted, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def submit(self, record: dict[str, Any]) -> None:
+        self.records.append(dict(record))
