@@ -37,13 +37,19 @@ if [[ -n "${FORCE:-}" ]] || ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1
     echo "imported $BASE_IMAGE" >&2
 fi
 
-context_hash="$(cat deploy/runtimes/python/Dockerfile manager/runtime/bootstrap.py | sha256sum | cut -c1-16)"
+# the Dockerfile, then every source of the runtime folder by name and content, in a fixed order
+runtime_dir=manager/runtime/python
+context_hash="$( {
+    cat deploy/runtimes/python/Dockerfile
+    find "$runtime_dir" -type f -name '*.py' -not -path '*/__pycache__/*' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum
+} | sha256sum | cut -c1-16)"
 current="$(docker image inspect -f '{{ index .Config.Labels "org.hotpool.source" }}' "$RUNTIME_IMAGE" 2>/dev/null || true)"
 if [[ -n "${FORCE:-}" || "$current" != "$context_hash" ]]; then
     DOCKER_BUILDKIT=0 docker build --quiet \
         --build-arg BASE_IMAGE="$BASE_IMAGE" \
         --label org.hotpool.source="$context_hash" \
-        -t "$RUNTIME_IMAGE" -f deploy/runtimes/python/Dockerfile manager/runtime >/dev/null
+        -t "$RUNTIME_IMAGE" -f deploy/runtimes/python/Dockerfile "$runtime_dir" >/dev/null
     echo "built $RUNTIME_IMAGE" >&2
 else
     echo "$RUNTIME_IMAGE is up to date" >&2

@@ -1,7 +1,7 @@
 """Main's HTTP/1.1 client for calling containers: kept-alive connections, one call at a time.
 
 The invoke hot path speaks to exactly one peer, hotpool's own bootstrap
-(``manager/runtime/bootstrap.py``), whose answers always carry a Content-Length. A profile of
+(``manager/runtime/python``), whose answers always carry a Content-Length. A profile of
 Main showed aiohttp's general-purpose client spending ~125 µs of CPU per call where writing
 the request and reading that answer on an asyncio protocol takes ~45 µs, so the hot path
 uses this small client; everything else (Manager, health checks) keeps aiohttp.

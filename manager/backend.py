@@ -13,7 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-BOOTSTRAP_PATH = Path(__file__).parent / "runtime" / "bootstrap.py"
+# the Python runtime: a folder that python3 runs as a whole (see its __main__.py)
+BOOTSTRAP_PATH = Path(__file__).parent / "runtime" / "python"
 
 
 class ContainerState(Enum):

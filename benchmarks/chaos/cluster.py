@@ -26,6 +26,7 @@ from hotpool.benchmarks.chaos.config import (
     START_TIMEOUT_S,
     HarnessError,
 )
+from hotpool.manager.backend import BOOTSTRAP_PATH
 from hotpool.shared.procs import die_with_parent
 
 # ---------------------------------------------------------------------------------------------
@@ -52,8 +53,9 @@ class Bootstrap:
 
 
 def bootstrap_processes(run_dir: Path) -> list[Bootstrap]:
-    """Every container process of this run: bootstrap.py with a --code-dir under ``run_dir``."""
+    """Every container process of this run: the bootstrap with a --code-dir under ``run_dir``."""
     found = []
+    bootstrap = str(BOOTSTRAP_PATH)
     prefix = str(run_dir) + os.sep
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -63,7 +65,7 @@ def bootstrap_processes(run_dir: Path) -> list[Bootstrap]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        if not any(a.endswith("bootstrap.py") for a in argv) or "--code-dir" not in argv:
+        if bootstrap not in argv or "--code-dir" not in argv:
             continue
         code_dir = argv[argv.index("--code-dir") + 1]
         if code_dir.startswith(prefix):

@@ -188,7 +188,7 @@ async def test_missing_docker_image_names_the_build_script():
         await backend.close()
 
 
-async def test_docker_container_dying_while_starting_fails_with_its_own_status():
+async def test_docker_container_dying_while_starting_fails_with_its_own_status(monkeypatch):
     await require_docker()
     backend = DockerBackend(manager_id=f"mgr-contract-{uuid.uuid4().hex[:8]}", images=IMAGES)
 
@@ -200,7 +200,11 @@ async def test_docker_container_dying_while_starting_fails_with_its_own_status()
         earlier = await backend.start(ContainerSpec("python", 128))
         await _kill_from_outside(backend, earlier.id)
         assert await wait_for(lambda: _has_exited(backend, earlier.id))
-        # 6 MB (Docker's minimum) cannot hold the interpreter: OOM-killed while booting
+        # a container needing 64 MB before it answers, under 6 MB (Docker's minimum): it is
+        # OOM-killed while booting (the bootstrap alone now boots within 6 MB)
+        config = backend.container_config
+        greedy = {"Entrypoint": ["python3", "-I", "-S", "-c", "b'x' * (64 << 20)"]}
+        monkeypatch.setattr(backend, "container_config", lambda spec: config(spec) | greedy)
         with pytest.raises(ContainerFailed) as caught:
             await backend.start(ContainerSpec("python", 6))
         message = caught.value.message

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-BOOTSTRAP = Path(__file__).resolve().parents[2] / "manager" / "runtime" / "bootstrap.py"
+from hotpool.manager.backend import BOOTSTRAP_PATH
+
 START_TIMEOUT_S = 10.0
 
 APP_SOURCE = textwrap.dedent(
@@ -202,8 +203,8 @@ def start_bootstrap(tmp_path: Path) -> Iterator[Callable[[], Bootstrap]]:
         workdir.mkdir()
         port_file, log = workdir / "port", workdir / "stderr.log"
         # the flags the process backend and the Docker image use: no site-packages
-        command = [sys.executable, "-I", "-S", "-u", str(BOOTSTRAP), "--host", "127.0.0.1"]
-        command += ["--port", "0", "--port-file", str(port_file)]
+        command = [sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH)]
+        command += ["--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
         command += ["--code-dir", str(workdir / "code")]
         with log.open("wb") as stderr:
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -373,6 +374,7 @@ def test_handler_exception_is_reported_as_error(start_bootstrap):
     assert body["error"]["type"] == "ValueError"
     assert body["error"]["message"] == "bad input 5"
     assert "in fail" in body["error"]["traceback"]
+    assert "hotpool_runtime" not in body["error"]["traceback"]  # the runtime's frames cut
     assert "result" not in body
 
 
@@ -507,8 +509,53 @@ def test_sync_handler_leaves_heavy_modules_unimported(start_bootstrap):
     assert invoke(conn, None)[1]["result"] == []
 
 
+# the runtime's own module names, which a function may use for its own modules too
+RUNTIME_MODULE_NAMES = sorted(
+    p.stem for p in (BOOTSTRAP_PATH / "hotpool_runtime").glob("*.py") if p.stem != "__init__"
+)
+
+
+def test_a_functions_modules_named_like_the_runtimes_are_its_own(start_bootstrap):
+    assert {"http11", "invoke", "loader"} <= set(RUNTIME_MODULE_NAMES)
+    files = {f"{name}.py": f"WHO = 'user {name}'" for name in RUNTIME_MODULE_NAMES}
+    # the handler itself lives in a module named like one of the runtime's
+    files["invoke.py"] = textwrap.dedent(
+        f"""
+        import importlib
+        WHO = "user invoke"
+
+        def handler(event, context):
+            names = {RUNTIME_MODULE_NAMES!r}
+            return [importlib.import_module(name).WHO for name in names]
+        """
+    )
+    bootstrap = start_bootstrap()
+    conn = bootstrap.connect()
+    assert init(conn, init_body("invoke.handler", code_zip_b64=make_zip(files)))[0] == 200
+    for _ in range(2):  # and the runtime goes on serving after the function's imports
+        status, body = invoke(conn, None)
+        assert (status, body["status"]) == (200, "success"), body
+        assert body["result"] == [f"user {name}" for name in RUNTIME_MODULE_NAMES]
+
+
+def test_a_function_shipping_a_hotpool_runtime_module_cannot_replace_the_runtime(
+    start_bootstrap,
+):
+    files = {
+        "hotpool_runtime.py": "raise RuntimeError('imported the function copy')",
+        "main.py": "def handler(event, context):\n    raise KeyError(event)\n",
+    }
+    conn = start_bootstrap().connect()
+    status, body = init(conn, init_body("main.handler", code_zip_b64=make_zip(files)))
+    assert status == 200, body
+    status, body = invoke(conn, "k")
+    assert (status, body["status"], body["error"]["type"]) == (200, "error", "KeyError")
+    assert "hotpool_runtime" not in body["error"]["traceback"]
+
+
 def test_bad_flag_exits_2_with_usage(tmp_path):
-    command = [sys.executable, "-I", "-S", str(BOOTSTRAP), "--code-dir", str(tmp_path), "--nope"]
+    command = [sys.executable, "-I", "-S", "-B", str(BOOTSTRAP_PATH), "--code-dir", str(tmp_path)]
+    command += ["--nope"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=10)
     assert done.returncode == 2
     assert "unknown flag '--nope'" in done.stderr

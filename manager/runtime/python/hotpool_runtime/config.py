@@ -1,0 +1,48 @@
+"""The function's configuration, as one /init request gives it."""
+
+from __future__ import annotations
+
+import math
+
+from .errors import bad_request
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
+    from typing import Any
+
+DEFAULT_LOG_LIMIT_BYTES = 64 * 1024
+_MISSING = object()
+
+
+class FunctionConfig:
+    """The validated fields of an /init request, except the code itself."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        """Validate an /init body; raises RequestError(400) naming the bad field."""
+        self.function_name: str = field(body, "function_name", str)
+        self.function_version: int = field(body, "function_version", int)
+        self.handler: str = field(body, "handler", str)
+        self.memory_mb: int = field(body, "memory_mb", int)
+        self.timeout_s = float(field(body, "timeout_s", (int, float)))
+        self.env: dict[str, str] = field(body, "env", dict, default={})
+        self.log_limit_bytes: int = field(body, "log_limit_bytes", int, DEFAULT_LOG_LIMIT_BYTES)
+        module, _, attr = self.handler.rpartition(".")
+        if not attr.isidentifier() or not all(p.isidentifier() for p in module.split(".")):
+            raise bad_request(f"handler must look like 'module.function', got {self.handler!r}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
+            raise bad_request("env must map strings to strings")
+        if not self.function_name or self.memory_mb <= 0 or self.log_limit_bytes < 0:
+            raise bad_request("function_name, memory_mb or log_limit_bytes out of range")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise bad_request("timeout_s must be a positive number")
+
+
+def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default=_MISSING):
+    """``body[name]`` checked to be a ``kind``; raises RequestError(400) naming the field."""
+    value = body.get(name, default)
+    if value is _MISSING:
+        raise bad_request(f"missing field {name!r}")
+    # bool is an int subclass, but true is never a valid version or size.
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise bad_request(f"field {name!r} has the wrong type")
+    return value

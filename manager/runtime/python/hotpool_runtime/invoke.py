@@ -1,0 +1,84 @@
+"""One invocation: the event in, the handler run with its context and captured output, JSON out."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+
+from .capture import CapturedOutput
+from .context import LambdaContext
+from .errors import bad_request, describe
+from .http11 import parse_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
+    from collections.abc import Mapping
+    from typing import Any
+
+    from .loader import LoadedFunction
+
+# Header names are lower-cased on parsing.
+REQUEST_ID_HEADER = "x-hotpool-request-id"
+DEADLINE_HEADER = "x-hotpool-deadline-ms"
+
+
+def invoke(
+    loaded: LoadedFunction, body: bytes, headers: Mapping[str, str], started: float
+) -> bytes:
+    """Run the handler on one event and return the encoded /invoke response.
+
+    ``started`` is the monotonic time the request arrived; the deadline counts from it.
+    """
+    event = parse_json(body) if body else None
+    request_id = headers.get(REQUEST_ID_HEADER) or _uuid4()
+    deadline_ms = _deadline_ms(headers.get(DEADLINE_HEADER), loaded.config.timeout_s)
+    deadline = started + deadline_ms / 1000
+    context = LambdaContext(loaded.config, loaded.log_stream, request_id, deadline)
+    return _run_handler(loaded, event, context)
+
+
+def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> bytes:
+    with CapturedOutput(loaded.config.log_limit_bytes) as output:
+        started = time.perf_counter()
+        try:
+            result, error = loaded.call(event, context), None
+        except BaseException as exc:  # the server must outlive anything user code raises
+            result, error = None, describe(exc)
+        duration_ms = (time.perf_counter() - started) * 1000
+    summary = {
+        "duration_ms": duration_ms,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **output.logs(),
+    }
+    if error is None:
+        try:
+            # allow_nan=False: NaN/Infinity would make the response invalid JSON.
+            result_json = json.dumps(result, allow_nan=False)
+        except Exception as exc:
+            error = {"type": "ResultNotSerializable", "message": str(exc), "traceback": ""}
+    if error is not None:
+        return json.dumps({"status": "error", "error": error, **summary}).encode()
+    # Splice the already-encoded result in rather than encoding it a second time.
+    return f'{{"status": "success", "result": {result_json}, {json.dumps(summary)[1:]}'.encode()
+
+
+def _deadline_ms(header: str | None, timeout_s: float) -> float:
+    try:
+        value = timeout_s * 1000 if header is None else float(header)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise bad_request(f"X-Hotpool-Deadline-Ms must be a finite number, got {header!r}")
+    return value
+
+
+def _uuid4() -> str:
+    """A random RFC 4122 version-4 UUID, as ``str(uuid.uuid4())`` gives."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

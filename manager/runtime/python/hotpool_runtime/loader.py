@@ -1,0 +1,105 @@
+"""Loading the function: unpacking its zip safely and importing its handler."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import sys
+import time
+
+from .errors import RequestError, describe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
+    import asyncio
+    from collections.abc import Callable
+    from typing import Any
+
+    from .config import FunctionConfig
+    from .context import LambdaContext
+
+_MISSING = object()
+
+
+class LoadedFunction:
+    """Everything an initialised container needs to invoke its handler."""
+
+    def __init__(self, config: FunctionConfig, handler: Callable[..., Any]) -> None:
+        self.config = config
+        self.handler = handler
+        today = time.strftime("%Y/%m/%d", time.gmtime())
+        self.log_stream = f"{today}/[{config.function_version}]{os.urandom(16).hex()}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def call(self, event: Any, context: LambdaContext) -> Any:
+        """Run the handler; an awaitable it returns runs to completion on the persistent loop."""
+        # Sync handlers that call asyncio.get_event_loop() get the persistent loop too; a
+        # handler that never imported asyncio cannot call it, so it need not be imported.
+        if "asyncio" in sys.modules:
+            sys.modules["asyncio"].set_event_loop(self._event_loop())
+        outcome = self.handler(event, context)
+        if hasattr(outcome, "__await__"):
+            return self._event_loop().run_until_complete(outcome)
+        return outcome
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        # Only one invocation runs at a time, so creating it here cannot race.
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+
+def load_handler(spec: str) -> tuple[Callable[..., Any] | None, dict[str, str] | None]:
+    """Import ``module.function``: the handler, or the error to report instead."""
+    module_name, _, attr = spec.rpartition(".")
+    # The code was just written; stale directory caches would hide it from the importer.
+    importlib.invalidate_caches()
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException as exc:  # user code may raise anything, SystemExit included
+        return None, describe(exc)
+    handler = getattr(module, attr, _MISSING)
+    if handler is _MISSING:
+        message = f"module {module_name!r} has no attribute {attr!r}"
+        return None, {"type": "HandlerNotFound", "message": message, "traceback": ""}
+    if not callable(handler):
+        message = f"{spec} is a {type(handler).__name__}, not a callable"
+        return None, {"type": "HandlerNotCallable", "message": message, "traceback": ""}
+    return handler, None
+
+
+def unpack_code(code_zip_b64: str, code_dir: str) -> None:
+    """Extract the zip into code_dir after checking that no entry escapes it."""
+    import base64
+    import zipfile
+    import zlib
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(code_zip_b64)))
+    except (ValueError, zipfile.BadZipFile) as exc:  # binascii.Error is a ValueError
+        raise RequestError(400, "InvalidCodeZip", f"code_zip_b64: {exc}") from exc
+    with archive:
+        # Check every entry before writing any, so a refused zip leaves nothing behind.
+        unsafe = [name for name in archive.namelist() if not _is_inside(name, code_dir)]
+        if unsafe:
+            raise RequestError(400, "InvalidCodeZip", f"zip entries escape the code dir: {unsafe}")
+        os.makedirs(code_dir, exist_ok=True)
+        try:
+            archive.extractall(code_dir)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise RequestError(400, "InvalidCodeZip", f"corrupt zip: {exc}") from exc
+
+
+def _is_inside(name: str, root: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    # An absolute path, a parent step, or a Windows drive ("C:x") or UNC path ("\\host").
+    if parts[0] == "" or ".." in parts or name[1:2] == ":":
+        return False
+    try:
+        target = os.path.realpath(os.path.join(root, name))
+    except ValueError:  # e.g. an embedded NUL byte
+        return False
+    return target == root or target.startswith(root + os.sep)

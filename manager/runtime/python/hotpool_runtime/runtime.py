@@ -1,0 +1,89 @@
+"""The one function this container serves, behind the /healthz, /init and /invoke routes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from . import invoke
+from .capture import CapturedOutput
+from .config import FunctionConfig, field
+from .errors import RequestError, bad_request
+from .http11 import parse_json
+from .loader import LoadedFunction, load_handler, unpack_code
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
+    from collections.abc import Mapping
+    from typing import Any
+
+    from .http11 import Routes
+
+
+class Runtime:
+    """The one function this container serves: initialised once, invoked one call at a time."""
+
+    def __init__(self, code_dir: str) -> None:
+        self.code_dir = os.path.realpath(code_dir)
+        self._loaded: LoadedFunction | None = None
+        self._init_lock = threading.Lock()
+        self._invoke_lock = threading.Lock()
+
+    def routes(self) -> Routes:
+        """The HTTP routes: path -> (method, handler)."""
+        return {
+            "/healthz": ("GET", self.health),
+            "/init": ("POST", self.init),
+            "/invoke": ("POST", self.invoke),
+        }
+
+    def health(self, body: bytes, headers: Mapping[str, str], started: float) -> dict[str, Any]:
+        """The /healthz body."""
+        loaded = self._loaded
+        return {
+            "status": "ok",
+            "initialized": loaded is not None,
+            "busy": self._invoke_lock.locked(),
+            "function_name": loaded.config.function_name if loaded else None,
+            "function_version": loaded.config.function_version if loaded else None,
+        }
+
+    def init(self, body: bytes, headers: Mapping[str, str], started: float) -> dict[str, Any]:
+        """Unpack the code, import the handler module once and remember the handler."""
+        with self._init_lock:
+            if self._loaded is not None:
+                raise RequestError(409, "AlreadyInitialized", "container is already initialised")
+            began = time.perf_counter()
+            request = parse_json(body)
+            if not isinstance(request, dict):
+                raise bad_request("init body must be a JSON object")
+            config = FunctionConfig(request)
+            unpack_code(field(request, "code_zip_b64", str), self.code_dir)
+            os.environ.update(config.env)
+            if self.code_dir not in sys.path:
+                sys.path.insert(0, self.code_dir)
+            # Lambda code opens bundled files relative to its task directory.
+            os.chdir(self.code_dir)
+            with CapturedOutput(config.log_limit_bytes) as output:
+                handler, failure = load_handler(config.handler)
+            logs = output.logs()
+            if failure is not None:
+                raise RequestError(
+                    422, failure["type"], failure["message"], traceback=failure["traceback"], **logs
+                )
+            self._loaded = LoadedFunction(config, handler)
+            return {"init_ms": (time.perf_counter() - began) * 1000, **logs}
+
+    def invoke(self, body: bytes, headers: Mapping[str, str], started: float) -> bytes:
+        """Run the handler on one event, one invocation at a time; see ``invoke.invoke``."""
+        loaded = self._loaded
+        if loaded is None:
+            raise RequestError(503, "NotInitialized", "container has not been initialised")
+        if not self._invoke_lock.acquire(blocking=False):
+            raise RequestError(409, "Busy", "container is already running an invocation")
+        try:
+            return invoke.invoke(loaded, body, headers, started)
+        finally:
+            self._invoke_lock.release()
