@@ -73,6 +73,19 @@ class Stack:
     async def pool_entries(self, name: str, version: int) -> list[str]:
         return [e.decode() for e in await self.redis.lrange(keys.pool(name, version), 0, -1)]
 
+    async def idle_entries(self, name: str, version: int, n: int = 1) -> list[str]:
+        """The version's pool list once it holds ``n`` entries: Main answers a call before it
+        releases the container, so right after a response the release may not have run."""
+        entries: list[str] = []
+
+        async def released() -> bool:
+            nonlocal entries
+            entries = await self.pool_entries(name, version)
+            return len(entries) == n
+
+        assert await wait_for(released), f"{name} v{version}: pool holds {entries}, not {n}"
+        return entries
+
     async def leases(self) -> list[str]:
         return [e.decode() for e in await self.redis.zrange(keys.LEASES, 0, -1)]
 

@@ -218,7 +218,7 @@ async def test_killed_warm_container_is_evicted_and_replaced(hotpool_stack, dock
     stack = await hotpool_stack()
     assert (await stack.deploy("victim", handler_zip("return 'ok'"))).status == 201
     assert (await stack.invoke("victim", {})).status == 200
-    (entry,) = await stack.pool_entries("victim", 1)
+    (entry,) = await stack.idle_entries("victim", 1)
     container_id = entry.split("|")[3]
     await docker.containers.container(container_id).kill()
 

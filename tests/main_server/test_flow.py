@@ -127,10 +127,15 @@ async def test_update_never_serves_old_version(hotpool_stack):
     assert await new.json() == "v2"
     assert new.headers["X-Hotpool-Cold-Start"] == "true"
     assert await (await slow).json() == "v1"  # the in-flight call finishes on v1
-    # the v1 container did not go back to any list: it was removed on release
+    # the v1 container did not go back to any list: it was removed on release (which runs
+    # just after the answer, so the removal is waited for)
+    (entry,) = await stack.idle_entries("app", 2)
+
+    async def only_v2_lives() -> bool:
+        return stack.live_containers() == {entry.split("|")[3]}
+
+    assert await wait_for(only_v2_lives)
     assert await stack.pool_entries("app", 1) == []
-    entries = await stack.pool_entries("app", 2)
-    assert len(entries) == 1 and stack.live_containers() == {entries[0].split("|")[3]}
     for _ in range(5):
         assert await (await stack.invoke("app", {})).json() == "v2"
 

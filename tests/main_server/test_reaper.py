@@ -139,7 +139,7 @@ async def warm(stack, name: str, code: bytes = HELLO) -> PoolEntry:
     """Deploy ``name``, call it once, and return its one idle container."""
     assert (await stack.deploy(name, code)).status == 201
     assert (await stack.invoke(name, {})).status == 200
-    (raw,) = await stack.pool_entries(name, 1)
+    (raw,) = await stack.idle_entries(name, 1)
     return PoolEntry.decode(raw)
 
 
