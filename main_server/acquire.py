@@ -18,10 +18,10 @@ from typing import Any
 
 from hotpool.main_server.auth import namespace_full, over_rate
 from hotpool.main_server.ports import ColdStart, ManagerApi
-from hotpool.shared.errors import FunctionError, NoCapacity, StoreUnavailable, TooManyRequests
+from hotpool.shared.errors import FunctionError, NoCapacity, TooManyRequests
 from hotpool.shared.models import FunctionVersion, PoolEntry
 from hotpool.shared.pool import Admission, Plan, Pool
-from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors
 from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,8 @@ class Acquirer:
     ) -> Acquired:
         """A leased container for one request; with ``admission`` the request is first
         metered and admitted to its namespace in the same script (429 when refused)."""
-        try:
+        with redis_errors("the pool"):
             return await self._acquire(fv, lease_s, record, token, admission)
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable("the pool (Redis) is unreachable; try again shortly") from exc
 
     async def _acquire(
         self,

@@ -16,7 +16,7 @@ from enum import Enum
 import aiohttp
 import orjson
 
-from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.ports import ManagerApi
 from hotpool.shared import keys
 from hotpool.shared.loops import every
 from hotpool.shared.models import PoolEntry
@@ -74,7 +74,7 @@ class Reaper:
         *,
         pool: Pool,
         registry: ManagerRegistry,
-        managers: ManagerClient,
+        managers: ManagerApi,
         http: aiohttp.ClientSession,
     ) -> None:
         self._settings = settings
