@@ -23,7 +23,8 @@ from hotpool.manager.backend import ContainerBackend
 from hotpool.manager.docker_backend import DockerBackend
 from hotpool.manager.package_cache import PackageCache
 from hotpool.manager.process_backend import ProcessBackend
-from hotpool.manager.service import CreateRequest, ManagerService
+from hotpool.manager.service import ManagerService
+from hotpool.manager.specialise import CreateRequest
 from hotpool.shared.codestore import CodeStore, LocalCodeStore
 from hotpool.shared.errors import Unauthorized
 from hotpool.shared.http import error_middleware, json_response, read_json

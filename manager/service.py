@@ -3,37 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 from redis.asyncio import Redis
 
 from hotpool.manager.backend import (
-    Container,
     ContainerBackend,
-    ContainerSpec,
     ContainerState,
     ExitStatus,
 )
 from hotpool.manager.containers import LOADED, ContainerTable, Record
 from hotpool.manager.prewarm import PrewarmPool
+from hotpool.manager.specialise import CreateRequest, load_code
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
-    ContainerFailed,
-    FunctionError,
-    InvalidRequest,
     NoCapacity,
     NotFound,
     StoreUnavailable,
 )
-from hotpool.shared.models import RUNTIMES, FunctionConfig, PoolEntry, validate_qualified
+from hotpool.shared.models import RUNTIMES, PoolEntry
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors
 from hotpool.shared.registry import ManagerRegistration
@@ -42,48 +35,6 @@ from hotpool.shared.settings import Settings
 log = logging.getLogger(__name__)
 
 drain_poll_interval_s = 0.1
-
-
-@dataclass(frozen=True)
-class CreateRequest:
-    """A cold start as Main asks for it."""
-
-    function: str
-    version: int
-    code_key: str
-    config: FunctionConfig
-
-    @classmethod
-    def from_json(cls, data: Any) -> CreateRequest:
-        if not isinstance(data, dict):
-            raise InvalidRequest("body must be a JSON object")
-        try:
-            return cls(
-                function=validate_qualified(str(data["function"])),
-                version=int(data["version"]),
-                code_key=str(data["code_key"]),
-                config=FunctionConfig(
-                    runtime=data.get("runtime", "python"),
-                    handler=data.get("handler", "main.handler"),
-                    memory_mb=int(data.get("memory_mb", 128)),
-                    timeout_s=float(data.get("timeout_s", 30)),
-                    env=data.get("env", {}),
-                    max_concurrency=int(data.get("max_concurrency", 100)),
-                ),
-            )
-        except KeyError as exc:
-            raise InvalidRequest(f"missing field {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"malformed field: {exc}") from None
-
-    def spec(self, manager_id: str) -> ContainerSpec:
-        """The container a fresh cold start for this request begins with."""
-        labels = {
-            "hotpool.manager": manager_id,
-            "hotpool.function": self.function,
-            "hotpool.version": str(self.version),
-        }
-        return ContainerSpec(self.config.runtime, self.config.memory_mb, labels)
 
 
 class ManagerService:
@@ -169,7 +120,14 @@ class ManagerService:
             if prewarmed and record.memory_mb != request.config.memory_mb:
                 await self._backend.set_memory(record.id, request.config.memory_mb)
                 record.resize(request.config.memory_mb)
-            init_ms = await self._init(record.container, request, code)
+            init_ms = await load_code(
+                self._http,
+                record.container,
+                request,
+                code,
+                log_limit_bytes=self.settings.log_limit_bytes,
+                timeout_s=self.settings.container_ready_timeout_s,
+            )
         except BaseException:
             await self.remove(record.id)
             raise
@@ -199,37 +157,6 @@ class ManagerService:
             "init_ms": init_ms,
             "total_ms": round((time.perf_counter() - begun) * 1000, 3),
         }
-
-    async def _init(self, container: Container, request: CreateRequest, code: bytes) -> float:
-        body = {
-            "function_name": request.function,
-            "function_version": request.version,
-            "handler": request.config.handler,
-            "memory_mb": request.config.memory_mb,
-            "timeout_s": request.config.timeout_s,
-            "env": dict(request.config.env),
-            "log_limit_bytes": self.settings.log_limit_bytes,
-            "code_zip_b64": base64.b64encode(code).decode(),
-        }
-        url = f"http://{container.address}/init"
-        timeout = aiohttp.ClientTimeout(total=self.settings.container_ready_timeout_s)
-        try:
-            async with self._http.post(url, data=orjson.dumps(body), timeout=timeout) as resp:
-                payload = await resp.json(loads=orjson.loads, content_type=None)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ContainerFailed(f"container {container.id} failed during init: {exc}") from exc
-        if status == 200:
-            return float(payload.get("init_ms", 0.0))
-        error = payload.get("error", {}) if isinstance(payload, dict) else {}
-        if status == 422:
-            raise FunctionError(
-                f"loading the function failed: {error.get('message', '')}",
-                error_type=str(error.get("type", "InitError")),
-                traceback=str(error.get("traceback", "")),
-                phase="init",
-            )
-        raise ContainerFailed(f"container {container.id} refused init ({status}): {error}")
 
     async def remove(self, container_id: str, *, failed: bool = False) -> ExitStatus | None:
         """Remove a container and every trace of it in Redis.

@@ -1,0 +1,101 @@
+"""A cold start as Main asks for it, and the bootstrap's ``/init`` that turns a generic
+container into one of a function version (specialisation, as OpenWhisk and Fission call it)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from hotpool.manager.backend import Container, ContainerSpec
+from hotpool.shared.errors import ContainerFailed, FunctionError, InvalidRequest
+from hotpool.shared.models import FunctionConfig, validate_qualified
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A cold start as Main asks for it."""
+
+    function: str
+    version: int
+    code_key: str
+    config: FunctionConfig
+
+    @classmethod
+    def from_json(cls, data: Any) -> CreateRequest:
+        if not isinstance(data, dict):
+            raise InvalidRequest("body must be a JSON object")
+        try:
+            return cls(
+                function=validate_qualified(str(data["function"])),
+                version=int(data["version"]),
+                code_key=str(data["code_key"]),
+                config=FunctionConfig(
+                    runtime=data.get("runtime", "python"),
+                    handler=data.get("handler", "main.handler"),
+                    memory_mb=int(data.get("memory_mb", 128)),
+                    timeout_s=float(data.get("timeout_s", 30)),
+                    env=data.get("env", {}),
+                    max_concurrency=int(data.get("max_concurrency", 100)),
+                ),
+            )
+        except KeyError as exc:
+            raise InvalidRequest(f"missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"malformed field: {exc}") from None
+
+    def spec(self, manager_id: str) -> ContainerSpec:
+        """The container a fresh cold start for this request begins with."""
+        labels = {
+            "hotpool.manager": manager_id,
+            "hotpool.function": self.function,
+            "hotpool.version": str(self.version),
+        }
+        return ContainerSpec(self.config.runtime, self.config.memory_mb, labels)
+
+
+async def load_code(
+    http: aiohttp.ClientSession,
+    container: Container,
+    request: CreateRequest,
+    code: bytes,
+    *,
+    log_limit_bytes: int,
+    timeout_s: float,
+) -> float:
+    """Load the function's code into a generic container through its bootstrap's ``/init``.
+
+    Returns the bootstrap's init time in ms. Raises FunctionError when the code fails to load
+    (the function's fault) and ContainerFailed when the container does."""
+    body = {
+        "function_name": request.function,
+        "function_version": request.version,
+        "handler": request.config.handler,
+        "memory_mb": request.config.memory_mb,
+        "timeout_s": request.config.timeout_s,
+        "env": dict(request.config.env),
+        "log_limit_bytes": log_limit_bytes,
+        "code_zip_b64": base64.b64encode(code).decode(),
+    }
+    url = f"http://{container.address}/init"
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with http.post(url, data=orjson.dumps(body), timeout=timeout) as resp:
+            payload = await resp.json(loads=orjson.loads, content_type=None)
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise ContainerFailed(f"container {container.id} failed during init: {exc}") from exc
+    if status == 200:
+        return float(payload.get("init_ms", 0.0))
+    error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    if status == 422:
+        raise FunctionError(
+            f"loading the function failed: {error.get('message', '')}",
+            error_type=str(error.get("type", "InitError")),
+            traceback=str(error.get("traceback", "")),
+            phase="init",
+        )
+    raise ContainerFailed(f"container {container.id} refused init ({status}): {error}")
