@@ -35,8 +35,9 @@ async def _serve(apps: list[tuple[web.Application, str, int]], ready_message: st
         # ones Main depends on listen first: Main's first call never finds no Manager
         for app, _, _ in apps:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
+            # listed first: a set-up that fails half-way is cleaned up (what it opened closed)
             runners.append(runner)
+            await runner.setup()
         for runner, (_, host, port) in reversed(list(zip(runners, apps, strict=True))):
             await web.TCPSite(runner, host, port).start()
         # what start-up built lives as long as the process: the cyclic collector need not walk
