@@ -110,6 +110,11 @@ async def warm(stack, name: str, code: bytes = HELLO) -> PoolEntry:
     """Deploy ``name``, call it once, and return its one idle container."""
     assert (await stack.deploy(name, code)).status == 201
     assert (await stack.invoke(name, {})).status == 200
+
+    async def released() -> bool:  # the release follows the answer: wait for it
+        return len(await stack.pool_entries(name, 1)) == 1
+
+    assert await wait_for(released)
     (raw,) = await stack.pool_entries(name, 1)
     return PoolEntry.decode(raw)
 
