@@ -19,6 +19,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from hotpool.shared.metadata import describe_db_error
+from tests.loop_guard import (  # noqa: F401 (fixtures and hooks, found here by pytest)
+    _event_loop_guard,
+    _loop_watchdog,
+    pytest_addoption,
+    pytest_runtest_call,
+)
 from tests.services import REDIS_PORT, missing_service, moto_server
 
 # Database 15 of the local server is reserved for tests: the fixture flushes it.

@@ -82,9 +82,8 @@ async def test_main_and_manager_as_separate_processes(
     )
     main = _start("main", {**env, "HOTPOOL_STATE_DIR": str(tmp_path / "a")}, tmp_path / "a.log")
     try:
-        assert wait_port(manager_port, 30) and wait_port(main_port, 30), (
-            tmp_path / "a.log"
-        ).read_text() + (tmp_path / "m.log").read_text()
+        up = [await asyncio.to_thread(wait_port, port, 30) for port in (manager_port, main_port)]
+        assert all(up), (tmp_path / "a.log").read_text() + (tmp_path / "m.log").read_text()
         base = f"http://127.0.0.1:{main_port}"
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_key}"}) as http:
             await _wait_manager_online(http, base)
@@ -117,7 +116,7 @@ async def test_main_and_manager_as_separate_processes(
     finally:
         for proc in (main, manager):
             proc.send_signal(signal.SIGTERM)
-        codes = [proc.wait(timeout=60) for proc in (main, manager)]
+        codes = [await asyncio.to_thread(proc.wait, 60) for proc in (main, manager)]
     assert codes == [0, 0], (tmp_path / "m.log").read_text()[-3000:]
     # the Manager drained: no container of it is left in Redis
     assert await flushed_redis.hlen("hp:containers:prod-test-manager") == 0
