@@ -16,6 +16,8 @@ import pytest
 from tests.helpers import free_port, handler_zip
 from tests.services import REDIS_PORT, wait_port
 
+pytestmark = pytest.mark.integration
+
 REDIS_DB_URL = f"redis://127.0.0.1:{REDIS_PORT}/14"
 
 

@@ -14,6 +14,8 @@ import pytest
 from tests.helpers import free_port
 from tests.services import wait_port
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -18,6 +18,8 @@ import pytest
 from tests.helpers import free_port, handler_zip
 from tests.stack import wait_for
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = handler_zip("import time\ntime.sleep(1.5)\nreturn 'finished'")
 

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from hotpool.main_server.registry import ManagerInfo, ManagerRegistry, choose_manager
 from hotpool.shared import keys
 
+pytestmark = pytest.mark.unit
+
 
 def mgr(
     id: str,

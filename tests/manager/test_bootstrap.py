@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 BOOTSTRAP = Path(__file__).resolve().parents[2] / "manager" / "runtime" / "bootstrap.py"
 START_TIMEOUT_S = 10.0
 
