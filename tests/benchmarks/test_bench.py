@@ -217,7 +217,7 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
     done = subprocess.run(
         [sys.executable, "-m", "hotpool.main_server.cli", "bench", "--quick", "--json",
-         str(summary_path), "--out", str(tmp_path / "results"), "--port", "18900"],
+         str(summary_path), "--out", str(tmp_path / "results")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=230,
     )  # fmt: skip
 
