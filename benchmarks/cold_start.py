@@ -58,10 +58,10 @@ def _breakdown(server: DevServer, request_id: str, timeout_s: float = 10) -> dic
     raise RuntimeError(f"no execution record for {request_id}")
 
 
-def measure(backend: str, n: int, port: int, **settings: object) -> dict[str, Any]:
+def measure(backend: str, n: int, **settings: object) -> dict[str, Any]:
     """Fresh and pre-warmed series on ``backend``, each on its own ``hotpool dev``."""
     results = {}
     for mode, prewarm in (("fresh", 0), ("prewarmed", 2)):
-        with dev_server(port, backend=backend, prewarm_count=prewarm, **settings) as server:
+        with dev_server(backend=backend, prewarm_count=prewarm, **settings) as server:
             results[mode] = _series(server, n, prewarm)
     return results

@@ -1,6 +1,10 @@
 """hotpool under test for a benchmark: ``hotpool dev`` (or ``hotpool main`` + ``hotpool
 manager`` as two processes) in child processes with a throw-away state directory, and a
 small synchronous client for its API and its Manager's.
+
+Each child listens on a port the system chose for it (port 0) and announces it in its ready
+line; the harness only ever talks to the URLs its own children announced, so another process
+that happens to hold some port can neither break a run nor answer in a child's place.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hotpool.main_server.serve import announced_urls
 
 # The function every scenario calls: as small as a handler gets, so what is measured is
 # hotpool. It sleeps only when asked, to hold containers while a warm-up starts them.
@@ -175,18 +181,16 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def dev_server(port: int, **settings: object) -> Iterator[DevServer]:
-    """``hotpool dev`` on ``port`` (Manager on port+1) with ``HOTPOOL_<NAME>`` settings."""
+def dev_server(**settings: object) -> Iterator[DevServer]:
+    """``hotpool dev`` on free ports with ``HOTPOOL_<NAME>`` settings."""
     with tempfile.TemporaryDirectory(prefix="hotpool-bench-") as state:
         secret = secrets.token_hex(16)
         log = Path(state) / "dev.log"
-        proc = _spawn(["dev", "--port", str(port)], _env(state, secret, settings), log)
+        proc = _spawn(["dev", "--port", "0"], _env(state, secret, settings), log)
         try:
-            _wait_up(f"http://127.0.0.1:{port}", [proc], log)
+            urls = wait_announced(log, ("main", "manager"), lambda: proc.poll() is None)
             key = (Path(state) / "admin.key").read_text().strip()
-            server = DevServer(
-                f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", proc.pid, key, secret
-            )
+            server = DevServer(urls["main"], urls["manager"], proc.pid, key, secret)
             server.wait_ready()
             yield server
         finally:
@@ -194,14 +198,13 @@ def dev_server(port: int, **settings: object) -> Iterator[DevServer]:
 
 
 @contextlib.contextmanager
-def split_services(port: int, redis_url: str, **settings: object) -> Iterator[DevServer]:
-    """``hotpool main`` on ``port`` and ``hotpool manager`` on port+1, two processes sharing
+def split_services(redis_url: str, **settings: object) -> Iterator[DevServer]:
+    """``hotpool main`` and ``hotpool manager`` on free ports, two processes sharing
     ``redis_url`` and a throw-away state directory (SQLite metadata, local code store)."""
     with tempfile.TemporaryDirectory(prefix="hotpool-bench-") as state:
         secret = secrets.token_hex(16)
-        env = _env(state, secret, {"redis_url": redis_url, "port": port,
-                                   "manager_port": port + 1, **settings})  # fmt: skip
-        log = Path(state) / "services.log"
+        env = _env(state, secret, {"redis_url": redis_url, "port": 0, "manager_port": 0,
+                                   **settings})  # fmt: skip
         for args in (["migrate"], ["admin", "create-key", "--namespace", "*", "--scopes", "admin"]):
             done = subprocess.run(
                 [sys.executable, "-m", "hotpool.main_server.cli", *args],
@@ -210,14 +213,17 @@ def split_services(port: int, redis_url: str, **settings: object) -> Iterator[De
             if done.returncode != 0:
                 raise RuntimeError(f"hotpool {' '.join(args)} failed: {done.stderr[-2000:]}")
         key = done.stdout.strip().splitlines()[-1]
-        manager = _spawn(["manager"], env, log)
-        main = _spawn(["main"], env, log)
+        manager_log, main_log = Path(state) / "manager.log", Path(state) / "main.log"
+        manager = _spawn(["manager"], env, manager_log)
+        main = _spawn(["main"], env, main_log)
         try:
-            _wait_up(f"http://127.0.0.1:{port}", [main, manager], log)
-            server = DevServer(
-                f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}", main.pid, key, secret,
-                manager.pid,
-            )  # fmt: skip
+
+            def running() -> bool:
+                return main.poll() is None and manager.poll() is None
+
+            manager_url = wait_announced(manager_log, ("manager",), running)["manager"]
+            main_url = wait_announced(main_log, ("main",), running)["main"]
+            server = DevServer(main_url, manager_url, main.pid, key, secret, manager.pid)
             server.wait_ready()
             yield server
         finally:
@@ -225,21 +231,26 @@ def split_services(port: int, redis_url: str, **settings: object) -> Iterator[De
             _stop(manager)
 
 
-def _wait_up(url: str, procs: list[subprocess.Popen], log: Path, timeout_s: float = 60) -> None:
+def wait_announced(
+    log: Path, services: tuple[str, ...], running: Callable[[], bool], timeout_s: float = 60
+) -> dict[str, str]:
+    """The URLs a hotpool child announced in its ready line (its output goes to ``log``), by
+    service, once each answers /healthz. The child bound those ports itself and holds them, so
+    what answers there is the child; ``running()`` going false stops the wait."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for proc in procs:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"hotpool exited with code {proc.returncode}: {log.read_text()[-2000:]}"
-                )
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"hotpool did not answer at {url}: {log.read_text()[-2000:]}")
+        if not running():
+            raise RuntimeError(f"hotpool exited: {log.read_text(errors='replace')[-2000:]}")
+        urls = announced_urls(log.read_text(errors="replace"))
+        if all(service in urls for service in services):
+            for service in services:
+                status, _, _ = _request("GET", urls[service] + "/healthz", None, {}, 10)
+                if status != 200:
+                    raise RuntimeError(f"the {service} at {urls[service]} answered {status}")
+            return urls
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"hotpool announced no ready line: {tail}")
 
 
 def process_stats(pid: int) -> dict[str, float]:

@@ -64,12 +64,10 @@ def idle_container(server: DevServer, function: str, backend: str) -> dict[str, 
     return container_rss(backend, container["container_id"], server.manager_pid or server.pid)
 
 
-def measure(
-    backend: str, port: int, redis_url: str, *, duration_s: float, tool: str
-) -> dict[str, Any]:
+def measure(backend: str, redis_url: str, *, duration_s: float, tool: str) -> dict[str, Any]:
     """Main and Manager as separate processes on ``redis_url``: their RSS after warm calls,
     Main's CPU per call, and an idle container's RSS."""
-    with split_services(port, redis_url, backend=backend, prewarm_count=0) as server:
+    with split_services(redis_url, backend=backend, prewarm_count=0) as server:
         assert server.manager_pid is not None
         server.deploy("mem", bench_zip())
         warm_up(server, "mem", 1, tool, timeout_s=60)

@@ -97,10 +97,10 @@ def private_redis(directory: Path) -> Iterator[str | None]:
         server.stop()
 
 
-def run_backend(backend: str, plan: Plan, tool: str, port: int, work: Path) -> dict[str, Any]:
+def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, Any]:
     log = _progress(backend)
     figures: dict[str, Any] = {}
-    with dev_server(port, backend=backend) as server:
+    with dev_server(backend=backend) as server:
         figures["redis"] = _dev_redis(Settings.from_env())
         server.deploy(BENCH_FUNCTION, bench_zip(), max_concurrency=max(plan.levels) + 44)
         log("warm latency and throughput")
@@ -117,21 +117,21 @@ def run_backend(backend: str, plan: Plan, tool: str, port: int, work: Path) -> d
             rps_hint=rps_hint, concurrency=8, tool=tool,
         )  # fmt: skip
     log(f"{plan.variant_invocations} invocations, one connection per call")
-    with dev_server(port, backend=backend, container_keepalive="false") as server:
+    with dev_server(backend=backend, container_keepalive="false") as server:
         server.deploy(BENCH_FUNCTION, bench_zip())
         figures["connections_new_per_call"] = connections.measure(
             server, BENCH_FUNCTION, invocations=plan.variant_invocations,
             rps_hint=rps_hint / 2, concurrency=8, tool=tool,
         )  # fmt: skip
     log("cold starts")
-    figures["cold_start"] = cold_start.measure(backend, plan.cold_n, port)
+    figures["cold_start"] = cold_start.measure(backend, plan.cold_n)
     log("memory and CPU")
     with private_redis(work / f"redis-{backend}") as redis_url:
         if redis_url is None:
             figures["memory"] = {"skipped": "no redis-server to run Main and Manager apart"}
         else:
             figures["memory"] = memory.measure(
-                backend, port, redis_url, duration_s=plan.memory_duration_s, tool=tool
+                backend, redis_url, duration_s=plan.memory_duration_s, tool=tool
             )
     return figures
 
@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the summary figures to this file")
     parser.add_argument("--out", default="bench-results", help="results folder (a run each)")
     parser.add_argument("--loadgen", default="auto", help="wrk, aiohttp or auto (wrk if any)")
-    parser.add_argument("--port", type=int, default=18700, help="first port hotpool may use")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     tool = pick_tool(args.loadgen)
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend}: skipped: {missing}", file=sys.stderr)
             figures["backends"][backend] = {"skipped": missing}
             continue
-        figures["backends"][backend] = run_backend(backend, plan, tool, args.port, run_dir)
+        figures["backends"][backend] = run_backend(backend, plan, tool, run_dir)
     figures["summary"] = summarise(figures)
     table = write_results(figures, run_dir)
     print(table)

@@ -1,4 +1,10 @@
-"""Main's aiohttp application: ``create_app(settings)`` wires every client and loop."""
+"""Main's aiohttp application: ``create_app(settings)`` wires every client and loop.
+
+Each resource has its own ``cleanup_ctx`` generator: it opens the resource, stores it under
+its typed key (``main_server.state``) and closes it after ``yield``. aiohttp runs them in the
+order ``create_app`` lists them and closes them in reverse, also when a later one fails to
+start (https://docs.aiohttp.org/en/stable/web_advanced.html#cleanup-context).
+"""
 
 from __future__ import annotations
 
@@ -20,14 +26,28 @@ from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
-from hotpool.main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
+from hotpool.main_server.state import (
+    CODE_STORE,
+    FUNCTIONS,
+    HTTP,
+    INVOKER,
+    LOGS,
+    MANAGERS,
+    METADATA,
+    POOL,
+    REAPER,
+    RECORDS,
+    REDIS,
+    REGISTRY,
+    SETTINGS,
+)
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
 from hotpool.shared.http import error_middleware
 from hotpool.shared.keystore import SqlKeyStore
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
-from hotpool.shared.redis_conn import check_redis, make_redis
+from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.settings import Settings
 from hotpool.shared.stores import open_code_store, open_execution_log, open_metadata
@@ -49,87 +69,179 @@ def create_app(
     code_store: CodeStore | None = None,
     execution_log: ExecutionLog | None = None,
 ) -> web.Application:
-    """Main's application; any client not passed in is built from ``settings``."""
+    """Main's application; any client not passed in is built from ``settings``.
+
+    Clients passed in are used as they are and left open: whoever made them closes them.
+    """
     app = web.Application(
         middlewares=[error_middleware, auth_middleware],
         # route handlers enforce their own, smaller limits while streaming
         client_max_size=settings.max_package_bytes + 1024 * 1024,
     )
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        async with contextlib.AsyncExitStack() as stack:
-            await _open(app, stack)
-            yield
-
-    async def _open(app: web.Application, stack: contextlib.AsyncExitStack) -> None:
-        """Open every client, each closed by ``stack`` in reverse order on shutdown."""
-        client = redis if redis is not None else make_redis(settings)
-        if redis is None:
-            stack.push_async_callback(client.aclose)
-            await check_redis(client, settings)
-        meta = metadata
-        if meta is None:
-            meta = await open_metadata(settings)
-            stack.push_async_callback(meta.close)
-        keystore = SqlKeyStore(meta)
-        authenticator = Authenticator(settings, keystore=keystore, redis=client)
-        app[AUTHENTICATOR] = authenticator
-        revocations = asyncio.create_task(
-            authenticator.follow_revocations(), name="key-revocations"
-        )
-        stack.push_async_callback(_cancel, revocations)
-        store = code_store
-        if store is None:
-            store = await open_code_store(settings)
-            stack.push_async_callback(store.close)
-        logs = execution_log
-        if logs is None:
-            logs = await open_execution_log(settings)
-            stack.push_async_callback(logs.close)
-        writer = RecordWriter(
-            logs,
-            batch_size=settings.record_batch_size,
-            flush_interval_s=settings.record_flush_interval_s,
-            spill_dir=settings.state_dir / "spill",
-        )
-        writer.start()
-        stack.push_async_callback(writer.close)
-        # the Manager and containers' health checks; invocations go through ContainerClient
-        http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=75.0),
-            timeout=aiohttp.ClientTimeout(total=None),
-            skip_auto_headers=("User-Agent",),
-        )
-        stack.push_async_callback(http.close)
-        pool = Pool(client)
-        registry = ManagerRegistry(client)
-        managers = ManagerClient(
-            registry, http, timeout_s=settings.cold_start_timeout_s, secret=settings.manager_secret
-        )
-        app[REDIS] = client
-        app[POOL] = pool
-        app[REGISTRY] = registry
-        app[LOGS] = logs
-        functions = FunctionService(
-            settings, metadata=meta, code_store=store, pool=pool, managers=managers, redis=client
-        )
-        app[FUNCTIONS] = functions
-        containers = ContainerClient(keepalive=settings.container_keepalive)
-        stack.push_async_callback(containers.close)
-        app[INVOKER] = Invoker(
-            settings, pool=pool, managers=managers, containers=containers, records=writer
-        )
-        follower = asyncio.create_task(functions.follow_changes(), name="function-changes")
-        stack.push_async_callback(_cancel, follower)
-        reaper = Reaper(settings, pool=pool, registry=registry, managers=managers, http=http)
-        app[REAPER] = reaper
-        stack.push_async_callback(reaper.close)
-        reaping = asyncio.create_task(reaper.run_forever(), name="lease-reaper")
-        stack.push_async_callback(_cancel, reaping)
-
-    app.cleanup_ctx.append(lifecycle)
+    app[SETTINGS] = settings
+    given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
+    for key, client in given:
+        if client is not None:
+            app[key] = client
+    app.cleanup_ctx.extend(
+        [
+            state_directory,
+            redis_client,
+            metadata_store,
+            authentication,
+            code_storage,
+            execution_log_store,
+            record_writer,
+            http_session,
+            placement,
+            invocations,
+            function_service,
+            lease_reaper,
+        ]
+    )
     app.add_routes(routes)
     app.add_routes(key_routes)
     app.add_routes(openapi_routes)
     return app
+
+
+async def state_directory(app: web.Application) -> AsyncIterator[None]:
+    app[SETTINGS].state_dir.mkdir(parents=True, exist_ok=True)
+    yield
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    """Redis: the warm pool, leases, rate limits and the change feeds."""
+    given = app.get(REDIS)
+    client = given if given is not None else await open_redis(app[SETTINGS])
+    app[REDIS] = client
+    yield
+    if given is None:
+        await client.aclose()
+
+
+async def metadata_store(app: web.Application) -> AsyncIterator[None]:
+    """Functions, versions and API keys."""
+    given = app.get(METADATA)
+    store = given if given is not None else await open_metadata(app[SETTINGS])
+    app[METADATA] = store
+    yield
+    if given is None:
+        await store.close()
+
+
+async def authentication(app: web.Application) -> AsyncIterator[None]:
+    """API keys, and the feed of revocations other replicas announce."""
+    authenticator = Authenticator(
+        app[SETTINGS], keystore=SqlKeyStore(app[METADATA]), redis=app[REDIS]
+    )
+    app[AUTHENTICATOR] = authenticator
+    revocations = asyncio.create_task(authenticator.follow_revocations(), name="key-revocations")
+    yield
+    await _cancel(revocations)
+
+
+async def code_storage(app: web.Application) -> AsyncIterator[None]:
+    """Code packages: S3 or the local directory."""
+    given = app.get(CODE_STORE)
+    store = given if given is not None else await open_code_store(app[SETTINGS])
+    app[CODE_STORE] = store
+    yield
+    if given is None:
+        await store.close()
+
+
+async def execution_log_store(app: web.Application) -> AsyncIterator[None]:
+    """Execution records: MongoDB or the local SQLite log."""
+    given = app.get(LOGS)
+    logs = given if given is not None else await open_execution_log(app[SETTINGS])
+    app[LOGS] = logs
+    yield
+    if given is None:
+        await logs.close()
+
+
+async def record_writer(app: web.Application) -> AsyncIterator[None]:
+    """Batches execution records into the log off the hot path, spilling to disk."""
+    settings = app[SETTINGS]
+    writer = RecordWriter(
+        app[LOGS],
+        batch_size=settings.record_batch_size,
+        flush_interval_s=settings.record_flush_interval_s,
+        spill_dir=settings.state_dir / "spill",
+    )
+    writer.start()
+    app[RECORDS] = writer
+    yield
+    await writer.close()
+
+
+async def http_session(app: web.Application) -> AsyncIterator[None]:
+    """For the Managers and containers' health checks; invocations go through ContainerClient."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=75.0),
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("User-Agent",),
+    )
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+async def placement(app: web.Application) -> AsyncIterator[None]:
+    """The warm pool, the registry of Managers, and the client asking them for containers."""
+    settings, redis = app[SETTINGS], app[REDIS]
+    registry = ManagerRegistry(redis)
+    app[POOL] = Pool(redis)
+    app[REGISTRY] = registry
+    app[MANAGERS] = ManagerClient(
+        registry, app[HTTP], timeout_s=settings.cold_start_timeout_s, secret=settings.manager_secret
+    )
+    yield
+
+
+async def invocations(app: web.Application) -> AsyncIterator[None]:
+    """The invoke path, with its kept-alive connections to containers."""
+    settings = app[SETTINGS]
+    containers = ContainerClient(keepalive=settings.container_keepalive)
+    app[INVOKER] = Invoker(
+        settings,
+        pool=app[POOL],
+        managers=app[MANAGERS],
+        containers=containers,
+        records=app[RECORDS],
+    )
+    yield
+    await containers.close()
+
+
+async def function_service(app: web.Application) -> AsyncIterator[None]:
+    """Functions, with a cache that drops what other replicas announce they changed."""
+    functions = FunctionService(
+        app[SETTINGS],
+        metadata=app[METADATA],
+        code_store=app[CODE_STORE],
+        pool=app[POOL],
+        managers=app[MANAGERS],
+        redis=app[REDIS],
+    )
+    app[FUNCTIONS] = functions
+    changes = asyncio.create_task(functions.follow_changes(), name="function-changes")
+    yield
+    await _cancel(changes)
+
+
+async def lease_reaper(app: web.Application) -> AsyncIterator[None]:
+    """Reclaims expired leases and orphans, in one Main replica at a time."""
+    reaper = Reaper(
+        app[SETTINGS],
+        pool=app[POOL],
+        registry=app[REGISTRY],
+        managers=app[MANAGERS],
+        http=app[HTTP],
+    )
+    app[REAPER] = reaper
+    reaping = asyncio.create_task(reaper.run_forever(), name="lease-reaper")
+    yield
+    await _cancel(reaping)
+    await reaper.close()

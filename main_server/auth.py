@@ -1,8 +1,9 @@
 """Authentication, rate limits and namespace concurrency for Main's API.
 
-Every request but ``/healthz`` carries ``Authorization: Bearer <key>``. Verified keys are
-cached for ``key_cache_ttl_s``; a revocation is announced on a Redis channel so every replica
-drops its copy at once (and the TTL bounds it if that message is lost).
+Every request but ``/healthz`` carries ``Authorization: Bearer <key>``. What a key's lookup
+returns (its principal and the hash of its secret, which every request's secret is checked
+against) is cached for ``key_cache_ttl_s``; a revocation is announced on a Redis channel so
+every replica drops its copy at once (and the TTL bounds it if that message is lost).
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from hotpool.shared.auth import Principal, parse_token, secret_matches
 from hotpool.shared.errors import TooManyRequests, Unauthorized
 from hotpool.shared.http import Handler
 from hotpool.shared.keystore import INVALID_KEY, SqlKeyStore
-from hotpool.shared.loops import follow_channel
 from hotpool.shared.pool import Admission
 from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors
 from hotpool.shared.settings import Settings
-from hotpool.shared.singleflight import SingleFlight
+from hotpool.shared.ttlcache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ class Authenticator:
         self._settings = settings
         self._keystore = keystore
         self._redis = redis
-        self._cache: dict[str, tuple[Principal, str, float]] = {}
+        # a key's principal and stored hash; each request's own secret is checked against it
+        self._keys: TtlCache[str, tuple[Principal, str]] = TtlCache(settings.key_cache_ttl_s)
         self._take_token = redis.register_script(keys.TAKE_TOKEN)
-        self._lookups: SingleFlight[tuple[Principal, str]] = SingleFlight()
 
     @property
     def keystore(self) -> SqlKeyStore:
@@ -49,20 +49,13 @@ class Authenticator:
 
     async def authenticate(self, header: str | None) -> Principal:
         key_id, secret = parse_token(header)
-        cached = self._cache.get(key_id)
-        now = time.monotonic()
-        if cached is not None and cached[2] > now and secret_matches(secret, cached[1]):
-            return cached[0]
-        # one lookup per key at a time, however many requests find the cache expired; each
-        # caller's own secret is checked against the stored hash the lookup brings back
-        principal, stored = await self._lookups.run(key_id, lambda: self._keystore.lookup(key_id))
+        principal, stored = await self._keys.get(key_id, lambda: self._keystore.lookup(key_id))
         if not secret_matches(secret, stored):
             raise Unauthorized(INVALID_KEY)
-        self._cache[key_id] = (principal, stored, now + self._settings.key_cache_ttl_s)
         return principal
 
     def forget(self, key_id: str) -> None:
-        self._cache.pop(key_id, None)
+        self._keys.forget(key_id)
 
     async def revoked(self, key_id: str) -> None:
         """A key was revoked here: drop it, and tell every replica."""
@@ -73,9 +66,7 @@ class Authenticator:
             log.warning("could not announce the revocation of %s; the cache TTL bounds it", key_id)
 
     async def follow_revocations(self) -> None:
-        await follow_channel(
-            self._redis, keys.KEYS_CHANGED, self.forget, self._cache.clear, "key revocation feed"
-        )
+        await self._keys.follow(self._redis, keys.KEYS_CHANGED, "key revocation feed")
 
     def rate_of(self, principal: Principal) -> tuple[float, int]:
         """The key's request rate (per second) and burst."""

@@ -208,7 +208,8 @@ def _settings_for_service(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "port", None) is not None:
         overrides["port"] = args.port
-        overrides.setdefault("manager_port", args.port + 1)
+        # port 0: any free port, for the Manager too (the ready line names both)
+        overrides.setdefault("manager_port", args.port + 1 if args.port else 0)
     return Settings.from_env(**overrides)
 
 
@@ -308,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("dev", help="run Main and Manager in one process (embedded default)")
-    p.add_argument("--port", type=int, help="Main's port (default 8080; Manager uses port+1)")
+    p.add_argument(
+        "--port", type=int, help="Main's port (default 8080; Manager uses port+1; 0: any free)"
+    )
     p.set_defaults(func=cmd_dev)
     p = sub.add_parser("main", help="run the Main server (configured by HOTPOOL_* variables)")
     p.add_argument("--port", type=int)

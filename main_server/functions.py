@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from redis.asyncio import Redis
 
@@ -12,14 +11,13 @@ from hotpool.main_server.manager_client import ManagerClient
 from hotpool.shared import keys
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import StoreUnavailable
-from hotpool.shared.loops import follow_channel
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_qualified
 from hotpool.shared.packages import PackageLimits, inspect_package
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS
 from hotpool.shared.settings import Settings
-from hotpool.shared.singleflight import SingleFlight
+from hotpool.shared.ttlcache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +45,8 @@ class FunctionService:
             max_compressed_bytes=settings.max_package_bytes,
             max_uncompressed_bytes=settings.max_unzipped_bytes,
         )
-        self._cache: dict[str, tuple[FunctionVersion, float]] = {}
-        self._lookups: SingleFlight[FunctionVersion] = SingleFlight()
+        # one query per name at a time, however many requests find the cache expired
+        self._cache: TtlCache[str, FunctionVersion] = TtlCache(settings.function_cache_ttl_s)
 
     async def deploy(self, name: str, config: FunctionConfig, data: bytes) -> FunctionVersion:
         """Validate a package and make it the function's new immutable version."""
@@ -82,36 +80,28 @@ class FunctionService:
 
     def cached(self, name: str) -> FunctionVersion | None:
         """The latest version if the cache holds it fresh, else None (no I/O)."""
-        cached = self._cache.get(name)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        return None
+        return self._cache.peek(name)
 
     async def get(self, name: str, *, fresh: bool = False) -> FunctionVersion:
-        """The latest version, from the cache when it is fresh enough (unless ``fresh``)."""
-        cached = self._cache.get(name)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now and not fresh:
-            return cached[0]
+        """The latest version, from the cache when it is fresh enough (unless ``fresh``).
+
+        While the database is away, warm invocations go on with the version last read, however
+        old: any change made meanwhile was announced on the channel and dropped it.
+        """
+        return await self._cache.get(
+            name, lambda: self._latest(name), fresh=fresh, stale_on=(StoreUnavailable,)
+        )
+
+    async def _latest(self, name: str) -> FunctionVersion:
         validate_qualified(name)
-        try:
-            # one query per name at a time, however many requests find the cache expired
-            fv = await self._lookups.run(name, lambda: self._metadata.latest(name))
-        except StoreUnavailable:
-            if cached is not None and not fresh:
-                # the database is away: warm invocations go on with what we knew; any
-                # change made meanwhile was announced on the channel and dropped it
-                return cached[0]
-            raise
-        self._cache[name] = (fv, now + self._settings.function_cache_ttl_s)
-        return fv
+        return await self._metadata.latest(name)
 
     def forget(self, name: str) -> None:
         """Drop a cached function (another replica changed it)."""
-        self._cache.pop(name, None)
+        self._cache.forget(name)
 
     async def _changed(self, name: str) -> None:
-        self._cache.pop(name, None)
+        self._cache.forget(name)
         try:
             await self._redis.publish(keys.FUNCTIONS_CHANGED, name)
         except REDIS_ERRORS:
@@ -120,10 +110,7 @@ class FunctionService:
 
     async def follow_changes(self) -> None:
         """Drop cache entries as other replicas announce changes; reconnects forever."""
-        await follow_channel(
-            self._redis, keys.FUNCTIONS_CHANGED, self.forget, self._cache.clear,
-            "function change feed",
-        )  # fmt: skip
+        await self._cache.follow(self._redis, keys.FUNCTIONS_CHANGED, "function change feed")
 
     async def runtimes_of(self, names: set[str]) -> dict[str, str]:
         """The runtime of each named function that still exists."""

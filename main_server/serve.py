@@ -8,8 +8,11 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import secrets
 import signal
+import socket
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -28,17 +31,61 @@ log = logging.getLogger(__name__)
 gc_thresholds = (50_000, 20, 20)
 
 
-async def _serve(apps: list[tuple[web.Application, str, int]], ready_message: str) -> None:
+@dataclass(frozen=True)
+class Address:
+    """Where a service listens. Port 0 means any free port: it is bound at once, so the port
+    chosen is known before the app is built (a Manager registers its URL at start-up) and
+    announced in the ready line; no other process can take it in between."""
+
+    host: str
+    port: int
+    sock: socket.socket | None = None
+
+    @classmethod
+    def claim(cls, host: str, port: int) -> Address:
+        if port != 0:
+            return cls(host, port)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+        return cls(host, sock.getsockname()[1], sock)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def site(self, runner: web.AppRunner) -> web.BaseSite:
+        if self.sock is None:
+            return web.TCPSite(runner, self.host, self.port)
+        return web.SockSite(runner, self.sock)
+
+
+# the ready line names each service's URL: "... Main on http://h:p ... Manager on http://h:q"
+ANNOUNCED = re.compile(r"\b(main|manager) on (http://[^\s,]+)", re.IGNORECASE)
+
+
+def announced_urls(output: str) -> dict[str, str]:
+    """The URLs the ready line in a service's ``output`` announces, by service ("main",
+    "manager"); empty until the service is ready."""
+    urls: dict[str, str] = {}
+    for line in output.splitlines():
+        if line.startswith("hotpool "):
+            urls.update((name.lower(), url) for name, url in ANNOUNCED.findall(line))
+    return urls
+
+
+async def _serve(apps: list[tuple[web.Application, Address]], ready_message: str) -> None:
     runners = []
     try:
         # every app is set up (the Manager registered in Redis) before any listens, and the
         # ones Main depends on listen first: Main's first call never finds no Manager
-        for app, _, _ in apps:
+        for app, _ in apps:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
+            # listed first: a set-up that fails half-way is cleaned up (what it opened closed)
             runners.append(runner)
-        for runner, (_, host, port) in reversed(list(zip(runners, apps, strict=True))):
-            await web.TCPSite(runner, host, port).start()
+            await runner.setup()
+        for runner, (_, address) in reversed(list(zip(runners, apps, strict=True))):
+            await address.site(runner).start()
         # what start-up built lives as long as the process: the cyclic collector need not walk
         # it again and again, and a request's few hundred short-lived objects need not trigger
         # a collection every other call (a profile of the warm path; Instagram's "Dismissing
@@ -55,6 +102,9 @@ async def _serve(apps: list[tuple[web.Application, str, int]], ready_message: st
         # in order: Main stops sending work before the Manager removes its containers
         for runner in runners:
             await runner.cleanup()
+        for _, address in apps:
+            if address.sock is not None:
+                address.sock.close()
 
 
 ADMIN_KEY_FILE = "admin.key"
@@ -86,6 +136,9 @@ async def run_dev(settings: Settings) -> None:
     if not settings.manager_secret:
         # both halves live in this process: a fresh secret per run is all they need
         settings = settings.replace(manager_secret=secrets.token_hex(32))
+    main_at = Address.claim(settings.host, settings.port)
+    manager_at = Address.claim(settings.manager_host, settings.manager_port)
+    settings = settings.replace(port=main_at.port, manager_port=manager_at.port)
     created = await ensure_admin_key(settings)
     if created:
         print(
@@ -104,14 +157,10 @@ async def run_dev(settings: Settings) -> None:
     try:
         await _serve(
             [
-                (create_app(settings, redis=main_redis), settings.host, settings.port),
-                (
-                    create_manager_app(settings, redis=manager_redis),
-                    settings.manager_host,
-                    settings.manager_port,
-                ),
+                (create_app(settings, redis=main_redis), main_at),
+                (create_manager_app(settings, redis=manager_redis), manager_at),
             ],
-            f"hotpool dev: Main on http://{settings.host}:{settings.port} "
+            f"hotpool dev: Main on {main_at.url}, Manager on {manager_at.url} "
             f"(state in {settings.state_dir}/, Redis: {local.url if local else 'in-process'}); "
             "Ctrl-C stops it",
         )
@@ -128,16 +177,18 @@ async def run_main(settings: Settings) -> None:
         raise SettingsError(
             "HOTPOOL_MANAGER_SECRET must be set to the secret the Managers were started with"
         )
+    main_at = Address.claim(settings.host, settings.port)
     await _serve(
-        [(create_app(settings), settings.host, settings.port)],
-        f"hotpool main on http://{settings.host}:{settings.port}",
+        [(create_app(settings.replace(port=main_at.port)), main_at)],
+        f"hotpool main on {main_at.url}",
     )
 
 
 async def run_manager(settings: Settings) -> None:
+    manager_at = Address.claim(settings.manager_host, settings.manager_port)
     await _serve(
-        [(create_manager_app(settings), settings.manager_host, settings.manager_port)],
-        f"hotpool manager on http://{settings.manager_host}:{settings.manager_port}",
+        [(create_manager_app(settings.replace(manager_port=manager_at.port)), manager_at)],
+        f"hotpool manager on {manager_at.url}",
     )
 
 

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker
+from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
-from hotpool.shared.execlog import ExecutionLog
+from hotpool.shared.codestore import CodeStore
+from hotpool.shared.execlog import ExecutionLog, RecordWriter
+from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.registry import ManagerRegistry
+from hotpool.shared.settings import Settings
 
+SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
+METADATA = web.AppKey("metadata", MetadataStore)
+CODE_STORE = web.AppKey("code_store", CodeStore)
+LOGS = web.AppKey("execution_log", ExecutionLog)
+RECORDS = web.AppKey("record_writer", RecordWriter)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 POOL = web.AppKey("pool", Pool)
 REGISTRY = web.AppKey("registry", ManagerRegistry)
+MANAGERS = web.AppKey("managers", ManagerClient)
 FUNCTIONS = web.AppKey("functions", FunctionService)
 INVOKER = web.AppKey("invoker", Invoker)
-LOGS = web.AppKey("execution_log", ExecutionLog)
 REAPER = web.AppKey("reaper", Reaper)

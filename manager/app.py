@@ -29,12 +29,17 @@ from hotpool.shared.codestore import CodeStore, LocalCodeStore
 from hotpool.shared.errors import Unauthorized
 from hotpool.shared.http import error_middleware, json_response, read_json
 from hotpool.shared.loops import every
-from hotpool.shared.redis_conn import check_redis, make_redis
+from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.settings import Settings, SettingsError
 from hotpool.shared.stores import open_code_store
 
 log = logging.getLogger(__name__)
 
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+BACKEND = web.AppKey("backend", ContainerBackend)
+CODE_STORE = web.AppKey("code_store", CodeStore)
+READER = web.AppKey("package_reader", CodeStore)  # the code store, or its disk cache
 SERVICE = web.AppKey("service", ManagerService)
 
 
@@ -122,7 +127,11 @@ def create_manager_app(
     backend: ContainerBackend | None = None,
     code_store: CodeStore | None = None,
 ) -> web.Application:
-    """The Manager application; clients not passed in are built from ``settings``."""
+    """The Manager application; clients not passed in are built from ``settings``.
+
+    Clients passed in are used as they are and left open: whoever made them closes them
+    (a backend passed in is closed by the service's shutdown, as one it builds).
+    """
     if not settings.manager_secret:
         raise SettingsError(
             "HOTPOOL_MANAGER_SECRET must be set: the Manager's API is only for Main, which "
@@ -132,68 +141,12 @@ def create_manager_app(
         middlewares=[error_middleware, secret_middleware(settings.manager_secret)],
         client_max_size=1024 * 1024,
     )
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        own_redis = redis is None
-        client = redis if redis is not None else make_redis(settings)
-        if own_redis:
-            try:
-                await check_redis(client, settings)
-            except BaseException:
-                await client.aclose()
-                raise
-        store = code_store or await open_code_store(settings)
-        # a remote store is read through the node's disk cache: one download per package
-        reader = (
-            store
-            if isinstance(store, LocalCodeStore)
-            else PackageCache(store, settings.state_dir / "package-cache")
-        )
-        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        service = ManagerService(
-            settings,
-            manager_id=settings.effective_manager_id,
-            backend=backend or make_backend(settings),
-            code_store=reader,
-            redis=client,
-            http=http,
-        )
-        app[SERVICE] = service
-        await service.heartbeat()
-        if service.healthy:
-            await service.reconcile()
-        else:
-            log.error("the %s backend is unhealthy at start-up", settings.backend)
-        service.prewarm.start()
-        tasks = [
-            asyncio.create_task(
-                every(settings.heartbeat_interval_s, "heartbeat", service.heartbeat)
-            ),
-            asyncio.create_task(
-                every(
-                    settings.reaper_interval_s,
-                    "idle reaper",
-                    lambda: service.reap_idle(time.time()),
-                )
-            ),
-        ]
-        log.info("manager %s up at %s", service.manager_id, service.url)
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await service.shutdown()
-            await http.close()
-            if code_store is None:
-                await store.close()
-            if own_redis:
-                await client.aclose()
-
-    app.cleanup_ctx.append(lifecycle)
+    app[SETTINGS] = settings
+    given = ((REDIS, redis), (BACKEND, backend), (CODE_STORE, code_store))
+    for key, client in given:
+        if client is not None:
+            app[key] = client
+    app.cleanup_ctx.extend([redis_client, code_storage, manager_service, background_loops])
     app.add_routes(
         [
             web.post("/v1/containers", create_container),
@@ -203,3 +156,71 @@ def create_manager_app(
         ]
     )
     return app
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    """Redis: registration, heartbeats and the warm pool."""
+    given = app.get(REDIS)
+    client = given if given is not None else await open_redis(app[SETTINGS])
+    app[REDIS] = client
+    yield
+    if given is None:
+        await client.aclose()
+
+
+async def code_storage(app: web.Application) -> AsyncIterator[None]:
+    """Code packages; a remote store is read through the node's disk cache (one download
+    per package)."""
+    settings, given = app[SETTINGS], app.get(CODE_STORE)
+    store = given if given is not None else await open_code_store(settings)
+    app[CODE_STORE] = store
+    app[READER] = (
+        store
+        if isinstance(store, LocalCodeStore)
+        else PackageCache(store, settings.state_dir / "package-cache")
+    )
+    yield
+    if given is None:
+        await store.close()
+
+
+async def manager_service(app: web.Application) -> AsyncIterator[None]:
+    """The service: registered, reconciled with what its backend runs, pre-warming; on
+    shutdown it drains, removes its containers and deregisters."""
+    settings = app[SETTINGS]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        service = ManagerService(
+            settings,
+            manager_id=settings.effective_manager_id,
+            backend=app.get(BACKEND) or make_backend(settings),
+            code_store=app[READER],
+            redis=app[REDIS],
+            http=http,
+        )
+        app[SERVICE] = service
+        await service.heartbeat()
+        if service.healthy:
+            await service.reconcile()
+        else:
+            log.error("the %s backend is unhealthy at start-up", settings.backend)
+        service.prewarm.start()
+        log.info("manager %s up at %s", service.manager_id, service.url)
+        yield
+        await service.shutdown()
+
+
+async def background_loops(app: web.Application) -> AsyncIterator[None]:
+    """Heartbeats, and removing containers idle for longer than ``idle_ttl_s``."""
+    settings, service = app[SETTINGS], app[SERVICE]
+    tasks = [
+        asyncio.create_task(every(settings.heartbeat_interval_s, "heartbeat", service.heartbeat)),
+        asyncio.create_task(
+            every(settings.reaper_interval_s, "idle reaper", lambda: service.reap_idle(time.time()))
+        ),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -177,3 +177,14 @@ async def check_redis(client: Redis, settings: Settings) -> None:
     except (*REDIS_ERRORS, redis.exceptions.RedisError) as exc:
         setting = "HOTPOOL_REDIS_SENTINELS" if settings.redis_sentinels else "HOTPOOL_REDIS_URL"
         raise StoreUnavailable(f"Redis is unreachable ({setting}): {exc}") from exc
+
+
+async def open_redis(settings: Settings) -> Redis:
+    """A client from ``settings`` that has answered (``check_redis``); closed if it has not."""
+    client = make_redis(settings)
+    try:
+        await check_redis(client, settings)
+    except BaseException:
+        await client.aclose()
+        raise
+    return client

@@ -19,7 +19,31 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from hotpool.shared.metadata import describe_db_error
+from tests.loop_guard import (  # noqa: F401 (fixtures and hooks, found here by pytest)
+    _event_loop_guard,
+    _loop_watchdog,
+    pytest_addoption,
+    pytest_runtest_call,
+)
 from tests.services import REDIS_PORT, missing_service, moto_server
+
+TIERS = ("unit", "contract", "integration")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test has exactly one tier marker (pyproject.toml says what each means), so that
+    ``pytest -m unit`` is the fast tier and a new module cannot forget to say which it is."""
+    wrong = []
+    for item in items:
+        tiers = [m.name for m in item.iter_markers() if m.name in TIERS]
+        if len(tiers) != 1:
+            wrong.append(f"  {item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            "every test needs exactly one tier marker: pytestmark = pytest.mark.unit, "
+            "contract or integration (see [tool.pytest.ini_options] markers):\n" + "\n".join(wrong)
+        )
+
 
 # Database 15 of the local server is reserved for tests: the fixture flushes it.
 REAL_REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/15"

@@ -42,6 +42,7 @@ def _entry(container: str, function: str = "f") -> str:
     return f"{function}|1|m1|{container}|127.0.0.1:1"
 
 
+@pytest.mark.unit
 def test_fault_plan_is_a_function_of_the_seed_and_spaces_major_faults():
     plan = plan_faults(7, 28.0, 6)
     assert plan == plan_faults(7, 28.0, 6)
@@ -55,6 +56,7 @@ def test_fault_plan_is_a_function_of_the_seed_and_spaces_major_faults():
         assert a.at_s + a.down_s < b.at_s
 
 
+@pytest.mark.unit
 def test_a_long_plan_repeats_every_major_fault():
     kinds = [f.kind for f in plan_faults(1, 300.0, 60) if f.kind != "kill_container"]
     assert len(kinds) >= 18
@@ -62,6 +64,7 @@ def test_a_long_plan_repeats_every_major_fault():
     assert max(counts) - min(counts) <= 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("runs", "duplicated"),
     [
@@ -74,6 +77,7 @@ def test_duplicates_are_tokens_that_ran_twice(runs, duplicated):
     assert set(find_duplicates(runs)) == duplicated
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("runs", "overlapping"),
     [
@@ -94,6 +98,7 @@ def test_overlaps_are_calls_one_container_ran_at_once(runs, overlapping):
     assert [(a["token"], b["token"]) for a, b in find_overlaps(runs)] == overlapping
 
 
+@pytest.mark.unit
 def test_pool_analysis_finds_leaked_stale_and_double_placed_containers():
     described = {
         cid: {"state": state, "manager": "m1"}
@@ -115,6 +120,7 @@ def test_pool_analysis_finds_leaked_stale_and_double_placed_containers():
     }
 
 
+@pytest.mark.integration
 def test_quick_chaos_run_keeps_every_invariant():
     if shutil.which("redis-server") is None:
         missing_service("redis-server is not installed (apt-get install redis-server)")

@@ -13,8 +13,11 @@ import time
 import aiohttp
 import pytest
 
-from tests.helpers import free_port, handler_zip
-from tests.services import REDIS_PORT, wait_port
+from hotpool.benchmarks.devserver import wait_announced
+from tests.helpers import handler_zip
+from tests.services import REDIS_PORT
+
+pytestmark = pytest.mark.integration
 
 REDIS_DB_URL = f"redis://127.0.0.1:{REDIS_PORT}/14"
 
@@ -45,15 +48,14 @@ async def flushed_redis():
 async def test_main_and_manager_as_separate_processes(
     tmp_path, mariadb_url, s3_endpoint, s3_bucket, flushed_redis
 ):
-    main_port, manager_port = free_port(), free_port()
     env = {
         **os.environ,
         "HOTPOOL_REDIS_URL": REDIS_DB_URL,
         "HOTPOOL_DATABASE_URL": mariadb_url,
         "HOTPOOL_S3_BUCKET": s3_bucket,
         "HOTPOOL_S3_ENDPOINT_URL": s3_endpoint,
-        "HOTPOOL_PORT": str(main_port),
-        "HOTPOOL_MANAGER_PORT": str(manager_port),
+        "HOTPOOL_PORT": "0",  # each picks a free port and announces it
+        "HOTPOOL_MANAGER_PORT": "0",
         "HOTPOOL_MANAGER_ID": "prod-test-manager",
         "HOTPOOL_PREWARM_COUNT": "1",
         "HOTPOOL_MANAGER_SECRET": "prod-test-secret",
@@ -82,10 +84,13 @@ async def test_main_and_manager_as_separate_processes(
     )
     main = _start("main", {**env, "HOTPOOL_STATE_DIR": str(tmp_path / "a")}, tmp_path / "a.log")
     try:
-        assert wait_port(manager_port, 30) and wait_port(main_port, 30), (
-            tmp_path / "a.log"
-        ).read_text() + (tmp_path / "m.log").read_text()
-        base = f"http://127.0.0.1:{main_port}"
+
+        def running() -> bool:
+            return main.poll() is None and manager.poll() is None
+
+        await asyncio.to_thread(wait_announced, tmp_path / "m.log", ("manager",), running, 30)
+        urls = await asyncio.to_thread(wait_announced, tmp_path / "a.log", ("main",), running, 30)
+        base = urls["main"]
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin_key}"}) as http:
             await _wait_manager_online(http, base)
             v1 = handler_zip("return {'v': 1, 'echo': event}")
@@ -117,7 +122,7 @@ async def test_main_and_manager_as_separate_processes(
     finally:
         for proc in (main, manager):
             proc.send_signal(signal.SIGTERM)
-        codes = [proc.wait(timeout=60) for proc in (main, manager)]
+        codes = [await asyncio.to_thread(proc.wait, 60) for proc in (main, manager)]
     assert codes == [0, 0], (tmp_path / "m.log").read_text()[-3000:]
     # the Manager drained: no container of it is left in Redis
     assert await flushed_redis.hlen("hp:containers:prod-test-manager") == 0
@@ -163,7 +168,7 @@ async def _records(http, base, n):
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_setting(tmp_path, variable, value):
-    env = {**os.environ, "HOTPOOL_STATE_DIR": str(tmp_path), "HOTPOOL_PORT": str(free_port()),
+    env = {**os.environ, "HOTPOOL_STATE_DIR": str(tmp_path), "HOTPOOL_PORT": "0",
            "HOTPOOL_MANAGER_SECRET": "s", variable: value}  # fmt: skip
     if variable != "HOTPOOL_REDIS_URL":
         env["HOTPOOL_REDIS_URL"] = REDIS_DB_URL

@@ -76,6 +76,7 @@ def figures() -> dict:
     }
 
 
+@pytest.mark.unit
 def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     summary = report.summarise(figures)
 
@@ -92,6 +93,7 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert summary["errors_in_load_runs"] == 0
 
 
+@pytest.mark.unit
 def test_a_side_that_could_not_be_measured_is_reported_without_a_ratio(figures):
     level = figures["backends"]["process"]["latency"]["throughput"][1]
     level["direct"] = {"skipped": "wrk with 64 threads took 80 s for a 5 s run"}
@@ -103,6 +105,7 @@ def test_a_side_that_could_not_be_measured_is_reported_without_a_ratio(figures):
     assert "not measured: direct: wrk with 64 threads" in report.markdown(figures)
 
 
+@pytest.mark.unit
 def test_errors_in_a_load_run_are_counted_and_shown(figures):
     figures["backends"]["process"]["latency"]["throughput"][1]["through_main"]["errors"] = 7
     figures["summary"] = report.summarise(figures)
@@ -111,6 +114,7 @@ def test_errors_in_a_load_run_are_counted_and_shown(figures):
     assert "errors in load runs: 7" in report.markdown(figures)
 
 
+@pytest.mark.unit
 def test_a_backend_that_did_not_run_gives_nulls_not_figures(figures):
     figures["backends"]["docker"] = {"skipped": "the Docker daemon is not running"}
     del figures["backends"]["process"]
@@ -123,6 +127,7 @@ def test_a_backend_that_did_not_run_gives_nulls_not_figures(figures):
     assert "skipped: the Docker daemon is not running" in report.markdown(figures)
 
 
+@pytest.mark.unit
 def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
     figures["summary"] = report.summarise(copy.deepcopy(figures))
 
@@ -137,6 +142,7 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.unit
 def test_time_wait_sockets_are_read_from_the_kernel_tables():
     # the side that closes first keeps TIME_WAIT: close the client end, then the server's
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -181,6 +187,7 @@ def hello_url() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("tool", ["wrk", "aiohttp"])
 def test_load_generators_count_answers_and_errors(tool, hello_url):
     if tool == "wrk" and not shutil.which("wrk"):
@@ -197,18 +204,20 @@ def test_load_generators_count_answers_and_errors(tool, hello_url):
     assert refused.requests > 10 and refused.errors == refused.requests
 
 
+@pytest.mark.unit
 def test_an_unknown_load_generator_is_refused():
     with pytest.raises(ValueError, match="unknown load generator"):
         pick_tool("ab")
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_quick_bench_runs_and_prints_the_table(tmp_path):
     summary_path = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
     done = subprocess.run(
         [sys.executable, "-m", "hotpool.main_server.cli", "bench", "--quick", "--json",
-         str(summary_path), "--out", str(tmp_path / "results"), "--port", "18900"],
+         str(summary_path), "--out", str(tmp_path / "results")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=230,
     )  # fmt: skip
 

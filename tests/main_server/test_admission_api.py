@@ -15,6 +15,8 @@ from hotpool.shared.models import qualify
 from tests.helpers import handler_zip, make_zip
 from tests.stack import Stack
 
+pytestmark = pytest.mark.integration
+
 SLEEPER = handler_zip(
     "import time\nevent = event or {}\ntime.sleep(event.get('s', 0))\n"
     "if event.get('fail'):\n    raise ValueError('asked to')\nreturn 'slept'"

@@ -14,6 +14,8 @@ from hotpool.shared.errors import Unauthorized
 from hotpool.shared.keystore import INVALID_KEY
 from hotpool.shared.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 class CountingKeyStore:
     def __init__(self, secret: str, principal: Principal) -> None:

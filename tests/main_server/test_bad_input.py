@@ -7,6 +7,8 @@ import pytest
 
 from tests.helpers import handler_zip, make_zip
 
+pytestmark = pytest.mark.integration
+
 HELLO = handler_zip("return 'hi'")
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
-from tests.services import wait_port
+from hotpool.benchmarks.devserver import wait_announced
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,34 +27,20 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 
 @pytest.fixture
 def dev(tmp_path):
-    port = free_port()
-    while not _free(port + 1):
-        port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
-    env |= {"HOTPOOL_PREWARM_COUNT": "0", "PYTHONPATH": str(ROOT)}
+    env["HOTPOOL_PREWARM_COUNT"] = "0"
     log = open(tmp_path / "dev.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        assert wait_port(port, 30), (tmp_path / "dev.log").read_text()
-        yield tmp_path, {**env, "HOTPOOL_URL": f"http://127.0.0.1:{port}"}
+        urls = wait_announced(tmp_path / "dev.log", ("main",), lambda: proc.poll() is None, 30)
+        yield tmp_path, {**env, "HOTPOOL_URL": urls["main"]}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_quick_start(dev):

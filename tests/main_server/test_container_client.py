@@ -128,6 +128,7 @@ async def post(client: ContainerClient, peer: Peer, body: bytes, timeout_s: floa
 # --- keep-alive ---------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_sequential_calls_share_one_connection(run):
     async def scenario() -> None:
         async with Peer() as peer:
@@ -146,6 +147,7 @@ def test_sequential_calls_share_one_connection(run):
     run(scenario())
 
 
+@pytest.mark.unit
 def test_concurrent_calls_each_take_a_connection_then_all_are_reused(run):
     async def scenario() -> None:
         three_in = asyncio.Event()
@@ -167,6 +169,7 @@ def test_concurrent_calls_each_take_a_connection_then_all_are_reused(run):
     run(scenario())
 
 
+@pytest.mark.unit
 def test_without_keepalive_each_call_opens_a_connection_that_main_closes(run):
     async def scenario() -> None:
         async with Peer() as peer:
@@ -183,6 +186,7 @@ def test_without_keepalive_each_call_opens_a_connection_that_main_closes(run):
 # --- failures -----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_a_refused_connection_is_connect_failed(run):
     async def scenario() -> None:
         client = ContainerClient()
@@ -227,6 +231,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("misbehave", BROKEN.values(), ids=BROKEN.keys())
 def test_a_broken_answer_is_call_failed_and_its_connection_is_dropped(run, misbehave):
     async def scenario() -> None:
@@ -260,6 +265,7 @@ async def cancel(client: ContainerClient, peer: Peer) -> None:
 ABANDONED = {"timed out": (time_out, TimeoutError), "cancelled": (cancel, asyncio.CancelledError)}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("abandon", "raised"), ABANDONED.values(), ids=ABANDONED.keys())
 def test_an_abandoned_call_aborts_its_connection(run, abandon, raised):
     async def scenario() -> None:
@@ -288,6 +294,7 @@ ENDING = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("ending", ENDING.values(), ids=ENDING.keys())
 def test_an_answer_that_ends_the_connection_is_heeded(run, ending):
     async def scenario() -> None:
@@ -314,6 +321,7 @@ async def then_chatter(writer: asyncio.StreamWriter) -> None:
     writer.write(b"HTTP/1.1 200 OK\r\n")  # an answer to nothing
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("after", [then_close, then_chatter], ids=["closes", "chatters"])
 def test_an_idle_connection_the_peer_spoilt_is_not_reused(run, after):
     async def scenario() -> None:
@@ -332,6 +340,7 @@ def test_an_idle_connection_the_peer_spoilt_is_not_reused(run, after):
     run(scenario())
 
 
+@pytest.mark.unit
 def test_a_connection_idle_past_the_idle_timeout_is_replaced(run):
     async def scenario() -> None:
         async with Peer() as peer:
@@ -344,6 +353,7 @@ def test_a_connection_idle_past_the_idle_timeout_is_replaced(run):
     run(scenario())
 
 
+@pytest.mark.unit
 def test_forget_and_close_drop_idle_connections(run):
     async def scenario() -> None:
         async with Peer() as gone, Peer() as kept:
@@ -362,6 +372,7 @@ def test_forget_and_close_drop_idle_connections(run):
     run(scenario())
 
 
+@pytest.mark.unit
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -413,6 +424,7 @@ def bootstrap_port(start_bootstrap) -> int:  # noqa: F811 (the factory imported 
     return start_bootstrap().port
 
 
+@pytest.mark.integration
 def test_the_bootstrap_serves_many_calls_on_one_connection(run, bootstrap_port):
     address = f"127.0.0.1:{bootstrap_port}"
 
@@ -430,6 +442,7 @@ def test_the_bootstrap_serves_many_calls_on_one_connection(run, bootstrap_port):
     run(scenario())
 
 
+@pytest.mark.integration
 def test_without_keepalive_the_time_wait_sockets_are_mains(run, bootstrap_port):
     address = f"127.0.0.1:{bootstrap_port}"
 

@@ -21,6 +21,8 @@ from hotpool.manager.process_backend import ProcessBackend, address_space_allowa
 from tests.helpers import handler_zip
 from tests.stack import require_docker, wait_for
 
+pytestmark = pytest.mark.integration
+
 MiB = 1024 * 1024
 IMAGES = {"python": "hotpool/runtime-python:latest"}
 

@@ -4,7 +4,6 @@ calls in flight finish, then exits 0 (aiohttp's runner cleanup waits for running
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -15,21 +14,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import free_port, handler_zip
+from hotpool.benchmarks.devserver import wait_announced
+from tests.helpers import handler_zip
 from tests.stack import wait_for
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = handler_zip("import time\ntime.sleep(1.5)\nreturn 'finished'")
-
-
-def _two_free_ports() -> int:
-    """A port P with P + 1 free as well (``hotpool dev`` puts its Manager on P + 1)."""
-    for _ in range(50):
-        port = free_port()
-        with contextlib.suppress(OSError), socket.socket() as s:
-            s.bind(("127.0.0.1", port + 1))
-            return port
-    raise RuntimeError("no two adjacent free ports")
 
 
 def _refuses(port: int) -> bool:
@@ -45,28 +37,20 @@ def _refuses(port: int) -> bool:
 async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, str]]:
     """``python -m hotpool.main_server.cli dev`` on its own state dir; yields (process, base URL,
     the admin key it created)."""
-    port = _two_free_ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
     env["HOTPOOL_STATE_DIR"] = str(tmp_path / "state")
     env["HOTPOOL_PREWARM_COUNT"] = "0"
     log_path = tmp_path / "dev.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 (opened once, before the server starts)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", str(port),
+            sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0",
             cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{url}/healthz") as resp:
-                        return resp.status == 200
-                return proc.returncode is not None  # died: stop waiting
-
-            started = await wait_for(up, timeout_s=30) and proc.returncode is None
-            assert started, log_path.read_bytes().decode(errors="replace")
+        urls = await asyncio.to_thread(
+            wait_announced, log_path, ("main",), lambda: proc.returncode is None, 30
+        )
+        url = urls["main"]
         yield proc, url, (tmp_path / "state" / "admin.key").read_text().strip()
     finally:
         if proc.returncode is None:  # the test failed midway: stop it, containers included

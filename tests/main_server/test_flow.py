@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import handler_zip, make_zip
 from tests.stack import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["process", "docker"])
 def stack_backend(request) -> str:

@@ -31,6 +31,8 @@ from hotpool.main_server.openapi import openapi_document
 from hotpool.main_server.state import FUNCTIONS
 from tests.helpers import handler_zip
 
+pytestmark = pytest.mark.integration
+
 TARGET = "fuzzfn"
 MAX_EXAMPLES = 25
 CHECKS = [

@@ -20,6 +20,8 @@ from tests.helpers import handler_zip
 from tests.services import REDIS_PORT, TcpProxy, missing_service
 from tests.stack import wait_for
 
+pytestmark = pytest.mark.integration
+
 SLEEPY = handler_zip("import time\ntime.sleep((event or {}).get('s', 0))\nreturn 'slept'")
 
 

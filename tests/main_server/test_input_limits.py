@@ -11,6 +11,8 @@ from hotpool.main_server.state import FUNCTIONS
 from tests.helpers import handler_zip
 from tests.stack import Stack
 
+pytestmark = pytest.mark.integration
+
 ECHO = handler_zip("return 'ok'")
 
 

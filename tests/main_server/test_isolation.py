@@ -17,6 +17,8 @@ import pytest
 from tests.helpers import make_zip
 from tests.stack import Stack
 
+pytestmark = pytest.mark.integration
+
 PROCESS_SKIP = "process backend: development-grade isolation, see README"
 
 # distinctive values: a plain "one" would match half the files of any filesystem

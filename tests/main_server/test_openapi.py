@@ -38,6 +38,7 @@ def _documented() -> set[tuple[str, str]]:
     }
 
 
+@pytest.mark.unit
 def test_every_served_route_is_documented_and_every_documented_one_is_served(tmp_path):
     served = _served(tmp_path)
     documented = _documented()
@@ -46,10 +47,12 @@ def test_every_served_route_is_documented_and_every_documented_one_is_served(tmp
     assert ("POST", "/v1/functions/{name}/invoke") in served
 
 
+@pytest.mark.unit
 def test_the_document_is_valid_openapi():
     validate(openapi_document())
 
 
+@pytest.mark.unit
 def test_only_healthz_is_open():
     document = openapi_document()
     assert document["security"] == [{"bearerAuth": []}]
@@ -62,6 +65,7 @@ def test_only_healthz_is_open():
     assert open_operations == {("get", "/healthz")}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "name", ["a", "hello-world_2", "a" * 63, "A", "1a", "a" * 64, "a.b", "a\n", "", "é"]
 )
@@ -70,6 +74,7 @@ def test_the_name_pattern_is_the_servers(name):
     assert documented == (NAME_RE.match(name) is not None)
 
 
+@pytest.mark.unit
 def test_every_limited_operation_documents_429_with_retry_after():
     document = openapi_document()
     retry = document["components"]["responses"]["E429"]["headers"]["Retry-After"]
@@ -81,6 +86,7 @@ def test_every_limited_operation_documents_429_with_retry_after():
                 assert "401" in operation["responses"], (method, path)
 
 
+@pytest.mark.integration
 async def test_openapi_json_needs_a_key(hotpool_stack):
     stack = await hotpool_stack()
     url = stack.client.make_url("/v1/openapi.json")

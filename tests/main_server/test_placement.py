@@ -13,6 +13,8 @@ from hotpool.shared.registry import ManagerInfo
 
 pytestmark = pytest.mark.unit
 
+pytestmark = pytest.mark.unit
+
 
 def mgr(
     id: str,

@@ -30,6 +30,7 @@ from tests.stack import wait_for
 # --- reclaim_action ----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("health", "manager_alive", "action"),
     [
@@ -51,6 +52,7 @@ ENTRIES = st.sampled_from([f"f|1|m|c{i}|h:{i}" for i in range(8)])
 TIMES = st.integers(0, 1000).map(float)
 
 
+@pytest.mark.unit
 @given(
     suspects=st.dictionaries(ENTRIES, TIMES),
     unplaced=st.sets(ENTRIES),
@@ -71,6 +73,7 @@ def test_due_orphans_are_exactly_those_unplaced_for_the_grace(suspects, unplaced
         assert since == suspects.get(e, now)
 
 
+@pytest.mark.unit
 @given(
     unplaced=st.sets(ENTRIES, min_size=1),
     grace=st.integers(1, 50).map(float),
@@ -92,6 +95,7 @@ def test_nothing_is_due_before_its_grace(unplaced, grace, steps):
             break
 
 
+@pytest.mark.unit
 @given(unplaced=st.sets(ENTRIES, min_size=1), grace=st.integers(1, 50).map(float))
 def test_an_orphan_that_is_placed_again_starts_over(unplaced, grace):
     _, suspects = due_orphans({}, unplaced, 0.0, grace)
@@ -104,6 +108,7 @@ def test_an_orphan_that_is_placed_again_starts_over(unplaced, grace):
 # --- purge_dead_managers -----------------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_the_purge_skips_a_manager_that_came_back_since_the_snapshot():
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     pool = Pool(redis)
@@ -158,6 +163,7 @@ async def nothing_leaked(stack, name: str) -> bool:
     return len(ids) == len(set(ids)) and set(ids) == stack.live_containers()
 
 
+@pytest.mark.integration
 async def test_lease_of_a_dead_main_is_reclaimed_into_the_pool(hotpool_stack):
     stack = await hotpool_stack(**FAST_REAPER)
     idle = await warm(stack, "lost")
@@ -178,6 +184,7 @@ async def test_lease_of_a_dead_main_is_reclaimed_into_the_pool(hotpool_stack):
     assert await nothing_leaked(stack, "lost")
 
 
+@pytest.mark.integration
 async def test_expired_lease_of_a_busy_container_is_extended_not_shared(hotpool_stack):
     stack = await hotpool_stack(**FAST_REAPER)
     idle = await warm(stack, "busy", SLEEPY)
@@ -213,6 +220,7 @@ async def _call_container(entry: PoolEntry, event: object) -> dict:
         return orjson.loads(await resp.read())
 
 
+@pytest.mark.integration
 async def test_orphan_is_returned_after_its_grace(hotpool_stack):
     stack = await hotpool_stack(**FAST_REAPER)
     idle = await warm(stack, "orphan")
@@ -229,6 +237,7 @@ async def test_orphan_is_returned_after_its_grace(hotpool_stack):
     assert await nothing_leaked(stack, "orphan")
 
 
+@pytest.mark.integration
 async def test_expired_lease_of_a_hung_container_removes_it(hotpool_stack):
     stack = await hotpool_stack(**FAST_REAPER)
     idle = await warm(stack, "hung")
@@ -248,6 +257,7 @@ async def test_expired_lease_of_a_hung_container_removes_it(hotpool_stack):
     assert stack.client.app[REAPER].counters["reclaimed_remove"] == 1
 
 
+@pytest.mark.integration
 async def test_expired_lease_of_a_killed_container_removes_it(hotpool_stack, monkeypatch):
     stack = await hotpool_stack(**FAST_REAPER)
     idle = await warm(stack, "killed")
@@ -267,6 +277,7 @@ async def test_expired_lease_of_a_killed_container_removes_it(hotpool_stack, mon
     assert resp.status == 200 and resp.headers["X-Hotpool-Cold-Start"] == "true"
 
 
+@pytest.mark.integration
 async def test_dead_manager_is_purged_and_calls_fail_fast(hotpool_stack):
     # drain_timeout_s: its containers are gone from the pool, so the drain at teardown waits
     stack = await hotpool_stack(heartbeat_interval_s=60, drain_timeout_s=0.2, **FAST_REAPER)
@@ -295,6 +306,7 @@ async def test_dead_manager_is_purged_and_calls_fail_fast(hotpool_stack):
     assert time.monotonic() - begun < 5  # no hang waiting for a Manager
 
 
+@pytest.mark.integration
 async def test_exactly_one_reaper_runs_across_main_replicas(hotpool_stack):
     stack = await hotpool_stack(**FAST_REAPER)
     other = TestClient(
@@ -352,6 +364,7 @@ def _count_passes(reaper, passes: dict[str, int]) -> None:
     reaper.reclaim_expired = counted
 
 
+@pytest.mark.integration
 async def test_busy_orphan_is_not_returned_to_the_pool(hotpool_stack):
     stack = await hotpool_stack(**FAST_REAPER)
     idle = await warm(stack, "busyorphan", SLEEPY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fakeredis
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import make_url
 
@@ -11,6 +12,8 @@ from hotpool.shared.schema import migrate
 from tests.helpers import handler_zip
 from tests.services import TcpProxy
 from tests.stack import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def test_mysql_away_keeps_cached_functions_running(hotpool_stack, mariadb_url):

@@ -22,6 +22,8 @@ from hotpool.shared.auth import KEY_RE, hash_secret
 from tests.helpers import handler_zip
 from tests.stack import Stack, wait_for
 
+pytestmark = pytest.mark.integration
+
 A_SHARED = handler_zip("return {'owner': 'a'}")
 B_SHARED = handler_zip("return {'owner': 'b'}")
 ONLY_A = handler_zip("return 'only-a'")

@@ -78,6 +78,7 @@ def _pid(backend: ContainerBackend, container_id: str) -> int | None:
     return None
 
 
+@pytest.mark.contract
 async def test_start_gives_a_generic_container_that_answers(backend):
     container = await backend.start(ContainerSpec("python", 128))
     assert container.runtime == "python" and container.memory_mb == 128
@@ -91,6 +92,7 @@ async def test_start_gives_a_generic_container_that_answers(backend):
     assert await backend.healthy()
 
 
+@pytest.mark.contract
 async def test_remove_is_final_and_idempotent(backend):
     container = await backend.start(ContainerSpec("python", 128))
     pid = _pid(backend, container.id)
@@ -104,6 +106,7 @@ async def test_remove_is_final_and_idempotent(backend):
     await backend.remove("never-existed")
 
 
+@pytest.mark.contract
 async def test_exit_listener_hears_an_outside_kill(backend):
     exited: list[str] = []
 
@@ -127,6 +130,7 @@ async def test_exit_listener_hears_an_outside_kill(backend):
     assert error_type == "RuntimeExited" and "signal 9" in message
 
 
+@pytest.mark.contract
 async def test_remove_does_not_call_exit_listeners(backend):
     exited: list[str] = []
 
@@ -140,6 +144,7 @@ async def test_remove_does_not_call_exit_listeners(backend):
     assert exited == []
 
 
+@pytest.mark.contract
 async def test_set_memory_on_a_running_container(backend):
     container = await backend.start(ContainerSpec("python", 128))
     await backend.set_memory(container.id, 256)
@@ -155,6 +160,7 @@ async def test_set_memory_on_a_running_container(backend):
         assert info["HostConfig"]["MemorySwap"] == 256 * MiB
 
 
+@pytest.mark.contract
 async def test_close_removes_every_container(backend):
     started = [await backend.start(ContainerSpec("python", 128)) for _ in range(2)]
     pids = {c.id: _pid(backend, c.id) for c in started}
@@ -164,6 +170,7 @@ async def test_close_removes_every_container(backend):
     await backend.close()  # the fixture closes again: closing twice is harmless
 
 
+@pytest.mark.contract
 async def test_unknown_runtime_is_a_missing_image(backend):
     with pytest.raises(RuntimeImageMissing, match=r"deploy/build-images\.sh"):
         container = await backend.start(ContainerSpec("cobol", 128))
@@ -171,6 +178,7 @@ async def test_unknown_runtime_is_a_missing_image(backend):
     assert await backend.list_ids() == set()
 
 
+@pytest.mark.integration
 async def test_missing_docker_image_names_the_build_script():
     await require_docker()
     manager_id = f"mgr-contract-{uuid.uuid4().hex[:8]}"
@@ -188,6 +196,7 @@ async def test_missing_docker_image_names_the_build_script():
         await backend.close()
 
 
+@pytest.mark.integration
 async def test_docker_container_dying_while_starting_fails_with_its_own_status(monkeypatch):
     await require_docker()
     backend = DockerBackend(manager_id=f"mgr-contract-{uuid.uuid4().hex[:8]}", images=IMAGES)

@@ -24,6 +24,8 @@ import pytest
 
 from hotpool.manager.backend import BOOTSTRAP_PATH
 
+pytestmark = pytest.mark.integration
+
 START_TIMEOUT_S = 10.0
 
 APP_SOURCE = textwrap.dedent(

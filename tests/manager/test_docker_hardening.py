@@ -18,6 +18,8 @@ from hotpool.manager.docker_backend import (
 from tests.helpers import handler_zip
 from tests.stack import require_docker
 
+pytestmark = pytest.mark.integration
+
 MiB = 1024 * 1024
 IMAGES = {"python": "hotpool/runtime-python:latest"}
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import handler_zip
+
+pytestmark = pytest.mark.integration
 
 
 async def _create(stack, **overrides):

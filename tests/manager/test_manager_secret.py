@@ -37,6 +37,7 @@ async def _create_body(stack) -> dict:
             "memory_mb": 128, "timeout_s": 5, "env": {}}  # fmt: skip
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("authorization", WRONG)
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 async def test_without_the_secret_every_v1_route_is_401(hotpool_stack, method, path, authorization):
@@ -53,6 +54,7 @@ async def test_without_the_secret_every_v1_route_is_401(hotpool_stack, method, p
     assert stack.live_containers() == set()  # nothing was started
 
 
+@pytest.mark.integration
 async def test_with_the_secret_the_api_answers(hotpool_stack):
     stack = await hotpool_stack()
     url = stack.settings.manager_url
@@ -72,6 +74,7 @@ async def test_with_the_secret_the_api_answers(hotpool_stack):
     assert stack.live_containers() == set()
 
 
+@pytest.mark.integration
 async def test_healthz_needs_no_secret(hotpool_stack):
     stack = await hotpool_stack()
     async with aiohttp.ClientSession() as session:
@@ -83,6 +86,7 @@ async def test_healthz_needs_no_secret(hotpool_stack):
                 assert (await resp.json())["status"] == "ok"
 
 
+@pytest.mark.integration
 async def test_main_presents_the_secret_and_a_main_without_it_starts_nothing(hotpool_stack):
     stack = await hotpool_stack()
     assert (await stack.deploy("fn", handler_zip("return 'hi'"))).status == 201
@@ -112,6 +116,7 @@ async def test_main_presents_the_secret_and_a_main_without_it_starts_nothing(hot
     assert stack.live_containers() == started
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("secret", [None, ""])
 def test_a_manager_without_a_secret_refuses_to_start(tmp_path, secret):
     overrides = {} if secret is None else {"manager_secret": secret}

@@ -10,6 +10,8 @@ import pytest
 from hotpool.manager.package_cache import PackageCache
 from hotpool.shared.errors import NotFound, StoreUnavailable
 
+pytestmark = pytest.mark.unit
+
 
 class SlowStore:
     """A CodeStore that counts downloads and takes a while for each."""

@@ -8,6 +8,8 @@ import pytest
 
 from hotpool.manager.backend import TRANSITIONS, ContainerState, can_transition
 
+pytestmark = pytest.mark.unit
+
 S = ContainerState
 
 # the life cycle, written out independently of the table under test

@@ -18,6 +18,8 @@ from hotpool.shared import keys
 from hotpool.shared.models import PoolEntry
 from hotpool.shared.pool import Admission, Plan, Planned, Pool, plan_miss
 
+pytestmark = pytest.mark.contract
+
 FN = "team-a.fn"
 VERSION = 1
 NS = "team-a"

@@ -9,6 +9,8 @@ import pytest
 from hotpool.shared.codestore import LocalCodeStore, package_key
 from hotpool.shared.errors import NotFound
 
+pytestmark = pytest.mark.unit
+
 DATA = b"PK\x05\x06" + b"\x00" * 18  # an empty zip
 
 

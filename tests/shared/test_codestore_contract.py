@@ -27,6 +27,7 @@ def _package(content: bytes) -> tuple[str, bytes]:
     return hashlib.sha256(content).hexdigest(), content
 
 
+@pytest.mark.contract
 async def test_put_then_get(store):
     sha, data = _package(os.urandom(2048))
     key = await store.put(sha, data)
@@ -34,17 +35,20 @@ async def test_put_then_get(store):
     assert await store.get(key) == data
 
 
+@pytest.mark.contract
 async def test_put_is_idempotent(store):
     sha, data = _package(b"same code")
     assert await store.put(sha, data) == await store.put(sha, data)
     assert await store.get(f"{sha}.zip") == data
 
 
+@pytest.mark.contract
 async def test_unknown_key_is_not_found(store):
     with pytest.raises(NotFound):
         await store.get(f"{'0' * 64}.zip")
 
 
+@pytest.mark.integration
 async def test_identical_code_uploads_nothing_twice(s3_endpoint, s3_bucket):
     s3 = S3CodeStore(s3_bucket, endpoint_url=s3_endpoint)
     await s3.open()
@@ -66,6 +70,7 @@ async def test_identical_code_uploads_nothing_twice(s3_endpoint, s3_bucket):
         await s3.close()
 
 
+@pytest.mark.integration
 async def test_missing_bucket_and_unreachable_server(s3_endpoint):
     missing = S3CodeStore("no-such-bucket-here", endpoint_url=s3_endpoint)
     await missing.open()

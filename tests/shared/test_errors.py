@@ -20,6 +20,8 @@ from hotpool.shared.errors import (
 )
 from hotpool.shared.http import error_response
 
+pytestmark = pytest.mark.unit
+
 ALL = all_error_classes()
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from hotpool.shared.execlog import Record, RecordWriter, SqliteExecutionLog
 
+pytestmark = pytest.mark.unit
+
 WAIT_S = 5.0  # an upper bound for "soon", never a timing assertion
 HANG_GUARD_S = 1.0  # close() of an idle writer is immediate; this only catches a hang
 

@@ -11,6 +11,7 @@ import asyncio
 import random
 
 import fakeredis
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +55,7 @@ async def zmembers(redis, key: str) -> set[str]:
 # --- ACQUIRE_OR_PLAN is plan_miss --------------------------------------------------------------
 
 
+@pytest.mark.unit
 @settings(max_examples=60, deadline=None)
 @given(
     starting=st.integers(0, 8),
@@ -109,6 +111,7 @@ def test_acquire_or_plan_decides_exactly_like_plan_miss(
     asyncio.run(scenario())
 
 
+@pytest.mark.contract
 async def test_acquire_or_plan_leases_an_idle_container_first(redis_client):
     clock = Clock()
     pool = Pool(redis_client, clock=clock)
@@ -131,6 +134,7 @@ async def test_acquire_or_plan_leases_an_idle_container_first(redis_client):
     assert "me" not in await zmembers(redis_client, keys.starting(FN, VERSION))
 
 
+@pytest.mark.contract
 async def test_expired_start_and_wait_tokens_are_ignored_and_purged(redis_client):
     clock = Clock(1000.0)
     pool = Pool(redis_client, clock=clock)
@@ -160,6 +164,7 @@ async def test_expired_start_and_wait_tokens_are_ignored_and_purged(redis_client
     assert await zmembers(redis_client, keys.starting(FN, VERSION)) == {"me2"}
 
 
+@pytest.mark.contract
 async def test_live_start_token_makes_the_next_misses_wait(redis_client):
     clock = Clock(1000.0)
     pool = Pool(redis_client, clock=clock)
@@ -188,6 +193,7 @@ async def assert_counter_exact(redis) -> None:
         assert await leased_counter(redis, version) == len(await leases_of(redis, version))
 
 
+@pytest.mark.contract
 async def test_leased_counter_stays_exact_over_a_scripted_lifecycle(redis_client):
     clock = Clock()
     pool = Pool(redis_client, clock=clock)
@@ -216,6 +222,7 @@ async def test_leased_counter_stays_exact_over_a_scripted_lifecycle(redis_client
     assert await leased_counter(redis_client) == 0
 
 
+@pytest.mark.contract
 async def test_leased_counter_stays_exact_over_random_operations(redis_client):
     """A random walk over every script that changes a lease, checked after each step."""
     clock = Clock()
@@ -262,6 +269,7 @@ async def test_leased_counter_stays_exact_over_random_operations(redis_client):
 # --- waiting for a release ---------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_waiter_gets_a_container_released_by_another_task(redis_client):
     pool = Pool(redis_client)
     a = entry("a")
@@ -283,6 +291,7 @@ async def test_waiter_gets_a_container_released_by_another_task(redis_client):
     await assert_counter_exact(redis_client)
 
 
+@pytest.mark.contract
 async def test_wait_for_times_out_with_none(redis_client):
     pool = Pool(redis_client)
     assert await pool.wait_for(FN, VERSION, timeout_s=0.1) is None
@@ -291,6 +300,7 @@ async def test_wait_for_times_out_with_none(redis_client):
 # --- the reaper lock ---------------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_lock_is_held_by_one_owner_at_a_time(redis_client):
     pool = Pool(redis_client)
     name = keys.REAPER_LOCK
@@ -307,6 +317,7 @@ async def test_lock_is_held_by_one_owner_at_a_time(redis_client):
     assert await redis_client.get(name) == b"B"
 
 
+@pytest.mark.contract
 async def test_renewal_extends_the_lock_ttl(redis_client):
     pool = Pool(redis_client)
     assert await pool.hold_lock("lock", "A", 1)
@@ -315,6 +326,7 @@ async def test_renewal_extends_the_lock_ttl(redis_client):
     assert await redis_client.pttl("lock") > 1000
 
 
+@pytest.mark.contract
 async def test_lapsed_lock_is_taken_by_another_owner(redis_client):
     pool = Pool(redis_client)
     assert await pool.hold_lock("lock", "A", 0.05)  # A dies without giving it up
@@ -330,6 +342,7 @@ async def test_lapsed_lock_is_taken_by_another_owner(redis_client):
 # --- reclaim and put_back ----------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_reclaim_takes_only_expired_leases(redis_client):
     clock = Clock(1000.0)
     pool = Pool(redis_client, clock=clock)
@@ -352,6 +365,7 @@ async def test_reclaim_takes_only_expired_leases(redis_client):
     assert await redis_client.llen(keys.pool(FN, VERSION)) == 0
 
 
+@pytest.mark.contract
 async def test_reclaim_of_released_lease_is_false(redis_client):
     clock = Clock(1000.0)
     pool = Pool(redis_client, clock=clock)
@@ -363,6 +377,7 @@ async def test_reclaim_of_released_lease_is_false(redis_client):
     assert await leased_counter(redis_client) == 0
 
 
+@pytest.mark.contract
 async def test_put_back_pushes_exactly_once(redis_client):
     pool = Pool(redis_client)
     a, b = entry("a"), entry("b")
@@ -377,6 +392,7 @@ async def test_put_back_pushes_exactly_once(redis_client):
     assert await redis_client.zscore(keys.idle("m1"), a.encode()) is not None
 
 
+@pytest.mark.contract
 async def test_put_back_refuses_a_retired_version(redis_client):
     pool = Pool(redis_client)
     a = entry("a")

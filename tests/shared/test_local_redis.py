@@ -30,6 +30,7 @@ def binary() -> str:
     return BINARY
 
 
+@pytest.mark.integration
 def test_it_serves_on_a_private_unix_socket_and_stops(tmp_path, binary):
     server = LocalRedis(binary, tmp_path / "redis")
     url = server.start()
@@ -50,6 +51,7 @@ def test_it_serves_on_a_private_unix_socket_and_stops(tmp_path, binary):
         redis.Redis.from_url(url).ping()
 
 
+@pytest.mark.integration
 def test_a_deep_state_directory_gets_a_short_socket_path(tmp_path, binary):
     deep = tmp_path.joinpath(*["d" * 20] * 6)
     server = LocalRedis(binary, deep)
@@ -62,6 +64,7 @@ def test_a_deep_state_directory_gets_a_short_socket_path(tmp_path, binary):
     assert not Path(url.removeprefix("unix://")).parent.exists()  # its own dir is removed
 
 
+@pytest.mark.integration
 def test_it_dies_with_a_parent_killed_by_sigkill(tmp_path, binary):
     script = textwrap.dedent(
         f"""
@@ -91,6 +94,7 @@ def test_it_dies_with_a_parent_killed_by_sigkill(tmp_path, binary):
     assert not Path(f"/proc/{pid}").exists(), "redis-server outlived its parent"
 
 
+@pytest.mark.unit
 def test_which_redis_the_settings_ask_for(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/redis-server")
     assert wanted_binary(Settings()) == "/usr/bin/redis-server"

@@ -35,6 +35,7 @@ async def create(store: SqlMetadataStore, name: str, n: int = 1, **config) -> Fu
     return await store.create_version(name, FunctionConfig(**config), sha, f"{sha}.zip")
 
 
+@pytest.mark.contract
 async def test_create_version_numbers_versions_from_one(store):
     v1 = await create(store, "echo", 1)
     v2 = await create(store, "echo", 2)
@@ -43,6 +44,7 @@ async def test_create_version_numbers_versions_from_one(store):
     assert [v1.version, v2.version, v3.version] == [1, 2, 3]
 
 
+@pytest.mark.contract
 async def test_versions_are_numbered_per_function(store):
     await create(store, "alpha")
     await create(store, "alpha")
@@ -50,6 +52,7 @@ async def test_versions_are_numbered_per_function(store):
     assert (await create(store, "beta")).version == 1
 
 
+@pytest.mark.contract
 async def test_create_version_returns_what_it_stored(store):
     created = await create(store, "echo", 7, memory_mb=256, timeout_s=2.5, handler="app.run")
 
@@ -62,6 +65,7 @@ async def test_create_version_returns_what_it_stored(store):
     assert await store.latest("echo") == created
 
 
+@pytest.mark.contract
 async def test_latest_returns_the_newest_version(store):
     await create(store, "echo", 1, memory_mb=128)
     await create(store, "echo", 2, memory_mb=512)
@@ -74,6 +78,7 @@ async def test_latest_returns_the_newest_version(store):
     assert latest.created_at.tzinfo is not None  # SQLite hands back naive datetimes
 
 
+@pytest.mark.contract
 async def test_numbers_and_timestamps_round_trip_exactly(store):
     # MySQL's plain FLOAT and DATETIME would give back 0.10000000149011612 and whole seconds
     created = await create(store, "echo", timeout_s=0.1)
@@ -85,6 +90,7 @@ async def test_numbers_and_timestamps_round_trip_exactly(store):
     assert latest.created_at.utcoffset() == timedelta(0)
 
 
+@pytest.mark.contract
 async def test_env_round_trips(store):
     env = {"GREETING": "héllo wörld", "EMPTY": "", "JSON": '{"a": [1, 2]}'}
     await create(store, "echo", env=env)
@@ -92,6 +98,7 @@ async def test_env_round_trips(store):
     assert dict((await store.latest("echo")).config.env) == env
 
 
+@pytest.mark.contract
 async def test_list_functions_gives_each_latest_version_by_name(store):
     await create(store, "zeta", 1)
     await create(store, "alpha", 2)
@@ -102,10 +109,12 @@ async def test_list_functions_gives_each_latest_version_by_name(store):
     assert [(f.name, f.version) for f in listed] == [("alpha", 2), ("zeta", 1)]
 
 
+@pytest.mark.contract
 async def test_list_functions_of_empty_store(store):
     assert await store.list_functions() == []
 
 
+@pytest.mark.contract
 async def test_delete_hides_the_function(store):
     await create(store, "echo", 1)
     await create(store, "keep", 2)
@@ -118,6 +127,7 @@ async def test_delete_hides_the_function(store):
     assert [f.name for f in await store.list_functions()] == ["keep"]
 
 
+@pytest.mark.contract
 async def test_delete_twice_is_not_found(store):
     await create(store, "echo")
     await store.delete("echo")
@@ -126,6 +136,7 @@ async def test_delete_twice_is_not_found(store):
         await store.delete("echo")
 
 
+@pytest.mark.contract
 async def test_recreating_a_deleted_function_continues_the_version_numbers(store):
     await create(store, "echo", 1)
     await create(store, "echo", 2)
@@ -139,6 +150,7 @@ async def test_recreating_a_deleted_function_continues_the_version_numbers(store
     assert [(f.name, f.version) for f in await store.list_functions()] == [("echo", 3)]
 
 
+@pytest.mark.contract
 @pytest.mark.parametrize("operation", ["latest", "delete"])
 async def test_unknown_function_is_not_found(store, operation):
     with pytest.raises(NotFound) as info:
@@ -148,6 +160,7 @@ async def test_unknown_function_is_not_found(store, operation):
     assert "nope" in info.value.message
 
 
+@pytest.mark.contract
 async def test_concurrent_deploys_never_share_a_version_number(store):
     results = await asyncio.gather(
         *(create(store, "echo", n) for n in range(3)), return_exceptions=True
@@ -162,6 +175,7 @@ async def test_concurrent_deploys_never_share_a_version_number(store):
     assert (await store.latest("echo")).version == max(versions)
 
 
+@pytest.mark.contract
 async def test_concurrent_first_deploys_of_a_new_name_all_succeed(store):
     # on MariaDB the first deploys of a new name deadlock on InnoDB gap locks; the store
     # runs the losers again instead of answering 503
@@ -193,6 +207,7 @@ OPERATIONS = {
 }
 
 
+@pytest.mark.contract
 @pytest.mark.parametrize("backend", UNREACHABLE)
 @pytest.mark.parametrize("operation", OPERATIONS)
 async def test_unreachable_database_is_store_unavailable(tmp_path, backend, operation):
@@ -212,6 +227,7 @@ async def test_unreachable_database_is_store_unavailable(tmp_path, backend, oper
     assert isinstance(info.value.__cause__, (DBAPIError, OSError))
 
 
+@pytest.mark.unit
 async def test_versions_persist_across_store_instances(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
     first = SqlMetadataStore.from_url(url)

@@ -16,6 +16,8 @@ from hotpool.shared.models import (
     validate_name,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def env_json(env: dict) -> str:
     return orjson.dumps(env).decode()

@@ -227,12 +227,14 @@ async def execution_log(request, tmp_path) -> AsyncIterator[Any]:
         yield store
 
 
+@pytest.mark.contract
 async def test_contract_latest_is_newest_first_and_limited(execution_log):
     await execution_log.insert_many([record(f"r{i}", started_at=float(i)) for i in range(6)])
 
     assert [r["request_id"] for r in await execution_log.latest("echo", 3)] == ["r5", "r4", "r3"]
 
 
+@pytest.mark.contract
 async def test_contract_records_round_trip_as_plain_dicts(execution_log):
     original = record("r1", started_at=1.5, status="ok", cold=True, logs="hi\n", duration_ms=3.25)
 
@@ -241,6 +243,7 @@ async def test_contract_records_round_trip_as_plain_dicts(execution_log):
     assert await execution_log.latest("echo", 1) == [original]
 
 
+@pytest.mark.contract
 async def test_contract_a_request_id_is_stored_once_first_copy_kept(execution_log):
     await execution_log.insert_many([record("r1", started_at=1.0, attempt=1)])
     await execution_log.insert_many([record("r1", started_at=2.0, attempt=2), record("r2")])
@@ -251,6 +254,7 @@ async def test_contract_a_request_id_is_stored_once_first_copy_kept(execution_lo
     assert next(r for r in latest if r["request_id"] == "r1")["attempt"] == 1
 
 
+@pytest.mark.contract
 async def test_contract_only_the_functions_own_records(execution_log):
     await execution_log.insert_many([record("a1", "alpha", 1.0), record("b1", "beta", 2.0)])
 
@@ -261,6 +265,7 @@ async def test_contract_only_the_functions_own_records(execution_log):
 # --- the real server only --------------------------------------------------------------------
 
 
+@pytest.mark.integration
 async def test_real_documents_carry_the_request_id_and_a_utc_recorded_at(real_mongo):
     store = await real_mongo()
     before = datetime.now(UTC)
@@ -272,6 +277,7 @@ async def test_real_documents_carry_the_request_id_and_a_utc_recorded_at(real_mo
     assert before - timedelta(seconds=1) <= doc["recorded_at"] <= datetime.now(UTC)
 
 
+@pytest.mark.integration
 async def test_real_indexes_and_retention_changes_take_effect(real_mongo):
     store = await real_mongo(retention_days=30)
     indexes = await store._coll.index_information()
@@ -301,11 +307,13 @@ async def dead_mongo() -> AsyncIterator[MongoExecutionLog]:
         await client.close()
 
 
+@pytest.mark.unit
 async def test_unreachable_insert_raises_the_drivers_connection_error(dead_mongo):
     with pytest.raises(ConnectionFailure):
         await dead_mongo.insert_many([record("r1")])
 
 
+@pytest.mark.unit
 async def test_unreachable_latest_and_open_raise_store_unavailable(dead_mongo):
     with pytest.raises(StoreUnavailable, match=r"execution log \(MongoDB\) is unreachable") as e:
         await dead_mongo.latest("echo", 10)
@@ -316,6 +324,7 @@ async def test_unreachable_latest_and_open_raise_store_unavailable(dead_mongo):
         await dead_mongo.open()
 
 
+@pytest.mark.unit
 async def test_writer_spills_every_record_when_mongo_is_unreachable(dead_mongo, tmp_path):
     writer = RecordWriter(
         dead_mongo, batch_size=10, flush_interval_s=0.01, spill_dir=tmp_path / "spill"
@@ -336,6 +345,7 @@ async def test_writer_spills_every_record_when_mongo_is_unreachable(dead_mongo, 
 # --- adapter logic on the fake ---------------------------------------------------------------
 
 
+@pytest.mark.unit
 async def test_documents_are_the_record_plus_id_and_a_tz_aware_recorded_at(fake_client):
     store = await opened_fake_log(fake_client)
     original = record("r1", started_at=5.0, status="ok")
@@ -352,6 +362,7 @@ async def test_documents_are_the_record_plus_id_and_a_tz_aware_recorded_at(fake_
     assert original == record("r1", started_at=5.0, status="ok")  # the caller's dict unchanged
 
 
+@pytest.mark.unit
 async def test_the_first_insert_creates_the_indexes_if_open_could_not(fake_client):
     # open() raised StoreUnavailable at start-up; MongoDB is back for the first batch
     store = MongoExecutionLog("mongodb://unused", client=fake_client, retention_days=2)
@@ -365,6 +376,7 @@ async def test_the_first_insert_creates_the_indexes_if_open_could_not(fake_clien
     assert set(collection.docs) == {"r1", "r2"}
 
 
+@pytest.mark.unit
 async def test_inserting_nothing_does_not_call_the_driver(fake_client):
     store = await opened_fake_log(fake_client)
 
@@ -373,6 +385,7 @@ async def test_inserting_nothing_does_not_call_the_driver(fake_client):
     assert collection_of(fake_client).insert_calls == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("retention_days", [30, 7.5, 0.5])
 async def test_open_creates_the_three_indexes(fake_client, retention_days):
     await opened_fake_log(fake_client, retention_days=retention_days)
@@ -384,6 +397,7 @@ async def test_open_creates_the_three_indexes(fake_client, retention_days):
     assert fake_client["hotpool"].commands == []
 
 
+@pytest.mark.unit
 async def test_open_twice_with_the_same_retention_changes_nothing(fake_client):
     await opened_fake_log(fake_client, retention_days=30)
     await opened_fake_log(fake_client, retention_days=30)
@@ -391,6 +405,7 @@ async def test_open_twice_with_the_same_retention_changes_nothing(fake_client):
     assert fake_client["hotpool"].commands == []
 
 
+@pytest.mark.unit
 async def test_a_new_retention_is_applied_to_the_existing_ttl_index_with_collmod(fake_client):
     await opened_fake_log(fake_client, retention_days=30)
     ttl_creations = len(collection_of(fake_client).create_index_calls)
@@ -409,6 +424,7 @@ async def test_a_new_retention_is_applied_to_the_existing_ttl_index_with_collmod
     assert not any(keys == "recorded_at" for keys, _ in new_calls)
 
 
+@pytest.mark.unit
 async def test_a_ttl_index_created_meanwhile_by_another_replica_is_updated(fake_client):
     store = MongoExecutionLog("mongodb://unused", client=fake_client, retention_days=7)
     collection = collection_of(fake_client)
@@ -440,6 +456,7 @@ def bulk_error(*codes: int, write_concern_errors: list | None = None) -> BulkWri
     )
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("codes", [(11000,), (11000, 11000, 11000)])
 async def test_a_bulk_error_of_only_duplicates_is_success(fake_client, codes):
     store = await opened_fake_log(fake_client)
@@ -448,6 +465,7 @@ async def test_a_bulk_error_of_only_duplicates_is_success(fake_client, codes):
     await store.insert_many([record(f"r{i}") for i in range(len(codes))])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "error",
     [
@@ -468,6 +486,7 @@ async def test_other_insert_errors_propagate(fake_client, error):
     assert raised.value is error
 
 
+@pytest.mark.unit
 async def test_latest_asks_for_the_functions_records_newest_first_without_internals(fake_client):
     store = await opened_fake_log(fake_client)
     await store.insert_many([record("r1", started_at=1.0), record("r2", started_at=2.0)])
@@ -483,6 +502,7 @@ async def test_latest_asks_for_the_functions_records_newest_first_without_intern
     assert call["limit"] == 5
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "error",
     [
@@ -502,6 +522,7 @@ async def test_latest_maps_every_connection_failure_to_store_unavailable(fake_cl
     assert raised.value.__cause__ is error
 
 
+@pytest.mark.unit
 async def test_latest_lets_other_driver_errors_through(fake_client):
     store = await opened_fake_log(fake_client)
     error = OperationFailure("not authorized", code=13)
@@ -512,6 +533,7 @@ async def test_latest_lets_other_driver_errors_through(fake_client):
     assert raised.value is error
 
 
+@pytest.mark.unit
 async def test_close_leaves_an_injected_client_open(fake_client):
     store = await opened_fake_log(fake_client)
 
@@ -520,6 +542,7 @@ async def test_close_leaves_an_injected_client_open(fake_client):
     assert fake_client.closed is False
 
 
+@pytest.mark.unit
 def test_retention_must_be_positive(fake_client):
     with pytest.raises(ValueError, match="retention_days"):
         MongoExecutionLog("mongodb://unused", client=fake_client, retention_days=0)

@@ -25,6 +25,8 @@ from hotpool.shared import packages
 from hotpool.shared.errors import InvalidPackage
 from hotpool.shared.packages import PackageLimits, inspect_package, safe_extract, zip_directory
 
+pytestmark = pytest.mark.unit
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 LIMITS = PackageLimits()
 MAIN = "def handler(event, context):\n    return event\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import fakeredis
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,7 @@ async def put_idle(pool: Pool, *entries: PoolEntry) -> None:
 # --- acquire -----------------------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_acquire_on_empty_list_returns_none_and_leases_nothing(redis_client):
     pool = Pool(redis_client)
 
@@ -71,6 +73,7 @@ async def test_acquire_on_empty_list_returns_none_and_leases_nothing(redis_clien
     assert await leased(redis_client) == {}
 
 
+@pytest.mark.contract
 async def test_acquire_records_lease_with_deadline_clock_plus_lease_s(redis_client):
     clock = Clock(1000.0)
     pool = Pool(redis_client, clock=clock)
@@ -85,6 +88,7 @@ async def test_acquire_records_lease_with_deadline_clock_plus_lease_s(redis_clie
     assert await pool_list(redis_client) == []
 
 
+@pytest.mark.contract
 async def test_acquire_only_takes_from_its_own_version(redis_client):
     pool = Pool(redis_client)
     await put_idle(pool, entry("c1", version=1))
@@ -96,6 +100,7 @@ async def test_acquire_only_takes_from_its_own_version(redis_client):
 # --- release -----------------------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_release_puts_entries_back_in_fifo_order(redis_client):
     pool = Pool(redis_client)
     a, b, c = entry("a"), entry("b"), entry("c")
@@ -109,6 +114,7 @@ async def test_release_puts_entries_back_in_fifo_order(redis_client):
     assert [await pool.acquire(FN, VERSION, 30) for _ in range(3)] == [a, b, c]
 
 
+@pytest.mark.contract
 async def test_release_of_acquired_entry_puts_it_back(redis_client):
     pool = Pool(redis_client)
     a = entry("c1")
@@ -121,6 +127,7 @@ async def test_release_of_acquired_entry_puts_it_back(redis_client):
     assert await leased(redis_client) == {}
 
 
+@pytest.mark.contract
 async def test_release_records_idle_time_for_its_manager(redis_client):
     clock = Clock(500.0)
     pool = Pool(redis_client, clock=clock)
@@ -134,6 +141,7 @@ async def test_release_records_idle_time_for_its_manager(redis_client):
     assert await idle_set(redis_client, "m1") == {}
 
 
+@pytest.mark.contract
 async def test_release_twice_returns_minus_one_and_pushes_once(redis_client):
     pool = Pool(redis_client)
     a = entry("c1")
@@ -145,6 +153,7 @@ async def test_release_twice_returns_minus_one_and_pushes_once(redis_client):
     assert await pool_list(redis_client) == [a]
 
 
+@pytest.mark.contract
 async def test_release_without_lease_returns_minus_one_and_does_not_push(redis_client):
     pool = Pool(redis_client)
 
@@ -157,6 +166,7 @@ async def test_release_without_lease_returns_minus_one_and_does_not_push(redis_c
 # --- retire ------------------------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_retire_returns_idle_entries_and_empties_the_list(redis_client):
     pool = Pool(redis_client)
     a, b = entry("a"), entry("b")
@@ -172,12 +182,14 @@ async def test_retire_returns_idle_entries_and_empties_the_list(redis_client):
     assert 0 < ttl <= keys.retired_marker_ttl_s
 
 
+@pytest.mark.contract
 async def test_retire_of_empty_version_returns_nothing(redis_client):
     pool = Pool(redis_client)
 
     assert await pool.retire(FN, VERSION) == []
 
 
+@pytest.mark.contract
 async def test_release_after_retire_returns_zero_and_does_not_push(redis_client):
     pool = Pool(redis_client)
     a, b = entry("a"), entry("b")
@@ -192,6 +204,7 @@ async def test_release_after_retire_returns_zero_and_does_not_push(redis_client)
     assert a not in await idle_set(redis_client)
 
 
+@pytest.mark.contract
 async def test_retire_leaves_other_versions_alone(redis_client):
     pool = Pool(redis_client)
     old, new = entry("old", version=1), entry("new", version=2)
@@ -204,6 +217,7 @@ async def test_retire_leaves_other_versions_alone(redis_client):
     assert await pool.release(entry("new2", version=2)) == 1
 
 
+@pytest.mark.contract
 async def test_unretire_makes_release_push_again(redis_client):
     pool = Pool(redis_client)
     a = entry("a")
@@ -220,6 +234,7 @@ async def test_unretire_makes_release_push_again(redis_client):
 # --- remove_idle, evict ------------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_remove_idle_takes_an_entry_that_is_in_the_list(redis_client):
     pool = Pool(redis_client)
     a, b = entry("a"), entry("b")
@@ -231,6 +246,7 @@ async def test_remove_idle_takes_an_entry_that_is_in_the_list(redis_client):
     assert set(await idle_set(redis_client)) == {b}
 
 
+@pytest.mark.contract
 async def test_remove_idle_refuses_a_leased_entry(redis_client):
     pool = Pool(redis_client)
     a = entry("a")
@@ -245,12 +261,14 @@ async def test_remove_idle_refuses_a_leased_entry(redis_client):
     assert await pool_list(redis_client) == [a]
 
 
+@pytest.mark.contract
 async def test_remove_idle_of_unknown_entry_is_false(redis_client):
     pool = Pool(redis_client)
 
     assert await pool.remove_idle(entry("ghost")) is False
 
 
+@pytest.mark.contract
 async def test_evict_removes_from_list_and_idle_set(redis_client):
     pool = Pool(redis_client)
     a, b = entry("a"), entry("b")
@@ -263,6 +281,7 @@ async def test_evict_removes_from_list_and_idle_set(redis_client):
     assert await leased(redis_client) == {}
 
 
+@pytest.mark.contract
 async def test_evict_removes_lease_so_release_does_not_push(redis_client):
     pool = Pool(redis_client)
     a = entry("a")
@@ -280,6 +299,7 @@ async def test_evict_removes_lease_so_release_does_not_push(redis_client):
 # --- queries -----------------------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_idle_since_returns_entries_released_before_cutoff_per_manager(redis_client):
     clock = Clock(100.0)
     pool = Pool(redis_client, clock=clock)
@@ -298,6 +318,7 @@ async def test_idle_since_returns_entries_released_before_cutoff_per_manager(red
     assert await pool.idle_since("unknown", 1e12) == []
 
 
+@pytest.mark.contract
 async def test_expired_leases_are_those_past_their_deadline(redis_client):
     clock = Clock(1000.0)
     pool = Pool(redis_client, clock=clock)
@@ -310,6 +331,7 @@ async def test_expired_leases_are_those_past_their_deadline(redis_client):
     assert await pool.expired_leases(2000.0) == [short, long_]
 
 
+@pytest.mark.contract
 async def test_is_placed_while_in_the_list_or_leased_only(redis_client):
     pool = Pool(redis_client)
     idle, busy, gone = entry("idle"), entry("busy"), entry("gone")
@@ -320,6 +342,7 @@ async def test_is_placed_while_in_the_list_or_leased_only(redis_client):
     assert [await pool.is_placed(e) for e in (idle, busy, gone)] == [True, True, False]
 
 
+@pytest.mark.contract
 async def test_counts_reports_idle_and_leased_per_version(redis_client):
     pool = Pool(redis_client)
     await put_idle(pool, entry("a", version=1), entry("b", version=1), entry("c", version=2))
@@ -333,6 +356,7 @@ async def test_counts_reports_idle_and_leased_per_version(redis_client):
     )
 
 
+@pytest.mark.contract
 async def test_counts_of_empty_pool(redis_client):
     assert await Pool(redis_client).counts() == PoolCounts(idle={}, leased={}, starting={})
 
@@ -340,6 +364,7 @@ async def test_counts_of_empty_pool(redis_client):
 # --- concurrency -------------------------------------------------------------------------------
 
 
+@pytest.mark.contract
 async def test_concurrent_acquire_release_never_shares_a_container(redis_client):
     pool = Pool(redis_client)
     entries = [entry(f"c{i}") for i in range(5)]
@@ -465,6 +490,7 @@ async def _run_operations(ops: list[tuple]) -> None:
         await redis.aclose()
 
 
+@pytest.mark.unit
 @settings(max_examples=50, deadline=None)
 @given(st.lists(operation, max_size=40))
 def test_every_entry_is_in_exactly_one_place(ops):

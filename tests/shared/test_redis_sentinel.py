@@ -46,6 +46,7 @@ async def _until(check, timeout_s: float = 30.0):
     raise AssertionError(f"condition not met in {timeout_s} s (last error: {last})")
 
 
+@pytest.mark.integration
 async def test_pool_survives_a_failover(redis_pair):
     master, replica, sentinel = redis_pair
     settings = Settings(
@@ -81,6 +82,7 @@ async def test_pool_survives_a_failover(redis_pair):
         await client.aclose()
 
 
+@pytest.mark.unit
 def test_sentinel_hosts_are_validated():
     assert parse_hosts("a:1, b:2", "X") == [("a", 1), ("b", 2)]
     for bad in ("nohost", "h:", ":1", "h:port"):

@@ -44,6 +44,7 @@ async def tables(url: str) -> set[str]:
     return await on_connection(url, lambda c: set(sqlalchemy.inspect(c).get_table_names()))
 
 
+@pytest.mark.contract
 async def test_migrate_creates_the_tables_and_their_constraints(database_url):
     revision = await migrate(database_url)
 
@@ -78,6 +79,7 @@ async def test_migrate_creates_the_tables_and_their_constraints(database_url):
     assert fk["options"].get("ondelete") == "CASCADE"
 
 
+@pytest.mark.contract
 async def test_the_hot_path_lookup_uses_the_unique_indexes(database_url):
     # the query of SqlMetadataStore.latest: one function by name, then one of its versions
     await migrate(database_url)
@@ -123,6 +125,7 @@ async def test_the_hot_path_lookup_uses_the_unique_indexes(database_url):
         assert keys == {"f": "uq_functions_name", "v": "uq_function_version"}, rows
 
 
+@pytest.mark.contract
 async def test_migrating_twice_is_a_no_op(database_url):
     first = await migrate(database_url)
 
@@ -132,12 +135,14 @@ async def test_migrating_twice_is_a_no_op(database_url):
     assert await tables(database_url) == HOTPOOL_TABLES | {"alembic_version"}
 
 
+@pytest.mark.contract
 async def test_check_schema_passes_at_head(database_url):
     await migrate(database_url)
 
     await check_schema(database_url)
 
 
+@pytest.mark.contract
 async def test_check_schema_of_an_empty_database_asks_for_hotpool_migrate(database_url):
     assert await current_revision(database_url) is None
 
@@ -151,6 +156,7 @@ async def test_check_schema_of_an_empty_database_asks_for_hotpool_migrate(databa
     )
 
 
+@pytest.mark.contract
 async def test_downgrade_to_base_removes_the_tables_and_upgrade_restores_them(database_url):
     await migrate(database_url)
 
@@ -166,6 +172,7 @@ async def test_downgrade_to_base_removes_the_tables_and_upgrade_restores_them(da
     await check_schema(database_url)
 
 
+@pytest.mark.contract
 async def test_migrated_schema_matches_the_models(database_url):
     await migrate(database_url)
 
@@ -177,6 +184,7 @@ async def test_migrated_schema_matches_the_models(database_url):
     assert await on_connection(database_url, differences) == []
 
 
+@pytest.mark.integration
 async def test_mariadb_timestamps_keep_microseconds(mariadb_url):
     # compare_metadata does not compare a DATETIME's fractional-second precision
     await migrate(mariadb_url)
@@ -201,6 +209,7 @@ async def test_mariadb_timestamps_keep_microseconds(mariadb_url):
     }
 
 
+@pytest.mark.contract
 async def test_a_database_from_a_newer_hotpool_is_refused_without_a_traceback(database_url):
     await migrate(database_url)
 
@@ -227,6 +236,7 @@ OPERATIONS = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("operation", OPERATIONS)
 async def test_unreachable_database_is_store_unavailable_naming_the_setting(operation):
     with pytest.raises(StoreUnavailable) as info:
@@ -241,6 +251,7 @@ async def test_unreachable_database_is_store_unavailable_naming_the_setting(oper
     assert "\n" not in message
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "url",
     [
@@ -263,6 +274,7 @@ async def test_malformed_url_is_a_settings_error_naming_the_setting(url):
 # The CLI runs its own event loop (asyncio.run): these tests are synchronous.
 
 
+@pytest.mark.contract
 def test_cli_migrate_brings_the_database_to_head(database_url, capsys):
     assert main(["migrate", "--database-url", database_url]) == 0
 
@@ -270,6 +282,7 @@ def test_cli_migrate_brings_the_database_to_head(database_url, capsys):
     assert asyncio.run(current_revision(database_url)) == head_revision()
 
 
+@pytest.mark.unit
 def test_cli_migrate_defaults_to_the_embedded_database(tmp_path, monkeypatch, capsys):
     state_dir = tmp_path / "state"  # not created yet
     monkeypatch.setenv("HOTPOOL_STATE_DIR", str(state_dir))
@@ -282,6 +295,7 @@ def test_cli_migrate_defaults_to_the_embedded_database(tmp_path, monkeypatch, ca
     assert asyncio.run(current_revision(url)) == head_revision()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("url", [UNREACHABLE_URL, "not a url"])
 def test_cli_migrate_reports_a_bad_database_in_one_line(url, capsys):
     assert main(["migrate", "--database-url", url]) == 2

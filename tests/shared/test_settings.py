@@ -9,6 +9,8 @@ import pytest
 
 from hotpool.shared.settings import Settings, SettingsError
 
+pytestmark = pytest.mark.unit
+
 
 def test_empty_environment_gives_the_defaults():
     s = Settings.from_env({})

@@ -8,6 +8,8 @@ import pytest
 
 from hotpool.shared.singleflight import SingleFlight
 
+pytestmark = pytest.mark.unit
+
 
 class Loader:
     def __init__(self, outcome: object = "value", delay_s: float = 0.05) -> None:

@@ -18,6 +18,8 @@ import pytest
 from hotpool.shared.execlog import Record, RecordWriter
 from hotpool.shared.spill import SpillDir
 
+pytestmark = pytest.mark.unit
+
 WAIT_S = 5.0  # an upper bound for "soon", never a timing assertion
 FAST = {"batch_size": 10, "flush_interval_s": 0.01, "replay_interval_s": 0.01}
 
