@@ -7,7 +7,7 @@ import logging
 
 from redis.asyncio import Redis
 
-from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.ports import ManagerApi
 from hotpool.shared import keys
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import StoreUnavailable
@@ -32,7 +32,7 @@ class FunctionService:
         metadata: MetadataStore,
         code_store: CodeStore,
         pool: Pool,
-        managers: ManagerClient,
+        managers: ManagerApi,
         redis: Redis,
     ) -> None:
         self._settings = settings
