@@ -43,7 +43,7 @@ from hotpool.main_server.state import (
 )
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
-from hotpool.shared.http import error_middleware
+from hotpool.shared.http import client_context, error_middleware
 from hotpool.shared.keystore import SqlKeyStore
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
@@ -110,24 +110,14 @@ async def state_directory(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def redis_client(app: web.Application) -> AsyncIterator[None]:
-    """Redis: the warm pool, leases, rate limits and the change feeds."""
-    given = app.get(REDIS)
-    client = given if given is not None else await open_redis(app[SETTINGS])
-    app[REDIS] = client
-    yield
-    if given is None:
-        await client.aclose()
+# Redis: the warm pool, leases, rate limits and the change feeds
+redis_client = client_context(REDIS, lambda app: open_redis(app[SETTINGS]), lambda r: r.aclose())
 
 
-async def metadata_store(app: web.Application) -> AsyncIterator[None]:
-    """Functions, versions and API keys."""
-    given = app.get(METADATA)
-    store = given if given is not None else await open_metadata(app[SETTINGS])
-    app[METADATA] = store
-    yield
-    if given is None:
-        await store.close()
+# functions, versions and API keys
+metadata_store = client_context(
+    METADATA, lambda app: open_metadata(app[SETTINGS]), lambda store: store.close()
+)
 
 
 async def authentication(app: web.Application) -> AsyncIterator[None]:
@@ -141,24 +131,16 @@ async def authentication(app: web.Application) -> AsyncIterator[None]:
     await _cancel(revocations)
 
 
-async def code_storage(app: web.Application) -> AsyncIterator[None]:
-    """Code packages: S3 or the local directory."""
-    given = app.get(CODE_STORE)
-    store = given if given is not None else await open_code_store(app[SETTINGS])
-    app[CODE_STORE] = store
-    yield
-    if given is None:
-        await store.close()
+# code packages: S3 or the local directory
+code_storage = client_context(
+    CODE_STORE, lambda app: open_code_store(app[SETTINGS]), lambda store: store.close()
+)
 
 
-async def execution_log_store(app: web.Application) -> AsyncIterator[None]:
-    """Execution records: MongoDB or the local SQLite log."""
-    given = app.get(LOGS)
-    logs = given if given is not None else await open_execution_log(app[SETTINGS])
-    app[LOGS] = logs
-    yield
-    if given is None:
-        await logs.close()
+# execution records: MongoDB or the local SQLite log
+execution_log_store = client_context(
+    LOGS, lambda app: open_execution_log(app[SETTINGS]), lambda logs: logs.close()
+)
 
 
 async def record_writer(app: web.Application) -> AsyncIterator[None]:

@@ -27,7 +27,7 @@ from hotpool.manager.service import ManagerService
 from hotpool.manager.specialise import CreateRequest
 from hotpool.shared.codestore import CodeStore, LocalCodeStore
 from hotpool.shared.errors import Unauthorized
-from hotpool.shared.http import error_middleware, json_response, read_json
+from hotpool.shared.http import client_context, error_middleware, json_response, read_json
 from hotpool.shared.loops import every
 from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.settings import Settings, SettingsError
@@ -158,14 +158,8 @@ def create_manager_app(
     return app
 
 
-async def redis_client(app: web.Application) -> AsyncIterator[None]:
-    """Redis: registration, heartbeats and the warm pool."""
-    given = app.get(REDIS)
-    client = given if given is not None else await open_redis(app[SETTINGS])
-    app[REDIS] = client
-    yield
-    if given is None:
-        await client.aclose()
+# Redis: registration, heartbeats and the warm pool
+redis_client = client_context(REDIS, lambda app: open_redis(app[SETTINGS]), lambda r: r.aclose())
 
 
 async def code_storage(app: web.Application) -> AsyncIterator[None]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -14,6 +14,27 @@ from hotpool.shared.errors import FunctionError, HotpoolError, TooManyRequests
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Client = TypeVar("Client")
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def client_context(
+    key: web.AppKey[Client],
+    open_client: Callable[[web.Application], Awaitable[Client]],
+    close: Callable[[Client], Awaitable[object]],
+) -> CleanupContext:
+    """A ``cleanup_ctx`` generator for one client under ``key``: the one passed to the app
+    (used as it is and left open: whoever made it closes it), or one it opens and closes."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        given = app.get(key)
+        client = given if given is not None else await open_client(app)
+        app[key] = client
+        yield
+        if given is None:
+            await close(client)
+
+    return context
 
 
 def json_response(
