@@ -10,16 +10,28 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from hotpool.main_server.ports import ColdStart
-from hotpool.shared.models import FunctionVersion, PoolEntry
+from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry
 
 # what a container does with one POST: answer (status, body), or raise (NotDelivered,
 # CallFailed, TimeoutError)
 Outcome = tuple[int, bytes] | BaseException
+
+
+# a deployed function version as the invoke path and the Manager client see it
+ECHO_V1 = FunctionVersion(
+    "echo",
+    1,
+    "a" * 64,
+    "code/a.zip",
+    FunctionConfig(timeout_s=5.0),
+    datetime(2026, 1, 1, tzinfo=UTC),
+)
 
 
 def success(result: Any = None, **summary: Any) -> tuple[int, bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import fakeredis
 import pytest
@@ -28,23 +27,16 @@ from hotpool.shared.errors import (
     RuntimeImageMissing,
     TooManyRequests,
 )
-from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry
+from hotpool.shared.models import PoolEntry
 from hotpool.shared.pool import Admission, Pool
 from hotpool.shared.redis_conn import text
 from hotpool.shared.settings import Settings
-from tests.fakes import FakeManagers, FakeRecords, FakeTransport, Outcome, raised, success
+from tests.fakes import ECHO_V1, FakeManagers, FakeRecords, FakeTransport, Outcome, raised, success
 from tests.stack import wait_for
 
 pytestmark = pytest.mark.unit
 
-FV = FunctionVersion(
-    "echo",
-    1,
-    "a" * 64,
-    "code/a.zip",
-    FunctionConfig(timeout_s=5.0),
-    datetime(2026, 1, 1, tzinfo=UTC),
-)
+FV = ECHO_V1
 SETTINGS = Settings(
     lease_grace_s=1.0, queue_timeout_s=0.3, cold_start_timeout_s=2.0, redis_socket_timeout_s=0.2
 )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -33,20 +32,14 @@ from hotpool.shared.errors import (
     Unauthorized,
 )
 from hotpool.shared.http import error_middleware, json_response
-from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry
+from hotpool.shared.models import PoolEntry
 from hotpool.shared.registry import ManagerRegistry
+from tests.fakes import ECHO_V1
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.unit
 
-FV = FunctionVersion(
-    "echo",
-    1,
-    "a" * 64,
-    "code/a.zip",
-    FunctionConfig(timeout_s=5.0),
-    datetime(2026, 1, 1, tzinfo=UTC),
-)
+FV = ECHO_V1
 ENTRY = PoolEntry("echo", 1, "m1", "c1", "10.0.0.1:9000")
 KEY = ConnectionKey("127.0.0.1", 1, False, True, None, None, None, None)
 
