@@ -21,6 +21,10 @@ from tests.helpers import free_port
 # The local Redis the tests use (databases 12, 14 and 15 are theirs and get flushed);
 # HOTPOOL_TEST_REDIS_PORT points two test runs on one machine at two servers.
 REDIS_PORT = int(os.environ.get("HOTPOOL_TEST_REDIS_PORT", "6379"))
+# The Python runtime image the Docker tests start; HOTPOOL_TEST_RUNTIME_IMAGE lets a test run
+# use an image built from its own work tree (deploy/build-images.sh honours
+# HOTPOOL_RUNTIME_IMAGE) without touching the shared tag.
+RUNTIME_IMAGE = os.environ.get("HOTPOOL_TEST_RUNTIME_IMAGE", "hotpool/runtime-python:latest")
 
 
 def missing_service(reason: str) -> None:

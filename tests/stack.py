@@ -24,7 +24,7 @@ from hotpool.shared import keys
 from hotpool.shared.redis_conn import make_redis
 from hotpool.shared.settings import Settings
 from tests.helpers import free_port
-from tests.services import missing_service
+from tests.services import RUNTIME_IMAGE, missing_service
 
 
 @dataclass
@@ -122,6 +122,7 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
             "prewarm_count": 0,
             "drain_timeout_s": 2.0,
             "manager_secret": "test-manager-secret",
+            "runtime_image_python": RUNTIME_IMAGE,
         }
         values.update(overrides)
         settings = Settings.from_env({}, **values)
@@ -158,7 +159,7 @@ async def require_docker() -> None:
     """Skip (locally) or fail (in CI) when the Docker engine or the runtime image is missing."""
     import aiodocker
 
-    settings = Settings.from_env({})
+    settings = Settings.from_env({}, runtime_image_python=RUNTIME_IMAGE)
     problem = None
     try:
         async with aiodocker.Docker() as docker:

@@ -19,12 +19,13 @@ from hotpool.manager.backend import ContainerSpec
 from hotpool.manager.docker_backend import MANAGER_LABEL, DockerBackend
 from hotpool.manager.process_backend import ProcessBackend, address_space_allowance_mb
 from tests.helpers import handler_zip
+from tests.services import RUNTIME_IMAGE
 from tests.stack import require_docker, wait_for
 
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
-IMAGES = {"python": "hotpool/runtime-python:latest"}
+IMAGES = {"python": RUNTIME_IMAGE}
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from hotpool.manager.backend import ContainerBackend, ContainerSpec, ExitStatus
 from hotpool.manager.docker_backend import MANAGER_LABEL, DockerBackend
 from hotpool.manager.process_backend import ProcessBackend, address_space_allowance_mb
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
+from tests.services import RUNTIME_IMAGE
 from tests.stack import require_docker, wait_for
 
-IMAGES = {"python": "hotpool/runtime-python:latest"}
+IMAGES = {"python": RUNTIME_IMAGE}
 MiB = 1024 * 1024
 
 

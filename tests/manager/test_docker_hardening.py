@@ -16,12 +16,13 @@ from hotpool.manager.docker_backend import (
     DockerBackend,
 )
 from tests.helpers import handler_zip
+from tests.services import RUNTIME_IMAGE
 from tests.stack import require_docker
 
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
-IMAGES = {"python": "hotpool/runtime-python:latest"}
+IMAGES = {"python": RUNTIME_IMAGE}
 
 
 @pytest.fixture

@@ -37,10 +37,11 @@ from hotpool.shared.errors import (
 from hotpool.shared.metadata import db_errors, translate_errors
 from hotpool.shared.redis_conn import redis_errors
 from hotpool.shared.s3_codestore import s3_errors
+from tests.services import RUNTIME_IMAGE
 
 pytestmark = pytest.mark.unit
 
-IMAGE = "hotpool/runtime-python:latest"
+IMAGE = RUNTIME_IMAGE
 DOCKER_DOWN = "Cannot connect to Docker Engine via unix:///run/docker.sock [No such file]"
 DAEMON_UNREACHABLE = "the Docker daemon is unreachable: "
 S3_DOWN = "S3 is unreachable: "
