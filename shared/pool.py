@@ -266,6 +266,15 @@ class Pool:
         raw = await self._redis.zrangebyscore(keys.idle(manager_id), "-inf", cutoff)
         return [PoolEntry.decode(item) for item in raw]
 
+    async def idle_scores(self, manager_id: str) -> list[tuple[PoolEntry, float]]:
+        """Every idle entry of a Manager with the time it went idle, longest idle first."""
+        raw = await self._redis.zrange(keys.idle(manager_id), 0, -1, withscores=True)
+        return [(PoolEntry.decode(item), float(score)) for item, score in raw]
+
+    async def idle_count(self, manager_id: str) -> int:
+        """How many containers of a Manager sit idle (a cold start may evict them)."""
+        return int(await self._redis.zcard(keys.idle(manager_id)))
+
     async def expired_leases(self, now: float) -> list[PoolEntry]:
         raw = await self._redis.zrangebyscore(keys.LEASES, "-inf", now)
         return [PoolEntry.decode(item) for item in raw]
