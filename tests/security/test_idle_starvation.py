@@ -72,24 +72,37 @@ async def test_a_node_full_by_memory_evicts_an_idle_container(hotpool_stack):
     assert sum(c["memory_mb"] for c in stack.manager.describe()) <= 512
 
 
-async def test_busy_containers_are_never_evicted(hotpool_stack):
+async def _idle_in_status(stack) -> int:
+    reply = await stack.client.get("/system/status")
+    [manager] = (await reply.json())["managers"]
+    return manager["idle"]
+
+
+async def test_a_busy_container_is_never_evicted_even_if_it_was_idle_before(hotpool_stack):
     stack = await hotpool_stack(capacity_containers=1, queue_timeout_s=0.3)
-    sleepy = handler_zip("import time\ntime.sleep(2)\nreturn 'slept'")
+    sleepy = handler_zip("import time\ntime.sleep((event or {}).get('s', 0))\nreturn 'slept'")
     assert (await stack.deploy("busy", sleepy)).status == 201
+    assert (await stack.invoke("busy", {"s": 0})).status == 200
+    [raw] = await stack.idle_entries("busy", 1)
+    await stack.manager.heartbeat()
+    assert await _idle_in_status(stack) == 1
     assert (await stack.deploy("other", ECHO)).status == 201
 
-    busy = asyncio.create_task(stack.invoke("busy"))
-    leased = False
+    # the same container is leased again: still in the idle set, with the oldest score
+    busy = asyncio.create_task(stack.invoke("busy", {"s": 2}))
     for _ in range(100):
-        if leased := bool(await stack.leases()):
+        if await stack.leases() == [raw]:
             break
         await asyncio.sleep(0.05)
-    assert leased
+    assert await stack.leases() == [raw]
+    await stack.manager.heartbeat()
+    assert await _idle_in_status(stack) == 0
 
     refused = await stack.invoke("other")
 
     assert refused.status == 429
     assert (await busy).status == 200
+    assert PoolEntry.decode(raw).container_id in stack.live_containers()
 
 
 async def test_a_function_larger_than_the_node_is_refused_naming_the_setting(hotpool_stack):
