@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import aiohttp
 import orjson
 
-from hotpool.main_server.placement import choose_manager
+from hotpool.main_server.placement import choose_manager, holds
 from hotpool.main_server.ports import ColdStart
 from hotpool.shared.errors import (
     ContainerFailed,
@@ -86,21 +86,28 @@ class ManagerClient:
         # nothing reaches a Manager that refuses the connection, so trying the next is safe
         begun = time.perf_counter()
         for _ in range(max_placement_attempts):
-            manager = await self._place()
+            manager = await self._place(fv.config.memory_mb)
             try:
                 return await self._cold_start_on(manager, fv, begun)
             except NotDelivered:
                 self._unreachable[manager.id] = manager.heartbeat_at
         raise NoCapacity("no Manager could be reached to start a container; try again")
 
-    async def _place(self) -> ManagerInfo:
+    async def _place(self, memory_mb: int) -> ManagerInfo:
         snapshot = self._reachable(await self._registry.snapshot())
-        manager = choose_manager(snapshot, self._registry.pending)
+        manager = choose_manager(snapshot, self._registry.pending, memory_mb)
         if manager is None:
             snapshot = self._reachable(await self._registry.snapshot(fresh=True))
-            manager = choose_manager(snapshot, self._registry.pending)
+            manager = choose_manager(snapshot, self._registry.pending, memory_mb)
             if manager is None:
-                if any(m.alive and m.accepting for m in snapshot):
+                up = [m for m in snapshot if m.alive and m.accepting]
+                if up and not any(holds(m, memory_mb) for m in up):
+                    largest = max(m.capacity_memory_mb for m in up)
+                    raise NoCapacity(
+                        f"the function needs {memory_mb} MB, more than any Manager may give "
+                        f"its containers (the largest HOTPOOL_CAPACITY_MEMORY_MB is {largest})"
+                    )
+                if up:
                     # every Manager is full: worth queueing for a container to free up
                     raise NoCapacity("every Manager is at capacity", full=True)
                 raise NoCapacity("no Manager is available to start a container; try again")

@@ -203,9 +203,18 @@ class ContainerTable:
         pool's, which are spare."""
         return sum(1 for r in self._records.values() if r.live and not r.spare)
 
-    def room(self, capacity: int) -> int:
-        """How many more containers fit on the node."""
-        return capacity - self.running
+    @property
+    def memory_mb(self) -> int:
+        """MB the live containers hold (their memory limits), pre-warmed ones included."""
+        return sum(r.memory_mb for r in self._records.values() if r.live)
+
+    def room(self, capacity: int, *, memory_mb: int | None = None, each_mb: int = 0) -> int:
+        """How many more containers fit on the node: of ``capacity`` containers and, when
+        ``memory_mb`` is given, within that many MB at ``each_mb`` each."""
+        room = capacity - self.running
+        if memory_mb is not None and each_mb > 0:
+            room = min(room, (memory_mb - self.memory_mb) // each_mb)
+        return room
 
     def loaded_ids(self) -> set[str]:
         return {r.id for r in self.in_state(*LOADED)}

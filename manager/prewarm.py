@@ -36,6 +36,7 @@ class PrewarmPool:
         memory_mb: int,
         labels: dict[str, str],
         capacity: int,
+        capacity_memory_mb: int | None = None,
         refill_interval_s: float = 5.0,
     ) -> None:
         self._backend = backend
@@ -45,6 +46,7 @@ class PrewarmPool:
         self._memory_mb = memory_mb
         self._labels = labels
         self._capacity = capacity
+        self._capacity_memory_mb = capacity_memory_mb
         self._interval_s = refill_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -97,7 +99,9 @@ class PrewarmPool:
                 self.ready(runtime),
                 len(self._table.spares(S.STARTING, runtime=runtime)),
                 self._count,
-                self._table.room(self._capacity),
+                self._table.room(
+                    self._capacity, memory_mb=self._capacity_memory_mb, each_mb=self._memory_mb
+                ),
             )
             starts.extend(self._start_one(runtime) for _ in range(n))
         await asyncio.gather(*starts)

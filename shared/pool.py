@@ -266,6 +266,23 @@ class Pool:
         raw = await self._redis.zrangebyscore(keys.idle(manager_id), "-inf", cutoff)
         return [PoolEntry.decode(item) for item in raw]
 
+    async def idle_scores(self, manager_id: str) -> list[tuple[PoolEntry, float]]:
+        """Every idle entry of a Manager with the time it went idle, longest idle first."""
+        raw = await self._redis.zrange(keys.idle(manager_id), 0, -1, withscores=True)
+        return [(PoolEntry.decode(item), float(score)) for item, score in raw]
+
+    async def idle_count(self, manager_id: str) -> int:
+        """How many containers of a Manager sit idle in their lists (a cold start may evict
+        them). The idle set alone overcounts: a lease takes an entry out of its list only."""
+        entries = [entry for entry, _ in await self.idle_scores(manager_id)]
+        if not entries:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.lpos(keys.pool(entry.function, entry.version), entry.encode())
+            found = await pipe.execute()
+        return sum(1 for position in found if position is not None)
+
     async def expired_leases(self, now: float) -> list[PoolEntry]:
         raw = await self._redis.zrangebyscore(keys.LEASES, "-inf", now)
         return [PoolEntry.decode(item) for item in raw]

@@ -34,6 +34,9 @@ class ManagerInfo:
     accepting: bool
     heartbeat_at: float
     alive: bool
+    idle: int = 0  # containers sitting idle, which a cold start may evict
+    memory_mb: int = 0  # MB its containers hold
+    capacity_memory_mb: int = 0  # MB it may give its containers; 0 = not reported
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -44,6 +47,9 @@ class ManagerInfo:
             "accepting": self.accepting,
             "heartbeat_at": self.heartbeat_at,
             "alive": self.alive,
+            "idle": self.idle,
+            "memory_mb": self.memory_mb,
+            "capacity_memory_mb": self.capacity_memory_mb,
         }
 
 
@@ -136,6 +142,9 @@ class ManagerRegistry:
                     accepting=bool(info.get("accepting", True)),
                     heartbeat_at=float(info["heartbeat_at"]),
                     alive=beat is not None,
+                    idle=int(info.get("idle", 0)),
+                    memory_mb=int(info.get("memory_mb", 0)),
+                    capacity_memory_mb=int(info.get("capacity_memory_mb", 0)),
                 )
             )
         return managers

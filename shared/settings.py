@@ -77,6 +77,9 @@ class Settings:
     advertise_host: str = "127.0.0.1"
     backend: str = "process"
     capacity_containers: int = 64
+    # MB the node's containers may hold in all (the sum of their memory_mb, pre-warmed ones
+    # included); 0 = the machine's physical memory
+    capacity_memory_mb: int = 0
     # generic containers kept started per runtime, specialised on a cold start
     prewarm_count: int = 2
     prewarm_memory_mb: int = 128
@@ -169,6 +172,12 @@ class Settings:
     def effective_manager_id(self) -> str:
         # stable across restarts, so a restarted Manager finds and reconciles its containers
         return self.manager_id or f"{socket.gethostname()}-{self.manager_port}"
+
+    @property
+    def effective_capacity_memory_mb(self) -> int:
+        if self.capacity_memory_mb:
+            return self.capacity_memory_mb
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
 
     @property
     def runtime_images(self) -> dict[str, str]:

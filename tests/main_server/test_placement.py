@@ -23,6 +23,9 @@ def mgr(
     running: int = 0,
     accepting: bool = True,
     alive: bool = True,
+    idle: int = 0,
+    memory_mb: int = 0,
+    capacity_memory_mb: int = 0,
 ) -> ManagerInfo:
     return ManagerInfo(
         id=id,
@@ -32,6 +35,9 @@ def mgr(
         accepting=accepting,
         heartbeat_at=1000.0,
         alive=alive,
+        idle=idle,
+        memory_mb=memory_mb,
+        capacity_memory_mb=capacity_memory_mb,
     )
 
 
@@ -135,3 +141,107 @@ def test_choose_manager_picks_an_eligible_least_loaded_manager(managers, pending
     assert all(load(m, pending) >= best for m in candidates)
     # ties go to the smallest id, so every Main picks the same Manager from one snapshot
     assert chosen.id == min(m.id for m in candidates if load(m, pending) == best)
+
+
+# --- a Manager full of idle containers still takes cold starts (issue 12 item 3) ----------------
+
+
+@pytest.mark.parametrize(
+    ("managers", "pending", "memory_mb", "expected"),
+    [
+        pytest.param([mgr("a", running=10, idle=3)], {}, 128, "a", id="full-of-idle-chosen"),
+        pytest.param([mgr("a", running=10, idle=0)], {}, 128, None, id="full-of-busy-skipped"),
+        pytest.param(
+            [mgr("a", running=10, idle=5), mgr("b", running=9)], {}, 128, "b", id="room-first"
+        ),
+        pytest.param(
+            [mgr("a", running=10, idle=2), mgr("b", running=10, idle=6)],
+            {},
+            128,
+            "b",
+            id="most-idle",
+        ),
+        pytest.param([mgr("a", running=10, idle=2)], {"a": 2}, 128, None, id="idle-all-pending"),
+        pytest.param([mgr("a", running=10, idle=2)], {"a": 1}, 128, "a", id="idle-left-over"),
+        pytest.param(
+            [mgr("a", running=10, idle=4, accepting=False)], {}, 128, None, id="draining-idle"
+        ),
+        pytest.param([mgr("a", running=10, idle=4, alive=False)], {}, 128, None, id="dead-idle"),
+        pytest.param(
+            [mgr("a", memory_mb=900, capacity_memory_mb=1024), mgr("b", running=5)],
+            {},
+            256,
+            "b",
+            id="memory-full-skipped-for-room",
+        ),
+        pytest.param(
+            [mgr("a", memory_mb=900, capacity_memory_mb=1024, idle=1)],
+            {},
+            256,
+            "a",
+            id="memory-full-of-idle-chosen",
+        ),
+        pytest.param(
+            [mgr("a", memory_mb=768, capacity_memory_mb=1024)], {}, 256, "a", id="memory-just-fits"
+        ),
+        pytest.param(
+            [mgr("a", capacity_memory_mb=512, idle=5), mgr("b", capacity_memory_mb=2048)],
+            {},
+            1024,
+            "b",
+            id="too-small-node-skipped",
+        ),
+        pytest.param(
+            [mgr("a", capacity_memory_mb=512, idle=5)], {}, 1024, None, id="no-node-large-enough"
+        ),
+        pytest.param([mgr("a", memory_mb=10**6)], {}, 256, "a", id="memory-not-reported"),
+    ],
+)
+def test_choose_manager_with_idle_and_memory(managers, pending, memory_mb, expected):
+    chosen = choose_manager(managers, pending, memory_mb)
+
+    assert (chosen.id if chosen else None) == expected
+
+
+@given(
+    managers=st.lists(
+        st.builds(
+            mgr,
+            id=st.sampled_from(["a", "b", "c", "d"]),
+            capacity=st.integers(1, 20),
+            running=st.integers(0, 25),
+            idle=st.integers(0, 25),
+            memory_mb=st.integers(0, 4096),
+            capacity_memory_mb=st.sampled_from([0, 512, 1024, 4096]),
+        ),
+        max_size=6,
+        unique_by=lambda m: m.id,
+    ),
+    pending=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 5)),
+    memory_mb=st.sampled_from([128, 256, 1024, 2048]),
+)
+def test_choose_manager_prefers_real_room_over_eviction(managers, pending, memory_mb):
+    chosen = choose_manager(managers, pending, memory_mb)
+
+    def fits(m: ManagerInfo) -> bool:
+        return m.running + pending.get(m.id, 0) < m.capacity and (
+            not m.capacity_memory_mb or m.memory_mb + memory_mb <= m.capacity_memory_mb
+        )
+
+    def evictable(m: ManagerInfo) -> bool:
+        return m.idle > pending.get(m.id, 0)
+
+    usable = [
+        m
+        for m in managers
+        if m.alive
+        and m.accepting
+        and (not m.capacity_memory_mb or memory_mb <= m.capacity_memory_mb)
+        and (fits(m) or evictable(m))
+    ]
+    if chosen is None:
+        assert usable == []
+        return
+    assert chosen in usable
+    if any(fits(m) for m in usable):
+        assert fits(chosen)

@@ -445,6 +445,27 @@ async def test_prewarm_never_starts_past_the_room_on_the_node():
     assert pool.ready("python") == 1 and table.running == 2
 
 
+async def test_prewarm_never_starts_past_the_memory_of_the_node():
+    table, backend = ContainerTable(), GatedBackend()
+    backend.gate.set()
+    record_in(table, S.READY)  # 128 MB
+    pool = prewarm_pool(table, backend, capacity=10, capacity_memory_mb=300)
+
+    await pool.fill()
+
+    assert pool.ready("python") == 1 and table.memory_mb == 256
+
+
+def test_memory_counts_every_live_container_and_room_both_limits():
+    table = ContainerTable()
+    for state in (S.STARTING, S.GENERIC, S.READY, S.REMOVING):
+        record_in(table, state)
+
+    assert table.memory_mb == 3 * 128  # the removing one no longer counts
+    assert table.room(10) == 7
+    assert table.room(10, memory_mb=640, each_mb=128) == 2
+
+
 async def test_a_failed_or_cancelled_prewarm_start_leaves_no_record():
     table, backend = ContainerTable(), GatedBackend()
     pool = prewarm_pool(table, backend)
