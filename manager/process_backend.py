@@ -1,9 +1,11 @@
 """The process backend: each container is a bootstrap subprocess on 127.0.0.1.
 
 Development-grade isolation: every container gets its own working directory, an environment
-holding nothing of the Manager's, its own session (so killing it kills whatever it spawned), and
-an address-space limit derived from ``memory_mb``. It is not a security boundary; the Docker
-backend is.
+holding nothing of the Manager's, its own session, and an address-space limit derived from
+``memory_mb``. The bootstrap is a child subreaper, so whatever it spawned stays its descendant
+even after a double fork and setsid(); removing the container kills them all (``kill_tree``).
+User code runs in the bootstrap's own process and could undo that with prctl: this is not a
+security boundary; the Docker backend is.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import resource
 import shutil
-import signal
 import sys
 import time
 import uuid
@@ -29,7 +29,7 @@ from hotpool.manager.backend import (
 )
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from hotpool.shared.models import MEMORY_MB_RANGE
-from hotpool.shared.procs import die_with_parent
+from hotpool.shared.procs import become_subreaper, die_with_parent, kill_tree
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,8 @@ class ProcessBackend:
         try:
             watcher = self._watchers.pop(container_id, None)
             if proc is not None:
-                # the whole session: whatever the function left running in the background dies
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                # whatever the function left running dies too, even in a session of its own
+                await asyncio.to_thread(kill_tree, proc.pid)
                 await proc.wait()
             if watcher is not None:
                 watcher.cancel()
@@ -196,6 +195,7 @@ def _prepare_child(limit_bytes: int, hard_bytes: int) -> None:
     # the old processes (nothing labels them, unlike Docker containers), so they would run on,
     # owned by no one, for ever
     die_with_parent()
+    become_subreaper()
 
 
 def _address_space_bytes(memory_mb: int) -> int:

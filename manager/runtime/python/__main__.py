@@ -29,6 +29,7 @@ import socket
 import sys
 
 from hotpool_runtime.http11 import serve
+from hotpool_runtime.reaping import become_subreaper
 from hotpool_runtime.runtime import Runtime
 
 USAGE = (
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         sys.__stderr__.write(f"bootstrap: {exc}\n{USAGE}\n")
         return 2
+    become_subreaper()  # before any user code runs: whatever it starts stays findable
     runtime = Runtime(options["--code-dir"])
     address = (options["--host"], int(options["--port"]))
     # Both signals raise KeyboardInterrupt in the main thread, unwinding the accept loop.

@@ -25,7 +25,8 @@ run on one persistent event loop, which sync handlers also see once asyncio is i
 
 Modules: ``http11`` the raw-socket HTTP/1.1 server; ``runtime`` the three routes; ``config``
 the /init fields; ``loader`` the zip and the handler import; ``invoke`` one call with its
-``context`` and ``capture``d output; ``errors`` how failures are reported. The entry point is
+``context`` and ``capture``d output; ``reaping`` kills what a call leaves running (before and
+after each /invoke); ``errors`` how failures are reported. The entry point is
 the ``__main__.py`` beside this package.
 
 Every idle container pays for each module imported here, so the imports are few: no

@@ -8,6 +8,7 @@ import os
 import resource
 import time
 
+from . import reaping
 from .capture import CapturedOutput
 from .context import LambdaContext
 from .errors import bad_request, describe
@@ -37,7 +38,12 @@ def invoke(
     deadline_ms = _deadline_ms(headers.get(DEADLINE_HEADER), loaded.config.timeout_s)
     deadline = started + deadline_ms / 1000
     context = LambdaContext(loaded.config, loaded.log_stream, request_id, deadline)
-    return _run_handler(loaded, event, context)
+    # before: what /init or a thread of the last call started after it returned
+    reaping.kill_leftovers()
+    try:
+        return _run_handler(loaded, event, context)
+    finally:
+        reaping.kill_leftovers()
 
 
 def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> bytes:
