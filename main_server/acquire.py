@@ -119,19 +119,23 @@ class Acquirer:
             if got is Plan.RETIRED:
                 fv = await self._current(fv, deadline)
                 continue
-            if plan is Plan.QUEUE:
-                self.counters["rejected_429"] += 1
-                raise TooManyRequests(
-                    f"{fv.name} is at its concurrency limit ({fv.config.max_concurrency} "
-                    "containers) or the cluster is full; retry later",
-                    retry_after_s=max(1.0, settings.queue_timeout_s / 2),
-                )
-            if time.monotonic() >= deadline:
-                raise NoCapacity(
-                    f"no container of {fv.name} became free within "
-                    f"{settings.cold_start_timeout_s:g} s"
-                )
+            if plan is Plan.QUEUE or time.monotonic() >= deadline:
+                raise self._gave_up(fv, plan)
             # the cold starts we waited for failed or went to others: plan again
+
+    def _gave_up(self, fv: FunctionVersion, plan: Plan) -> TooManyRequests | NoCapacity:
+        """What a request that waited in vain is told: 429 when it queued, else 503."""
+        settings = self._settings
+        if plan is Plan.QUEUE:
+            self.counters["rejected_429"] += 1
+            return TooManyRequests(
+                f"{fv.name} is at its concurrency limit ({fv.config.max_concurrency} "
+                "containers) or the cluster is full; retry later",
+                retry_after_s=max(1.0, settings.queue_timeout_s / 2),
+            )
+        return NoCapacity(
+            f"no container of {fv.name} became free within {settings.cold_start_timeout_s:g} s"
+        )
 
     async def _current(self, fv: FunctionVersion, deadline: float) -> FunctionVersion:
         """The function's current version, for a request whose version was retired before it
@@ -143,10 +147,7 @@ class Acquirer:
         again.
         """
         if time.monotonic() >= deadline:
-            raise NoCapacity(
-                f"no container of {fv.name} became free within "
-                f"{self._settings.cold_start_timeout_s:g} s"
-            )
+            raise self._gave_up(fv, Plan.WAIT)
         self.counters["moved_to_current_version"] += 1
         return await self._versions.current(fv.name)
 
@@ -190,10 +191,10 @@ class Acquirer:
             left = end - time.monotonic()
             if left <= 0:
                 return None
+            # a request that queued after a refused cold start registered outside the plan's
+            # script, so a retirement just before found it not waiting yet (no sentinel)
+            if await self._pool.is_retired(fv.name, fv.version):
+                return Plan.RETIRED
             got = await self._pool.wait_for(fv.name, fv.version, min(left, slice_s))
             if got is not None:
                 return got
-            # a request that queued after a refused cold start registered outside the plan's
-            # script, so the retirement may have found it not yet waiting (no sentinel)
-            if await self._pool.is_retired(fv.name, fv.version):
-                return Plan.RETIRED

@@ -17,7 +17,7 @@ import pytest
 
 from hotpool.main_server.invoke import Invocation, Invoker
 from hotpool.shared import keys
-from hotpool.shared.errors import NotFound
+from hotpool.shared.errors import NoCapacity, NotFound
 from hotpool.shared.models import FunctionConfig, PoolEntry
 from hotpool.shared.pool import Admission, Pool
 from hotpool.shared.redis_conn import text
@@ -144,4 +144,19 @@ async def test_a_request_waiting_on_a_deleted_function_is_told_at_once(rig):
         await asyncio.wait_for(call, PROMPT_S)
     assert rig.transport.posts == [] and rig.managers.started == []
     assert await rig.redis.zrange(keys.ns_inflight("acme"), 0, -1) == []
+    assert not await rig.waiting_on_v1()
+
+
+async def test_a_request_queued_after_a_refused_cold_start_sees_the_deploy_it_missed(rig):
+    async def full_once_v1_is_retired(fv):
+        # the deploy lands while the Manager is asked: nobody waits on v1 yet to be woken
+        await rig.deploy_v2(idle=container("fresh", 2))
+        raise NoCapacity("every Manager is at capacity", full=True)
+
+    rig.managers.cold_start = full_once_v1_is_retired
+
+    done = await asyncio.wait_for(rig.invoke(), PROMPT_S)
+
+    assert done.status == 200 and rig.records.records[0]["version"] == 2
+    assert [p.address for p in rig.transport.posts] == ["10.0.2.1:9000"]
     assert not await rig.waiting_on_v1()
