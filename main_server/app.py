@@ -94,8 +94,8 @@ def create_app(
             record_writer,
             http_session,
             placement,
-            invocations,
             function_service,
+            invocations,
             lease_reaper,
         ]
     )
@@ -192,6 +192,7 @@ async def invocations(app: web.Application) -> AsyncIterator[None]:
         managers=app[MANAGERS],
         containers=containers,
         records=app[RECORDS],
+        versions=app[FUNCTIONS],
     )
     yield
     await containers.close()

@@ -58,7 +58,8 @@ class FunctionService:
         await self._changed(name)
         await self._pool.unretire(name, fv.version)
         if fv.version > 1:
-            # the old version drains: its idle containers go now, its busy ones on release
+            # the old version drains: its idle containers go now, its busy ones on release,
+            # and the requests waiting for one move to the new version
             await self._remove_all(await self._pool.retire(name, fv.version - 1))
         return fv
 
@@ -91,6 +92,10 @@ class FunctionService:
         return await self._cache.get(
             name, lambda: self._latest(name), fresh=fresh, stale_on=(StoreUnavailable,)
         )
+
+    async def current(self, name: str) -> FunctionVersion:
+        """The latest version read fresh: for a request whose version was retired meanwhile."""
+        return await self.get(name, fresh=True)
 
     async def _latest(self, name: str) -> FunctionVersion:
         validate_qualified(name)

@@ -26,6 +26,7 @@ from hotpool.main_server.ports import (
     CallFailed,
     ColdStart,
     ContainerTransport,
+    FunctionVersions,
     ManagerApi,
     RecordSink,
 )
@@ -89,9 +90,10 @@ class Invoker:
         managers: ManagerApi,
         containers: ContainerTransport,
         records: RecordSink,
+        versions: FunctionVersions,
     ) -> None:
         self._settings = settings
-        self._acquirer = Acquirer(settings, pool=pool, managers=managers)
+        self._acquirer = Acquirer(settings, pool=pool, managers=managers, versions=versions)
         self._counters: Counter[str] = Counter()
         self._pool = pool
         self._managers = managers
@@ -158,17 +160,18 @@ class Invoker:
         admission: Admission | None,
         record: dict[str, Any],
     ) -> _Attempt:
-        lease_s = fv.config.timeout_s + self._settings.lease_grace_s
         request_id = slot.token
         for _ in range(max_delivery_attempts):
             # from here on the slot may be held, whatever acquire raises
             slot.held = slot.held or admission is not None
             acquired = await self._acquirer.acquire(
-                fv, lease_s, record, token=request_id, admission=admission
+                fv, record, token=request_id, admission=admission
             )
             admission = None  # admitted once: a retry takes no second slot
+            fv = acquired.fv  # the current version, if the request's was retired meanwhile
             attempt = _Attempt(acquired.entry, acquired.cold)
             record.update(
+                version=fv.version,
                 cold_start=attempt.cold is not None,
                 init_ms=attempt.cold.total_ms if attempt.cold else None,
                 cold_start_breakdown=attempt.cold.breakdown() if attempt.cold else None,

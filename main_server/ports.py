@@ -1,8 +1,8 @@
 """What the invoke path needs from the outside, as Protocols: a transport to containers, the
-Manager API, and somewhere to send execution records.
+Manager API, a function's current version, and somewhere to send execution records.
 
-``ContainerClient``, ``ManagerClient`` and ``shared.execlog.RecordWriter`` are the real
-adapters; ``tests/fakes.py`` holds in-memory ones that script each call's outcome.
+``ContainerClient``, ``ManagerClient``, ``FunctionService`` and ``shared.execlog.RecordWriter``
+are the real adapters; ``tests/fakes.py`` holds in-memory ones that script each call's outcome.
 
 A port's failures, most specific first:
 
@@ -75,6 +75,16 @@ class ManagerApi(Protocol):
     async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
         """Remove a container; with ``failed``, how it ended if it ended on its own
         (``{"error_type": ..., "message": ...}``: an OOM kill or a crash), else None."""
+        ...
+
+
+class FunctionVersions(Protocol):
+    """Where a request waiting on a retired version finds its function's current one
+    (``FunctionService``)."""
+
+    async def current(self, name: str) -> FunctionVersion:
+        """The function's latest version, read fresh (not from a cache); raises
+        NotFound when it was deleted."""
         ...
 
 

@@ -15,6 +15,8 @@ The warm pool (ADR-000 decision 2):
   token expires by itself, so a Main that dies mid-start does not hold a slot for ever.
 - ``hp:waiting:{function}:{version}``   ZSET token -> deadline: requests waiting (BLPOP) for a
   container of the version instead of starting one (herd control).
+- ``hp:wake:{function}:{version}``   LIST: one ``retired`` sentinel per waiter, pushed when the
+  version is retired; waiters BLPOP it with the pool list, so they move to the new version.
 - ``hp:containers:{manager_id}``    HASH container id -> entry: every live container of a Manager.
 - ``hp:managers``                  HASH manager id -> JSON registration (url, capacity, ...).
 - ``hp:manager-alive:{manager_id}`` STRING with a TTL: the Manager's heartbeat.
@@ -50,6 +52,8 @@ FUNCTIONS_CHANGED = "hp:functions-changed"
 FV_PREFIX = "hp:fv:"
 STARTING_PREFIX = "hp:starting:"
 WAITING_PREFIX = "hp:waiting:"
+WAKE_PREFIX = "hp:wake:"
+WAKE_SENTINEL = "retired"
 REAPER_LOCK = "hp:reaper-lock"
 BUCKET_PREFIX = "hp:bucket:"
 NS_INFLIGHT_PREFIX = "hp:ns-inflight:"
@@ -57,6 +61,8 @@ KEYS_CHANGED = "hp:keys-changed"
 
 # A retired marker outlives any lease (timeout + grace) by far.
 retired_marker_ttl_s = 24 * 3600
+# Wake-up sentinels left unclaimed (their waiter left meanwhile) outlive any wait by far.
+wake_ttl_s = 3600
 
 
 def pool(function: str, version: int) -> str:
@@ -73,6 +79,10 @@ def starting(function: str, version: int) -> str:
 
 def waiting(function: str, version: int) -> str:
     return f"{WAITING_PREFIX}{function}:{version}"
+
+
+def wake(function: str, version: int) -> str:
+    return f"{WAKE_PREFIX}{function}:{version}"
 
 
 def bucket(key_id: str) -> str:
@@ -113,11 +123,12 @@ return entry
 
 # acquire_or_plan: lease an idle container, or on a miss decide what the request does (herd
 # control; mirrors shared.pool.plan_miss, which the tests hold it to).
-# Returns {'lease', entry} | {'start', ''} | {'wait', ''} | {'queue', ''}.
+# A miss on a retired version answers 'retired': the caller moves to the current version.
+# Returns {'lease', entry} | {'retired', ''} | {'start', ''} | {'wait', ''} | {'queue', ''}.
 _ACQUIRE_OR_PLAN_FN = """
-local function acquire_or_plan(k_pool, k_leases, k_fv, k_starting, k_waiting, lease_deadline,
-                               now, max_concurrency, waiters_per_start, token, start_deadline,
-                               wait_deadline)
+local function acquire_or_plan(k_pool, k_leases, k_fv, k_starting, k_waiting, k_retired,
+                               lease_deadline, now, max_concurrency, waiters_per_start, token,
+                               start_deadline, wait_deadline)
   local entry = redis.call('LPOP', k_pool)
   if entry then
     -- counted only if it was not leased already (the counter must stay exact)
@@ -125,6 +136,9 @@ local function acquire_or_plan(k_pool, k_leases, k_fv, k_starting, k_waiting, le
       redis.call('HINCRBY', k_fv, 'leased', 1)
     end
     return {'lease', entry}
+  end
+  if redis.call('EXISTS', k_retired) == 1 then
+    return {'retired', ''}
   end
   redis.call('ZREMRANGEBYSCORE', k_starting, '-inf', now)
   redis.call('ZREMRANGEBYSCORE', k_waiting, '-inf', now)
@@ -179,22 +193,21 @@ local function admit(key, limit, token, deadline, now)
 end
 """
 
-# KEYS: pool list, leases, fv hash, starting zset, waiting zset.
+# KEYS: pool list, leases, fv hash, starting zset, waiting zset, retired marker.
 # ARGV: lease deadline, now, max_concurrency, waiters_per_start, token, start deadline,
 #       wait deadline.
 ACQUIRE_OR_PLAN = (
     _ACQUIRE_OR_PLAN_FN
     + """
-return acquire_or_plan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3],
-                       ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return acquire_or_plan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], ARGV[2],
+                       ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 """
 )
 
 # An invocation's whole admission in one round trip (the hot path): the key's rate bucket,
 # the namespace's calls in flight, then acquire_or_plan. The namespace slot is held under
 # the request's token until RELEASE (or ``exit``) drops it.
-# KEYS: pool list, leases, fv hash, starting zset, waiting zset, rate bucket, namespace
-#       in-flight zset.
+# KEYS: 1-6 as ACQUIRE_OR_PLAN, 7 rate bucket, 8 namespace in-flight zset.
 # ARGV: 1-7 as ACQUIRE_OR_PLAN; 8 rate per second (0: the request was metered already),
 #       9 burst, 10 namespace limit, 11 namespace slot deadline.
 # Returns {'rate', seconds to wait} | {'namespace', ''} | what acquire_or_plan returns.
@@ -204,16 +217,16 @@ ENTER = (
     + _ACQUIRE_OR_PLAN_FN
     + """
 if tonumber(ARGV[8]) > 0 then
-  local wait = take_token(KEYS[6], ARGV[8], ARGV[9], ARGV[2])
+  local wait = take_token(KEYS[7], ARGV[8], ARGV[9], ARGV[2])
   if wait > 0 then
     return {'rate', tostring(wait)}
   end
 end
-if not admit(KEYS[7], ARGV[10], ARGV[5], ARGV[11], ARGV[2]) then
+if not admit(KEYS[8], ARGV[10], ARGV[5], ARGV[11], ARGV[2]) then
   return {'namespace', ''}
 end
-return acquire_or_plan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3],
-                       ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return acquire_or_plan(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], ARGV[2],
+                       ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 """
 )
 
@@ -340,11 +353,21 @@ return entries
 """
 )
 
-# KEYS: pool list, retired marker. ARGV: marker ttl seconds.
+# KEYS: pool list, retired marker, waiting zset, wake list.
+# ARGV: marker ttl seconds, now, wake ttl seconds, WAKE_SENTINEL.
 # Retire a version: no container goes back to it, and its idle containers are handed out for
-# removal in the same step, so none can be acquired after the update.
+# removal in the same step, so none can be acquired after the update. Each request waiting for
+# one (nothing refills the list now) gets a sentinel on the wake list it BLPOPs too; a request
+# planning after this step finds the marker (acquire_or_plan answers 'retired').
 RETIRE = """
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])
+for _ = 1, redis.call('ZCARD', KEYS[3]) do
+  redis.call('RPUSH', KEYS[4], ARGV[4])
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
 local entries = redis.call('LRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
 return entries

@@ -23,6 +23,7 @@ class Plan(Enum):
     """What a request does when it finds no idle container."""
 
     LEASE = "lease"  # it got one after all
+    RETIRED = "retired"  # the version was retired (a deploy or delete): move to the current one
     START = "start"  # it starts a container (a cold start)
     WAIT = "wait"  # enough cold starts are under way: wait for whichever container comes
     QUEUE = "queue"  # the function is at max_concurrency: wait for a release, or 429
@@ -54,15 +55,25 @@ class Planned:
 
 
 def plan_miss(
-    *, starting: int, waiting: int, leased: int, max_concurrency: int, waiters_per_start: int
+    *,
+    starting: int,
+    waiting: int,
+    leased: int,
+    max_concurrency: int,
+    waiters_per_start: int,
+    retired: bool = False,
 ) -> Plan:
     """The herd-control decision on a miss, over a snapshot of one function version.
+
+    A retired version takes nobody: nothing refills its list, so the request must move on.
 
     Each cold start under way may carry ``waiters_per_start`` waiting requests, which take
     whichever container is released or arrives first; only a request beyond that starts
     another container, and never past ``max_concurrency`` containers (leased + starting,
     the idle list being empty).
     """
+    if retired:
+        return Plan.RETIRED
     if leased + starting >= max_concurrency:
         return Plan.QUEUE  # at the limit: only a release can serve it, within queue_timeout_s
     if starting * waiters_per_start > waiting:
@@ -133,6 +144,7 @@ class Pool:
             keys.fv(function, version),
             keys.starting(function, version),
             keys.waiting(function, version),
+            keys.retired(function, version),
         ]
         args: list[float | int | str] = [
             now + lease_s, now, max_concurrency, waiters_per_start, token,
@@ -181,14 +193,23 @@ class Pool:
     async def stop_waiting(self, function: str, version: int, token: str) -> None:
         await self._redis.zrem(keys.waiting(function, version), token)
 
-    async def wait_for(self, function: str, version: int, timeout_s: float) -> PoolEntry | None:
-        """Block until a container of this version is pushed (BLPOP), or None at the timeout.
+    async def wait_for(
+        self, function: str, version: int, timeout_s: float
+    ) -> PoolEntry | Plan | None:
+        """Block until a container of this version is pushed (BLPOP), or None at the timeout;
+        ``Plan.RETIRED`` when the version is retired meanwhile (its wake list got a sentinel).
 
         The caller must ``lease`` what it gets: until then the container is in neither the
         list nor a lease, and the reaper returns it to the pool if the caller dies.
         """
-        got = await self._redis.blpop([keys.pool(function, version)], timeout=timeout_s)
-        return PoolEntry.decode(got[1]) if got else None
+        pool, wake = keys.pool(function, version), keys.wake(function, version)
+        got = await self._redis.blpop([pool, wake], timeout=timeout_s)
+        if not got:
+            return None
+        return Plan.RETIRED if text(got[0]) == wake else PoolEntry.decode(got[1])
+
+    async def is_retired(self, function: str, version: int) -> bool:
+        return bool(await self._redis.exists(keys.retired(function, version)))
 
     async def release(self, entry: PoolEntry, *, namespace: str = "", token: str = "") -> int:
         """Give a leased container back, and the namespace slot held under ``token``.
@@ -251,15 +272,21 @@ class Pool:
         )
 
     async def retire(self, function: str, version: int) -> list[PoolEntry]:
-        """Stop a version taking containers back; return its idle containers for removal."""
+        """Stop a version taking containers back and wake its waiters; return its idle
+        containers for removal."""
         raw = await self._retire(
-            keys=[keys.pool(function, version), keys.retired(function, version)],
-            args=[keys.retired_marker_ttl_s],
+            keys=[
+                keys.pool(function, version),
+                keys.retired(function, version),
+                keys.waiting(function, version),
+                keys.wake(function, version),
+            ],
+            args=[keys.retired_marker_ttl_s, self._clock(), keys.wake_ttl_s, keys.WAKE_SENTINEL],
         )
         return [PoolEntry.decode(item) for item in raw]
 
     async def unretire(self, function: str, version: int) -> None:
-        await self._redis.delete(keys.retired(function, version))
+        await self._redis.delete(keys.retired(function, version), keys.wake(function, version))
 
     async def idle_since(self, manager_id: str, cutoff: float) -> list[PoolEntry]:
         """Entries of a Manager that have been idle since before ``cutoff``."""

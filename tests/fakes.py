@@ -7,6 +7,7 @@ on the calls the fakes saw.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from hotpool.main_server.ports import ColdStart
+from hotpool.shared.errors import NotFound
 from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry
 
 # what a container does with one POST: answer (status, body), or raise (NotDelivered,
@@ -116,6 +118,25 @@ class FakeManagers:
     async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
         self.removed.append((entry.container_id, failed))
         return self.exits.get(entry.container_id) if failed else None
+
+
+class FakeVersions:
+    """A ``FunctionVersions``: the current version of each function, set by the test."""
+
+    def __init__(self, *current: FunctionVersion) -> None:
+        self.latest = {fv.name: fv for fv in current}
+        self.asked: list[str] = []
+
+    def deploy(self, fv: FunctionVersion) -> FunctionVersion:
+        """Make the next version of ``fv``'s function current."""
+        self.latest[fv.name] = dataclasses.replace(fv, version=fv.version + 1)
+        return self.latest[fv.name]
+
+    async def current(self, name: str) -> FunctionVersion:
+        self.asked.append(name)
+        if name not in self.latest:
+            raise NotFound(f"function {name} not found")
+        return self.latest[name]
 
 
 class FakeRecords:

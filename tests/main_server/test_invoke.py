@@ -31,7 +31,16 @@ from hotpool.shared.models import PoolEntry
 from hotpool.shared.pool import Admission, Pool
 from hotpool.shared.redis_conn import text
 from hotpool.shared.settings import Settings
-from tests.fakes import ECHO_V1, FakeManagers, FakeRecords, FakeTransport, Outcome, raised, success
+from tests.fakes import (
+    ECHO_V1,
+    FakeManagers,
+    FakeRecords,
+    FakeTransport,
+    FakeVersions,
+    Outcome,
+    raised,
+    success,
+)
 from tests.stack import wait_for
 
 pytestmark = pytest.mark.unit
@@ -72,6 +81,7 @@ class Rig:
             managers=self.managers,
             containers=self.transport,
             records=self.records,
+            versions=FakeVersions(FV),
         )
 
     async def warm(self, count: int) -> None:

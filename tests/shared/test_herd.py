@@ -63,9 +63,10 @@ async def zmembers(redis, key: str) -> set[str]:
     leased=st.integers(0, 20),
     max_concurrency=st.integers(1, 30),
     waiters_per_start=st.integers(0, 6),
+    retired=st.booleans(),
 )
 def test_acquire_or_plan_decides_exactly_like_plan_miss(
-    starting, waiting, leased, max_concurrency, waiters_per_start
+    starting, waiting, leased, max_concurrency, waiters_per_start, retired
 ):
     expected = plan_miss(
         starting=starting,
@@ -73,6 +74,7 @@ def test_acquire_or_plan_decides_exactly_like_plan_miss(
         leased=leased,
         max_concurrency=max_concurrency,
         waiters_per_start=waiters_per_start,
+        retired=retired,
     )
 
     async def scenario() -> None:
@@ -88,6 +90,8 @@ def test_acquire_or_plan_decides_exactly_like_plan_miss(
             await redis.zadd(
                 keys.waiting(FN, VERSION), {f"w{i}": 1000.0 + 60 for i in range(waiting)}
             )
+        if retired:
+            await redis.set(keys.retired(FN, VERSION), "1")
 
         planned = await pool.acquire_or_plan(
             FN, VERSION, lease_s=30, token="me", max_concurrency=max_concurrency,
@@ -101,6 +105,8 @@ def test_acquire_or_plan_decides_exactly_like_plan_miss(
         if plan is Plan.START:
             assert (b"me", 1020.0) in starters and len(starters) == starting + 1
             assert len(waiters) == waiting
+        elif plan is Plan.RETIRED:  # it moves on, registered nowhere
+            assert (len(starters), len(waiters)) == (starting, waiting)
         else:  # WAIT and QUEUE both wait on the list
             assert (b"me", 1040.0) in waiters and len(waiters) == waiting + 1
             assert len(starters) == starting
@@ -289,6 +295,42 @@ async def test_waiter_gets_a_container_released_by_another_task(redis_client):
     assert await leases_of(redis_client) == [a]
     assert await redis_client.llen(keys.pool(FN, VERSION)) == 0
     await assert_counter_exact(redis_client)
+
+
+@pytest.mark.contract
+async def test_retiring_a_version_wakes_each_of_its_waiters(redis_client):
+    clock = Clock(1000.0)
+    pool = Pool(redis_client, clock=clock)
+    await redis_client.zadd(keys.waiting(FN, VERSION), {"w1": 1060, "w2": 1060, "gone": 990})
+    waiters = [asyncio.create_task(pool.wait_for(FN, VERSION, timeout_s=5)) for _ in range(2)]
+    await asyncio.sleep(0.05)  # let them block on the empty list
+    assert not any(w.done() for w in waiters)
+
+    assert await pool.retire(FN, VERSION) == []
+    woken = await asyncio.wait_for(asyncio.gather(*waiters), 5)
+
+    assert woken == [Plan.RETIRED, Plan.RETIRED]
+    assert await redis_client.llen(keys.wake(FN, VERSION)) == 0  # none for the expired waiter
+    # a request that plans on the retired version is told so, and registered nowhere
+    planned = await pool.acquire_or_plan(
+        FN, VERSION, lease_s=30, token="late", max_concurrency=5, waiters_per_start=4,
+        start_s=20, wait_s=40,
+    )  # fmt: skip
+    assert planned.plan is Plan.RETIRED
+    assert "late" not in await zmembers(redis_client, keys.waiting(FN, VERSION))
+    assert "late" not in await zmembers(redis_client, keys.starting(FN, VERSION))
+    assert await pool.is_retired(FN, VERSION)
+
+
+@pytest.mark.contract
+async def test_a_version_made_current_again_forgets_its_wake_ups(redis_client):
+    pool = Pool(redis_client)
+    await pool.add_waiting(FN, VERSION, "w1", 30)
+    await pool.retire(FN, VERSION)  # w1 left before it read its sentinel
+    await pool.unretire(FN, VERSION)  # a function deleted and created again
+
+    assert not await pool.is_retired(FN, VERSION)
+    assert await pool.wait_for(FN, VERSION, timeout_s=0.1) is None
 
 
 @pytest.mark.contract
