@@ -13,6 +13,7 @@
     │   ├── PayloadTooLarge           413 body over its limit
     │   └── TooManyRequests           429 over a concurrency limit; carries retry_after_s
     ├── FunctionError                 500 the user's code failed (exception, init failure, OOM)
+    │   └── ResponseTooLarge          502 its return value is over HOTPOOL_MAX_RESPONSE_BYTES
     └── PlatformError                 a hotpool or infrastructure fault (5xx)
         ├── ContainerFailed           502 the container crashed or answered garbage
         ├── NoCapacity                503 no Manager can start a container
@@ -125,6 +126,14 @@ class FunctionError(HotpoolError):
                 **self.details,
             }
         }
+
+
+class ResponseTooLarge(FunctionError):
+    """The function returned more than the response limit (Lambda: "Response payload size
+    exceeded"); the answer was not read, and the container stays in service."""
+
+    status = 502
+    code = "ResponseTooLarge"
 
 
 class PlatformError(HotpoolError):

@@ -121,6 +121,8 @@ class Settings:
     max_unzipped_bytes: int = 250 * 1024 * 1024
     max_event_bytes: int = 6 * 1024 * 1024
     max_event_depth: int = 128
+    # a function's return value (Lambda's synchronous limit); Main reads no more than this
+    max_response_bytes: int = 6 * 1024 * 1024
 
     def __post_init__(self) -> None:
         # containers run with their own working directory: every path must be absolute
