@@ -10,7 +10,16 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from hotpool.main_server.auth import AUTHENTICATOR, PRINCIPAL
-from hotpool.main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
+from hotpool.main_server.state import (
+    FUNCTIONS,
+    INVOKER,
+    LOGS,
+    POOL,
+    REAPER,
+    REDIS,
+    REGISTRY,
+    SETTINGS,
+)
 from hotpool.shared.errors import (
     Forbidden,
     HotpoolError,
@@ -18,6 +27,7 @@ from hotpool.shared.errors import (
     InvalidRequest,
     PayloadTooLarge,
 )
+from hotpool.shared.execlog import Position
 from hotpool.shared.http import error_response, json_response
 from hotpool.shared.models import FunctionConfig, qualify, validate_name
 from hotpool.shared.redis_conn import redis_errors
@@ -226,12 +236,21 @@ async def list_invocations(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "20")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_invocations_limit:
         raise InvalidRequest(f"limit must be a whole number from 1 to {max_invocations_limit}")
+    cursor = request.query.get("cursor")
+    after = Position.from_cursor(cursor) if cursor is not None else None
     fv = await request.app[FUNCTIONS].get(_target(request, "read"), fresh=True)
-    records = await request.app[LOGS].latest(fv.name, int(raw_limit))
-    for record in records:
+    page = await request.app[LOGS].page(
+        fv.name, int(raw_limit), after=after, max_bytes=request.app[SETTINGS].max_listing_bytes
+    )
+    for record in page.records:
         record["function"] = fv.short_name
     return json_response(
-        {"function": fv.short_name, "namespace": fv.namespace, "invocations": records}
+        {
+            "function": fv.short_name,
+            "namespace": fv.namespace,
+            "invocations": page.records,
+            "next_cursor": page.next_cursor,
+        }
     )
 
 

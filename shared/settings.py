@@ -123,6 +123,8 @@ class Settings:
     max_event_depth: int = 128
     # a function's return value (Lambda's synchronous limit); Main reads no more than this
     max_response_bytes: int = 6 * 1024 * 1024
+    # one page of an invocation listing (the records' JSON); a page ends there or at its limit
+    max_listing_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         # containers run with their own working directory: every path must be absolute
