@@ -35,6 +35,9 @@ from hotpool.shared.redis_conn import redis_errors
 routes = web.RouteTableDef()
 
 max_invocations_limit = 1000
+# a deploy's form holds the code and a few settings; a body of 100,000 empty parts once took
+# 13.5 s of Main's loop to refuse
+max_multipart_parts = 16
 
 
 async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
@@ -65,7 +68,11 @@ async def _parse_multipart(request: web.Request, limit: int) -> tuple[bytes, dic
     reader = await request.multipart()
     code: bytes | None = None
     params: dict[str, str] = {}
+    parts = 0
     while (part := await reader.next()) is not None:
+        parts += 1
+        if parts > max_multipart_parts:
+            raise InvalidRequest(f"the multipart body has more than {max_multipart_parts} parts")
         if not isinstance(part, BodyPartReader):
             raise InvalidRequest("nested multipart bodies are not supported")
         if part.filename is not None or part.name == "code":

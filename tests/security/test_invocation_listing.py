@@ -57,9 +57,7 @@ async def test_a_bad_cursor_is_refused(hotpool_stack):
     assert (await stack.deploy("chatty", CHATTY)).status == 201
 
     for cursor in ("not-a-cursor", "W10", "WyJ4IiwxXQ"):  # garbage, [], ["x",1]
-        resp = await stack.client.get(
-            "/v1/functions/chatty/invocations", params={"cursor": cursor}
-        )
+        resp = await stack.client.get("/v1/functions/chatty/invocations", params={"cursor": cursor})
         assert resp.status == 400
         body = await resp.json()
         assert body["error"]["code"] == "InvalidRequest"
