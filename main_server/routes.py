@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import BodyPartReader, web
@@ -26,6 +28,7 @@ from hotpool.shared.errors import (
     InvalidEvent,
     InvalidRequest,
     PayloadTooLarge,
+    RequestTimeout,
 )
 from hotpool.shared.execlog import Position
 from hotpool.shared.http import error_response, json_response
@@ -40,23 +43,38 @@ max_invocations_limit = 1000
 max_multipart_parts = 16
 
 
+@contextlib.asynccontextmanager
+async def _body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Bound the time a body takes to arrive: a client trickling one (slowloris) is cut off."""
+    timeout_s = request.app[SETTINGS].http_body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_s:g} s (HOTPOOL_HTTP_BODY_TIMEOUT_S)"
+        ) from None
+
+
 async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
     """The body, refusing anything over ``limit`` bytes before and while reading it."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"{what} is {request.content_length} bytes; the limit is {limit}")
     chunks = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    async with _body_deadline(request):
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
 async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
     try:
-        return await _parse_multipart(request, limit)
+        async with _body_deadline(request):
+            return await _parse_multipart(request, limit)
     except (BadHttpMessage, ValueError) as exc:
         # aiohttp's reader raises these for a missing boundary, a bad part header or a body
         # cut short: the caller's fault, so a 400 and not an unhandled 500

@@ -10,6 +10,7 @@
     │   ├── Unauthorized              401 no API key, or not a valid one
     │   ├── Forbidden                 403 the key lacks the scope (inside its own namespace)
     │   ├── NotFound                  404 unknown function or container (or another tenant's)
+    │   ├── RequestTimeout            408 the request body did not arrive in time
     │   ├── PayloadTooLarge           413 body over its limit
     │   └── TooManyRequests           429 over a concurrency limit; carries retry_after_s
     ├── FunctionError                 500 the user's code failed (exception, init failure, OOM)
@@ -87,6 +88,11 @@ class Forbidden(ClientError):
 class NotFound(ClientError):
     status = 404
     code = "NotFound"
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    code = "RequestTimeout"
 
 
 class PayloadTooLarge(ClientError):
