@@ -1,7 +1,8 @@
 """Item 6a: a function's return value is bounded; a huge one cannot swell Main's memory.
 
 A function returning ~50 MB gets a clear error naming the limit and its setting, Main never
-reads more than about the limit, and the function's next call works.
+reads more than about the limit, and the function's next call works: the container's answer
+was cut off by dropping its connection, and the container itself serves on.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ HUGE = handler_zip(
 )
 
 
+@pytest.fixture(params=["process", "docker"])
+def stack_backend(request) -> str:
+    return request.param
+
+
 def rss_bytes() -> int:
     """This process's resident memory (the stack runs in it), from /proc/self/status."""
     with open("/proc/self/status") as f:
@@ -35,7 +41,7 @@ def rss_bytes() -> int:
 
 async def test_a_huge_return_value_is_refused_naming_the_limit(hotpool_stack):
     stack = await hotpool_stack(max_response_bytes=LIMIT_BYTES)
-    assert (await stack.deploy("huge", HUGE)).status == 201
+    assert (await stack.deploy("huge", HUGE, memory_mb=512)).status == 201
     assert (await stack.invoke("huge", {})).status == 200  # warm: the container is started
     before = rss_bytes()
     resp = await stack.invoke("huge", {"huge": True})
@@ -52,6 +58,7 @@ async def test_a_huge_return_value_is_refused_naming_the_limit(hotpool_stack):
 
     again = await stack.invoke("huge", {})
     assert again.status == 200
+    assert again.headers["X-Hotpool-Cold-Start"] == "false"  # the same container, kept
     assert orjson.loads(await again.read()) == "small"
 
 
