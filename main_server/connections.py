@@ -101,12 +101,13 @@ class _GuardedConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._timer is not None:
-            if HEAD_END in self._tail + data[: 64 * 1024]:
+            # the end may be split across reads: the last bytes of the previous ones count
+            if HEAD_END in data or HEAD_END in self._tail + data[:3]:
                 self._timer.cancel()
                 self._timer = None
                 self._guard._head_arrived(self)
             else:
-                self._tail = data[-3:]
+                self._tail = (self._tail + data[-3:])[-3:]
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:

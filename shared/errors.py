@@ -212,7 +212,7 @@ def error_from_body(status: int, body: Any) -> HotpoolError:
     message = str(fields.pop("message", f"HTTP {status}"))
     by_code = {cls.code: cls for cls in all_error_classes()}
     by_status: dict[int, type[HotpoolError]] = {
-        401: Unauthorized, 403: Forbidden, 404: NotFound, 413: PayloadTooLarge,
+        401: Unauthorized, 403: Forbidden, 404: NotFound, 408: RequestTimeout, 413: PayloadTooLarge,
         429: TooManyRequests, 502: ContainerFailed, 503: NoCapacity, 504: InvocationTimeout,
     }  # fmt: skip
     cls = by_code.get(code) or by_status.get(status)

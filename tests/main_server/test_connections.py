@@ -58,7 +58,8 @@ async def test_when_every_connection_is_serving_a_new_one_is_refused():
     guard = ConnectionGuard(Inner, max_connections=1, header_timeout_s=60)
     first, first_t = connect(guard)
     first.data_received(b"GET / HTTP/1.1\r\nHost: x\r")
-    first.data_received(b"\n\r\n")  # the head's end split across reads still counts
+    for byte in b"\n\r\n":  # the head's end split across reads, a byte at a time, counts
+        first.data_received(bytes([byte]))
 
     refused, refused_t = connect(guard)
     refused.connection_lost(None)
