@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from hotpool.main_server.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from hotpool.main_server.container_client import ContainerClient
 from hotpool.main_server.functions import FunctionService
-from hotpool.main_server.invoke import Invoker
+from hotpool.main_server.invoke import Invoker, answer_limit_bytes
 from hotpool.main_server.keys_api import routes as key_routes
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.openapi import routes as openapi_routes
@@ -185,7 +185,9 @@ async def placement(app: web.Application) -> AsyncIterator[None]:
 async def invocations(app: web.Application) -> AsyncIterator[None]:
     """The invoke path, with its kept-alive connections to containers."""
     settings = app[SETTINGS]
-    containers = ContainerClient(keepalive=settings.container_keepalive)
+    containers = ContainerClient(
+        keepalive=settings.container_keepalive, max_answer_bytes=answer_limit_bytes(settings)
+    )
     app[INVOKER] = Invoker(
         settings,
         pool=app[POOL],

@@ -12,6 +12,9 @@ This is the real ``ContainerTransport`` (``main_server.ports``). Errors, most sp
   no byte reached the container (the caller may send the request elsewhere).
 - ``CallFailed``: the connection broke or the answer was malformed after the request was
   (perhaps) delivered; it must not be sent again.
+- ``AnswerTooLarge`` (a ``CallFailed``): the answer's Content-Length is over the client's
+  ``max_answer_bytes``; it is refused from its head, before its body is read, so a function
+  returning hundreds of megabytes costs Main a few kilobytes. Its connection is dropped.
 
 Connections are kept per ``host:port`` and reused while the container keeps them open (the
 ADR-000 design opened one per call and piled up TIME_WAIT sockets). ``keepalive=False``
@@ -26,13 +29,13 @@ import socket
 import time
 from typing import cast
 
-from hotpool.main_server.ports import CallFailed
+from hotpool.main_server.ports import AnswerTooLarge, CallFailed
 from hotpool.shared.errors import NotDelivered
 
 log = logging.getLogger(__name__)
 
 max_head_bytes = 64 * 1024
-max_body_bytes = 300 * 1024 * 1024  # the bootstrap's own request limit; answers stay below
+max_body_bytes = 300 * 1024 * 1024  # the bootstrap's own request limit; the default bound
 
 # this transport's name for NotDelivered: no connection was opened, the request never left Main
 ConnectFailed = NotDelivered
@@ -41,7 +44,8 @@ ConnectFailed = NotDelivered
 class _Connection(asyncio.Protocol):
     """One TCP connection and the answer to the request in flight on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_answer_bytes: int) -> None:
+        self.max_answer_bytes = max_answer_bytes
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -80,7 +84,7 @@ class _Connection(asyncio.Protocol):
                 if len(self._buffer) > max_head_bytes:
                     raise CallFailed("the container's answer headers are too long")
                 return
-            self._head = _parse_head(bytes(self._buffer[:end]))
+            self._head = _parse_head(bytes(self._buffer[:end]), self.max_answer_bytes)
             del self._buffer[: end + 4]
         status, length, close = self._head
         if len(self._buffer) >= length:
@@ -110,8 +114,9 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-def _parse_head(head: bytes) -> tuple[int, int, bool]:
-    """(status, Content-Length, the server closes) from a response head."""
+def _parse_head(head: bytes, max_answer_bytes: int) -> tuple[int, int, bool]:
+    """(status, Content-Length, the server closes) from a response head; an answer longer
+    than ``max_answer_bytes`` is refused here, before its body is read."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
@@ -127,14 +132,23 @@ def _parse_head(head: bytes) -> tuple[int, int, bool]:
             close = value.strip().lower() == b"close"
     if not 0 <= length <= max_body_bytes:
         raise CallFailed("the container's answer has no valid Content-Length")
+    if length > max_answer_bytes:
+        raise AnswerTooLarge(length, max_answer_bytes)
     return int(parts[1]), length, close
 
 
 class ContainerClient:
     """POSTs to containers over kept-alive connections, one request per connection at a time."""
 
-    def __init__(self, *, keepalive: bool = True, idle_timeout_s: float = 75.0) -> None:
+    def __init__(
+        self,
+        *,
+        keepalive: bool = True,
+        idle_timeout_s: float = 75.0,
+        max_answer_bytes: int = max_body_bytes,
+    ) -> None:
         self._keepalive = keepalive
+        self._max_answer_bytes = min(max_answer_bytes, max_body_bytes)
         self._idle_timeout_s = idle_timeout_s
         self._idle: dict[str, list[_Connection]] = {}
         self.opened = 0  # connections opened since start: what keep-alive saves
@@ -180,7 +194,9 @@ class ContainerClient:
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(_Connection, host, int(port))
+            _, conn = await loop.create_connection(
+                lambda: _Connection(self._max_answer_bytes), host, int(port)
+            )
         except (OSError, ValueError) as exc:
             raise NotDelivered(f"cannot connect to {address}: {exc}") from exc
         self.opened += 1

@@ -23,6 +23,7 @@ import orjson
 
 from hotpool.main_server.acquire import Acquirer
 from hotpool.main_server.ports import (
+    AnswerTooLarge,
     CallFailed,
     ColdStart,
     ContainerTransport,
@@ -36,6 +37,7 @@ from hotpool.shared.errors import (
     HotpoolError,
     InvocationTimeout,
     NotDelivered,
+    ResponseTooLarge,
 )
 from hotpool.shared.models import FunctionVersion, PoolEntry
 from hotpool.shared.pool import Admission, Pool
@@ -49,6 +51,14 @@ transport_margin_s = 0.25
 # a request is sent again only when it provably never reached a container (connect failed)
 max_delivery_attempts = 3
 remove_timeout_s = 10.0
+# what a container's answer holds besides the result: its captured stdout and stderr (each up
+# to log_limit_bytes, JSON-escaped up to 6 bytes a byte) and a few figures
+answer_envelope_bytes = 64 * 1024
+
+
+def answer_limit_bytes(settings: Settings) -> int:
+    """The longest container answer Main reads: the response limit plus the envelope."""
+    return settings.max_response_bytes + 12 * settings.log_limit_bytes + answer_envelope_bytes
 
 
 @dataclass
@@ -77,6 +87,10 @@ class _Attempt:
     entry: PoolEntry
     cold: ColdStart | None = None
     reply: dict[str, Any] = field(default_factory=dict)
+    # the function's fault found once its container answered (a result over the limit): the
+    # container is sound and goes back to the pool, the client gets this error
+    error: HotpoolError | None = None
+    result: bytes = b""
 
 
 class Invoker:
@@ -180,6 +194,9 @@ class Invoker:
             )
             try:
                 attempt.reply = await self._call(attempt.entry, fv, event, request_id)
+            except AnswerTooLarge:
+                attempt.error = self._too_large(fv, record)
+                return attempt
             except NotDelivered as exc:
                 # a container that died before the pool knew: nothing reached it, so the
                 # request goes to another container (never run twice)
@@ -206,6 +223,10 @@ class Invoker:
                 )
                 raise error from exc
             self._fill_record(record, attempt.reply)
+            if attempt.reply["status"] == "success":
+                attempt.result = orjson.dumps(attempt.reply.get("result"))
+                if len(attempt.result) > self._settings.max_response_bytes:
+                    attempt.error = self._too_large(fv, record)
             return attempt
         raise ContainerFailed(f"no container could be reached in {max_delivery_attempts} tries")
 
@@ -226,6 +247,8 @@ class Invoker:
                 f"{fv.name} ran past its timeout of {fv.config.timeout_s:g} s; "
                 "its container was stopped"
             ) from None
+        except AnswerTooLarge:
+            raise  # the function's doing, not the container's: see _run
         except CallFailed as exc:
             raise ContainerFailed(f"the container failed during the invocation: {exc}") from exc
         try:
@@ -235,6 +258,18 @@ class Invoker:
         if status != 200 or not isinstance(reply, dict) or "status" not in reply:
             raise ContainerFailed(f"the container answered {status}: {raw[:200]!r}")
         return reply
+
+    def _too_large(self, fv: FunctionVersion, record: dict[str, Any]) -> ResponseTooLarge:
+        """The error for a result over the limit, noted in the execution record."""
+        self._counters["responses_too_large"] += 1
+        limit = self._settings.max_response_bytes
+        error = ResponseTooLarge(
+            f"{fv.name} returned more than the response limit of {limit} bytes "
+            "(HOTPOOL_MAX_RESPONSE_BYTES)",
+            error_type="ResponseTooLarge",
+        )
+        record.update(status="error", error={"type": error.error_type, "message": error.message})
+        return error
 
     @staticmethod
     def _fill_record(record: dict[str, Any], reply: dict[str, Any]) -> None:
@@ -288,10 +323,13 @@ class Invoker:
 
 
 def _outcome(attempt: _Attempt, request_id: str, duration_ms: float) -> Invocation:
-    """The HTTP answer to a call that reached its container: the result or a function error."""
+    """The HTTP answer to a call that reached its container: the result or a function error
+    (raised when it has its own status, as ResponseTooLarge does)."""
+    if attempt.error is not None:
+        raise attempt.error
     reply, cold = attempt.reply, attempt.cold is not None
     if reply["status"] == "success":
-        return Invocation(request_id, 200, orjson.dumps(reply.get("result")), cold, duration_ms)
+        return Invocation(request_id, 200, attempt.result, cold, duration_ms)
     error = reply.get("error") or {}
     error_type = str(error.get("type", "Error"))
     body = FunctionError(

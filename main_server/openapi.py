@@ -191,7 +191,12 @@ def _function_paths() -> dict[str, Schema]:
                             "maximum": max_invocations_limit,
                             "default": 20,
                         },
-                        "How many records.",
+                        "How many records at most.",
+                    ),
+                    query_param(
+                        "cursor",
+                        {"type": "string"},
+                        "Where to go on: the `next_cursor` of the previous page.",
                     ),
                 ],
                 "responses": _responses(

@@ -166,6 +166,13 @@ def schemas() -> dict[str, Schema]:
                 "function": string,
                 "namespace": string,
                 "invocations": {"type": "array", "items": ref("Invocation")},
+                "next_cursor": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Pass as `cursor` for the next (older) page; null on the "
+                    "last page. A page ends at `limit` records or about "
+                    "HOTPOOL_MAX_LISTING_BYTES of them, whichever comes first.",
+                },
             }
         ),
         "KeyRequest": object_schema(

@@ -9,7 +9,8 @@ A port's failures, most specific first:
 - ``shared.errors.NotDelivered``: no byte reached the container or Manager, so the caller may
   send the request elsewhere (it cannot run twice).
 - ``CallFailed``: the call to a container broke after the request was (perhaps) delivered; it
-  must never be sent again.
+  must never be sent again. Its ``AnswerTooLarge`` names an answer over the caller's limit,
+  left unread: the container is fine, only its connection is dropped.
 - ``TimeoutError``: the container did not answer in the time allowed (its connection is dropped).
 """
 
@@ -23,6 +24,16 @@ from hotpool.shared.models import FunctionVersion, PoolEntry
 
 class CallFailed(Exception):
     """The connection broke or the answer was not HTTP; the request may have run."""
+
+
+class AnswerTooLarge(CallFailed):
+    """The container's answer is longer than the caller's limit: it was not read (its
+    connection is dropped), but the container itself is sound."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"the container's answer is {length} bytes; the limit is {limit}")
+        self.length = length
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,8 @@ class ContainerTransport(Protocol):
     async def post(
         self, address: str, path: str, body: bytes, headers: dict[str, str], timeout_s: float
     ) -> tuple[int, bytes]:
-        """(status, body) of one request; raises NotDelivered, CallFailed or TimeoutError."""
+        """(status, body) of one request; raises NotDelivered, CallFailed (AnswerTooLarge
+        for an answer over the transport's limit) or TimeoutError."""
         ...
 
     def forget(self, address: str) -> None:

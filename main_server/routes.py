@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from hotpool.main_server.auth import AUTHENTICATOR, PRINCIPAL
-from hotpool.main_server.state import FUNCTIONS, INVOKER, LOGS, POOL, REAPER, REDIS, REGISTRY
+from hotpool.main_server.state import (
+    FUNCTIONS,
+    INVOKER,
+    LOGS,
+    POOL,
+    REAPER,
+    REDIS,
+    REGISTRY,
+    SETTINGS,
+)
 from hotpool.shared.errors import (
     Forbidden,
     HotpoolError,
     InvalidEvent,
     InvalidRequest,
     PayloadTooLarge,
+    RequestTimeout,
 )
+from hotpool.shared.execlog import Position
 from hotpool.shared.http import error_response, json_response
 from hotpool.shared.models import FunctionConfig, qualify, validate_name
 from hotpool.shared.redis_conn import redis_errors
@@ -25,6 +38,22 @@ from hotpool.shared.redis_conn import redis_errors
 routes = web.RouteTableDef()
 
 max_invocations_limit = 1000
+# a deploy's form holds the code and a few settings; a body of 100,000 empty parts once took
+# 13.5 s of Main's loop to refuse
+max_multipart_parts = 16
+
+
+@contextlib.asynccontextmanager
+async def _body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Bound the time a body takes to arrive: a client trickling one (slowloris) is cut off."""
+    timeout_s = request.app[SETTINGS].http_body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_s:g} s (HOTPOOL_HTTP_BODY_TIMEOUT_S)"
+        ) from None
 
 
 async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
@@ -33,17 +62,19 @@ async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
         raise PayloadTooLarge(f"{what} is {request.content_length} bytes; the limit is {limit}")
     chunks = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    async with _body_deadline(request):
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
 async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
     try:
-        return await _parse_multipart(request, limit)
+        async with _body_deadline(request):
+            return await _parse_multipart(request, limit)
     except (BadHttpMessage, ValueError) as exc:
         # aiohttp's reader raises these for a missing boundary, a bad part header or a body
         # cut short: the caller's fault, so a 400 and not an unhandled 500
@@ -55,7 +86,11 @@ async def _parse_multipart(request: web.Request, limit: int) -> tuple[bytes, dic
     reader = await request.multipart()
     code: bytes | None = None
     params: dict[str, str] = {}
+    parts = 0
     while (part := await reader.next()) is not None:
+        parts += 1
+        if parts > max_multipart_parts:
+            raise InvalidRequest(f"the multipart body has more than {max_multipart_parts} parts")
         if not isinstance(part, BodyPartReader):
             raise InvalidRequest("nested multipart bodies are not supported")
         if part.filename is not None or part.name == "code":
@@ -226,12 +261,21 @@ async def list_invocations(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "20")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_invocations_limit:
         raise InvalidRequest(f"limit must be a whole number from 1 to {max_invocations_limit}")
+    cursor = request.query.get("cursor")
+    after = Position.from_cursor(cursor) if cursor is not None else None
     fv = await request.app[FUNCTIONS].get(_target(request, "read"), fresh=True)
-    records = await request.app[LOGS].latest(fv.name, int(raw_limit))
-    for record in records:
+    page = await request.app[LOGS].page(
+        fv.name, int(raw_limit), after=after, max_bytes=request.app[SETTINGS].max_listing_bytes
+    )
+    for record in page.records:
         record["function"] = fv.short_name
     return json_response(
-        {"function": fv.short_name, "namespace": fv.namespace, "invocations": records}
+        {
+            "function": fv.short_name,
+            "namespace": fv.namespace,
+            "invocations": page.records,
+            "next_cursor": page.next_cursor,
+        }
     )
 
 

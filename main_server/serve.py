@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from hotpool.main_server.app import create_app
+from hotpool.main_server.connections import GuardedSite, connection_cap
 from hotpool.manager.app import create_manager_app
 from hotpool.shared.auth import ALL_NAMESPACES
 from hotpool.shared.keystore import SqlKeyStore
@@ -54,10 +55,17 @@ class Address:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def site(self, runner: web.AppRunner) -> web.BaseSite:
-        if self.sock is None:
-            return web.TCPSite(runner, self.host, self.port)
-        return web.SockSite(runner, self.sock)
+    def site(self, runner: web.AppRunner, settings: Settings) -> web.BaseSite:
+        """The site listening here, behind the connection guard (``main_server.connections``)."""
+        listen = (
+            {"host": self.host, "port": self.port} if self.sock is None else {"sock": self.sock}
+        )
+        return GuardedSite(
+            runner,
+            max_connections=connection_cap(settings.http_max_connections),
+            header_timeout_s=settings.http_header_timeout_s,
+            **listen,
+        )
 
 
 # the ready line names each service's URL: "... Main on http://h:p ... Manager on http://h:q"
@@ -74,18 +82,25 @@ def announced_urls(output: str) -> dict[str, str]:
     return urls
 
 
-async def _serve(apps: list[tuple[web.Application, Address]], ready_message: str) -> None:
+async def _serve(
+    apps: list[tuple[web.Application, Address]], ready_message: str, settings: Settings
+) -> None:
     runners = []
     try:
         # every app is set up (the Manager registered in Redis) before any listens, and the
         # ones Main depends on listen first: Main's first call never finds no Manager
         for app, _ in apps:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                handle_signals=False,
+                keepalive_timeout=settings.http_keepalive_timeout_s,
+            )
             # listed first: a set-up that fails half-way is cleaned up (what it opened closed)
             runners.append(runner)
             await runner.setup()
         for runner, (_, address) in reversed(list(zip(runners, apps, strict=True))):
-            await address.site(runner).start()
+            await address.site(runner, settings).start()
         # what start-up built lives as long as the process: the cyclic collector need not walk
         # it again and again, and a request's few hundred short-lived objects need not trigger
         # a collection every other call (a profile of the warm path; Instagram's "Dismissing
@@ -163,6 +178,7 @@ async def run_dev(settings: Settings) -> None:
             f"hotpool dev: Main on {main_at.url}, Manager on {manager_at.url} "
             f"(state in {settings.state_dir}/, Redis: {local.url if local else 'in-process'}); "
             "Ctrl-C stops it",
+            settings,
         )
     finally:
         with contextlib.suppress(Exception):
@@ -181,6 +197,7 @@ async def run_main(settings: Settings) -> None:
     await _serve(
         [(create_app(settings.replace(port=main_at.port)), main_at)],
         f"hotpool main on {main_at.url}",
+        settings,
     )
 
 
@@ -189,6 +206,7 @@ async def run_manager(settings: Settings) -> None:
     await _serve(
         [(create_manager_app(settings.replace(manager_port=manager_at.port)), manager_at)],
         f"hotpool manager on {manager_at.url}",
+        settings,
     )
 
 

@@ -10,9 +10,11 @@
     │   ├── Unauthorized              401 no API key, or not a valid one
     │   ├── Forbidden                 403 the key lacks the scope (inside its own namespace)
     │   ├── NotFound                  404 unknown function or container (or another tenant's)
+    │   ├── RequestTimeout            408 the request body did not arrive in time
     │   ├── PayloadTooLarge           413 body over its limit
     │   └── TooManyRequests           429 over a concurrency limit; carries retry_after_s
     ├── FunctionError                 500 the user's code failed (exception, init failure, OOM)
+    │   └── ResponseTooLarge          502 its return value is over HOTPOOL_MAX_RESPONSE_BYTES
     └── PlatformError                 a hotpool or infrastructure fault (5xx)
         ├── ContainerFailed           502 the container crashed or answered garbage
         ├── NoCapacity                503 no Manager can start a container
@@ -88,6 +90,11 @@ class NotFound(ClientError):
     code = "NotFound"
 
 
+class RequestTimeout(ClientError):
+    status = 408
+    code = "RequestTimeout"
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "PayloadTooLarge"
@@ -125,6 +132,14 @@ class FunctionError(HotpoolError):
                 **self.details,
             }
         }
+
+
+class ResponseTooLarge(FunctionError):
+    """The function returned more than the response limit (Lambda: "Response payload size
+    exceeded"); the answer was not read, and the container stays in service."""
+
+    status = 502
+    code = "ResponseTooLarge"
 
 
 class PlatformError(HotpoolError):
@@ -197,7 +212,7 @@ def error_from_body(status: int, body: Any) -> HotpoolError:
     message = str(fields.pop("message", f"HTTP {status}"))
     by_code = {cls.code: cls for cls in all_error_classes()}
     by_status: dict[int, type[HotpoolError]] = {
-        401: Unauthorized, 403: Forbidden, 404: NotFound, 413: PayloadTooLarge,
+        401: Unauthorized, 403: Forbidden, 404: NotFound, 408: RequestTimeout, 413: PayloadTooLarge,
         429: TooManyRequests, 502: ContainerFailed, 503: NoCapacity, 504: InvocationTimeout,
     }  # fmt: skip
     cls = by_code.get(code) or by_status.get(status)

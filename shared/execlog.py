@@ -3,19 +3,27 @@ that keeps record writes off the invocation path.
 
 A record is a JSON-able dict with at least ``request_id``, ``function`` and ``started_at``
 (unix seconds). ``request_id`` is unique: writing a record twice stores it once.
+
+Records are listed newest first, ordered by ``(started_at, request_id)``, a page at a time: a
+page ends at its record count or its byte budget, whichever comes first, and the ``Position``
+of its last record is where the next page starts (the API's opaque cursor).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
 import orjson
 
+from hotpool.shared.errors import InvalidRequest
 from hotpool.shared.spill import Journal, SpillDir
 
 log = logging.getLogger(__name__)
@@ -23,12 +31,76 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a listing stopped: the last record it gave; the next page starts after it."""
+
+    started_at: float
+    request_id: str
+
+    @classmethod
+    def of(cls, record: Record) -> Position:
+        return cls(float(record["started_at"]), str(record["request_id"]))
+
+    def cursor(self) -> str:
+        """The opaque cursor the API hands out for this position."""
+        raw = orjson.dumps([self.started_at, self.request_id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def from_cursor(cls, cursor: str) -> Position:
+        """The position a cursor names; InvalidRequest when it is not one this API made."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            started_at, request_id = orjson.loads(raw)
+            if isinstance(started_at, bool) or not isinstance(started_at, (int, float)):
+                raise ValueError("started_at")
+            if not isinstance(request_id, str):
+                raise ValueError("request_id")
+        except (binascii.Error, ValueError, TypeError) as exc:  # JSONDecodeError: a ValueError
+            raise InvalidRequest(
+                "cursor is not valid: pass the next_cursor of a previous page unchanged"
+            ) from exc
+        return cls(float(started_at), request_id)
+
+
+@dataclass
+class Page:
+    """Records newest first, and whether more follow the last of them."""
+
+    records: list[Record]
+    more: bool
+
+    @property
+    def next_cursor(self) -> str | None:
+        return Position.of(self.records[-1]).cursor() if self.more and self.records else None
+
+
+def fill_page(rows: list[tuple[Record, int]], limit: int, max_bytes: int, *, cut: bool) -> Page:
+    """The page of ``rows`` (record, its size; newest first, read until there were ``limit``
+    + 1 or over ``max_bytes`` of them, ``cut`` if the reading stopped there): at most ``limit``
+    records within ``max_bytes`` (0: no byte budget), and always the first one."""
+    records: list[Record] = []
+    size = 0
+    for record, record_bytes in rows:
+        if len(records) == limit or (max_bytes and records and size + record_bytes > max_bytes):
+            return Page(records, more=True)
+        records.append(record)
+        size += record_bytes
+    return Page(records, more=cut)
+
+
 class ExecutionLog(Protocol):
     """Where per-invocation records are kept."""
 
     async def insert_many(self, records: list[Record]) -> None: ...
 
-    async def latest(self, function: str, limit: int) -> list[Record]: ...
+    async def page(
+        self, function: str, limit: int, *, after: Position | None = None, max_bytes: int = 0
+    ) -> Page:
+        """Up to ``limit`` records of ``function`` older than ``after`` (default: the newest),
+        newest first, within ``max_bytes`` of JSON (0: unbounded)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -73,11 +145,30 @@ class SqliteExecutionLog:
         await self.db.commit()
 
     async def latest(self, function: str, limit: int) -> list[Record]:
-        async with self.db.execute(
-            "SELECT doc FROM executions WHERE function = ? ORDER BY started_at DESC LIMIT ?",
-            (function, limit),
-        ) as cursor:
-            return [orjson.loads(row[0]) async for row in cursor]
+        """The ``limit`` newest records of ``function``."""
+        return (await self.page(function, limit)).records
+
+    async def page(
+        self, function: str, limit: int, *, after: Position | None = None, max_bytes: int = 0
+    ) -> Page:
+        query = "SELECT doc FROM executions WHERE function = ?"
+        params: list[Any] = [function]
+        if after is not None:
+            query += " AND (started_at < ? OR (started_at = ? AND request_id < ?))"
+            params += [after.started_at, after.started_at, after.request_id]
+        query += " ORDER BY started_at DESC, request_id DESC LIMIT ?"
+        rows: list[tuple[Record, int]] = []
+        size = 0
+        cut = False
+        # rows are read a few at a time, and no further than the byte budget needs
+        async with self.db.execute(query, (*params, limit + 1)) as cursor:
+            async for (doc,) in cursor:
+                rows.append((orjson.loads(doc), len(doc)))
+                size += len(doc)
+                if max_bytes and size > max_bytes:
+                    cut = True
+                    break
+        return fill_page(rows, limit, max_bytes, cut=cut)
 
     async def close(self) -> None:
         if self._db is not None:

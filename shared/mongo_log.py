@@ -11,11 +11,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
 from hotpool.shared.errors import StoreUnavailable
-from hotpool.shared.execlog import Record
+from hotpool.shared.execlog import Page, Position, Record, fill_page
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ INDEX_OPTIONS_CONFLICT = 85  # an index on these keys exists with other options
 SECONDS_PER_DAY = 86_400
 TTL_FIELD = "recorded_at"
 LATEST_INDEX = [("function", ASCENDING), ("started_at", DESCENDING)]
+NEWEST_FIRST = [("started_at", DESCENDING), ("request_id", DESCENDING)]
 
 
 class MongoExecutionLog:
@@ -117,17 +119,44 @@ class MongoExecutionLog:
             log.debug("%d execution records were already stored", len(exc.details["writeErrors"]))
 
     async def latest(self, function: str, limit: int) -> list[Record]:
+        """The ``limit`` newest records of ``function``."""
+        return (await self.page(function, limit)).records
+
+    async def page(
+        self, function: str, limit: int, *, after: Position | None = None, max_bytes: int = 0
+    ) -> Page:
+        query: dict[str, Any] = {"function": function}
+        if after is not None:
+            query["$or"] = [
+                {"started_at": {"$lt": after.started_at}},
+                {"started_at": after.started_at, "request_id": {"$lt": after.request_id}},
+            ]
         cursor = (
-            self._coll.find({"function": function}, projection={"_id": False, TTL_FIELD: False})
-            .sort("started_at", DESCENDING)
-            .limit(limit)
+            self._coll.find(query, projection={"_id": False, TTL_FIELD: False})
+            .sort(NEWEST_FIRST)
+            .limit(limit + 1)
+            .batch_size(min(limit + 1, 100))
         )
+        rows: list[tuple[Record, int]] = []
+        size = 0
+        cut = False
         try:
-            return [dict(doc) for doc in await cursor.to_list()]
+            # documents come a batch at a time, and no further than the byte budget needs
+            async for doc in cursor:
+                record = dict(doc)
+                record_bytes = len(orjson.dumps(record))
+                rows.append((record, record_bytes))
+                size += record_bytes
+                if max_bytes and size > max_bytes:
+                    cut = True
+                    break
         except ConnectionFailure as exc:
             # ServerSelectionTimeoutError, AutoReconnect and NetworkTimeout are all
             # ConnectionFailures
             raise _unavailable(exc) from exc
+        finally:
+            await cursor.close()
+        return fill_page(rows, limit, max_bytes, cut=cut)
 
     async def close(self) -> None:
         if self._owns_client:

@@ -119,11 +119,25 @@ class Settings:
     # manager`, generated per process by `hotpool dev`
     manager_secret: str = field(default="", repr=False)
 
+    # client connections, per service (main_server.connections): at the cap the oldest one
+    # that has sent no request yet is closed to make room; a first request head must arrive in
+    # http_header_timeout_s; a kept-alive connection idle for http_keepalive_timeout_s is closed
+    # (above the 15 s after which aiohttp's own client stops reusing one); a request body must
+    # arrive in http_body_timeout_s (408)
+    http_max_connections: int = 10_000
+    http_header_timeout_s: float = 10.0
+    http_keepalive_timeout_s: float = 75.0
+    http_body_timeout_s: float = 60.0
+
     # input limits
     max_package_bytes: int = 50 * 1024 * 1024
     max_unzipped_bytes: int = 250 * 1024 * 1024
     max_event_bytes: int = 6 * 1024 * 1024
     max_event_depth: int = 128
+    # a function's return value (Lambda's synchronous limit); Main reads no more than this
+    max_response_bytes: int = 6 * 1024 * 1024
+    # one page of an invocation listing (the records' JSON); a page ends there or at its limit
+    max_listing_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         # containers run with their own working directory: every path must be absolute

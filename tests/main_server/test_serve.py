@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from hotpool.main_server.serve import Address, announced_urls
+from hotpool.shared.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +62,7 @@ async def test_an_app_is_served_on_the_claimed_port():
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        await address.site(runner).start()
+        await address.site(runner, Settings()).start()
         async with aiohttp.ClientSession() as http, http.get(address.url + "/") as resp:
             assert await resp.text() == "hello"
     finally:

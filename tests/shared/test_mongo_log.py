@@ -27,7 +27,7 @@ from pymongo.errors import (
 )
 
 from hotpool.shared.errors import StoreUnavailable
-from hotpool.shared.execlog import Record, RecordWriter, SqliteExecutionLog
+from hotpool.shared.execlog import Position, Record, RecordWriter, SqliteExecutionLog
 from hotpool.shared.mongo_log import MongoExecutionLog
 from hotpool.shared.spill import SpillDir
 
@@ -53,21 +53,46 @@ def _index_name(keys: Any) -> str:
     return "_".join(f"{field}_{direction}" for field, direction in pairs)
 
 
+def _matches(doc: dict, filter_: dict) -> bool:
+    """The subset of MongoDB's query language the adapter uses: equality, $lt and $or."""
+    for key, wanted in filter_.items():
+        if key == "$or":
+            if not any(_matches(doc, clause) for clause in wanted):
+                return False
+        elif isinstance(wanted, dict):
+            if not doc.get(key) < wanted["$lt"]:
+                return False
+        elif doc.get(key) != wanted:
+            return False
+    return True
+
+
 class FakeCursor:
     def __init__(self, collection: FakeCollection, filter_: dict, projection: dict) -> None:
         self._collection = collection
         self._filter = filter_
         self._projection = projection
-        self._sort: tuple[str, int] | None = None
+        self._sort: list[tuple[str, int]] = []
         self._limit = 0
+        self.closed = False
 
-    def sort(self, key: str, direction: int) -> FakeCursor:
-        self._sort = (key, direction)
+    def sort(self, keys: list[tuple[str, int]]) -> FakeCursor:
+        self._sort = list(keys)
         return self
 
     def limit(self, n: int) -> FakeCursor:
         self._limit = n
         return self
+
+    def batch_size(self, n: int) -> FakeCursor:
+        return self
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def __aiter__(self) -> AsyncIterator[dict]:
+        for doc in await self.to_list():
+            yield doc
 
     async def to_list(self) -> list[dict]:
         self._collection.find_calls.append(
@@ -83,11 +108,10 @@ class FakeCursor:
         docs = [
             {k: v for k, v in doc.items() if self._projection.get(k, True)}
             for doc in self._collection.docs.values()
-            if all(doc.get(k) == v for k, v in self._filter.items())
+            if _matches(doc, self._filter)
         ]
-        if self._sort is not None:
-            key, direction = self._sort
-            docs.sort(key=lambda d: d[key], reverse=direction < 0)
+        for key, direction in reversed(self._sort):  # stable sorts, least significant first
+            docs.sort(key=lambda d, key=key: d[key], reverse=direction < 0)
         return docs[: self._limit] if self._limit else docs
 
 
@@ -232,6 +256,41 @@ async def test_contract_latest_is_newest_first_and_limited(execution_log):
     await execution_log.insert_many([record(f"r{i}", started_at=float(i)) for i in range(6)])
 
     assert [r["request_id"] for r in await execution_log.latest("echo", 3)] == ["r5", "r4", "r3"]
+
+
+@pytest.mark.contract
+async def test_contract_pages_give_every_record_once_newest_first(execution_log):
+    # ties on started_at: the request id orders them, so no page boundary loses or repeats one
+    records = [record(f"r{i:02}", started_at=float(i // 3)) for i in range(20)]
+    await execution_log.insert_many(records)
+
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await execution_log.page("echo", 3, after=after)
+        assert len(page.records) <= 3
+        seen += [r["request_id"] for r in page.records]
+        if page.next_cursor is None:
+            break
+        after = Position.from_cursor(page.next_cursor)
+
+    assert seen == [f"r{i:02}" for i in reversed(range(20))]
+
+
+@pytest.mark.contract
+async def test_contract_a_page_stops_at_its_byte_budget(execution_log):
+    await execution_log.insert_many(
+        [record(f"r{i}", started_at=float(i), stdout="x" * 10_000) for i in range(10)]
+    )
+
+    page = await execution_log.page("echo", 10, max_bytes=35_000)
+
+    assert [r["request_id"] for r in page.records] == ["r9", "r8", "r7"]
+    assert page.more
+    # a record larger than the budget still comes, alone: the listing always moves on
+    alone = await execution_log.page("echo", 10, max_bytes=100)
+    assert [r["request_id"] for r in alone.records] == ["r9"]
+    assert alone.next_cursor is not None
 
 
 @pytest.mark.contract
@@ -498,8 +557,8 @@ async def test_latest_asks_for_the_functions_records_newest_first_without_intern
     [call] = collection_of(fake_client).find_calls
     assert call["filter"] == {"function": "echo"}
     assert call["projection"] == {"_id": False, "recorded_at": False}
-    assert call["sort"] == ("started_at", -1)
-    assert call["limit"] == 5
+    assert call["sort"] == [("started_at", -1), ("request_id", -1)]
+    assert call["limit"] == 6  # one more than asked: whether another page follows
 
 
 @pytest.mark.unit
