@@ -61,6 +61,8 @@ class Settings:
     mongo_url: str = field(default="", repr=False)
     mongo_database: str = "hotpool"
     log_retention_days: float = 30.0
+    # versions of a function whose code package is kept (older ones lose theirs)
+    keep_versions: int = 5
     record_batch_size: int = 200
     record_flush_interval_s: float = 0.2
     # keep connections to containers open between calls; off = one connection per call, the
@@ -138,6 +140,8 @@ class Settings:
                 f"HOTPOOL_EMBEDDED_REDIS={self.embedded_redis!r} is not one of "
                 f"{', '.join(EMBEDDED_REDIS)}"
             )
+        if self.keep_versions < 1:
+            raise SettingsError(f"{ENV_PREFIX}KEEP_VERSIONS must be at least 1")
         if not self.auth_failures_per_s > 0:
             raise SettingsError(f"{ENV_PREFIX}AUTH_FAILURES_PER_S must be a number > 0")
         for f in fields(self):
