@@ -136,7 +136,8 @@ class FunctionService:
     async def _collect(self, name: str, keep: int) -> None:
         """Forget all but ``keep`` versions of ``name`` and delete the packages left unused.
 
-        Best effort: the deploy or delete itself has succeeded; the next one collects again.
+        Best effort: the deploy or delete itself has succeeded. Versions the database could
+        not forget are collected by the next deploy; a package whose deletion fails stays.
         """
         try:
             for key in await self._metadata.prune(name, keep):
