@@ -30,6 +30,8 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 OPEN_PATHS = frozenset({"/healthz"})
 # routes that meter the key's rate themselves, in the same Redis round trip as their own work
 SELF_METERED = frozenset({"invoke"})
+# blocks expire within 1/auth_failures_per_s; past this many, the expired ones are dropped
+MAX_BLOCKED_ADDRESSES = 10_000
 
 
 class Authenticator:
@@ -42,6 +44,9 @@ class Authenticator:
         # a key's principal and stored hash; each request's own secret is checked against it
         self._keys: TtlCache[str, tuple[Principal, str]] = TtlCache(settings.key_cache_ttl_s)
         self._take_token = redis.register_script(keys.TAKE_TOKEN)
+        # client address -> monotonic time until which it is refused: known here without a
+        # Redis round trip on every request; Redis counts the failures across replicas
+        self._blocked: dict[str, float] = {}
 
     @property
     def keystore(self) -> SqlKeyStore:
@@ -53,6 +58,36 @@ class Authenticator:
         if not secret_matches(secret, stored):
             raise Unauthorized(INVALID_KEY)
         return principal
+
+    def check_address(self, address: str) -> None:
+        """Raise TooManyRequests while ``address`` is blocked for failing to authenticate."""
+        until = self._blocked.get(address)
+        if until is None:
+            return
+        left_s = until - time.monotonic()
+        if left_s > 0:
+            raise too_many_failures(left_s)
+        del self._blocked[address]
+
+    async def failed(self, address: str) -> None:
+        """Count a failed authentication from ``address``; raise TooManyRequests (and block
+        the address, a right key included) once it is over its burst."""
+        rate, burst = self._settings.auth_failures_per_s, max(1, self._settings.auth_failure_burst)
+        try:
+            wait_s = float(
+                await self._take_token(
+                    keys=[keys.auth_failures(address)], args=[rate, burst, time.time()]
+                )
+            )
+        except REDIS_ERRORS:
+            log.warning("could not count a failed authentication from %s", address)
+            return
+        if wait_s > 0:
+            now = time.monotonic()
+            if len(self._blocked) >= MAX_BLOCKED_ADDRESSES:
+                self._blocked = {a: t for a, t in self._blocked.items() if t > now}
+            self._blocked[address] = now + wait_s
+            raise too_many_failures(wait_s)
 
     def forget(self, key_id: str) -> None:
         self._keys.forget(key_id)
@@ -106,6 +141,12 @@ def over_rate(rate_per_s: float, wait_s: float) -> TooManyRequests:
     )
 
 
+def too_many_failures(wait_s: float) -> TooManyRequests:
+    return TooManyRequests(
+        "too many failed authentications from this address; retry later", retry_after_s=wait_s
+    )
+
+
 def namespace_full(namespace: str, limit: int) -> TooManyRequests:
     return TooManyRequests(
         f"namespace {namespace!r} has {limit} calls in flight, its limit; retry later",
@@ -121,7 +162,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in OPEN_PATHS:
         return await handler(request)
     authenticator = request.app[AUTHENTICATOR]
-    principal = await authenticator.authenticate(request.headers.get("Authorization"))
+    header = request.headers.get("Authorization")
+    address = request.remote or ""
+    authenticator.check_address(address)
+    try:
+        principal = await authenticator.authenticate(header)
+    except Unauthorized:
+        if header:  # a key sent and wrong is a guess; no key at all guesses nothing
+            await authenticator.failed(address)
+        raise
     if request.match_info.route.name not in SELF_METERED:
         await authenticator.meter(principal)
     request[PRINCIPAL] = principal

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from hotpool.main_server.ports import ManagerApi
 from hotpool.shared import keys
 from hotpool.shared.codestore import CodeStore
-from hotpool.shared.errors import StoreUnavailable
+from hotpool.shared.errors import HotpoolError, StoreUnavailable
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_qualified
 from hotpool.shared.packages import PackageLimits, inspect_package
@@ -55,12 +55,16 @@ class FunctionService:
         package = await asyncio.to_thread(inspect_package, data, config.handler, self._limits)
         key = await self._code.put(package.sha256, package.data)
         fv = await self._metadata.create_version(name, config, package.sha256, key)
+        # again, now that a version holds it: a collection of the same content that ran
+        # between the first put and create_version may have removed it
+        await self._code.put(package.sha256, package.data)
         await self._changed(name)
         await self._pool.unretire(name, fv.version)
         if fv.version > 1:
             # the old version drains: its idle containers go now, its busy ones on release,
             # and the requests waiting for one move to the new version
             await self._remove_all(await self._pool.retire(name, fv.version - 1))
+        await self._collect(name, self._settings.keep_versions)
         return fv
 
     @property
@@ -131,7 +135,20 @@ class FunctionService:
         await self._changed(name)
         idle = await self._pool.retire(name, fv.version)
         await self._remove_all(idle)
+        await self._collect(name, 0)
         return fv, len(idle)
+
+    async def _collect(self, name: str, keep: int) -> None:
+        """Forget all but ``keep`` versions of ``name`` and delete the packages left unused.
+
+        Best effort: the deploy or delete itself has succeeded. Versions the database could
+        not forget are collected by the next deploy; a package whose deletion fails stays.
+        """
+        try:
+            for key in await self._metadata.prune(name, keep):
+                await self._code.delete(key)
+        except HotpoolError as exc:
+            log.warning("could not collect old packages of %s: %s", name, exc)
 
     async def _remove_all(self, entries: list[PoolEntry]) -> None:
         await asyncio.gather(*(self._managers.remove(e) for e in entries))

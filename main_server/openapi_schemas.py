@@ -180,12 +180,15 @@ def schemas() -> dict[str, Schema]:
                 "namespaces": {
                     "type": "array",
                     "items": namespace,
-                    "description": "Namespaces the key may use; `*` is all.",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "description": "Namespaces the key may use, each once; `*` is all. "
+                    "Not together with `namespace`.",
                 },
                 "namespace": {
                     **namespace,
                     "default": "default",
-                    "description": "One namespace (when `namespaces` is empty).",
+                    "description": "One namespace (instead of `namespaces`).",
                 },
                 "scopes": {
                     "oneOf": [
@@ -199,14 +202,21 @@ def schemas() -> dict[str, Schema]:
                     "type": "string",
                     "pattern": NAME_PATTERN,
                     "description": "A key that may only invoke this function "
-                    "(its scopes are `invoke`; needs exactly one namespace).",
+                    "(its scopes are `invoke`, any other is refused; needs exactly one "
+                    "namespace).",
                 },
                 "description": {"type": "string", "maxLength": 255},
-                "rate_per_s": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+                "rate_per_s": {
+                    "type": "number",
+                    "exclusiveMinimum": True,
+                    "minimum": 0,
+                    "description": "Requests per second; leave it out for no per-key limit.",
+                },
             },
             required=[],
             additionalProperties=False,
             anyOf=[{"required": ["scopes"]}, {"required": ["function"]}],
+            **{"not": {"required": ["namespace", "namespaces"]}},
         ),
         "NewKey": {
             "allOf": [

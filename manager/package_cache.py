@@ -55,5 +55,8 @@ class PackageCache:
     async def put(self, sha256: str, data: bytes) -> str:
         return await self._store.put(sha256, data)
 
+    async def delete(self, key: str) -> None:
+        await self._store.delete(key)
+
     async def close(self) -> None:
         return None

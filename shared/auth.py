@@ -70,15 +70,18 @@ def parse_scopes(raw: str) -> frozenset[str]:
     return scopes
 
 
-def validate_namespaces(namespaces: list[str]) -> list[str]:
+def validate_namespaces(namespaces: list[str], field: str = "namespaces") -> list[str]:
+    """``namespaces`` if each is a valid name (or ``*``) listed once; else a 400 naming it."""
     if not namespaces:
-        raise InvalidRequest("a key needs at least one namespace")
+        raise InvalidRequest(f"{field}: a key needs at least one namespace")
     for namespace in namespaces:
         if namespace != ALL_NAMESPACES and not NAME_RE.match(namespace):
             raise InvalidRequest(
-                f"invalid namespace {namespace[:80]!r}: use 1-63 characters of a-z, 0-9, "
-                "'-' and '_', starting with a letter"
+                f"{field}: invalid namespace {namespace[:80]!r}: use 1-63 characters of a-z, "
+                "0-9, '-' and '_', starting with a letter"
             )
+    if len(set(namespaces)) != len(namespaces):
+        raise InvalidRequest(f"{field}: each namespace may be listed only once")
     return namespaces
 
 

@@ -23,6 +23,10 @@ class CodeStore(Protocol):
 
     async def get(self, key: str) -> bytes: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove a package; removing one that is not there is not an error."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -56,6 +60,9 @@ class LocalCodeStore:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise NotFound(f"no code package {key!r}") from None
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
 
     async def close(self) -> None:
         return None

@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from hotpool.shared.spill import Journal, SpillDir
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+SECONDS_PER_DAY = 86_400  # HOTPOOL_LOG_RETENTION_DAYS is in days; the adapters work in seconds
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,15 @@ class ExecutionLog(Protocol):
 
 
 class SqliteExecutionLog:
-    """``ExecutionLog`` in a local SQLite file (the embedded default)."""
+    """``ExecutionLog`` in a local SQLite file (the embedded default).
 
-    def __init__(self, path: Path) -> None:
+    Records older than ``retention_s`` (by ``started_at``; None keeps them for ever) are
+    deleted at open and with every batch written, as MongoDB's TTL index does for its adapter.
+    """
+
+    def __init__(self, path: Path, *, retention_s: float | None = None) -> None:
         self._path = path
+        self._retention_s = retention_s
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
@@ -125,7 +132,17 @@ class SqliteExecutionLog:
             "CREATE INDEX IF NOT EXISTS ix_executions_function_started"
             " ON executions (function, started_at DESC)"
         )
+        # the retention's delete finds the expired records without a full scan
+        await self._db.execute(
+            "CREATE INDEX IF NOT EXISTS ix_executions_started ON executions (started_at)"
+        )
+        await self._expire()
         await self._db.commit()
+
+    async def _expire(self) -> None:
+        if self._retention_s is not None:
+            cutoff = time.time() - self._retention_s
+            await self.db.execute("DELETE FROM executions WHERE started_at < ?", (cutoff,))
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -142,6 +159,7 @@ class SqliteExecutionLog:
                 for r in records
             ],
         )
+        await self._expire()
         await self.db.commit()
 
     async def latest(self, function: str, limit: int) -> list[Record]:

@@ -55,6 +55,11 @@ def error_response(exc: HotpoolError, headers: dict[str, str] | None = None) -> 
     return json_response(exc.to_dict(), status=exc.status, headers=extra)
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn hotpool errors into their responses, and aiohttp's HTML errors into JSON."""
@@ -69,6 +74,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             {"error": {"code": exc.reason.replace(" ", ""), "message": exc.text or exc.reason}},
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        )
+    except ConnectionResetError:
+        if not _client_gone(request):
+            raise  # a connection of ours (Redis, a Manager) was reset: a fault, logged below
+        # any client can hang up mid-body, as often as it likes: worth a line, not a traceback
+        log.info("client disconnected during %s %s", request.method, request.path)
+        return json_response(
+            {"error": {"code": "ClientDisconnected", "message": "the client went away"}},
+            status=400,
         )
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)

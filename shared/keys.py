@@ -27,6 +27,8 @@ Access control:
 
 - ``hp:bucket:{key_id}``            HASH tokens, updated_at: the key's request-rate bucket.
 - ``hp:ns-inflight:{namespace}``    ZSET token -> deadline: the namespace's calls in flight.
+- ``hp:auth-failures:{address}``    HASH tokens, updated_at: the bucket of failed authentications
+  from one client address (TAKE_TOKEN, taken on each failure).
 - ``hp:keys-changed``               channel: a key id, published when a key is revoked so every
   Main replica drops its cached copy at once.
 
@@ -57,6 +59,7 @@ WAKE_SENTINEL = "retired"
 REAPER_LOCK = "hp:reaper-lock"
 BUCKET_PREFIX = "hp:bucket:"
 NS_INFLIGHT_PREFIX = "hp:ns-inflight:"
+AUTH_FAILURES_PREFIX = "hp:auth-failures:"
 KEYS_CHANGED = "hp:keys-changed"
 
 # A retired marker outlives any lease (timeout + grace) by far.
@@ -87,6 +90,10 @@ def wake(function: str, version: int) -> str:
 
 def bucket(key_id: str) -> str:
     return f"{BUCKET_PREFIX}{key_id}"
+
+
+def auth_failures(address: str) -> str:
+    return f"{AUTH_FAILURES_PREFIX}{address}"
 
 
 def ns_inflight(namespace: str) -> str:

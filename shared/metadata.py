@@ -30,6 +30,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    delete,
     select,
 )
 from sqlalchemy.dialects import mysql
@@ -87,6 +88,8 @@ class MetadataStore(Protocol):
     async def list_functions(self, namespace: str | None = None) -> list[FunctionVersion]: ...
 
     async def delete(self, name: str) -> FunctionVersion: ...
+
+    async def prune(self, name: str, keep: int) -> list[str]: ...
 
     async def close(self) -> None: ...
 
@@ -380,6 +383,34 @@ class SqlMetadataStore:
                 raise NotFound(f"function {name!r} does not exist")
             fn.deleted_at = _now()
         return latest
+
+    @translate_errors
+    async def prune(self, name: str, keep: int) -> list[str]:
+        """Forget all but the newest ``keep`` versions of ``name`` (all of a deleted function
+        with ``keep=0``); return the code keys that no version of any function uses any more."""
+        async with self._sessions.begin() as session:
+            fn = await session.scalar(
+                select(FunctionRow).where(FunctionRow.name == name).with_for_update()
+            )
+            if fn is None:
+                return []
+            old = (
+                await session.execute(
+                    select(VersionRow.id, VersionRow.code_key).where(
+                        VersionRow.function_id == fn.id,
+                        VersionRow.version <= fn.latest_version - keep,
+                    )
+                )
+            ).all()
+            if not old:
+                return []
+            await session.execute(delete(VersionRow).where(VersionRow.id.in_([r.id for r in old])))
+            # packages are stored once per content: another version may share one
+            candidates = {r.code_key for r in old}
+            used = await session.scalars(
+                select(VersionRow.code_key).where(VersionRow.code_key.in_(candidates))
+            )
+            return sorted(candidates - set(used))
 
     @translate_errors
     async def close(self) -> None:

@@ -16,13 +16,12 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
 from hotpool.shared.errors import StoreUnavailable
-from hotpool.shared.execlog import Page, Position, Record, fill_page
+from hotpool.shared.execlog import SECONDS_PER_DAY, Page, Position, Record, fill_page
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
 INDEX_OPTIONS_CONFLICT = 85  # an index on these keys exists with other options
-SECONDS_PER_DAY = 86_400
 TTL_FIELD = "recorded_at"
 LATEST_INDEX = [("function", ASCENDING), ("started_at", DESCENDING)]
 NEWEST_FIRST = [("started_at", DESCENDING), ("request_id", DESCENDING)]

@@ -112,6 +112,10 @@ class S3CodeStore:
             async with response["Body"] as body:
                 return await body.read()
 
+    async def delete(self, key: str) -> None:
+        with s3_errors(key):  # S3 answers a missing key with success too
+            await self._client.delete_object(Bucket=self._bucket, Key=self._key(key))
+
     async def exists(self, key: str) -> bool:
         try:
             with s3_errors(key):

@@ -61,6 +61,8 @@ class Settings:
     mongo_url: str = field(default="", repr=False)
     mongo_database: str = "hotpool"
     log_retention_days: float = 30.0
+    # versions of a function whose code package is kept (older ones lose theirs)
+    keep_versions: int = 5
     record_batch_size: int = 200
     record_flush_interval_s: float = 0.2
     # keep connections to containers open between calls; off = one connection per call, the
@@ -115,6 +117,10 @@ class Settings:
     rate_per_s: float = 100.0  # default request rate per API key
     rate_burst: int = 200
     namespace_max_concurrency: int = 200  # calls in flight per namespace
+    # failed authentications (a key sent but not valid) per client address: past the burst the
+    # address gets 429 until its bucket refills; generous, as a secret is not guessable anyway
+    auth_failures_per_s: float = 10.0
+    auth_failure_burst: int = 100
     # the secret Main presents to Managers (Authorization: Bearer); required by `hotpool
     # manager`, generated per process by `hotpool dev`
     manager_secret: str = field(default="", repr=False)
@@ -151,6 +157,10 @@ class Settings:
                 f"HOTPOOL_EMBEDDED_REDIS={self.embedded_redis!r} is not one of "
                 f"{', '.join(EMBEDDED_REDIS)}"
             )
+        if self.keep_versions < 1:
+            raise SettingsError(f"{ENV_PREFIX}KEEP_VERSIONS must be at least 1")
+        if not self.auth_failures_per_s > 0:
+            raise SettingsError(f"{ENV_PREFIX}AUTH_FAILURES_PER_S must be a number > 0")
         for f in fields(self):
             value = getattr(self, f.name)
             # "not >= 0" also refuses NaN, which would make a sleep or a timeout last forever

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from hotpool.shared.codestore import CodeStore, LocalCodeStore
-from hotpool.shared.execlog import ExecutionLog, SqliteExecutionLog
+from hotpool.shared.execlog import SECONDS_PER_DAY, ExecutionLog, SqliteExecutionLog
 from hotpool.shared.metadata import SqlMetadataStore
 from hotpool.shared.settings import Settings
 
@@ -52,7 +52,10 @@ async def open_execution_log(settings: Settings) -> ExecutionLog:
         except Exception as exc:
             log.warning("MongoDB (HOTPOOL_MONGO_URL) unreachable at start-up: %s", exc)
         return mongo
-    sqlite = SqliteExecutionLog(settings.state_dir / "executions.db")
+    sqlite = SqliteExecutionLog(
+        settings.state_dir / "executions.db",
+        retention_s=settings.log_retention_days * SECONDS_PER_DAY,
+    )
     await sqlite.open()
     return sqlite
 

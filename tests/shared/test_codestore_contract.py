@@ -43,6 +43,18 @@ async def test_put_is_idempotent(store):
 
 
 @pytest.mark.contract
+async def test_a_deleted_package_is_gone_and_deleting_it_again_is_fine(store):
+    sha, data = _package(b"old code")
+    key = await store.put(sha, data)
+    await store.delete(key)
+    with pytest.raises(NotFound):
+        await store.get(key)
+    await store.delete(key)
+    assert await store.put(sha, data) == key  # and it can come back
+    assert await store.get(key) == data
+
+
+@pytest.mark.contract
 async def test_unknown_key_is_not_found(store):
     with pytest.raises(NotFound):
         await store.get(f"{'0' * 64}.zip")

@@ -241,3 +241,20 @@ async def test_versions_persist_across_store_instances(tmp_path):
         assert (await create(second, "echo", 2)).version == 2
     finally:
         await second.close()
+
+
+@pytest.mark.contract
+async def test_prune_keeps_the_newest_versions_and_names_the_unused_packages(store):
+    for n in (1, 2, 3, 4):
+        await create(store, "echo", n)
+    await create(store, "other", 1)  # shares version 1's package
+
+    assert await store.prune("echo", 2) == [f"{2:064x}.zip"]
+    assert (await store.latest("echo")).version == 4
+    assert await store.prune("echo", 2) == []
+
+    await store.delete("echo")
+    assert await store.prune("echo", 0) == [f"{3:064x}.zip", f"{4:064x}.zip"]
+    assert await store.prune("never-deployed", 0) == []
+    assert (await create(store, "echo", 5)).version == 5  # numbering goes on
+    assert (await store.latest("other")).code_key == f"{1:064x}.zip"
