@@ -14,11 +14,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Collection, Iterator, Mapping
+from datetime import UTC, datetime
 
 import aiodocker
 import aiohttp
+from aiodocker.networks import DockerNetwork
 
 from hotpool.manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
 from hotpool.shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
@@ -88,8 +91,10 @@ class DockerBackend:
         tmpfs_mb: int = 64,
         create_concurrency: int = 4,
         ready_timeout_s: float = 30.0,
+        network: str = FUNCTION_NETWORK,
     ) -> None:
         self._manager_id = manager_id
+        self._network = network
         self._images = dict(images)
         self._host = advertise_host
         self._docker_url = docker_url
@@ -105,7 +110,8 @@ class DockerBackend:
         self._exits: dict[str, ExitStatus] = {}
         self._listeners: list[ExitListener] = []
         self._events_task: asyncio.Task[None] | None = None
-        self._network_ready = False
+        self._network_lock = asyncio.Lock()
+        self._network_id: str | None = None
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -158,14 +164,14 @@ class DockerBackend:
                 "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges"],
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
-                "NetworkMode": FUNCTION_NETWORK,
+                "NetworkMode": self._network,
                 "RestartPolicy": {"Name": "no"},
             },
         }
 
     async def start(self, spec: ContainerSpec) -> Container:
         config = self.container_config(spec)
-        await self._ensure_network()
+        config["HostConfig"]["NetworkMode"] = await self._ensure_network()
         started = time.time()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
             with docker_errors("Docker could not create the container", image=config["Image"]):
@@ -183,39 +189,58 @@ class DockerBackend:
             raise
         return Container(container.id, address, spec.runtime, spec.memory_mb, started)
 
-    async def _ensure_network(self) -> None:
-        """Create the functions' bridge (inter-container traffic off) once, or check it."""
-        if self._network_ready:
-            return
-        options = await self._network_options(missing_ok=True)
-        if options is None:
-            # 409: another Manager created it first
-            with docker_errors(f"could not create the {FUNCTION_NETWORK} network", ignore=(409,)):
+    async def _ensure_network(self) -> str:
+        """The functions' bridge's ID: settled once, then remembered."""
+        if self._network_id is None:
+            # concurrent first starts (pre-warming and a cold start) share one creation
+            async with self._network_lock:
+                if self._network_id is None:
+                    self._network_id = await self._settle_network()
+        return self._network_id
+
+    async def _settle_network(self) -> str:
+        """Find or create the bridge (inter-container traffic off); keep one of duplicates.
+
+        Docker lets two networks share a name, and Managers starting at once on a fresh daemon
+        may both create it; a container asking for an ambiguous name then never starts. So
+        every Manager keeps the oldest of the networks with that name (all choose the same
+        one), removes the others it can (Docker refuses while a container uses one), and
+        refers to the network by its ID from then on.
+        """
+        found = await self._networks_named()
+        if not found:
+            # 409: another Manager created it first (the daemon's duplicate check is racy,
+            # hence the second look)
+            with docker_errors(f"could not create the {self._network} network", ignore=(409,)):
                 await self.docker.networks.create(
                     {
-                        "Name": FUNCTION_NETWORK,
+                        "Name": self._network,
                         "Driver": "bridge",
                         "CheckDuplicate": True,
                         "Options": {ICC_OPTION: "false"},
                         "Labels": {"org.hotpool.network": "functions"},
                     }
                 )
-            options = await self._network_options() or {}
-        if options.get(ICC_OPTION) != "false":
+            found = await self._networks_named()
+        if not found:
+            raise ContainerFailed(f"the Docker network {self._network!r} vanished on creation")
+        kept, *duplicates = sorted(found, key=_creation_order)
+        for duplicate in duplicates:
+            with contextlib.suppress(aiodocker.DockerError):
+                await DockerNetwork(self.docker, duplicate["Id"]).delete()
+                log.info("removed a duplicate %s network %s", self._network, duplicate["Id"][:12])
+        if (kept.get("Options") or {}).get(ICC_OPTION) != "false":
             raise ContainerFailed(
-                f"the Docker network {FUNCTION_NETWORK!r} lets containers talk to each other; "
-                f"remove it (docker network rm {FUNCTION_NETWORK}) and hotpool recreates it"
+                f"the Docker network {self._network!r} lets containers talk to each other; "
+                f"remove it (docker network rm {self._network}) and hotpool recreates it"
             )
-        self._network_ready = True
+        return kept["Id"]
 
-    async def _network_options(self, *, missing_ok: bool = False) -> dict | None:
-        """The functions' bridge options; None when it is missing and ``missing_ok``."""
-        with docker_errors(
-            f"could not inspect the {FUNCTION_NETWORK} network", ignore=(404,) if missing_ok else ()
-        ):
-            network = await self.docker.networks.get(FUNCTION_NETWORK)
-            return (await network.show()).get("Options") or {}
-        return None
+    async def _networks_named(self) -> list[dict]:
+        with docker_errors(f"could not list the {self._network} networks"):
+            listed = await self.docker.networks.list(filters={"name": [self._network]})
+        # the daemon's name filter also matches parts of names
+        return [network for network in listed if network.get("Name") == self._network]
 
     async def _wait_ready(self, container_id: str, address: str) -> None:
         deadline = time.monotonic() + self._ready_timeout_s
@@ -363,3 +388,16 @@ class DockerBackend:
                 await listener(container_id)
             except Exception:
                 log.exception("exit listener failed for %s", container_id)
+
+
+_CREATED = re.compile(r"(?P<second>[^.]+?)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)$")
+
+
+def _creation_order(network: dict) -> tuple[datetime, int, str]:
+    """Oldest first, by the daemon's ``Created`` (nanoseconds, trailing zeros trimmed), then ID."""
+    created = _CREATED.match(network.get("Created", ""))
+    if created is None:
+        return datetime.max.replace(tzinfo=UTC), 0, network["Id"]
+    zone = created["zone"].replace("Z", "+00:00")
+    second = datetime.fromisoformat(created["second"] + zone)
+    return second, int((created["fraction"] or "0").ljust(9, "0")), network["Id"]
