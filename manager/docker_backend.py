@@ -181,7 +181,11 @@ class DockerBackend:
             with docker_errors("Docker could not start the container"):
                 await container.start()
                 info = await container.show()
-            port = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT][0]["HostPort"]
+            bindings = (info["NetworkSettings"].get("Ports") or {}).get(BOOTSTRAP_PORT)
+            if not bindings:  # it died before Docker published its port
+                ended = await self.exit_status(container.id)
+                raise ContainerFailed(f"container exited while starting: {ended}")
+            port = bindings[0]["HostPort"]
             address = f"{self._host}:{port}"
             await self._wait_ready(container.id, address)
         except BaseException:
