@@ -37,6 +37,12 @@ ICC_OPTION = "com.docker.network.bridge.enable_icc"
 MANAGER_LABEL = "hotpool.manager"
 RUNTIME_LABEL = "hotpool.runtime"
 BUILD_COMMAND = "hotpool images build (or deploy/build-images.sh)"
+# The bootstrap captures each call's output itself (bounded, into its execution record), so the
+# daemon's log only matters for a bootstrap failing at start. It stays readable with `docker
+# logs` for that, but capped: a function writing straight to file descriptor 1, or a process it
+# left running, bypasses the capture, and an uncapped json-file log filled the disk at 100 MB/s.
+# At most max-size x max-file per container.
+CONTAINER_LOG = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
 ready_poll_interval_s = 0.01
 docker_call_timeout_s = 30.0
 events_retry_s = 1.0
@@ -166,6 +172,7 @@ class DockerBackend:
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
                 "NetworkMode": self._network,
                 "RestartPolicy": {"Name": "no"},
+                "LogConfig": CONTAINER_LOG,
             },
         }
 

@@ -56,6 +56,8 @@ async def test_container_config_is_hardened(docker):
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["Init"] is True
     assert host["Privileged"] is False
+    # output past the bootstrap's capture cannot fill the host's disk
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
     assert info["Config"]["User"] == "10001:10001"
     labels = info["Config"]["Labels"]
     assert labels[MANAGER_LABEL] == manager_id and labels[RUNTIME_LABEL] == "python"
