@@ -171,6 +171,9 @@ class DockerBackend:
                 "SecurityOpt": ["no-new-privileges"],
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
                 "NetworkMode": self._network,
+                # a private IPC namespace without /dev/shm: no second writable tmpfs beside /tmp
+                # and no shared memory (as on Lambda; the bootstrap needs none)
+                "IpcMode": "none",
                 "RestartPolicy": {"Name": "no"},
                 "LogConfig": CONTAINER_LOG,
             },
