@@ -181,7 +181,11 @@ class DockerBackend:
 
     async def start(self, spec: ContainerSpec) -> Container:
         config = self.container_config(spec)
-        config["HostConfig"]["NetworkMode"] = await self._ensure_network()
+        network_id = await self._ensure_network()
+        config["HostConfig"]["NetworkMode"] = network_id
+        # starting looks the network up by the endpoint's NetworkID, or else by name, which
+        # another Manager's duplicate (until it is removed) makes ambiguous
+        config["NetworkingConfig"] = {"EndpointsConfig": {self._network: {"NetworkID": network_id}}}
         started = time.time()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
             with docker_errors("Docker could not create the container", image=config["Image"]):
@@ -219,7 +223,7 @@ class DockerBackend:
         may both create it; a container asking for an ambiguous name then never starts. So
         every Manager keeps the oldest of the networks with that name (all choose the same
         one), removes the others it can (Docker refuses while a container uses one), and
-        refers to the network by its ID from then on.
+        refers to the network by its ID from then on, when creating and starting containers.
         """
         found = await self._networks_named()
         if not found:

@@ -115,3 +115,33 @@ async def test_managers_recover_from_a_duplicate_network(docker, network_name):
         assert len(await _networks_named(docker, network_name)) == 2
 
     await _check_one_network(docker, network_name, two_of_them)
+
+
+async def test_managers_start_containers_while_a_duplicate_in_use_cannot_be_removed(
+    docker, network_name
+):
+    older, newer = [
+        await docker.networks.create(
+            {"Name": network_name, "CheckDuplicate": False, "Options": {ICC_OPTION: "false"}}
+        )
+        for _ in range(2)
+    ]
+    # a container on the newer one: Docker refuses to remove it, so it stays a duplicate
+    squatter = await docker.containers.create(
+        {
+            "Image": RUNTIME_IMAGE,
+            "Entrypoint": ["sleep", "60"],
+            "HostConfig": {"NetworkMode": newer.id, "AutoRemove": True},
+            "NetworkingConfig": {"EndpointsConfig": {network_name: {"NetworkID": newer.id}}},
+        }
+    )
+    try:
+        await squatter.start()
+        results, backends = await _start_at_once(network_name)
+        try:
+            assert [r for r in results if isinstance(r, BaseException)] == []
+            assert await _networks_of(docker, [c.id for c in results]) == {older.id}
+        finally:
+            await asyncio.gather(*(b.close() for b in backends))
+    finally:
+        await squatter.delete(force=True)
