@@ -14,29 +14,22 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
-from collections.abc import Collection, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 
 import aiodocker
 import aiohttp
-from aiodocker.networks import DockerNetwork
 
 from hotpool.manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
-from hotpool.shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
+from hotpool.manager.docker_errors import BUILD_COMMAND, docker_errors
+from hotpool.manager.docker_network import FUNCTION_NETWORK, FunctionNetwork
+from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_PORT = "8080/tcp"
-# every function container joins this bridge, where inter-container traffic is off: a function
-# reaches no other container (another tenant's included), while the host still reaches each
-# one through its published port
-FUNCTION_NETWORK = "hotpool-functions"
-ICC_OPTION = "com.docker.network.bridge.enable_icc"
 MANAGER_LABEL = "hotpool.manager"
 RUNTIME_LABEL = "hotpool.runtime"
-BUILD_COMMAND = "hotpool images build (or deploy/build-images.sh)"
 # The bootstrap captures each call's output itself (bounded, into its execution record), so the
 # daemon's log only matters for a bootstrap failing at start. It stays readable with `docker
 # logs` for that, but capped: a function writing straight to file descriptor 1, or a process it
@@ -47,37 +40,6 @@ ready_poll_interval_s = 0.01
 docker_call_timeout_s = 30.0
 events_retry_s = 1.0
 max_remembered_exits = 1000
-# aiodocker's own status for "could not connect to the daemon" (no HTTP status was ever received)
-DAEMON_UNREACHABLE_STATUS = 900
-
-
-@contextlib.contextmanager
-def docker_errors(
-    what: str, *, image: str | None = None, ignore: Collection[int] = ()
-) -> Iterator[None]:
-    """Translate a Docker failure while doing ``what`` into hotpool's errors.
-
-    A daemon that cannot be reached is ``NoCapacity`` (503: its Manager is unhealthy too); a
-    404 while creating a container from ``image`` is ``RuntimeImageMissing``; anything else
-    the daemon refuses is ``ContainerFailed`` (``"<what>: [status] message"``). A status in
-    ``ignore`` means the work is already done, and passes silently.
-    """
-    try:
-        yield
-    except aiodocker.DockerError as exc:
-        if exc.status in ignore:
-            return
-        if exc.status == 404 and image is not None:
-            raise RuntimeImageMissing(
-                f"the runtime image {image!r} is missing; build it with {BUILD_COMMAND}"
-            ) from exc
-        if exc.status == DAEMON_UNREACHABLE_STATUS:
-            raise NoCapacity(f"the Docker daemon is unreachable: {exc.message}") from exc
-        raise ContainerFailed(f"{what}: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        # a timeout says nothing itself
-        reason = str(exc) or type(exc).__name__
-        raise NoCapacity(f"the Docker daemon is unreachable: {reason}") from exc
 
 
 class DockerBackend:
@@ -100,7 +62,7 @@ class DockerBackend:
         network: str = FUNCTION_NETWORK,
     ) -> None:
         self._manager_id = manager_id
-        self._network = network
+        self._network = FunctionNetwork(lambda: self.docker, network)
         self._images = dict(images)
         self._host = advertise_host
         self._docker_url = docker_url
@@ -116,8 +78,6 @@ class DockerBackend:
         self._exits: dict[str, ExitStatus] = {}
         self._listeners: list[ExitListener] = []
         self._events_task: asyncio.Task[None] | None = None
-        self._network_lock = asyncio.Lock()
-        self._network_id: str | None = None
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -170,7 +130,7 @@ class DockerBackend:
                 "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges"],
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
-                "NetworkMode": self._network,
+                "NetworkMode": self._network.name,
                 # a private IPC namespace without /dev/shm: no second writable tmpfs beside /tmp
                 # and no shared memory (as on Lambda; the bootstrap needs none)
                 "IpcMode": "none",
@@ -181,11 +141,9 @@ class DockerBackend:
 
     async def start(self, spec: ContainerSpec) -> Container:
         config = self.container_config(spec)
-        network_id = await self._ensure_network()
+        network_id = await self._network.id()  # by ID: its name may be ambiguous
         config["HostConfig"]["NetworkMode"] = network_id
-        # starting looks the network up by the endpoint's NetworkID, or else by name, which
-        # another Manager's duplicate (until it is removed) makes ambiguous
-        config["NetworkingConfig"] = {"EndpointsConfig": {self._network: {"NetworkID": network_id}}}
+        config["NetworkingConfig"] = self._network.endpoints(network_id)
         started = time.time()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
             with docker_errors("Docker could not create the container", image=config["Image"]):
@@ -206,59 +164,6 @@ class DockerBackend:
             await self.remove(container.id)
             raise
         return Container(container.id, address, spec.runtime, spec.memory_mb, started)
-
-    async def _ensure_network(self) -> str:
-        """The functions' bridge's ID: settled once, then remembered."""
-        if self._network_id is None:
-            # concurrent first starts (pre-warming and a cold start) share one creation
-            async with self._network_lock:
-                if self._network_id is None:
-                    self._network_id = await self._settle_network()
-        return self._network_id
-
-    async def _settle_network(self) -> str:
-        """Find or create the bridge (inter-container traffic off); keep one of duplicates.
-
-        Docker lets two networks share a name, and Managers starting at once on a fresh daemon
-        may both create it; a container asking for an ambiguous name then never starts. So
-        every Manager keeps the oldest of the networks with that name (all choose the same
-        one), removes the others it can (Docker refuses while a container uses one), and
-        refers to the network by its ID from then on, when creating and starting containers.
-        """
-        found = await self._networks_named()
-        if not found:
-            # 409: another Manager created it first (the daemon's duplicate check is racy,
-            # hence the second look)
-            with docker_errors(f"could not create the {self._network} network", ignore=(409,)):
-                await self.docker.networks.create(
-                    {
-                        "Name": self._network,
-                        "Driver": "bridge",
-                        "CheckDuplicate": True,
-                        "Options": {ICC_OPTION: "false"},
-                        "Labels": {"org.hotpool.network": "functions"},
-                    }
-                )
-            found = await self._networks_named()
-        if not found:
-            raise ContainerFailed(f"the Docker network {self._network!r} vanished on creation")
-        kept, *duplicates = sorted(found, key=_creation_order)
-        for duplicate in duplicates:
-            with contextlib.suppress(aiodocker.DockerError):
-                await DockerNetwork(self.docker, duplicate["Id"]).delete()
-                log.info("removed a duplicate %s network %s", self._network, duplicate["Id"][:12])
-        if (kept.get("Options") or {}).get(ICC_OPTION) != "false":
-            raise ContainerFailed(
-                f"the Docker network {self._network!r} lets containers talk to each other; "
-                f"remove it (docker network rm {self._network}) and hotpool recreates it"
-            )
-        return kept["Id"]
-
-    async def _networks_named(self) -> list[dict]:
-        with docker_errors(f"could not list the {self._network} networks"):
-            listed = await self.docker.networks.list(filters={"name": [self._network]})
-        # the daemon's name filter also matches parts of names
-        return [network for network in listed if network.get("Name") == self._network]
 
     async def _wait_ready(self, container_id: str, address: str) -> None:
         deadline = time.monotonic() + self._ready_timeout_s
@@ -406,16 +311,3 @@ class DockerBackend:
                 await listener(container_id)
             except Exception:
                 log.exception("exit listener failed for %s", container_id)
-
-
-_CREATED = re.compile(r"(?P<second>[^.]+?)(?:\.(?P<fraction>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)$")
-
-
-def _creation_order(network: dict) -> tuple[datetime, int, str]:
-    """Oldest first, by the daemon's ``Created`` (nanoseconds, trailing zeros trimmed), then ID."""
-    created = _CREATED.match(network.get("Created", ""))
-    if created is None:
-        return datetime.max.replace(tzinfo=UTC), 0, network["Id"]
-    zone = created["zone"].replace("Z", "+00:00")
-    second = datetime.fromisoformat(created["second"] + zone)
-    return second, int((created["fraction"] or "0").ljust(9, "0")), network["Id"]

@@ -20,7 +20,8 @@ import pytest
 from aiodocker.networks import DockerNetwork
 
 from hotpool.manager.backend import ContainerSpec
-from hotpool.manager.docker_backend import ICC_OPTION, DockerBackend
+from hotpool.manager.docker_backend import DockerBackend
+from hotpool.manager.docker_network import ICC_OPTION
 from tests.services import RUNTIME_IMAGE
 from tests.stack import require_docker
 

@@ -20,12 +20,8 @@ import redis.exceptions
 import sqlalchemy.exc
 from redis.asyncio.sentinel import MasterNotFoundError
 
-from hotpool.manager.docker_backend import (
-    FUNCTION_NETWORK,
-    ICC_OPTION,
-    DockerBackend,
-    docker_errors,
-)
+from hotpool.manager.docker_errors import docker_errors
+from hotpool.manager.docker_network import FUNCTION_NETWORK, ICC_OPTION, FunctionNetwork
 from hotpool.shared.errors import (
     ContainerFailed,
     HotpoolError,
@@ -511,17 +507,16 @@ class _Docker:
         yield SimpleNamespace(status=204)
 
 
-def _backend(networks: _Networks) -> DockerBackend:
-    backend = DockerBackend(manager_id="m1", images={"python": IMAGE})
-    backend._docker = _Docker(networks)  # type: ignore[assignment]
-    return backend
+def _function_network(networks: _Networks) -> tuple[FunctionNetwork, _Docker]:
+    docker = _Docker(networks)
+    return FunctionNetwork(lambda: docker, FUNCTION_NETWORK), docker  # type: ignore[arg-type]
 
 
 async def test_missing_network_is_created_once_without_inter_container_traffic():
     networks = _Networks()
-    backend = _backend(networks)
+    network, _ = _function_network(networks)
     # pre-warming and the first cold start ask at the same moment
-    ids = await asyncio.gather(*(backend._ensure_network() for _ in range(5)))
+    ids = await asyncio.gather(*(network.id() for _ in range(5)))
 
     (config,) = networks.created
     assert config["Name"] == FUNCTION_NETWORK and config["Options"] == {ICC_OPTION: "false"}
@@ -530,9 +525,9 @@ async def test_missing_network_is_created_once_without_inter_container_traffic()
 
 async def test_network_created_by_another_manager_meanwhile_is_used():
     networks = _Networks(create_error=aiodocker.DockerError(409, "exists"))
-    backend = _backend(networks)
+    network, _ = _function_network(networks)
 
-    assert await backend._ensure_network() == "theirs"
+    assert await network.id() == "theirs"
     assert networks.created == []
 
 
@@ -542,18 +537,18 @@ async def test_duplicate_networks_keep_the_oldest_and_remove_the_others():
         _network("a", "2026-11-30T09:08:04.12Z"),
         _network("c", "2026-11-30T10:08:04+01:00"),
     )
-    backend = _backend(networks)
+    network, docker = _function_network(networks)
 
-    assert await backend._ensure_network() == "c"
-    assert backend._docker.deleted == ["networks/a", "networks/b"]
+    assert await network.id() == "c"
+    assert docker.deleted == ["networks/a", "networks/b"]
     assert networks.created == []
 
 
 async def test_network_letting_containers_talk_is_refused():
-    backend = _backend(_Networks(_network("n", "2026-01-01T00:00:00Z", icc="true")))
+    network, _ = _function_network(_Networks(_network("n", "2026-01-01T00:00:00Z", icc="true")))
     with pytest.raises(ContainerFailed, match="lets containers talk to each other"):
-        await backend._ensure_network()
-    assert backend._network_id is None
+        await network.id()
+    assert network._id is None
 
 
 @pytest.mark.parametrize(
@@ -580,10 +575,10 @@ async def test_network_letting_containers_talk_is_refused():
     ],
 )
 async def test_network_failures_are_translated(networks, expected, message):
-    backend = _backend(networks)
+    network, _ = _function_network(networks)
     with pytest.raises(expected) as raised:
-        await backend._ensure_network()
+        await network.id()
 
     assert raised.value.message == message
     assert isinstance(raised.value.__cause__, aiodocker.DockerError)
-    assert backend._network_id is None
+    assert network._id is None
