@@ -3,18 +3,20 @@
 #
 #   deploy/build-images.sh            # idempotent: does nothing when the image exists
 #   FORCE=1 deploy/build-images.sh    # rebuild
+#   DEBIAN_MIRROR=http://... deploy/build-images.sh   # a mirror other than apt's own
 #
-# 1. debootstrap a minimal Debian bookworm root filesystem with python3 (about 45 s, once)
+# 1. debootstrap a minimal Debian bookworm root filesystem with python3 (about 45 s, once),
+#    from the Debian mirror (and through the proxy) this machine's apt uses
 # 2. docker import it as the base image  hotpool/base-debian:bookworm
 # 3. docker build deploy/runtimes/python/Dockerfile with BASE_IMAGE=that base
 # The runtime image is rebuilt whenever the bootstrap or the Dockerfile changes (its content
 # hash is a label), so a stale image is never used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source deploy/apt-sources.sh
 
 BASE_IMAGE="${HOTPOOL_BASE_IMAGE:-hotpool/base-debian:bookworm}"
 RUNTIME_IMAGE="${HOTPOOL_RUNTIME_IMAGE:-hotpool/runtime-python:latest}"
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ROOTFS_DIR="${ROOTFS_DIR:-/var/cache/hotpool/rootfs-bookworm}"
 
 command -v docker >/dev/null || { echo "docker is not installed (apt-get install docker.io)" >&2; exit 1; }
@@ -25,8 +27,13 @@ if [[ -n "${FORCE:-}" ]] || ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1
     if [[ ! -x "$ROOTFS_DIR/usr/bin/python3" ]]; then
         rm -rf "$ROOTFS_DIR.partial"
         mkdir -p "$(dirname "$ROOTFS_DIR")"
-        echo "debootstrap: building a minimal Debian root filesystem in $ROOTFS_DIR" >&2
-        debootstrap --variant=minbase --include=python3 bookworm "$ROOTFS_DIR.partial" "$MIRROR" >&2
+        mirror="$(debian_mirror)"
+        if [[ -z "${http_proxy:-}" ]]; then
+            http_proxy="$(apt_http_proxy)"
+            [[ -z "$http_proxy" ]] || export http_proxy
+        fi
+        echo "debootstrap: building a minimal Debian root filesystem in $ROOTFS_DIR from $mirror" >&2
+        debootstrap --variant=minbase --include=python3 bookworm "$ROOTFS_DIR.partial" "$mirror" >&2
         # caches and docs are dead weight in every container
         rm -rf "$ROOTFS_DIR.partial"/var/cache/apt/archives/*.deb \
                "$ROOTFS_DIR.partial"/var/lib/apt/lists/* \

@@ -15,60 +15,31 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Mapping
 
 import aiodocker
 import aiohttp
 
 from hotpool.manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
-from hotpool.shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
+from hotpool.manager.docker_errors import BUILD_COMMAND, docker_errors
+from hotpool.manager.docker_network import FUNCTION_NETWORK, FunctionNetwork
+from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_PORT = "8080/tcp"
-# every function container joins this bridge, where inter-container traffic is off: a function
-# reaches no other container (another tenant's included), while the host still reaches each
-# one through its published port
-FUNCTION_NETWORK = "hotpool-functions"
-ICC_OPTION = "com.docker.network.bridge.enable_icc"
 MANAGER_LABEL = "hotpool.manager"
 RUNTIME_LABEL = "hotpool.runtime"
-BUILD_COMMAND = "hotpool images build (or deploy/build-images.sh)"
+# The bootstrap captures each call's output itself (bounded, into its execution record), so the
+# daemon's log only matters for a bootstrap failing at start. It stays readable with `docker
+# logs` for that, but capped: a function writing straight to file descriptor 1, or a process it
+# left running, bypasses the capture, and an uncapped json-file log filled the disk at 100 MB/s.
+# At most max-size x max-file per container.
+CONTAINER_LOG = {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
 ready_poll_interval_s = 0.01
 docker_call_timeout_s = 30.0
 events_retry_s = 1.0
 max_remembered_exits = 1000
-# aiodocker's own status for "could not connect to the daemon" (no HTTP status was ever received)
-DAEMON_UNREACHABLE_STATUS = 900
-
-
-@contextlib.contextmanager
-def docker_errors(
-    what: str, *, image: str | None = None, ignore: Collection[int] = ()
-) -> Iterator[None]:
-    """Translate a Docker failure while doing ``what`` into hotpool's errors.
-
-    A daemon that cannot be reached is ``NoCapacity`` (503: its Manager is unhealthy too); a
-    404 while creating a container from ``image`` is ``RuntimeImageMissing``; anything else
-    the daemon refuses is ``ContainerFailed`` (``"<what>: [status] message"``). A status in
-    ``ignore`` means the work is already done, and passes silently.
-    """
-    try:
-        yield
-    except aiodocker.DockerError as exc:
-        if exc.status in ignore:
-            return
-        if exc.status == 404 and image is not None:
-            raise RuntimeImageMissing(
-                f"the runtime image {image!r} is missing; build it with {BUILD_COMMAND}"
-            ) from exc
-        if exc.status == DAEMON_UNREACHABLE_STATUS:
-            raise NoCapacity(f"the Docker daemon is unreachable: {exc.message}") from exc
-        raise ContainerFailed(f"{what}: {exc}") from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        # a timeout says nothing itself
-        reason = str(exc) or type(exc).__name__
-        raise NoCapacity(f"the Docker daemon is unreachable: {reason}") from exc
 
 
 class DockerBackend:
@@ -88,8 +59,10 @@ class DockerBackend:
         tmpfs_mb: int = 64,
         create_concurrency: int = 4,
         ready_timeout_s: float = 30.0,
+        network: str = FUNCTION_NETWORK,
     ) -> None:
         self._manager_id = manager_id
+        self._network = FunctionNetwork(lambda: self.docker, network)
         self._images = dict(images)
         self._host = advertise_host
         self._docker_url = docker_url
@@ -105,7 +78,6 @@ class DockerBackend:
         self._exits: dict[str, ExitStatus] = {}
         self._listeners: list[ExitListener] = []
         self._events_task: asyncio.Task[None] | None = None
-        self._network_ready = False
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -158,14 +130,20 @@ class DockerBackend:
                 "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges"],
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
-                "NetworkMode": FUNCTION_NETWORK,
+                "NetworkMode": self._network.name,
+                # a private IPC namespace without /dev/shm: no second writable tmpfs beside /tmp
+                # and no shared memory (as on Lambda; the bootstrap needs none)
+                "IpcMode": "none",
                 "RestartPolicy": {"Name": "no"},
+                "LogConfig": CONTAINER_LOG,
             },
         }
 
     async def start(self, spec: ContainerSpec) -> Container:
         config = self.container_config(spec)
-        await self._ensure_network()
+        network_id = await self._network.id()  # by ID: its name may be ambiguous
+        config["HostConfig"]["NetworkMode"] = network_id
+        config["NetworkingConfig"] = self._network.endpoints(network_id)
         started = time.time()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
             with docker_errors("Docker could not create the container", image=config["Image"]):
@@ -175,47 +153,17 @@ class DockerBackend:
             with docker_errors("Docker could not start the container"):
                 await container.start()
                 info = await container.show()
-            port = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT][0]["HostPort"]
+            bindings = (info["NetworkSettings"].get("Ports") or {}).get(BOOTSTRAP_PORT)
+            if not bindings:  # it died before Docker published its port
+                ended = await self.exit_status(container.id)
+                raise ContainerFailed(f"container exited while starting: {ended}")
+            port = bindings[0]["HostPort"]
             address = f"{self._host}:{port}"
             await self._wait_ready(container.id, address)
         except BaseException:
             await self.remove(container.id)
             raise
         return Container(container.id, address, spec.runtime, spec.memory_mb, started)
-
-    async def _ensure_network(self) -> None:
-        """Create the functions' bridge (inter-container traffic off) once, or check it."""
-        if self._network_ready:
-            return
-        options = await self._network_options(missing_ok=True)
-        if options is None:
-            # 409: another Manager created it first
-            with docker_errors(f"could not create the {FUNCTION_NETWORK} network", ignore=(409,)):
-                await self.docker.networks.create(
-                    {
-                        "Name": FUNCTION_NETWORK,
-                        "Driver": "bridge",
-                        "CheckDuplicate": True,
-                        "Options": {ICC_OPTION: "false"},
-                        "Labels": {"org.hotpool.network": "functions"},
-                    }
-                )
-            options = await self._network_options() or {}
-        if options.get(ICC_OPTION) != "false":
-            raise ContainerFailed(
-                f"the Docker network {FUNCTION_NETWORK!r} lets containers talk to each other; "
-                f"remove it (docker network rm {FUNCTION_NETWORK}) and hotpool recreates it"
-            )
-        self._network_ready = True
-
-    async def _network_options(self, *, missing_ok: bool = False) -> dict | None:
-        """The functions' bridge options; None when it is missing and ``missing_ok``."""
-        with docker_errors(
-            f"could not inspect the {FUNCTION_NETWORK} network", ignore=(404,) if missing_ok else ()
-        ):
-            network = await self.docker.networks.get(FUNCTION_NETWORK)
-            return (await network.show()).get("Options") or {}
-        return None
 
     async def _wait_ready(self, container_id: str, address: str) -> None:
         deadline = time.monotonic() + self._ready_timeout_s

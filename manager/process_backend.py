@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 address_space_allowance_mb = 384
 port_poll_interval_s = 0.005
 max_remembered_exits = 1000
+# what the Manager keeps of a container's own stdout/stderr (the start-up failure message)
+output_tail_bytes = 2000
+drain_chunk_bytes = 64 * 1024
 
 
 class ProcessBackend:
@@ -54,6 +57,7 @@ class ProcessBackend:
         self._ready_timeout_s = ready_timeout_s
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._drains: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[ExitListener] = []
         self._removing: set[str] = set()
         self._exits: dict[str, int] = {}
@@ -77,23 +81,24 @@ class ProcessBackend:
         # given any function's limit later (raising a hard limit needs privileges)
         hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1])
         started = time.time()
-        # a local file opened once per container start: not worth a thread hop
-        with open(workdir / "output.log", "wb") as output:  # noqa: ASYNC230
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH),
-                "--host", self._host, "--port", "0",
-                "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
-                cwd=workdir,
-                env=_container_env(workdir),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                start_new_session=True,
-                preexec_fn=lambda: _prepare_child(limit_bytes, hard_bytes),
-            )  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH),
+            "--host", self._host, "--port", "0",
+            "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
+            cwd=workdir,
+            env=_container_env(workdir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: _prepare_child(limit_bytes, hard_bytes),
+        )  # fmt: skip
+        assert proc.stdout is not None
+        tail = bytearray()
+        self._drains[container_id] = asyncio.create_task(_drain(proc.stdout, tail))
         self._procs[container_id] = proc
         try:
-            port = await self._wait_for_port(proc, port_file)
+            port = await self._wait_for_port(container_id, proc, port_file, tail)
         except BaseException:
             await self.remove(container_id)
             raise
@@ -106,11 +111,16 @@ class ProcessBackend:
             started_at=started,
         )
 
-    async def _wait_for_port(self, proc: asyncio.subprocess.Process, port_file: Path) -> int:
+    async def _wait_for_port(
+        self, container_id: str, proc: asyncio.subprocess.Process, port_file: Path, tail: bytes
+    ) -> int:
         deadline = time.monotonic() + self._ready_timeout_s
         while time.monotonic() < deadline:
             if proc.returncode is not None:
-                output = (port_file.parent / "output.log").read_text(errors="replace")[-2000:]
+                # what it wrote before dying may still be in the pipe
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._drains[container_id]), 1.0)
+                output = tail.decode(errors="replace")
                 raise ContainerFailed(
                     f"container exited with code {proc.returncode} while starting: {output}"
                 )
@@ -130,6 +140,7 @@ class ProcessBackend:
         log.info("container %s exited on its own with code %s", container_id, code)
         self._procs.pop(container_id, None)
         self._watchers.pop(container_id, None)
+        _cancel(self._drains.pop(container_id, None))
         shutil.rmtree(self._work_dir / container_id, ignore_errors=True)
         for listener in self._listeners:
             try:
@@ -148,6 +159,7 @@ class ProcessBackend:
                 await proc.wait()
             if watcher is not None:
                 watcher.cancel()
+            _cancel(self._drains.pop(container_id, None))
             await asyncio.to_thread(
                 shutil.rmtree, self._work_dir / container_id, ignore_errors=True
             )
@@ -187,6 +199,22 @@ class ProcessBackend:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.remove(cid) for cid in list(self._procs)))
+
+
+async def _drain(stream: asyncio.StreamReader, tail: bytearray) -> None:
+    """Read the container's output until it ends, keeping only its last bytes.
+
+    Its output is not kept on disk: a function writing straight to file descriptor 1 (past the
+    bootstrap's per-call capture) could fill it. The tail explains a container dying at start.
+    """
+    while chunk := await stream.read(drain_chunk_bytes):
+        tail += chunk
+        del tail[:-output_tail_bytes]
+
+
+def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
 
 
 def _prepare_child(limit_bytes: int, hard_bytes: int) -> None:

@@ -56,6 +56,9 @@ async def test_container_config_is_hardened(docker):
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["Init"] is True
     assert host["Privileged"] is False
+    assert host["IpcMode"] == "none"  # no /dev/shm: /tmp is the only writable place
+    # output past the bootstrap's capture cannot fill the host's disk
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
     assert info["Config"]["User"] == "10001:10001"
     labels = info["Config"]["Labels"]
     assert labels[MANAGER_LABEL] == manager_id and labels[RUNTIME_LABEL] == "python"
@@ -75,6 +78,12 @@ PROBE = handler_zip(
         found["opt"] = "written"
     except OSError as exc:
         found["opt"] = errno.errorcode[exc.errno]
+    try:
+        with open("/dev/shm/x", "w") as f:
+            f.write("nope")
+        found["shm"] = "written"
+    except OSError as exc:
+        found["shm"] = errno.errorcode[exc.errno]
     with open("/tmp/x", "w") as f:
         f.write("scratch")
     with open("/tmp/x") as f:
@@ -96,6 +105,7 @@ async def test_function_sees_a_locked_down_container(hotpool_stack):
     assert resp.status == 200, await resp.text()
     found = await resp.json()
     assert found["opt"] == "EROFS"  # the root filesystem is read-only, not merely not ours
+    assert found["shm"] == "ENOENT"  # not even mounted
     assert found["tmp"] == "scratch"
     assert found["uid"] == 10001 and found["gid"] == 10001
     assert found["CapEff"] == found["CapPrm"] == "0000000000000000"

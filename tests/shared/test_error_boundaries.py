@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
 
 import aiodocker
 import aiohttp
@@ -20,12 +20,8 @@ import redis.exceptions
 import sqlalchemy.exc
 from redis.asyncio.sentinel import MasterNotFoundError
 
-from hotpool.manager.docker_backend import (
-    FUNCTION_NETWORK,
-    ICC_OPTION,
-    DockerBackend,
-    docker_errors,
-)
+from hotpool.manager.docker_errors import docker_errors
+from hotpool.manager.docker_network import FUNCTION_NETWORK, ICC_OPTION, FunctionNetwork
 from hotpool.shared.errors import (
     ContainerFailed,
     HotpoolError,
@@ -470,84 +466,108 @@ async def test_every_store_method_translates_through_db_errors():
 # -- the Docker backend's network set-up goes through docker_errors --------------------------
 
 
-class _Network:
-    def __init__(self, options: dict[str, str]) -> None:
-        self._options = options
-
-    async def show(self) -> dict[str, Any]:
-        return {"Options": self._options}
+def _network(network_id: str, created: str, *, name: str = FUNCTION_NETWORK, icc: str = "false"):
+    return {"Id": network_id, "Name": name, "Created": created, "Options": {ICC_OPTION: icc}}
 
 
 class _Networks:
     """aiodocker's ``docker.networks`` with a scripted daemon behind it."""
 
-    def __init__(self, *, exists: bool, get_error=None, create_error=None) -> None:
-        self.exists = exists
-        self.get_error = get_error
+    def __init__(self, *listed: dict, list_error=None, create_error=None) -> None:
+        self.listed = list(listed)
+        self.list_error = list_error
         self.create_error = create_error
         self.created: list[dict] = []
 
-    async def get(self, name: str) -> _Network:
-        assert name == FUNCTION_NETWORK
-        if self.get_error is not None:
-            raise self.get_error
-        if not self.exists:
-            raise aiodocker.DockerError(404, f"network {name} not found")
-        return _Network({ICC_OPTION: "false"})
+    async def list(self, *, filters: dict) -> list[dict]:
+        assert filters == {"name": [FUNCTION_NETWORK]}
+        if self.list_error is not None:
+            raise self.list_error
+        # the daemon's name filter also matches parts of names
+        return [*self.listed, _network("other", "2020-01-01T00:00:00Z", name="x-hotpool-functions")]
 
     async def create(self, config: dict) -> None:
         if self.create_error is not None:
             if self.create_error.status == 409:  # another Manager made it first
-                self.exists = True
+                self.listed.append(_network("theirs", "2026-01-01T00:00:00Z"))
             raise self.create_error
         self.created.append(config)
-        self.exists = True
+        self.listed.append(_network(f"new{len(self.created)}", "2026-01-01T00:00:00Z"))
 
 
 class _Docker:
     def __init__(self, networks: _Networks) -> None:
         self.networks = networks
+        self.deleted: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def _query(self, path: str, method: str):
+        assert method == "DELETE"
+        self.deleted.append(path)
+        yield SimpleNamespace(status=204)
 
 
-def _backend(networks: _Networks) -> DockerBackend:
-    backend = DockerBackend(manager_id="m1", images={"python": IMAGE})
-    backend._docker = _Docker(networks)  # type: ignore[assignment]
-    return backend
+def _function_network(networks: _Networks) -> tuple[FunctionNetwork, _Docker]:
+    docker = _Docker(networks)
+    return FunctionNetwork(lambda: docker, FUNCTION_NETWORK), docker  # type: ignore[arg-type]
 
 
-async def test_missing_network_is_created_without_inter_container_traffic():
-    networks = _Networks(exists=False)
-    await _backend(networks)._ensure_network()
+async def test_missing_network_is_created_once_without_inter_container_traffic():
+    networks = _Networks()
+    network, _ = _function_network(networks)
+    # pre-warming and the first cold start ask at the same moment
+    ids = await asyncio.gather(*(network.id() for _ in range(5)))
 
     (config,) = networks.created
     assert config["Name"] == FUNCTION_NETWORK and config["Options"] == {ICC_OPTION: "false"}
+    assert set(ids) == {"new1"}  # the ID, never the name, which may be ambiguous
 
 
 async def test_network_created_by_another_manager_meanwhile_is_used():
-    networks = _Networks(exists=False, create_error=aiodocker.DockerError(409, "exists"))
-    backend = _backend(networks)
-    await backend._ensure_network()
+    networks = _Networks(create_error=aiodocker.DockerError(409, "exists"))
+    network, _ = _function_network(networks)
 
-    assert backend._network_ready and networks.created == []
+    assert await network.id() == "theirs"
+    assert networks.created == []
+
+
+async def test_duplicate_networks_keep_the_oldest_and_remove_the_others():
+    networks = _Networks(
+        _network("b", "2026-11-30T09:08:04.3Z"),  # nanoseconds with trailing zeros trimmed
+        _network("a", "2026-11-30T09:08:04.12Z"),
+        _network("c", "2026-11-30T10:08:04+01:00"),
+    )
+    network, docker = _function_network(networks)
+
+    assert await network.id() == "c"
+    assert docker.deleted == ["networks/a", "networks/b"]
+    assert networks.created == []
+
+
+async def test_network_letting_containers_talk_is_refused():
+    network, _ = _function_network(_Networks(_network("n", "2026-01-01T00:00:00Z", icc="true")))
+    with pytest.raises(ContainerFailed, match="lets containers talk to each other"):
+        await network.id()
+    assert network._id is None
 
 
 @pytest.mark.parametrize(
     ("networks", "expected", "message"),
     [
         pytest.param(
-            _Networks(exists=True, get_error=aiodocker.DockerError(500, "daemon error")),
+            _Networks(list_error=aiodocker.DockerError(500, "daemon error")),
             ContainerFailed,
-            f"could not inspect the {FUNCTION_NETWORK} network: [500] daemon error",
-            id="inspect-refused",
+            f"could not list the {FUNCTION_NETWORK} networks: [500] daemon error",
+            id="list-refused",
         ),
         pytest.param(
-            _Networks(exists=False, create_error=aiodocker.DockerError(403, "forbidden")),
+            _Networks(create_error=aiodocker.DockerError(403, "forbidden")),
             ContainerFailed,
             f"could not create the {FUNCTION_NETWORK} network: [403] forbidden",
             id="create-refused",
         ),
         pytest.param(
-            _Networks(exists=True, get_error=aiodocker.DockerError(900, DOCKER_DOWN)),
+            _Networks(list_error=aiodocker.DockerError(900, DOCKER_DOWN)),
             NoCapacity,
             DAEMON_UNREACHABLE + DOCKER_DOWN,
             id="daemon-away",
@@ -555,10 +575,10 @@ async def test_network_created_by_another_manager_meanwhile_is_used():
     ],
 )
 async def test_network_failures_are_translated(networks, expected, message):
-    backend = _backend(networks)
+    network, _ = _function_network(networks)
     with pytest.raises(expected) as raised:
-        await backend._ensure_network()
+        await network.id()
 
     assert raised.value.message == message
     assert isinstance(raised.value.__cause__, aiodocker.DockerError)
-    assert not backend._network_ready
+    assert network._id is None
