@@ -19,9 +19,17 @@ from collections.abc import Collection, Iterator, Mapping
 
 import aiodocker
 import aiohttp
+from aiodocker.containers import DockerContainer
 
-from hotpool.manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
+from hotpool.manager.backend import (
+    Container,
+    ContainerSpec,
+    ExitListener,
+    ExitStatus,
+    new_container_secret,
+)
 from hotpool.shared.errors import ContainerFailed, NoCapacity, RuntimeImageMissing
+from hotpool.shared.models import CONTAINER_SECRET_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +154,11 @@ class DockerBackend:
                 **{str(k): str(v) for k, v in spec.labels.items()},
             },
             "ExposedPorts": {BOOTSTRAP_PORT: {}},
+            # the bootstrap reads its secret from stdin (see _hand_secret); StdinOnce closes
+            # stdin once the Manager detaches
+            "OpenStdin": True,
+            "StdinOnce": True,
+            "AttachStdin": True,
             "User": "10001:10001",
             "HostConfig": {
                 "PortBindings": {BOOTSTRAP_PORT: [{"HostIp": self._host, "HostPort": ""}]},
@@ -167,6 +180,7 @@ class DockerBackend:
         config = self.container_config(spec)
         await self._ensure_network()
         started = time.time()
+        secret = new_container_secret()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
             with docker_errors("Docker could not create the container", image=config["Image"]):
                 container = await self.docker.containers.create(config)
@@ -177,11 +191,12 @@ class DockerBackend:
                 info = await container.show()
             port = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT][0]["HostPort"]
             address = f"{self._host}:{port}"
-            await self._wait_ready(container.id, address)
+            await self._hand_secret(container, secret)
+            await self._wait_ready(container.id, address, secret)
         except BaseException:
             await self.remove(container.id)
             raise
-        return Container(container.id, address, spec.runtime, spec.memory_mb, started)
+        return Container(container.id, address, spec.runtime, spec.memory_mb, started, secret)
 
     async def _ensure_network(self) -> None:
         """Create the functions' bridge (inter-container traffic off) once, or check it."""
@@ -217,12 +232,29 @@ class DockerBackend:
             return (await network.show()).get("Options") or {}
         return None
 
-    async def _wait_ready(self, container_id: str, address: str) -> None:
+    async def _hand_secret(self, container: DockerContainer, secret: str) -> None:
+        """Write the container's secret to its bootstrap's stdin, one line, and detach (which
+        closes that stdin). Not the container's Env: Docker's init (PID 1) would keep it in
+        /proc/1/environ, readable by the function."""
+        try:
+            with docker_errors("could not hand the container its secret"):
+                stream = container.attach(stdin=True)
+                try:
+                    await stream.write_in(secret.encode() + b"\n")
+                finally:
+                    await stream.close()
+        except ContainerFailed:
+            if await self.exit_status(container.id) is None:
+                raise
+            # it died first: _wait_ready reports how
+
+    async def _wait_ready(self, container_id: str, address: str, secret: str) -> None:
         deadline = time.monotonic() + self._ready_timeout_s
         polls = 0
+        headers = {CONTAINER_SECRET_HEADER: secret}
         while time.monotonic() < deadline:
             try:
-                async with self.http.get(f"http://{address}/healthz") as resp:
+                async with self.http.get(f"http://{address}/healthz", headers=headers) as resp:
                     if resp.status == 200:
                         return
             except (aiohttp.ClientError, TimeoutError):

@@ -26,6 +26,7 @@ from hotpool.manager.backend import (
     ContainerSpec,
     ExitListener,
     ExitStatus,
+    new_container_secret,
 )
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from hotpool.shared.models import MEMORY_MB_RANGE
@@ -77,6 +78,7 @@ class ProcessBackend:
         # given any function's limit later (raising a hard limit needs privileges)
         hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1])
         started = time.time()
+        secret = new_container_secret()
         # a local file opened once per container start: not worth a thread hop
         with open(workdir / "output.log", "wb") as output:  # noqa: ASYNC230
             proc = await asyncio.create_subprocess_exec(
@@ -85,7 +87,7 @@ class ProcessBackend:
                 "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
                 cwd=workdir,
                 env=_container_env(workdir),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=output,
                 stderr=output,
                 start_new_session=True,
@@ -93,6 +95,7 @@ class ProcessBackend:
             )  # fmt: skip
         self._procs[container_id] = proc
         try:
+            await _hand_secret(proc, secret)
             port = await self._wait_for_port(proc, port_file)
         except BaseException:
             await self.remove(container_id)
@@ -104,6 +107,7 @@ class ProcessBackend:
             runtime=spec.runtime,
             memory_mb=spec.memory_mb,
             started_at=started,
+            secret=secret,
         )
 
     async def _wait_for_port(self, proc: asyncio.subprocess.Process, port_file: Path) -> int:
@@ -188,6 +192,17 @@ class ProcessBackend:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.remove(cid) for cid in list(self._procs)))
+
+
+async def _hand_secret(proc: asyncio.subprocess.Process, secret: str) -> None:
+    """Write the container's secret to the bootstrap's stdin, one line, and close it."""
+    assert proc.stdin is not None
+    proc.stdin.write(secret.encode() + b"\n")
+    try:
+        await proc.stdin.drain()
+    except ConnectionError:  # it died already; waiting for its port reports how
+        pass
+    proc.stdin.close()
 
 
 def _prepare_child(limit_bytes: int, hard_bytes: int) -> None:
