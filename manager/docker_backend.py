@@ -189,8 +189,11 @@ class DockerBackend:
             with docker_errors("Docker could not start the container"):
                 await container.start()
                 info = await container.show()
-            port = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT][0]["HostPort"]
-            address = f"{self._host}:{port}"
+            published = (info["NetworkSettings"]["Ports"] or {}).get(BOOTSTRAP_PORT)
+            if not published:  # it ended before Docker published its port
+                ended = await self.exit_status(container.id, wait_s=ready_poll_interval_s * 100)
+                raise ContainerFailed(f"container exited while starting: {ended}")
+            address = f"{self._host}:{published[0]['HostPort']}"
             await self._hand_secret(container, secret)
             await self._wait_ready(container.id, address, secret)
         except BaseException:
