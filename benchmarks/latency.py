@@ -16,6 +16,7 @@ from typing import Any
 
 from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer
 from hotpool.benchmarks.loadgen import LoadDistorted, LoadResult, Target, run_load
+from hotpool.shared.models import CONTAINER_SECRET_HEADER, PoolEntry
 
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
 HOLD_S = 0.5  # longer than a warm-up call holds its container (HOLD_EVENT)
@@ -30,12 +31,20 @@ def main_target(server: DevServer, function: str) -> Target:
     )
 
 
-def direct_target(address: str) -> Target:
-    return Target(f"http://{address}/invoke", BENCH_EVENT)
+def direct_target(entry: PoolEntry) -> Target:
+    """A call straight to one container, with the secret its bootstrap demands, as Main sends."""
+    secret = ((CONTAINER_SECRET_HEADER, entry.secret),)
+    return Target(f"http://{entry.address}/invoke", BENCH_EVENT, secret)
+
+
+def entries(server: DevServer, function: str) -> list[PoolEntry]:
+    """The function's containers, as the pool names them, by address."""
+    found = [PoolEntry.decode(c["entry"]) for c in server.containers_of(function)]
+    return sorted(found, key=lambda entry: entry.address)
 
 
 def addresses(server: DevServer, function: str) -> list[str]:
-    return sorted(c["address"] for c in server.containers_of(function))
+    return [entry.address for entry in entries(server, function)]
 
 
 def warm_up(server: DevServer, function: str, concurrency: int, tool: str, timeout_s: float) -> int:
@@ -68,7 +77,7 @@ def compare(
 ) -> dict[str, Any]:  # fmt: skip
     """Through Main and direct at ``concurrency``, ``rounds`` times each, alternating, after
     one unmeasured round of each (first calls pay for caches and allocations)."""
-    containers = addresses(server, function)[:concurrency]
+    containers = entries(server, function)[:concurrency]
     if len(containers) < concurrency:
         raise RuntimeError(
             f"{function} has {len(containers)} containers, {concurrency} are needed; "
@@ -76,7 +85,7 @@ def compare(
         )
     loads = {
         "through_main": [main_target(server, function)] * concurrency,
-        "direct": [direct_target(a) for a in containers],
+        "direct": [direct_target(entry) for entry in containers],
     }
     runs: dict[str, list[LoadResult]] = {"through_main": [], "direct": []}
     distorted: dict[str, str] = {}

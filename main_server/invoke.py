@@ -39,7 +39,7 @@ from hotpool.shared.errors import (
     NotDelivered,
     ResponseTooLarge,
 )
-from hotpool.shared.models import FunctionVersion, PoolEntry
+from hotpool.shared.models import CONTAINER_SECRET_HEADER, FunctionVersion, PoolEntry
 from hotpool.shared.pool import Admission, Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS
 from hotpool.shared.settings import Settings
@@ -237,6 +237,7 @@ class Invoker:
             "Content-Type": "application/json",
             "X-Hotpool-Request-Id": request_id,
             "X-Hotpool-Deadline-Ms": str(int(fv.config.timeout_s * 1000)),
+            CONTAINER_SECRET_HEADER: entry.secret,
         }
         try:
             status, raw = await self._containers.post(

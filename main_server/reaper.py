@@ -19,7 +19,7 @@ import orjson
 from hotpool.main_server.ports import ManagerApi
 from hotpool.shared import keys
 from hotpool.shared.loops import every
-from hotpool.shared.models import PoolEntry
+from hotpool.shared.models import CONTAINER_SECRET_HEADER, PoolEntry
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS
 from hotpool.shared.registry import ManagerRegistry
@@ -164,9 +164,12 @@ class Reaper:
         try:
             async with self._http.get(
                 f"http://{entry.address}/healthz",
+                headers={CONTAINER_SECRET_HEADER: entry.secret},
                 timeout=aiohttp.ClientTimeout(total=health_timeout_s),
             ) as resp:
                 body = orjson.loads(await resp.read())
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return Health.DEAD
+        if resp.status != 200:  # e.g. 401: not the container this entry names
             return Health.DEAD
         return Health.BUSY if body.get("busy") else Health.IDLE

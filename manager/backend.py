@@ -7,6 +7,7 @@ backend and the Docker backend implement this same interface and pass the same c
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -53,13 +54,22 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class Container:
-    """A started container whose bootstrap answers at ``address`` (host:port)."""
+    """A started container whose bootstrap answers at ``address`` (host:port) to requests
+    carrying ``secret`` (header ``CONTAINER_SECRET_HEADER``)."""
 
     id: str
     address: str
     runtime: str
     memory_mb: int
     started_at: float
+    secret: str = field(default="", repr=False)
+
+
+def new_container_secret() -> str:
+    """A fresh random secret for one container; the backend hands it to the bootstrap on
+    stdin (never in the environment: see the bootstrap's ``__main__``)."""
+    # URL-safe base64: never the "|" that separates a pool entry's fields
+    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)

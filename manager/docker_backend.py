@@ -19,11 +19,19 @@ from collections.abc import Mapping
 
 import aiodocker
 import aiohttp
+from aiodocker.containers import DockerContainer
 
-from hotpool.manager.backend import Container, ContainerSpec, ExitListener, ExitStatus
+from hotpool.manager.backend import (
+    Container,
+    ContainerSpec,
+    ExitListener,
+    ExitStatus,
+    new_container_secret,
+)
 from hotpool.manager.docker_errors import BUILD_COMMAND, docker_errors
 from hotpool.manager.docker_network import FUNCTION_NETWORK, FunctionNetwork
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
+from hotpool.shared.models import CONTAINER_SECRET_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +126,11 @@ class DockerBackend:
                 **{str(k): str(v) for k, v in spec.labels.items()},
             },
             "ExposedPorts": {BOOTSTRAP_PORT: {}},
+            # the bootstrap reads its secret from stdin (see _hand_secret); StdinOnce closes
+            # stdin once the Manager detaches
+            "OpenStdin": True,
+            "StdinOnce": True,
+            "AttachStdin": True,
             "User": "10001:10001",
             "HostConfig": {
                 "PortBindings": {BOOTSTRAP_PORT: [{"HostIp": self._host, "HostPort": ""}]},
@@ -145,6 +158,7 @@ class DockerBackend:
         config["HostConfig"]["NetworkMode"] = network_id
         config["NetworkingConfig"] = self._network.endpoints(network_id)
         started = time.time()
+        secret = new_container_secret()
         async with self._create_slots:  # a burst of cold starts must not swamp the daemon
             with docker_errors("Docker could not create the container", image=config["Image"]):
                 container = await self.docker.containers.create(config)
@@ -153,24 +167,41 @@ class DockerBackend:
             with docker_errors("Docker could not start the container"):
                 await container.start()
                 info = await container.show()
-            bindings = (info["NetworkSettings"].get("Ports") or {}).get(BOOTSTRAP_PORT)
-            if not bindings:  # it died before Docker published its port
-                ended = await self.exit_status(container.id)
+            published = (info["NetworkSettings"]["Ports"] or {}).get(BOOTSTRAP_PORT)
+            if not published:  # it ended before Docker published its port
+                ended = await self.exit_status(container.id, wait_s=ready_poll_interval_s * 100)
                 raise ContainerFailed(f"container exited while starting: {ended}")
-            port = bindings[0]["HostPort"]
-            address = f"{self._host}:{port}"
-            await self._wait_ready(container.id, address)
+            address = f"{self._host}:{published[0]['HostPort']}"
+            await self._hand_secret(container, secret)
+            await self._wait_ready(container.id, address, secret)
         except BaseException:
             await self.remove(container.id)
             raise
-        return Container(container.id, address, spec.runtime, spec.memory_mb, started)
+        return Container(container.id, address, spec.runtime, spec.memory_mb, started, secret)
 
-    async def _wait_ready(self, container_id: str, address: str) -> None:
+    async def _hand_secret(self, container: DockerContainer, secret: str) -> None:
+        """Write the container's secret to its bootstrap's stdin, one line, and detach (which
+        closes that stdin). Not the container's Env: Docker's init (PID 1) would keep it in
+        /proc/1/environ, readable by the function."""
+        try:
+            with docker_errors("could not hand the container its secret"):
+                stream = container.attach(stdin=True)
+                try:
+                    await stream.write_in(secret.encode() + b"\n")
+                finally:
+                    await stream.close()
+        except ContainerFailed:
+            if await self.exit_status(container.id) is None:
+                raise
+            # it died first: _wait_ready reports how
+
+    async def _wait_ready(self, container_id: str, address: str, secret: str) -> None:
         deadline = time.monotonic() + self._ready_timeout_s
         polls = 0
+        headers = {CONTAINER_SECRET_HEADER: secret}
         while time.monotonic() < deadline:
             try:
-                async with self.http.get(f"http://{address}/healthz") as resp:
+                async with self.http.get(f"http://{address}/healthz", headers=headers) as resp:
                     if resp.status == 200:
                         return
             except (aiohttp.ClientError, TimeoutError):

@@ -26,6 +26,7 @@ from hotpool.manager.backend import (
     ContainerSpec,
     ExitListener,
     ExitStatus,
+    new_container_secret,
 )
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from hotpool.shared.models import MEMORY_MB_RANGE
@@ -81,13 +82,14 @@ class ProcessBackend:
         # given any function's limit later (raising a hard limit needs privileges)
         hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1])
         started = time.time()
+        secret = new_container_secret()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH),
             "--host", self._host, "--port", "0",
             "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
             cwd=workdir,
             env=_container_env(workdir),
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
@@ -98,6 +100,7 @@ class ProcessBackend:
         self._drains[container_id] = asyncio.create_task(_drain(proc.stdout, tail))
         self._procs[container_id] = proc
         try:
+            await _hand_secret(proc, secret)
             port = await self._wait_for_port(container_id, proc, port_file, tail)
         except BaseException:
             await self.remove(container_id)
@@ -109,6 +112,7 @@ class ProcessBackend:
             runtime=spec.runtime,
             memory_mb=spec.memory_mb,
             started_at=started,
+            secret=secret,
         )
 
     async def _wait_for_port(
@@ -215,6 +219,17 @@ async def _drain(stream: asyncio.StreamReader, tail: bytearray) -> None:
 def _cancel(task: asyncio.Task[None] | None) -> None:
     if task is not None:
         task.cancel()
+
+
+async def _hand_secret(proc: asyncio.subprocess.Process, secret: str) -> None:
+    """Write the container's secret to the bootstrap's stdin, one line, and close it."""
+    assert proc.stdin is not None
+    proc.stdin.write(secret.encode() + b"\n")
+    try:
+        await proc.stdin.drain()
+    except ConnectionError:  # it died already; waiting for its port reports how
+        pass
+    proc.stdin.close()
 
 
 def _prepare_child(limit_bytes: int, hard_bytes: int) -> None:

@@ -130,7 +130,12 @@ class ManagerService:
             raise
         container = record.container
         entry = PoolEntry(
-            request.function, request.version, self.manager_id, container.id, container.address
+            request.function,
+            request.version,
+            self.manager_id,
+            container.id,
+            container.address,
+            container.secret,
         )
         record.entry = entry
         try:

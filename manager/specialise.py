@@ -12,7 +12,7 @@ import orjson
 
 from hotpool.manager.backend import Container, ContainerSpec
 from hotpool.shared.errors import ContainerFailed, FunctionError, InvalidRequest
-from hotpool.shared.models import FunctionConfig, validate_qualified
+from hotpool.shared.models import CONTAINER_SECRET_HEADER, FunctionConfig, validate_qualified
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,11 @@ async def load_code(
     }
     url = f"http://{container.address}/init"
     timeout = aiohttp.ClientTimeout(total=timeout_s)
+    headers = {CONTAINER_SECRET_HEADER: container.secret}
     try:
-        async with http.post(url, data=orjson.dumps(body), timeout=timeout) as resp:
+        async with http.post(
+            url, data=orjson.dumps(body), headers=headers, timeout=timeout
+        ) as resp:
             payload = await resp.json(loads=orjson.loads, content_type=None)
             status = resp.status
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

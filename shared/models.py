@@ -178,23 +178,41 @@ class FunctionVersion:
         }
 
 
+# what Main and the Manager present to a container's bootstrap on every request
+CONTAINER_SECRET_HEADER = "X-Hotpool-Container-Secret"
+
+
 @dataclass(frozen=True)
 class PoolEntry:
-    """One container as it sits in a pool list or a lease."""
+    """One container as it sits in a pool list or a lease.
+
+    It carries the container's secret, so Main can call the container with no look-up; the
+    secret is last, so scripts that read the leading fields are unaffected."""
 
     function: str
     version: int
     manager_id: str
     container_id: str
     address: str  # host:port, called directly by Main
+    secret: str = field(default="", repr=False)  # the bootstrap refuses requests without it
 
     def encode(self) -> str:
         return "|".join(
-            (self.function, str(self.version), self.manager_id, self.container_id, self.address)
+            (
+                self.function,
+                str(self.version),
+                self.manager_id,
+                self.container_id,
+                self.address,
+                self.secret,
+            )
         )
 
     @classmethod
     def decode(cls, raw: str | bytes) -> PoolEntry:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        function, version, manager_id, container_id, address = text.split("|")
-        return cls(function, int(version), manager_id, container_id, address)
+        fields = text.split("|")
+        if len(fields) == 5:  # written by a Manager from before containers had secrets
+            fields.append("")
+        function, version, manager_id, container_id, address, secret = fields
+        return cls(function, int(version), manager_id, container_id, address, secret)

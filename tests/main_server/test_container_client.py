@@ -28,7 +28,12 @@ from hotpool.main_server.container_client import (
     max_head_bytes,
 )
 from tests.helpers import free_port
-from tests.manager.test_bootstrap import init_body, start_bootstrap  # noqa: F401
+from tests.manager.test_bootstrap import (  # noqa: F401
+    SECRET,
+    SECRET_HEADER,
+    init_body,
+    start_bootstrap,
+)
 from tests.stack import wait_for
 
 RUNNERS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {
@@ -418,6 +423,10 @@ def time_wait_sockets(port: int) -> tuple[int, int]:
     return client, server
 
 
+# what Main sends every container: the secret its bootstrap was started with
+AUTH = {SECRET_HEADER: SECRET}
+
+
 @pytest.fixture
 def bootstrap_port(start_bootstrap) -> int:  # noqa: F811 (the factory imported above)
     """The port of a running bootstrap subprocess, not yet initialised."""
@@ -430,10 +439,10 @@ def test_the_bootstrap_serves_many_calls_on_one_connection(run, bootstrap_port):
 
     async def scenario() -> None:
         client = ContainerClient()
-        status, _ = await client.post(address, "/init", orjson.dumps(init_body()), {}, 10.0)
+        status, _ = await client.post(address, "/init", orjson.dumps(init_body()), AUTH, 10.0)
         assert status == 200
         for n in range(50):
-            headers = {"X-Hotpool-Request-Id": f"r{n}"}
+            headers = {"X-Hotpool-Request-Id": f"r{n}", **AUTH}
             status, raw = await client.post(address, "/invoke", b'{"n": %d}' % n, headers, 10.0)
             assert (status, orjson.loads(raw)["result"]) == (200, {"n": n})
         assert client.opened == 1
@@ -448,9 +457,10 @@ def test_without_keepalive_the_time_wait_sockets_are_mains(run, bootstrap_port):
 
     async def scenario() -> None:
         client = ContainerClient(keepalive=False)
-        assert (await client.post(address, "/init", orjson.dumps(init_body()), {}, 10.0))[0] == 200
+        status, _ = await client.post(address, "/init", orjson.dumps(init_body()), AUTH, 10.0)
+        assert status == 200
         for n in range(5):
-            status, raw = await client.post(address, "/invoke", b'{"n": %d}' % n, {}, 10.0)
+            status, raw = await client.post(address, "/invoke", b'{"n": %d}' % n, AUTH, 10.0)
             assert (status, orjson.loads(raw)["result"]) == (200, {"n": n})
         assert client.opened == 6
 

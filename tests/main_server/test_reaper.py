@@ -20,7 +20,7 @@ from hotpool.main_server.app import create_app
 from hotpool.main_server.reaper import Action, Health, Reaper, due_orphans, reclaim_action
 from hotpool.main_server.state import REAPER
 from hotpool.shared import keys
-from hotpool.shared.models import PoolEntry
+from hotpool.shared.models import CONTAINER_SECRET_HEADER, PoolEntry
 from hotpool.shared.pool import Pool
 from hotpool.shared.registry import ManagerRegistration, ManagerRegistry
 from hotpool.shared.settings import Settings
@@ -148,10 +148,15 @@ async def warm(stack, name: str, code: bytes = HELLO) -> PoolEntry:
     return PoolEntry.decode(raw)
 
 
+def secret_of(entry: PoolEntry) -> dict[str, str]:
+    """The header a container demands, as Main sends it."""
+    return {CONTAINER_SECRET_HEADER: entry.secret}
+
+
 async def health(entry: PoolEntry) -> dict:
     async with (
         aiohttp.ClientSession() as http,
-        http.get(f"http://{entry.address}/healthz") as resp,
+        http.get(f"http://{entry.address}/healthz", headers=secret_of(entry)) as resp,
     ):
         return orjson.loads(await resp.read())
 
@@ -215,7 +220,9 @@ async def test_expired_lease_of_a_busy_container_is_extended_not_shared(hotpool_
 async def _call_container(entry: PoolEntry, event: object) -> dict:
     async with (
         aiohttp.ClientSession() as http,
-        http.post(f"http://{entry.address}/invoke", data=orjson.dumps(event)) as resp,
+        http.post(
+            f"http://{entry.address}/invoke", data=orjson.dumps(event), headers=secret_of(entry)
+        ) as resp,
     ):
         return orjson.loads(await resp.read())
 

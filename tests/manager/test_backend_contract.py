@@ -13,10 +13,11 @@ import aiodocker
 import aiohttp
 import pytest
 
-from hotpool.manager.backend import ContainerBackend, ContainerSpec, ExitStatus
+from hotpool.manager.backend import Container, ContainerBackend, ContainerSpec, ExitStatus
 from hotpool.manager.docker_backend import MANAGER_LABEL, DockerBackend
 from hotpool.manager.process_backend import ProcessBackend, address_space_allowance_mb
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
+from hotpool.shared.models import CONTAINER_SECRET_HEADER
 from tests.services import RUNTIME_IMAGE
 from tests.stack import require_docker, wait_for
 
@@ -40,9 +41,10 @@ async def backend(request, tmp_path) -> AsyncIterator[ContainerBackend]:
         await made.close()
 
 
-async def _health(address: str) -> tuple[int, dict]:
+async def _health(container: Container) -> tuple[int, dict]:
+    headers = {CONTAINER_SECRET_HEADER: container.secret}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        async with http.get(f"http://{address}/healthz") as resp:
+        async with http.get(f"http://{container.address}/healthz", headers=headers) as resp:
             return resp.status, await resp.json()
 
 
@@ -83,7 +85,7 @@ def _pid(backend: ContainerBackend, container_id: str) -> int | None:
 async def test_start_gives_a_generic_container_that_answers(backend):
     container = await backend.start(ContainerSpec("python", 128))
     assert container.runtime == "python" and container.memory_mb == 128
-    status, body = await _health(container.address)
+    status, body = await _health(container)
     assert status == 200
     assert body["status"] == "ok" and body["initialized"] is False
     assert await backend.alive(container.id)
@@ -102,7 +104,7 @@ async def test_remove_is_final_and_idempotent(backend):
     assert container.id not in await backend.list_ids()
     assert not await _exists(backend, container.id, pid)
     with pytest.raises(aiohttp.ClientConnectionError):
-        await _health(container.address)
+        await _health(container)
     await backend.remove(container.id)  # removing a removed container is not an error
     await backend.remove("never-existed")
 
@@ -150,7 +152,7 @@ async def test_set_memory_on_a_running_container(backend):
     container = await backend.start(ContainerSpec("python", 128))
     await backend.set_memory(container.id, 256)
     assert await backend.alive(container.id)
-    assert (await _health(container.address))[0] == 200
+    assert (await _health(container))[0] == 200
     if isinstance(backend, ProcessBackend):
         soft, _ = resource.prlimit(backend._procs[container.id].pid, resource.RLIMIT_AS)
         assert soft == (256 + address_space_allowance_mb) * MiB

@@ -27,6 +27,10 @@ from hotpool.manager.backend import BOOTSTRAP_PATH
 pytestmark = pytest.mark.integration
 
 START_TIMEOUT_S = 10.0
+# what the backends write to a bootstrap's stdin, and Main and the Manager present on each call
+SECRET = "test-container-secret-5c0e7f"
+SECRET_HEADER = "X-Hotpool-Container-Secret"
+SECRET_LINE = f"{SECRET_HEADER}: {SECRET}\r\n".encode()
 
 APP_SOURCE = textwrap.dedent(
     """
@@ -133,7 +137,15 @@ class Bootstrap:
     code_dir: Path
 
     def connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        return SecretConnection("127.0.0.1", self.port, timeout=10)
+
+
+class SecretConnection(http.client.HTTPConnection):
+    """Presents the container secret on every request, as Main and the Manager do."""
+
+    def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        super().putrequest(method, url, *args, **kwargs)
+        self.putheader(SECRET_HEADER, SECRET)
 
 
 def make_zip(files: dict[str, str]) -> str:
@@ -209,7 +221,12 @@ def start_bootstrap(tmp_path: Path) -> Iterator[Callable[[], Bootstrap]]:
         command += ["--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
         command += ["--code-dir", str(workdir / "code")]
         with log.open("wb") as stderr:
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        assert process.stdin is not None
+        process.stdin.write(f"{SECRET}\n".encode())
+        process.stdin.close()
         port = _wait_for_port(process, port_file, log)
         started.append(Bootstrap(process, port, workdir, workdir / "code"))
         return started[-1]
@@ -555,6 +572,27 @@ def test_a_function_shipping_a_hotpool_runtime_module_cannot_replace_the_runtime
     assert "hotpool_runtime" not in body["error"]["traceback"]
 
 
+def test_no_secret_on_stdin_exits_2(tmp_path):
+    command = [sys.executable, "-I", "-S", "-B", str(BOOTSTRAP_PATH), "--code-dir", str(tmp_path)]
+    done = subprocess.run(command, input="", capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2
+    assert "no container secret on stdin" in done.stderr
+
+
+def test_a_request_without_the_secret_is_401_before_its_body_is_read(app):
+    bootstrap, conn = app
+    for secret in ("", "wrong", SECRET + "x"):
+        with raw_connect(bootstrap) as sock:
+            # announces a body it never sends: refused on the head alone
+            sock.sendall(f"POST /invoke HTTP/1.1\r\n{SECRET_HEADER}: {secret}\r\n".encode())
+            sock.sendall(b"Content-Length: 1000\r\n\r\n")
+            (response,) = read_responses(sock, 1)
+            assert response.status == 401
+            assert response.body["error"]["type"] == "Unauthorized"
+            assert closed_by_server(sock)
+    assert invoke(conn, "still")[1]["result"] == "still"  # the rightful caller is unaffected
+
+
 def test_bad_flag_exits_2_with_usage(tmp_path):
     command = [sys.executable, "-I", "-S", "-B", str(BOOTSTRAP_PATH), "--code-dir", str(tmp_path)]
     command += ["--nope"]
@@ -580,6 +618,7 @@ def raw_connect(bootstrap: Bootstrap) -> socket.socket:
 
 def raw_request(method: str, path: str, body: bytes = b"", version: str = "1.1", **headers: str):
     lines = [f"{method} {path} HTTP/{version}", f"Content-Length: {len(body)}"]
+    lines += [f"{SECRET_HEADER}: {SECRET}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -677,9 +716,9 @@ def test_http_1_0_closes_unless_asked_to_keep_alive(app, headers, kept_open):
 def test_header_names_are_case_insensitive(start_bootstrap, names):
     bootstrap, _ = with_handler(start_bootstrap, "app.context_info")
     length, request_id, deadline = names
-    head = f"POST /invoke HTTP/1.1\r\n{length}: 4\r\n{request_id}: r-7\r\n{deadline}: 900\r\n\r\n"
+    head = f"POST /invoke HTTP/1.1\r\n{length}: 4\r\n{request_id}: r-7\r\n{deadline}: 900\r\n"
     with raw_connect(bootstrap) as sock:
-        sock.sendall(head.encode() + b"null")
+        sock.sendall(head.encode() + SECRET_LINE + b"\r\nnull")
         result = read_responses(sock, 1)[0].body["result"]
     assert result["aws_request_id"] == "r-7"
     assert 0 < result["after"] < result["before"] <= 900
@@ -729,7 +768,7 @@ def test_malformed_head_is_400_and_closes(app, head):
 def test_body_framing_errors_close_the_connection(app, framing, status):
     bootstrap, _ = app
     with raw_connect(bootstrap) as sock:
-        sock.sendall(b"POST /invoke HTTP/1.1\r\n" + framing + b"\r\n{}")
+        sock.sendall(b"POST /invoke HTTP/1.1\r\n" + SECRET_LINE + framing + b"\r\n{}")
         (response,) = read_responses(sock, 1)
         assert (response.status, response.headers["connection"]) == (status, "close")
         assert closed_by_server(sock)

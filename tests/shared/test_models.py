@@ -200,9 +200,10 @@ fields = st.text(
     manager_id=fields,
     container_id=fields,
     address=fields,
+    secret=fields,
 )
-def test_pool_entry_roundtrip(function, version, manager_id, container_id, address):
-    e = PoolEntry(function, version, manager_id, container_id, address)
+def test_pool_entry_roundtrip(function, version, manager_id, container_id, address, secret):
+    e = PoolEntry(function, version, manager_id, container_id, address, secret)
 
     encoded = e.encode()
 
@@ -211,6 +212,12 @@ def test_pool_entry_roundtrip(function, version, manager_id, container_id, addre
 
 
 def test_pool_entry_encoding_is_pipe_separated():
-    e = PoolEntry("echo", 3, "m1", "c-9", "127.0.0.1:9000")
+    e = PoolEntry("echo", 3, "m1", "c-9", "127.0.0.1:9000", "s3cr3t")
 
-    assert e.encode() == "echo|3|m1|c-9|127.0.0.1:9000"
+    assert e.encode() == "echo|3|m1|c-9|127.0.0.1:9000|s3cr3t"
+
+
+def test_pool_entry_without_a_secret_decodes_and_hides_it_from_repr():
+    # an entry from a Manager of before container secrets still decodes (rolling upgrade)
+    assert PoolEntry.decode("echo|3|m1|c-9|127.0.0.1:9000").secret == ""
+    assert "s3cr3t" not in repr(PoolEntry("echo", 3, "m1", "c-9", "h:1", "s3cr3t"))

@@ -4,6 +4,12 @@ Run this *folder*, the way the process backend and the runtime image do::
 
     python3 -I -S -u -B <this folder> --code-dir DIR [--host H] [--port P] [--port-file FILE]
 
+Before anything else it reads the container's secret, one line, from stdin (the backend
+writes it and closes the pipe) and points stdin at /dev/null; every request must then carry it
+in X-Hotpool-Container-Secret. Not the environment: /proc/<pid>/environ keeps a process's
+initial environment however os.environ changes, for the bootstrap and for Docker's init (PID 1)
+alike, and user code runs as their user. No secret on stdin -> exit status 2.
+
 After binding it writes the port to FILE (atomically, via FILE.tmp) and prints
 ``HOTPOOL_READY port=<n>`` to stderr. SIGTERM or SIGINT -> graceful shutdown, exit status 0;
 bad arguments -> exit status 2. The protocol is in ``hotpool_runtime/__init__.py``.
@@ -34,8 +40,9 @@ from hotpool_runtime.runtime import Runtime
 
 USAGE = (
     "usage: python3 -I -S -u -B <runtime folder> --code-dir DIR [--host H] [--port P] "
-    "[--port-file FILE]"
+    "[--port-file FILE]  (the container secret on stdin, one line)"
 )
+MAX_SECRET_BYTES = 1024
 
 
 def _write_port_file(path: str, port: int) -> None:
@@ -43,6 +50,20 @@ def _write_port_file(path: str, port: int) -> None:
     with open(tmp, "w", encoding="ascii") as f:
         f.write(str(port))
     os.replace(tmp, path)
+
+
+def _read_secret() -> bytes:
+    """The first line of stdin; stdin then reads /dev/null, so user code finds nothing there."""
+    data = b""
+    while b"\n" not in data and len(data) <= MAX_SECRET_BYTES:
+        chunk = os.read(0, MAX_SECRET_BYTES)
+        if not chunk:
+            break
+        data += chunk
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return data.partition(b"\n")[0].strip()
 
 
 def _parse_args(argv: list[str]) -> dict[str, str]:
@@ -68,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         sys.__stderr__.write(f"bootstrap: {exc}\n{USAGE}\n")
         return 2
+    secret = _read_secret()
+    if not secret:
+        sys.__stderr__.write(f"bootstrap: no container secret on stdin\n{USAGE}\n")
+        return 2
     become_subreaper()  # before any user code runs: whatever it starts stays findable
     runtime = Runtime(options["--code-dir"])
     address = (options["--host"], int(options["--port"]))
@@ -81,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 _write_port_file(options["--port-file"], port)
             sys.__stderr__.write(f"HOTPOOL_READY port={port}\n")
             sys.__stderr__.flush()
-            serve(listener, runtime.routes())
+            serve(listener, runtime.routes(), secret)
     except KeyboardInterrupt:
         pass
     return 0

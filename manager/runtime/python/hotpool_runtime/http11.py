@@ -5,7 +5,8 @@ keep-alive) until ``Connection: close``; pipelined requests are answered in orde
 are case-insensitive. Every response is JSON with a Content-Length. These close the connection
 after answering: malformed request line or header -> 400, request line and headers over 64 KiB
 -> 431, Transfer-Encoding -> 411 (bodies are read by Content-Length only), bad Content-Length
--> 400, body over 300 MB -> 413. Unknown paths are 404, a wrong method 405.
+-> 400, body over 300 MB -> 413, a missing or wrong container secret -> 401 (checked before the
+body is read, on every path). Unknown paths are 404, a wrong method 405.
 
 It knows nothing of functions: ``serve`` takes a table of routes, each a method and a callable
 ``(body, headers, started) -> JSON-able dict or encoded bytes`` that may raise RequestError.
@@ -18,6 +19,10 @@ import json
 import socket
 import threading
 import time
+
+# hmac.compare_digest is this same constant-time C function (or OpenSSL's); importing hmac
+# loads OpenSSL, which costs every idle container about 4 MiB
+from _operator import _compare_digest as compare_digest
 
 from .errors import RequestError, bad_request
 
@@ -33,9 +38,12 @@ MAX_BODY_BYTES = 300 * 1024 * 1024
 MAX_HEAD_BYTES = 64 * 1024
 RECV_BYTES = 64 * 1024
 LINGER_S = 1.0
+# Header names are lower-cased on parsing.
+SECRET_HEADER = "x-hotpool-container-secret"
 REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -82,10 +90,15 @@ class Request:
 
 
 class RequestReader:
-    """Reads requests off one socket in order, keeping bytes of pipelined ones for later."""
+    """Reads requests off one socket in order, keeping bytes of pipelined ones for later.
 
-    def __init__(self, sock: socket.socket) -> None:
+    Only requests carrying ``secret`` in the X-Hotpool-Container-Secret header are read
+    through; any other is refused (401) before its body is read.
+    """
+
+    def __init__(self, sock: socket.socket, secret: bytes) -> None:
         self._sock = sock
+        self._secret = secret
         self._buffer = b""
 
     def next(self) -> Request | None:
@@ -98,6 +111,9 @@ class RequestReader:
         if head is None:
             return None
         request = Request(head)
+        presented = request.headers.get(SECRET_HEADER, "").encode("latin-1")
+        if not compare_digest(presented, self._secret):
+            raise RequestError(401, "Unauthorized", "missing or wrong X-Hotpool-Container-Secret")
         request.body = self._read_body(request)
         return request
 
@@ -147,9 +163,9 @@ class RequestReader:
         return body
 
 
-def serve_connection(sock: socket.socket, routes: Routes) -> None:
+def serve_connection(sock: socket.socket, routes: Routes, secret: bytes) -> None:
     """Answer the requests on one connection, in order, until either side closes it."""
-    reader = RequestReader(sock)
+    reader = RequestReader(sock, secret)
     with sock:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -206,12 +222,13 @@ def _response(status: int, payload: dict[str, Any] | bytes, keep_alive: bool) ->
     return head.encode("latin-1") + body
 
 
-def serve(listener: socket.socket, routes: Routes) -> None:
-    """Accept connections forever, each served by its own daemon thread."""
+def serve(listener: socket.socket, routes: Routes, secret: bytes) -> None:
+    """Accept connections forever, each served by its own daemon thread; every request must
+    carry ``secret`` (see ``RequestReader``)."""
     while True:
         try:
             sock, _ = listener.accept()
         except OSError:  # ECONNABORTED, or EMFILE until some connection closes
             time.sleep(0.01)
             continue
-        threading.Thread(target=serve_connection, args=(sock, routes), daemon=True).start()
+        threading.Thread(target=serve_connection, args=(sock, routes, secret), daemon=True).start()
