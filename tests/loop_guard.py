@@ -32,6 +32,9 @@ from pytest_asyncio import is_async_test
 BLOCKED_S = 1.0
 BEAT_S = 0.05
 MARKER = "blocks_event_loop"
+# @pytest.mark.loop_guard(blocked_s=...): a tighter bound for a test that proves a path never
+# does heavy work on the loop
+BOUND_MARKER = "loop_guard"
 ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 
 
@@ -118,6 +121,9 @@ def _event_loop_guard(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 async def _loop_watchdog(request: pytest.FixtureRequest) -> AsyncIterator[LoopWatchdog]:
     blocked_s = float(request.config.getini("loop_guard_blocked_s") or BLOCKED_S)
+    bound = request.node.get_closest_marker(BOUND_MARKER)
+    if bound is not None:
+        blocked_s = float(bound.kwargs["blocked_s"])
     watchdog = LoopWatchdog(asyncio.get_running_loop(), blocked_s)
     request.node.stash[WATCHDOG] = watchdog
     thread = threading.Thread(target=watchdog.watch, name="loop-watchdog", daemon=True)

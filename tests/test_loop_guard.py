@@ -17,7 +17,9 @@ INI = """
 [pytest]
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
-markers = blocks_event_loop(reason): the test blocks its loop on purpose
+markers =
+    blocks_event_loop(reason): the test blocks its loop on purpose
+    loop_guard(blocked_s): a tighter bound
 """
 
 
@@ -97,3 +99,22 @@ def test_awaiting_and_waiting_outside_the_loop_pass(run):
     )
 
     result.assert_outcomes(passed=3)
+
+
+def test_a_loop_guard_marker_tightens_the_bound_for_its_test_only(run):
+    result = run(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.loop_guard(blocked_s=0.2)
+        async def test_tight():
+            time.sleep(0.5)
+
+        async def test_default_bound():
+            time.sleep(0.5)
+        """
+    )
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_tight*", "*more than 0.2 s*"])

@@ -25,6 +25,9 @@ def flood_body() -> bytes:
     return part * PARTS + f"--{BOUNDARY}--\r\n".encode()
 
 
+# the bound: refusing the flood must never block the loop for more than ~100 ms (the
+# watchdog samples every 50 ms, so it is given 250 ms not to flag scheduling noise)
+@pytest.mark.loop_guard(blocked_s=0.25)
 async def test_a_flood_of_parts_is_refused_while_main_keeps_answering(hotpool_stack):
     stack = await hotpool_stack()
     flood = asyncio.create_task(
