@@ -171,7 +171,11 @@ async def code_storage(app: web.Application) -> AsyncIterator[None]:
     app[READER] = (
         store
         if isinstance(store, LocalCodeStore)
-        else PackageCache(store, settings.state_dir / "package-cache")
+        else PackageCache(
+            store,
+            settings.state_dir / "package-cache",
+            max_bytes=settings.package_cache_mb * 1024 * 1024,
+        )
     )
     yield
     if given is None:

@@ -92,6 +92,9 @@ class Settings:
     heartbeat_ttl_s: float = 10.0
     container_ready_timeout_s: float = 30.0
     log_limit_bytes: int = 64 * 1024
+    # MB of code packages a node keeps on disk from a remote store (S3); the least recently
+    # used go first, a package in use never; 0 = only the packages in use
+    package_cache_mb: int = 1024
 
     # Docker backend
     docker_url: str = ""  # empty = the local daemon (DOCKER_HOST or /var/run/docker.sock)

@@ -76,3 +76,81 @@ async def test_keys_cannot_escape_the_directory(tmp_path):
     for key in ("../x.zip", "/etc/passwd", ".hidden.zip", "a\\b.zip"):
         with pytest.raises(NotFound):
             await cache.get(key)
+
+
+SIZE = 1000  # bytes of each test package
+FITS_TWO = 2 * SIZE + SIZE // 2  # a bound two packages fit under, not three
+
+
+def _package(name: str) -> bytes:
+    return name.encode().ljust(SIZE, b".")
+
+
+def _cached(directory) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in directory.glob("*.zip")}
+
+
+async def test_cache_stays_under_its_bound(tmp_path):
+    packages = {_key(_package(str(i))): _package(str(i)) for i in range(6)}
+    cache = PackageCache(SlowStore(dict(packages)), tmp_path, max_bytes=FITS_TWO)
+    for key, data in packages.items():
+        assert await cache.get(key) == data
+    assert sum(_cached(tmp_path).values()) <= FITS_TWO
+    assert len(_cached(tmp_path)) == 2
+
+
+async def test_least_recently_used_goes_first_and_is_fetched_again(tmp_path):
+    a, b, c = (_package(n) for n in "abc")
+    store = SlowStore({_key(p): p for p in (a, b, c)})
+    cache = PackageCache(store, tmp_path, max_bytes=FITS_TWO)
+    await cache.get(_key(a))
+    await cache.get(_key(b))
+    assert await cache.get(_key(a)) == a  # a hit: a is now the most recently used
+    await cache.get(_key(c))
+    assert set(_cached(tmp_path)) == {_key(a), _key(c)}  # b, the least recently used, went
+    assert store.gets == [_key(a), _key(b), _key(c)]
+
+    assert await cache.get(_key(b)) == b  # evicted: fetched again
+    assert store.gets.count(_key(b)) == 2
+    assert sum(_cached(tmp_path).values()) <= FITS_TWO
+
+
+class GatedStore(SlowStore):
+    """A store whose downloads of one key wait until the test lets them through."""
+
+    def __init__(self, packages: dict[str, bytes], gated: str) -> None:
+        super().__init__(packages)
+        self.gated, self.gate = gated, asyncio.Event()
+
+    async def get(self, key: str) -> bytes:
+        if key == self.gated:
+            self.gets.append(key)
+            await self.gate.wait()
+            return self.packages[key]
+        return await super().get(key)
+
+
+async def test_eviction_does_not_break_a_download_under_way(tmp_path):
+    slow, *others = (_package(n) for n in "sxyz")
+    store = GatedStore({_key(p): p for p in (slow, *others)}, gated=_key(slow))
+    cache = PackageCache(store, tmp_path, max_bytes=SIZE)  # room for one package
+    waiting = [asyncio.create_task(cache.get(_key(slow))) for _ in range(3)]
+    for p in others:  # each one stored evicts the one before, while slow is downloading
+        assert await cache.get(_key(p)) == p
+    store.gate.set()
+    assert await asyncio.gather(*waiting) == [slow] * 3
+    assert set(_cached(tmp_path)) == {_key(slow)}
+    assert await cache.get(_key(slow)) == slow  # a hit, not a second download
+    assert store.gets.count(_key(slow)) == 1
+
+
+async def test_delete_removes_the_cached_copy(tmp_path):
+    data = _package("gone")
+    store = SlowStore({_key(data): data})
+    store.delete = lambda key: asyncio.sleep(0, store.packages.pop(key))
+    cache = PackageCache(store, tmp_path)
+    await cache.get(_key(data))
+    await cache.delete(_key(data))
+    assert _cached(tmp_path) == {}
+    with pytest.raises(NotFound):
+        await cache.get(_key(data))

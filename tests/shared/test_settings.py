@@ -98,6 +98,7 @@ def test_bad_backend_is_refused():
         "HOTPOOL_CAPACITY_CONTAINERS",
         "HOTPOOL_MAX_EVENT_BYTES",
         "HOTPOOL_LOG_LIMIT_BYTES",
+        "HOTPOOL_PACKAGE_CACHE_MB",
     ],
 )
 def test_negative_value_is_refused_naming_the_variable(variable):
