@@ -53,7 +53,10 @@ def kill_tree(root: int) -> int:
 
 
 def descendants(root: int) -> set[int]:
-    """The pids of the live (not zombie) descendants of ``root``, from /proc."""
+    """The pids of the live (not zombie) descendants of ``root``, from /proc.
+
+    The bootstrap has its own copy of this /proc walk (hotpool_runtime/reaping.py): it runs in
+    the container and imports nothing of hotpool's."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
