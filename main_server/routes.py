@@ -30,9 +30,9 @@ from hotpool.shared.errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
-from hotpool.shared.execlog import Position
 from hotpool.shared.http import error_response, json_response
 from hotpool.shared.models import FunctionConfig, qualify, validate_name
+from hotpool.shared.paging import Position
 from hotpool.shared.redis_conn import redis_errors
 
 routes = web.RouteTableDef()

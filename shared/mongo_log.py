@@ -16,7 +16,8 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure
 
 from hotpool.shared.errors import StoreUnavailable
-from hotpool.shared.execlog import SECONDS_PER_DAY, Page, Position, Record, fill_page
+from hotpool.shared.execlog import SECONDS_PER_DAY
+from hotpool.shared.paging import Page, Position, Record, fill_page
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,9 @@ from pymongo.errors import (
 )
 
 from hotpool.shared.errors import StoreUnavailable
-from hotpool.shared.execlog import Position, Record, RecordWriter, SqliteExecutionLog
+from hotpool.shared.execlog import Record, RecordWriter, SqliteExecutionLog
 from hotpool.shared.mongo_log import MongoExecutionLog
+from hotpool.shared.paging import Position
 from hotpool.shared.spill import SpillDir
 
 MONGO_URL = os.environ.get("HOTPOOL_TEST_MONGO_URL", "")
