@@ -25,8 +25,13 @@ from hotpool.main_server.openapi_schemas import (
 from hotpool.main_server.routes import max_invocations_limit
 from hotpool.shared.http import json_response
 from hotpool.shared.models import (
+    HTTP_MODES,
+    HTTP_PAYLOADS,
+    LOG_FORMATS,
+    LOG_LEVELS,
     MAX_CONCURRENCY_RANGE,
     MAX_ENV_VARS,
+    MAX_LAYERS,
     MEMORY_MB_RANGE,
     RUNTIMES,
     TIMEOUT_S_RANGE,
@@ -34,6 +39,19 @@ from hotpool.shared.models import (
 
 routes = web.RouteTableDef()
 
+_STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 100}
+_CORS = {
+    "type": "object",
+    "properties": {
+        "allow_origins": _STRINGS,
+        "allow_methods": _STRINGS,
+        "allow_headers": _STRINGS,
+        "expose_headers": _STRINGS,
+        "max_age_s": {"type": "integer", "minimum": 0, "maximum": 86400},
+        "allow_credentials": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
 _ENV = {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": MAX_ENV_VARS}
 
 
@@ -100,6 +118,42 @@ def _settings_params() -> list[Schema]:
             },
             "Most containers, so most simultaneous calls, of this function.",
         ),
+        query_param(
+            "layers",
+            {"type": "string", "maxLength": 400},
+            f"Up to {MAX_LAYERS} layers as `name:version`, comma-separated (or a JSON list), "
+            "in `sys.path` order after the function's own code.",
+        ),
+        query_param(
+            "log_format",
+            {"type": "string", "enum": list(LOG_FORMATS), "default": "text"},
+            "Log lines of the runtime's logging handler: Lambda's text or JSON.",
+        ),
+        query_param(
+            "log_level",
+            {"type": "string", "enum": list(LOG_LEVELS), "default": ""},
+            "The root logger's level; empty leaves it unset.",
+        ),
+        query_param(
+            "http",
+            {"type": "string", "enum": list(HTTP_MODES), "default": "key"},
+            "Who may call the function at `/fn/{function}/...`: a key with `invoke`, anyone "
+            "(`public`, rate-limited per function), or nobody (`off`).",
+        ),
+        query_param(
+            "http_payload",
+            {"type": "string", "enum": list(HTTP_PAYLOADS), "default": "2.0"},
+            "The API Gateway payload format of web requests.",
+        ),
+        {
+            "name": "cors",
+            "in": "query",
+            "required": False,
+            "description": "CORS of the web route, as a function URL's: `allow_origins`, "
+            "`allow_methods`, `allow_headers`, `expose_headers`, `max_age_s`, "
+            "`allow_credentials`.",
+            "content": json_content(_CORS),
+        },
     ]
 
 
@@ -124,7 +178,10 @@ def _function_paths() -> dict[str, Schema]:
                     # unknown settings are refused, not ignored
                     "additionalProperties": False,
                 },
-                "encoding": {"env": {"contentType": "application/json"}},
+                "encoding": {
+                    "env": {"contentType": "application/json"},
+                    "cors": {"contentType": "application/json"},
+                },
             },
         },
         "description": "The zip (holding `main.py` by default), as the whole body with the "

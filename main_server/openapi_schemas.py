@@ -131,6 +131,12 @@ def schemas() -> dict[str, Schema]:
                     "description": "Names only: every value is masked as `***`.",
                 },
                 "max_concurrency": integer,
+                "layers": {"type": "array", "items": string},
+                "log_format": string,
+                "log_level": string,
+                "http": string,
+                "http_payload": string,
+                "cors": {"type": "object", "nullable": True},
             }
         ),
         "FunctionList": object_schema({"functions": {"type": "array", "items": ref("Function")}}),

@@ -33,14 +33,7 @@ class CreateRequest:
                 function=validate_qualified(str(data["function"])),
                 version=int(data["version"]),
                 code_key=str(data["code_key"]),
-                config=FunctionConfig(
-                    runtime=data.get("runtime", "python"),
-                    handler=data.get("handler", "main.handler"),
-                    memory_mb=int(data.get("memory_mb", 128)),
-                    timeout_s=float(data.get("timeout_s", 30)),
-                    env=data.get("env", {}),
-                    max_concurrency=int(data.get("max_concurrency", 100)),
-                ),
+                config=FunctionConfig.from_dict(data),
             )
         except KeyError as exc:
             raise InvalidRequest(f"missing field {exc.args[0]!r}") from None

@@ -130,6 +130,8 @@ class VersionRow(Base):
     timeout_s: Mapped[float] = mapped_column(Double, nullable=False)
     max_concurrency: Mapped[int] = mapped_column(Integer, nullable=False, server_default="100")
     env: Mapped[dict] = mapped_column(JSON, nullable=False)
+    # the settings added since (FunctionConfig.options): layers, logging, the web route
+    options: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
 
 
@@ -257,13 +259,16 @@ def _to_model(name: str, row: VersionRow) -> FunctionVersion:
         version=row.version,
         code_sha256=row.code_sha256,
         code_key=row.code_key,
-        config=FunctionConfig(
-            runtime=row.runtime,
-            handler=row.handler,
-            memory_mb=row.memory_mb,
-            timeout_s=row.timeout_s,
-            max_concurrency=row.max_concurrency,
-            env=dict(row.env),
+        config=FunctionConfig.from_dict(
+            {
+                **(row.options or {}),
+                "runtime": row.runtime,
+                "handler": row.handler,
+                "memory_mb": row.memory_mb,
+                "timeout_s": row.timeout_s,
+                "max_concurrency": row.max_concurrency,
+                "env": dict(row.env),
+            }
         ),
         created_at=created,
     )
@@ -332,6 +337,7 @@ class SqlMetadataStore:
                 timeout_s=config.timeout_s,
                 max_concurrency=config.max_concurrency,
                 env=dict(config.env),
+                options=config.options(),
                 created_at=now,
             )
             session.add(row)

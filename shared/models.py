@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,12 @@ import orjson
 from hotpool.shared.errors import InvalidRequest
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
-HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+# ``module.function``, ``pkg.module.function`` or, as Serverless Framework and CDK apps write
+# it, ``dir/module.function`` (a folder path before the dotted part)
+HANDLER_RE = re.compile(
+    r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z"
+)
+LAYER_RE = re.compile(r"^([a-z][a-z0-9_-]{0,62}):([1-9][0-9]{0,8})\Z")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 RUNTIMES = ("python",)
 MEMORY_MB_RANGE = (64, 10240)
@@ -21,6 +26,23 @@ TIMEOUT_S_RANGE = (0.1, 900.0)
 MAX_CONCURRENCY_RANGE = (1, 1000)
 MAX_ENV_VARS = 64
 MAX_ENV_BYTES = 4096
+MAX_LAYERS = 5
+# set by the runtime for every function, as Lambda's reserved variables are; credentials
+# (AWS_ACCESS_KEY_ID, ...) stay settable, as there is no execution role to supply them
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    }
+)  # fmt: skip
+LOG_FORMATS = ("text", "json")
+# Lambda's application log levels; WARN and FATAL are Lambda's names for WARNING and CRITICAL
+LOG_LEVELS = ("", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+HTTP_MODES = ("key", "public", "off")
+HTTP_PAYLOADS = ("2.0", "1.0")
 
 
 DEFAULT_NAMESPACE = "default"
@@ -66,6 +88,17 @@ class FunctionConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     # most containers (so most simultaneous calls) this function may have
     max_concurrency: int = 100
+    # Lambda layers, "name:version" in the function's namespace, in sys.path order
+    layers: tuple[str, ...] = ()
+    # the runtime's log lines: Lambda's tab-separated text or one JSON object a line
+    log_format: str = "text"
+    # the root logger's level ("" leaves Lambda's default: everything reaches the record)
+    log_level: str = ""
+    # the /fn/ web route: a Bearer key with invoke, "public" (no key), or "off"
+    http: str = "key"
+    # the API Gateway payload format of web requests: HTTP API 2.0 or REST API 1.0
+    http_payload: str = "2.0"
+    cors: Cors | None = None
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -74,7 +107,8 @@ class FunctionConfig:
             )
         if not HANDLER_RE.match(self.handler):
             raise InvalidRequest(
-                f"handler {self.handler!r} must be 'module.function', e.g. 'main.handler'"
+                f"handler {self.handler!r} must be 'module.function' or 'dir/module.function', "
+                "e.g. 'main.handler'"
             )
         low, high = MEMORY_MB_RANGE
         if not low <= self.memory_mb <= high:
@@ -86,41 +120,140 @@ class FunctionConfig:
         if not low_c <= self.max_concurrency <= high_c:
             raise InvalidRequest(f"max_concurrency must be between {low_c} and {high_c}")
         _validate_env(self.env)
+        _validate_layers(self.layers)
+        _choice("log_format", self.log_format, LOG_FORMATS)
+        _choice("log_level", self.log_level, LOG_LEVELS)
+        _choice("http", self.http, HTTP_MODES)
+        _choice("http_payload", self.http_payload, HTTP_PAYLOADS)
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> FunctionConfig:
         """Parse query or form parameters; unknown names are refused, not ignored."""
-        known = {"runtime", "handler", "memory_mb", "timeout_s", "env", "max_concurrency"}
-        unknown = sorted(set(params) - known)
+        unknown = sorted(set(params) - set(_PARSERS))
         if unknown:
             raise InvalidRequest(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_PARSERS))}"
             )
-        values: dict[str, Any] = {}
-        if "runtime" in params:
-            values["runtime"] = params["runtime"]
-        if "handler" in params:
-            values["handler"] = params["handler"]
-        if "memory_mb" in params:
-            values["memory_mb"] = _parse_number(params["memory_mb"], "memory_mb", int)
-        if "timeout_s" in params:
-            values["timeout_s"] = _parse_number(params["timeout_s"], "timeout_s", float)
-        if "max_concurrency" in params:
-            values["max_concurrency"] = _parse_number(
-                params["max_concurrency"], "max_concurrency", int
-            )
-        if "env" in params:
-            try:
-                env = orjson.loads(params["env"])
-            except orjson.JSONDecodeError:
-                raise InvalidRequest('env must be a JSON object, e.g. {"KEY": "value"}') from None
-            values["env"] = env
+        return cls(**{name: _PARSERS[name](raw) for name, raw in params.items()})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FunctionConfig:
+        """The config ``to_dict`` gave (unmasked), e.g. in a Manager's create request."""
+        values = {k: data[k] for k in _PARSERS if k in data}
+        if "layers" in values:
+            values["layers"] = tuple(values["layers"])
+        if values.get("cors") is not None:
+            values["cors"] = Cors.from_dict(values["cors"])
         return cls(**values)
+
+    def options(self) -> dict[str, Any]:
+        """The settings stored beside the columns of a version (its ``options`` JSON)."""
+        data = self.to_dict()
+        return {name: data[name] for name in OPTION_NAMES}
 
     def to_dict(self, *, mask_env: bool = False) -> dict[str, Any]:
         data = asdict(self)
         data["env"] = {k: "***" for k in self.env} if mask_env else dict(self.env)
+        data["layers"] = list(self.layers)
+        data["cors"] = self.cors.to_dict() if self.cors is not None else None
         return data
+
+
+# the settings added after the first columns, kept in one JSON column ("options")
+OPTION_NAMES = ("layers", "log_format", "log_level", "http", "http_payload", "cors")
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Cross-origin rules of a web function, as a Lambda function URL's ``Cors`` has them."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_s: int = 0
+    allow_credentials: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Cors:
+        if not isinstance(data, Mapping):
+            raise InvalidRequest('cors must be a JSON object, e.g. {"allow_origins": ["*"]}')
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(data) - known):
+            raise InvalidRequest(
+                f"unknown cors setting(s) {', '.join(map(str, unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = {}
+        for name in ("allow_origins", "allow_methods", "allow_headers", "expose_headers"):
+            items = data.get(name, [])
+            if not isinstance(items, list) or not all(
+                isinstance(i, str) and 0 < len(i) <= 253 and _printable(i) for i in items
+            ):
+                raise InvalidRequest(f"cors.{name} must be a list of non-empty strings")
+            if len(items) > 100:
+                raise InvalidRequest(f"cors.{name} has {len(items)} entries; at most 100")
+            values[name] = tuple(items)
+        max_age = data.get("max_age_s", 0)
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 <= max_age <= 86400:
+            raise InvalidRequest("cors.max_age_s must be a whole number from 0 to 86400")
+        credentials = data.get("allow_credentials", False)
+        if not isinstance(credentials, bool):
+            raise InvalidRequest("cors.allow_credentials must be true or false")
+        if credentials and "*" in values["allow_origins"]:
+            raise InvalidRequest(
+                "cors.allow_credentials cannot go with allow_origins '*': name the origins"
+            )
+        return cls(**values, max_age_s=max_age, allow_credentials=credentials)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _printable(text: str) -> bool:
+    return text.isprintable() and "," not in text
+
+
+def _parse_json(name: str, example: str) -> Any:
+    def parse(raw: str) -> Any:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest(f"{name} must be {example}") from None
+
+    return parse
+
+
+def _parse_layers(raw: str) -> tuple[str, ...]:
+    """``name:version`` items, comma-separated or as a JSON list."""
+    raw = raw.strip()
+    if raw.startswith("["):
+        items = _parse_json("layers", 'a JSON list, e.g. ["deps:1"]')(raw)
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise InvalidRequest('layers must be a list of "name:version" strings')
+        return tuple(items)
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _parse_cors(raw: str) -> Cors | None:
+    data = _parse_json("cors", 'a JSON object, e.g. {"allow_origins": ["https://a.example"]}')(raw)
+    return None if data is None else Cors.from_dict(data)
+
+
+_PARSERS: dict[str, Any] = {
+    "runtime": str,
+    "handler": str,
+    "memory_mb": lambda raw: _parse_number(raw, "memory_mb", int),
+    "timeout_s": lambda raw: _parse_number(raw, "timeout_s", float),
+    "max_concurrency": lambda raw: _parse_number(raw, "max_concurrency", int),
+    "env": _parse_json("env", 'a JSON object, e.g. {"KEY": "value"}'),
+    "layers": _parse_layers,
+    "log_format": lambda raw: raw.strip().lower(),
+    "log_level": lambda raw: raw.strip().upper(),
+    "http": str,
+    "http_payload": str,
+    "cors": _parse_cors,
+}
 
 
 def _parse_number(raw: str, name: str, kind: type) -> Any:
@@ -128,6 +261,25 @@ def _parse_number(raw: str, name: str, kind: type) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise InvalidRequest(f"{name} must be a number, got {raw[:40]!r}") from None
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        shown = ", ".join(repr(a) for a in allowed if a)
+        raise InvalidRequest(f"{name} {str(value)[:40]!r} is not one of {shown}")
+
+
+def _validate_layers(layers: Any) -> None:
+    if not isinstance(layers, tuple) or not all(isinstance(x, str) for x in layers):
+        raise InvalidRequest('layers must be a list of "name:version" strings')
+    if len(layers) > MAX_LAYERS:
+        raise InvalidRequest(f"a function may use at most {MAX_LAYERS} layers, got {len(layers)}")
+    for layer in layers:
+        if not LAYER_RE.match(layer):
+            raise InvalidRequest(f'layer {layer[:80]!r} must be "name:version", e.g. "deps:1"')
+    names = [layer.partition(":")[0] for layer in layers]
+    if len(set(names)) != len(names):
+        raise InvalidRequest("a function may use each layer once")
 
 
 def _validate_env(env: Any) -> None:
@@ -139,6 +291,8 @@ def _validate_env(env: Any) -> None:
     for key, value in env.items():
         if not isinstance(key, str) or not ENV_KEY_RE.match(key):
             raise InvalidRequest(f"env name {str(key)[:40]!r} must match [A-Za-z_][A-Za-z0-9_]*")
+        if key in RESERVED_ENV:
+            raise InvalidRequest(f"env name {key} is reserved: the runtime sets it, as Lambda does")
         if not isinstance(value, str):
             raise InvalidRequest(f"env value of {key} must be a string")
         if "\x00" in value:

@@ -48,7 +48,7 @@ async def tables(url: str) -> set[str]:
 async def test_migrate_creates_the_tables_and_their_constraints(database_url):
     revision = await migrate(database_url)
 
-    assert revision == head_revision() == "0003"
+    assert revision == head_revision() == "0004"
     assert await current_revision(database_url) == revision
 
     def describe(conn: Connection) -> dict[str, Any]:
