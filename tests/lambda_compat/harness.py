@@ -14,11 +14,11 @@ from tests.stack import Stack, wait_for
 LOG_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|\+00:00)"
 
 
-def log_line(level: str, request_id: str, message: str) -> re.Pattern[str]:
-    """The Lambda runtime's log line of ``message`` at ``level`` in one invocation."""
-    return re.compile(
-        rf"^\[{level}\]\t{LOG_TIME}\t{re.escape(request_id)}\t{re.escape(message)}$", re.M
-    )
+def log_line(level: str, request_id: str, message: str, *, literal: bool = True) -> re.Pattern[str]:
+    """The Lambda runtime's log line of ``message`` (a regex unless ``literal``) at ``level``
+    in one invocation."""
+    text = re.escape(message) if literal else message
+    return re.compile(rf"^\[{level}\]\t{LOG_TIME}\t{re.escape(request_id)}\t{text}$", re.M)
 
 
 async def deploy(stack: Stack, app: App, **extra: Any) -> None:
