@@ -146,6 +146,8 @@ DJANGO_SETTINGS = source("""
     from mysite.settings import *  # noqa: F403 (startproject's settings, unchanged)
 
     ROOT_URLCONF = "probe.urls"
+    # as every Django app on Lambda sets it: requests arrive for the API's own host name
+    ALLOWED_HOSTS = ["*"]
 """)
 DJANGO_URLS = source("""
     from django.urls import path
@@ -282,7 +284,7 @@ def django_apig_wsgi() -> App:
         "probe/views.py": DJANGO_VIEWS,
         **_assets("Django"),
     }
-    settings = {"env": {"DJANGO_SETTINGS_MODULE": "lambda_settings"}}
+    settings = {"env": {"DJANGO_SETTINGS_MODULE": "lambda_settings"}, "http_payload": "1.0"}
     code = zip_package(files, [vendored(list(pins.DJANGO))])
     return App("django", "lambda_function.lambda_handler", code, settings)
 
