@@ -139,7 +139,10 @@ class DockerBackend:
                 "NanoCpus": int(self._cpus * 1e9),
                 "PidsLimit": self._pids_limit,
                 "ReadonlyRootfs": True,
-                "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self._tmpfs_mb}m,mode=1777"},
+                # exec: the code unpacked here carries compiled extensions (pydantic-core,
+                # numpy, ...), which Docker's default noexec tmpfs refuses to map; Lambda's
+                # code directory and /tmp allow it too
+                "Tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self._tmpfs_mb}m,mode=1777"},
                 "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges"],
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind
