@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.lambda_compat import pins
 from tests.lambda_compat.events import sam_files
 from tests.lambda_compat.packages import App, read_tree, zip_package
-from tests.lambda_compat.sources import cached, npm_package, vendored
+from tests.lambda_compat.sources import cached, npm_package, unpacked_wheel, vendored
 
 SAM_TEMPLATE = "samcli/lib/init/templates/cookiecutter-aws-sam-hello-python"
 SAM_PROJECT = f"{SAM_TEMPLATE}/{{{{cookiecutter.project_name}}}}"
@@ -98,3 +98,18 @@ def django_project() -> Path:
         )  # fmt: skip
 
     return cached("django-project", [*pins.DJANGO], startproject)
+
+
+def chalice_app(template: str, name: str, handler: str) -> App:
+    """`chalice new-project --project-type TEMPLATE` packaged as `chalice package` does:
+    the app's app.py (its {{app_name}} filled in) beside Chalice's runtime files."""
+    wheel = unpacked_wheel(
+        pins.CHALICE, ("chalice/app.py", "chalice/__init__.py", "chalice/templates/")
+    )
+    app_py = (wheel / "chalice/templates" / template / "app.py").read_bytes()
+    files = {
+        "app.py": app_py.replace(b"{{app_name}}", name.encode()),
+        "chalice/app.py": (wheel / "chalice/app.py").read_bytes(),
+        "chalice/__init__.py": (wheel / "chalice/__init__.py").read_bytes(),
+    }
+    return App(name, handler, zip_package(files))

@@ -16,3 +16,6 @@ POWERTOOLS = "aws-lambda-powertools==3.37.0"
 FASTAPI = ("fastapi==0.165.0", "mangum==0.22.0", "python-multipart==0.0.34")
 FLASK = ("flask==3.1.3",)
 DJANGO = ("django==5.2.19", "apig-wsgi==2.20.0")
+# PyPI: Chalice, for its `chalice new-project` templates and the runtime files
+# `chalice package` puts in every package (chalice/app.py, chalice/__init__.py)
+CHALICE = "chalice==1.34.0"

@@ -1,9 +1,9 @@
-"""Project templates of SAM CLI and the Serverless Framework, invoked with SAM's sample events.
+"""Project templates of SAM CLI, the Serverless Framework and Chalice, with SAM's sample events.
 
-The handlers are the files `sam init` and `serverless create` write, unchanged; the events
-come from `sam local generate-event`'s own library. Two of them name their handler by its
-folder (`hello_world/app.lambda_handler`, `src/handler.hello`), as SAM projects deployed
-whole and Serverless services do.
+The handlers are the files `sam init`, `serverless create` and `chalice new-project` write,
+unchanged; the events come from `sam local generate-event`'s own library. Two of them name
+their handler by its folder (`hello_world/app.lambda_handler`, `src/handler.hello`), as SAM
+projects deployed whole and Serverless services do.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from tests.lambda_compat import apps
 from tests.lambda_compat.events import generate_event
-from tests.lambda_compat.harness import deploy, invoke
+from tests.lambda_compat.harness import deploy, invoke, output, record
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,11 @@ def templates() -> dict[str, apps.App]:
         apps.sam_hello_world, apps.sam_hello_world_project, apps.serverless_python3,
         apps.serverless_python3_in_src, apps.serverless_python_docker,
     )  # fmt: skip
-    return {app.name: app for app in (build() for build in builders)}
+    built = {app.name: app for app in (build() for build in builders)}
+    built["chalice-rest"] = apps.chalice_app("0000-rest-api", "chalice-rest", "app.app")
+    built["chalice-s3"] = apps.chalice_app("0002-s3-event-handler", "chalice-s3", "app.s3_handler")
+    built["chalice-fn"] = apps.chalice_app("0007-lambda-only", "chalice-fn", "app.second_function")
+    return built
 
 
 async def test_sam_init_hello_world_answers_the_rest_api_event(
@@ -94,3 +98,31 @@ async def test_serverless_create_aws_python_docker_app(hotpool_stack, templates,
     resp, body = await invoke(stack, "sls-docker", scheduled_event)
     assert resp.status == 200, body
     assert json.loads(body["body"])["message"].startswith("Hello, world!")
+
+
+async def test_chalice_rest_api_routes_sams_proxy_event(hotpool_stack, templates):
+    stack = await hotpool_stack()
+    await deploy(stack, templates["chalice-rest"])
+    # Chalice routes on API Gateway's resource path, as its REST API would send it
+    event = generate_event("apigateway", "aws-proxy", resource="/", path="", method="GET", body="")
+    resp, body = await invoke(stack, "chalice-rest", event)
+    assert resp.status == 200, body
+    assert body["statusCode"] == 200, body
+    assert json.loads(body["body"]) == {"hello": "world"}
+
+
+async def test_chalice_s3_event_handler_logs_through_the_app_logger(hotpool_stack, templates):
+    stack = await hotpool_stack()
+    await deploy(stack, templates["chalice-s3"])
+    event = generate_event("s3", "put", bucket="uploads", key="a/b.txt")
+    resp, body = await invoke(stack, "chalice-s3", event)
+    assert resp.status == 200, body
+    text = output(await record(stack, "chalice-s3", resp.headers["X-Hotpool-Request-Id"]))
+    assert "Received event for bucket: uploads, key: a/b.txt" in text, text
+
+
+async def test_chalice_lambda_only_function(hotpool_stack, templates):
+    stack = await hotpool_stack()
+    await deploy(stack, templates["chalice-fn"])
+    resp, body = await invoke(stack, "chalice-fn", {})
+    assert (resp.status, body) == (200, {"hello": "world2"})
