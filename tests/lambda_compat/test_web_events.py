@@ -61,3 +61,49 @@ async def test_adapters_answer_sams_api_gateway_events(hotpool_stack, web_app):
     resp, answer = await invoke(stack, web_app.name, posted)
     assert answer["statusCode"] == 200, answer
     assert json.loads(body_of(answer)) == {"received": {"sam": "event"}}
+
+
+def with_header(event: dict, name: str, value: str) -> dict:
+    """``event`` carrying one more request header, where its payload format keeps them."""
+    if "version" in event:  # 2.0: lower-case names, cookies apart
+        if name.lower() == "cookie":
+            event["cookies"] = value.split("; ")
+        else:
+            event["headers"][name.lower()] = value
+    else:
+        event["headers"][name] = value
+        event.setdefault("multiValueHeaders", {})[name] = [value]
+    return event
+
+
+def set_cookies(answer: dict) -> list[str]:
+    """The Set-Cookie values of an answer, wherever its payload format puts them."""
+    cookies = list(answer.get("cookies") or [])
+    for name, values in (answer.get("multiValueHeaders") or {}).items():
+        if name.lower() == "set-cookie":
+            cookies.extend(values)
+    for name, value in (answer.get("headers") or {}).items():
+        if name.lower() == "set-cookie":
+            cookies.append(value)
+    return cookies
+
+
+async def test_adapters_handle_cookies_forms_and_their_own_404(hotpool_stack, web_app):
+    stack = await hotpool_stack()
+    await deploy(stack, web_app)
+
+    _, answer = await invoke(stack, web_app.name, api_event(web_app, "cookies/set"))
+    assert answer["statusCode"] == 200, answer
+    assert any(c.strip().startswith("flavour=oatmeal") for c in set_cookies(answer)), answer
+
+    event = with_header(api_event(web_app, "cookies/get"), "Cookie", "flavour=oatmeal; x=1")
+    _, answer = await invoke(stack, web_app.name, event)
+    assert json.loads(body_of(answer)) == {"flavour": "oatmeal"}, answer
+
+    form = api_event(web_app, "form", "POST", body="name=Ada+Lovelace+%26+co")
+    form = with_header(form, "Content-Type", "application/x-www-form-urlencoded")
+    _, answer = await invoke(stack, web_app.name, form)
+    assert json.loads(body_of(answer)) == {"name": "Ada Lovelace & co"}, answer
+
+    _, answer = await invoke(stack, web_app.name, api_event(web_app, "no/such/page"))
+    assert answer["statusCode"] == 404, answer

@@ -35,7 +35,9 @@ async def check_web_app(base: str, name: str) -> None:
 
         async with http.get(f"{base}/cookies/set") as resp:
             assert resp.status == 200, await resp.text()
-            assert any(c.startswith("flavour=oatmeal") for c in resp.headers.getall("Set-Cookie"))
+            assert any(
+                c.strip().startswith("flavour=oatmeal") for c in resp.headers.getall("Set-Cookie")
+            )
         async with http.get(f"{base}/cookies/get") as resp:
             assert await resp.json() == {"flavour": "oatmeal"}, "the cookie did not come back"
 

@@ -86,7 +86,7 @@ FASTAPI_APP = source("""
     def page():
         return PAGE
 
-    handler = Mangum(app, lifespan="off")
+    handler = Mangum(app)
 """)
 
 FLASK_APP = source("""
