@@ -8,6 +8,7 @@ runtime (the S3 samples talk to the session's moto server, named in the function
 
 from __future__ import annotations
 
+import json
 import re
 
 import aioboto3
@@ -15,7 +16,7 @@ import pytest
 
 from tests.lambda_compat import docs
 from tests.lambda_compat.events import generate_event
-from tests.lambda_compat.harness import deploy, invoke, log_line, output, record
+from tests.lambda_compat.harness import LOG_TIME, deploy, invoke, log_line, output, record
 from tests.lambda_compat.packages import App, source, zip_package
 
 pytestmark = pytest.mark.integration
@@ -68,6 +69,22 @@ async def test_logging_sample_writes_lambda_log_lines_with_the_request_id(hotpoo
     assert "docs-logging" in messages[1]  # AWS_LAMBDA_LOG_GROUP_NAME
     assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[[^]]+\]\w+", messages[2])  # ..._LOG_STREAM_NAME
     assert messages[4] == str(event)
+
+
+async def test_logging_sample_in_lambdas_json_log_format(hotpool_stack):
+    """The function setting log_format=json (Lambda's LogFormat JSON): one object a line."""
+    stack = await hotpool_stack()
+    await deploy(stack, sample("docs-json-logs", docs.LOGGING, log_format="json"))
+    resp, body = await invoke(stack, "docs-json-logs", {"order": 7})
+    assert resp.status == 200, body
+    request_id = resp.headers["X-Hotpool-Request-Id"]
+    text = output(await record(stack, "docs-json-logs", request_id))
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [line["message"] for line in lines][::3] == ["## ENVIRONMENT VARIABLES", "## EVENT"]
+    assert lines[-1]["message"] == str({"order": 7})
+    for line in lines:
+        assert line["level"] == "INFO" and line["requestId"] == request_id, line
+        assert re.fullmatch(LOG_TIME, line["timestamp"]), line
 
 
 async def test_exception_sample_returns_lambdas_error_shape(hotpool_stack):
