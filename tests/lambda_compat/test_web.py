@@ -19,6 +19,7 @@ from tests.lambda_compat.harness import deploy, output, record
 from tests.lambda_compat.packages import App, zip_package
 from tests.lambda_compat.web import check_web_app, function_url
 from tests.lambda_compat.webapps import PIXEL_PNG, WEB_APPS
+from tests.services import missing_service
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,7 @@ async def run_client(*command: str) -> bytes:
 
 async def test_curl_talks_to_a_flask_app(hotpool_stack, tmp_path: Path):
     if shutil.which("curl") is None:
-        pytest.skip("curl is not installed (apt-get install curl)")
+        missing_service("curl is not installed (apt-get install curl; .ci/run installs it)")
     stack = await hotpool_stack()
     app = WEB_APPS["flask-serverless-wsgi"]()
     await deploy(stack, app, http="public")
@@ -147,9 +148,7 @@ async def test_curl_talks_to_a_flask_app(hotpool_stack, tmp_path: Path):
 async def test_headless_chromium_renders_a_django_page(hotpool_stack):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.skip(
-            "Chromium is not installed (apt-get install chromium): the browser check is optional"
-        )
+        missing_service("Chromium is not installed (apt-get install chromium; .ci/run does)")
     stack = await hotpool_stack()
     app = WEB_APPS["django-apig-wsgi"]()
     await deploy(stack, app, http="public")
