@@ -13,6 +13,7 @@ SERVERLESS = "serverless@2.72.4"
 SERVERLESS_WSGI_NPM = "serverless-wsgi@3.1.0"
 # PyPI: the frameworks real Lambda apps are built on
 POWERTOOLS = "aws-lambda-powertools==3.37.0"
+PYDANTIC = "pydantic==2.12.5"  # for Powertools' parser
 FASTAPI = ("fastapi==0.165.0", "mangum==0.22.0", "python-multipart==0.0.34")
 FLASK = ("flask==3.1.3",)
 DJANGO = ("django==5.2.19", "apig-wsgi==2.20.0")

@@ -80,8 +80,54 @@ EVENTBRIDGE_DATA_CLASS = source("""
 """)
 
 
-def powertools_app(name: str, code: bytes, **settings) -> App:
-    package = zip_package({"app.py": code}, [vendored([pins.POWERTOOLS])])
+# https://docs.powertools.aws.dev/lambda/python/latest/utilities/batch/ (SQS)
+SQS_BATCH = source("""
+    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    processor = BatchProcessor(event_type=EventType.SQS)
+    logger = Logger()
+
+
+    def record_handler(record: SQSRecord):
+        payload: str = record.json_body  # if json string data, otherwise record.body for str
+        logger.info(payload)
+
+
+    @logger.inject_lambda_context
+    def lambda_handler(event, context: LambdaContext):
+        return process_partial_response(
+            event=event,
+            record_handler=record_handler,
+            processor=processor,
+            context=context,
+        )
+""")
+
+# https://docs.powertools.aws.dev/lambda/python/latest/utilities/parser/ (built-in models)
+S3_PARSER = source("""
+    from aws_lambda_powertools.utilities.parser import event_parser
+    from aws_lambda_powertools.utilities.parser.models import S3Model
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+    @event_parser(model=S3Model)
+    def lambda_handler(event: S3Model, context: LambdaContext):
+        return [
+            {"bucket": r.s3.bucket.name, "key": r.s3.object.key, "size": r.s3.object.size}
+            for r in event.Records
+        ]
+""")
+
+
+def powertools_app(name: str, code: bytes, *extra: str, **settings) -> App:
+    package = zip_package({"app.py": code}, [vendored([pins.POWERTOOLS, *extra])])
     return App(name, "app.lambda_handler", package, settings)
 
 
@@ -97,6 +143,8 @@ def built() -> dict[str, App]:
         "metrics": powertools_app("pt-metrics", METRICS, env=env),
         "s3": powertools_app("pt-s3", S3_DATA_CLASS),
         "eventbridge": powertools_app("pt-eventbridge", EVENTBRIDGE_DATA_CLASS),
+        "batch": powertools_app("pt-batch", SQS_BATCH, env=env),
+        "parser": powertools_app("pt-parser", S3_PARSER, pins.PYDANTIC),
     }
 
 
@@ -160,3 +208,34 @@ async def test_eventbridge_data_class_reads_a_scheduled_event(hotpool_stack, bui
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/ExampleRule"],
         "source": "aws.events",
     }
+
+
+async def test_sqs_batch_reports_the_records_that_failed(hotpool_stack, built):
+    stack = await hotpool_stack()
+    await deploy(stack, built["batch"])
+    event = generate_event("sqs", "receive-message")
+    event["Records"][0]["body"] = '{"seat": "12A"}'  # SAM's template cannot take quotes
+    bad = json.loads(json.dumps(event["Records"][0]))
+    bad["messageId"], bad["body"] = "not-json", "{oops"
+    event["Records"].append(bad)
+    resp, body = await invoke(stack, "pt-batch", event)
+    assert resp.status == 200, body
+    assert body == {"batchItemFailures": [{"itemIdentifier": "not-json"}]}
+    lines = json_lines(
+        output(await record(stack, "pt-batch", resp.headers["X-Hotpool-Request-Id"]))
+    )
+    assert {"seat": "12A"} in [line["message"] for line in lines]
+
+
+async def test_parser_validates_sams_s3_event_with_pydantic(hotpool_stack, built):
+    stack = await hotpool_stack()
+    await deploy(stack, built["parser"])
+    resp, body = await invoke(
+        stack, "pt-parser", generate_event("s3", "put", bucket="in", key="x.csv")
+    )
+    assert resp.status == 200, body
+    assert body == [{"bucket": "in", "key": "x.csv", "size": 1024}]
+    # an event that is not an S3 event fails validation, as the parser's caller wants
+    resp, body = await invoke(stack, "pt-parser", {"Records": [{"nope": 1}]})
+    assert resp.status >= 400
+    assert resp.headers["X-Hotpool-Function-Error"] in ("ValidationError", "InvalidModelTypeError")
