@@ -75,7 +75,7 @@ class MetadataStore(Protocol):
     async def close(self) -> None: ...
 
 
-def _lost_race(exc: DBAPIError) -> bool:
+def lost_race(exc: DBAPIError) -> bool:
     """Whether ``exc`` ended a transaction that lost a race and can simply be run again."""
     if isinstance(exc, IntegrityError):  # another deploy took the same version number
         return True
@@ -144,7 +144,7 @@ class SqlMetadataStore:
             try:
                 return await self._create_version(name, config, code_sha256, code_key)
             except DBAPIError as exc:
-                if not _lost_race(exc):
+                if not lost_race(exc):
                     raise
                 # two deploys of one name raced; the winner has committed or soon will:
                 # let it finish, then take the next number
