@@ -73,7 +73,7 @@ PROBE = handler_zip(
     import errno, os
     found = {"uid": os.getuid(), "gid": os.getgid()}
     try:
-        with open("/opt/x", "w") as f:
+        with open("/var/runtime/x", "w") as f:  # the bootstrap, on the root filesystem
             f.write("nope")
         found["opt"] = "written"
     except OSError as exc:
