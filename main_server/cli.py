@@ -1,4 +1,5 @@
-"""The ``hotpool`` command line: run the services, and deploy, invoke and inspect functions.
+"""The ``hotpool`` command line: run the services, and deploy, invoke and inspect functions
+(layers: ``cli_layers``).
 
 Client commands talk to ``HOTPOOL_URL`` (default http://127.0.0.1:8080) with the standard
 library only, so they start fast.
@@ -65,16 +66,14 @@ def _print(data: Any) -> None:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from hotpool.shared.packages import zip_directory
+    from hotpool.main_server.cli_layers import package_of
 
     path = Path(args.path)
-    if path.is_dir():
-        data = zip_directory(path)
-    elif path.is_file():
-        data = path.read_bytes()
-    else:
-        raise CliError(f"{path} is neither a directory nor a zip file")
+    # a directory's requirements.txt is vendored into the zip (main_server/vendoring.py)
+    data = package_of(path, build=not args.no_build)
     params: dict[str, str] = {}
+    if args.layer:
+        params["layers"] = ",".join(args.layer)
     if args.handler:
         params["handler"] = args.handler
     if args.memory is not None:
@@ -358,7 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", metavar="K=V", help="environment variable")
     p.add_argument("--max-concurrency", type=int, help="most containers (default 100)")
     p.add_argument("--namespace", help="namespace (default: the key's first)")
+    p.add_argument("--layer", action="append", metavar="NAME:VERSION", help="a layer (repeat)")
+    p.add_argument("--no-build", action="store_true", help="do not vendor requirements.txt")
     p.set_defaults(func=cmd_deploy)
+    # cli_layers imports this module: imported once it is whole
+    from hotpool.main_server.cli_layers import add_layer_commands
+
+    add_layer_commands(sub)
 
     p = sub.add_parser("invoke", help="call a function and print its result")
     p.add_argument("name")
