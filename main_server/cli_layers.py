@@ -6,7 +6,7 @@ import argparse
 import urllib.parse
 from pathlib import Path
 
-from hotpool.main_server.cli import CliError, _check, _print, _request
+from hotpool.main_server.cli_client import CliError, _check, _print, _request
 
 
 def package_of(path: Path, *, build: bool, prefix: str = "") -> bytes:
