@@ -3,12 +3,18 @@ naming them, and call it through Main and a Manager."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hotpool.main_server.vendoring import build_package
 from hotpool.manager.app import READER
 from tests.helpers import make_zip
+
+# vendored requirements are built once per content, across test runs
+VENDOR_CACHE = Path.home() / ".cache" / "hotpool-tests" / "vendoring"
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +136,44 @@ async def test_a_function_keeps_running_on_a_layer_version_deleted_after_its_dep
     assert (await call(stack, "echo"))["greet"] == "layer"
     resp = await stack.deploy("other", make_zip({"main.py": MAIN}), layers="first:1")
     assert resp.status == 400 and "first:1" in (await resp.json())["error"]["message"]
+
+
+VENDORED = """
+import charset_normalizer.md
+import requests
+import six
+
+def handler(event, context):
+    return {
+        "requests": requests.__version__,
+        "six": six.__version__,
+        # a compiled module of a manylinux wheel for CPython 3.11 loads in the runtime
+        "compiled": charset_normalizer.md.__file__.endswith(".so"),
+    }
+"""
+
+
+async def test_vendored_requirements_and_a_vendored_layer_run_in_the_runtime(
+    hotpool_stack, tmp_path
+):
+    stack = await hotpool_stack()
+    layer_dir, fn_dir = tmp_path / "six-layer", tmp_path / "fn"
+    layer_dir.mkdir()
+    (layer_dir / "requirements.txt").write_text("six==1.16.0\n")
+    fn_dir.mkdir()
+    (fn_dir / "requirements.txt").write_text("requests==2.32.3\n")
+    (fn_dir / "main.py").write_text(VENDORED)
+    # pip runs in a thread: it must not block the loop serving the stack
+    layer = await asyncio.to_thread(
+        build_package, layer_dir, cache_dir=VENDOR_CACHE, prefix="python"
+    )
+    code = await asyncio.to_thread(build_package, fn_dir, cache_dir=VENDOR_CACHE)
+    resp = await stack.client.put(
+        "/v1/layers/six", data=layer, headers={"Content-Type": "application/zip"}
+    )
+    assert resp.status == 201, await resp.text()
+
+    resp = await stack.deploy("web", code, layers="six:1")
+    assert resp.status == 201, await resp.text()
+
+    assert await call(stack, "web") == {"requests": "2.32.3", "six": "1.16.0", "compiled": True}
