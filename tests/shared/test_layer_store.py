@@ -3,6 +3,7 @@ over SQLite (the embedded default) and MariaDB (production), on migrated databas
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -164,3 +165,34 @@ async def test_a_package_shared_with_a_live_layer_or_a_function_is_kept(stores):
     assert (await layers.delete("default", "deps", 1))[1] == []
     assert (await layers.delete("default", "code", 1))[1] == []
     assert (await layers.delete("default", "copy", 1))[1] == [key(1)]
+
+
+async def test_a_deploy_racing_a_layer_deletion_never_loses_the_package(stores):
+    """Either the deploy sees the version gone (and fails), or the deletion sees the deploy
+    using the package (and keeps it): never a version whose layer package was deleted."""
+    metadata, layers = stores
+    outcomes = set()
+
+    async def later(delay_s: float, work):
+        await asyncio.sleep(delay_s)
+        return await work
+
+    for n in range(-10, 11):
+        await publish(layers, f"l{n + 10}", n + 20)
+        # the deletion starts 50 ms earlier, then closer and closer, then up to 50 ms later:
+        # each side wins at the ends, and in the middle they overlap
+        deployed, deleted = await asyncio.gather(
+            later(max(-n, 0) * 0.005, deploy(metadata, f"fn{n + 10}", 100 + n, f"l{n + 10}:1")),
+            later(max(n, 0) * 0.005, layers.delete("default", f"l{n + 10}", 1)),
+            return_exceptions=True,
+        )
+        assert not isinstance(deleted, BaseException), deleted
+        if isinstance(deployed, BaseException):
+            assert isinstance(deployed, InvalidRequest), deployed
+            assert deleted[1] == [key(n + 20)]  # nobody uses it: collected
+            outcomes.add("deploy lost")
+        else:
+            assert deployed.layer_keys == (key(n + 20),)
+            assert deleted[1] == []  # the new version uses it: kept
+            outcomes.add("deploy won")
+    assert outcomes == {"deploy lost", "deploy won"}
