@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def cmd_layer_publish(args: argparse.Namespace) -> int:
     path = Path(args.path)
     # a layer's Python code lives under python/ at its root, as on Lambda
     data = package_of(path, build=not args.no_build, prefix="python")
+    if (
+        path.is_dir()
+        and not (path / "python").is_dir()
+        and not (path / "requirements.txt").is_file()
+    ):
+        print(
+            f"hotpool: warning: {path} has no python/ folder; its files are unpacked at /opt "
+            "but none of them is on sys.path (put modules in python/)",
+            file=sys.stderr,
+        )
     name = args.name or path.stem
     params = {"description": args.description} if args.description else {}
     status, _, body = _request(
