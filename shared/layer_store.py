@@ -120,13 +120,13 @@ class SqlLayerStore:
         """A new version numbered one past the highest ever given (deleted ones included)."""
         validate_name(namespace, "namespace")
         validate_name(name, "layer name")
-        row = LayerVersionRow(
-            namespace=namespace, name=name, code_sha256=sha256, code_key=code_key, size=size,
-            description=description[:MAX_DESCRIPTION_CHARS],
-        )  # fmt: skip
+        fields = {
+            "namespace": namespace, "name": name, "code_sha256": sha256, "code_key": code_key,
+            "size": size, "description": description[:MAX_DESCRIPTION_CHARS],
+        }  # fmt: skip
         for attempt in range(CREATE_ATTEMPTS):
             try:
-                return await self._insert(row)
+                return await self._insert(fields)
             except DBAPIError as exc:
                 if not lost_race(exc):
                     raise
@@ -134,23 +134,16 @@ class SqlLayerStore:
                 await asyncio.sleep(random.uniform(0, RACE_BACKOFF_S * (attempt + 1)))
         raise StoreUnavailable(f"could not publish a new version of layer {name!r}; try again")
 
-    async def _insert(self, template: LayerVersionRow) -> LayerVersion:
+    async def _insert(self, fields: dict[str, Any]) -> LayerVersion:
         async with self._sessions.begin() as session:
             highest = await session.scalar(
                 select(func.max(LayerVersionRow.version)).where(
-                    LayerVersionRow.namespace == template.namespace,
-                    LayerVersionRow.name == template.name,
+                    LayerVersionRow.namespace == fields["namespace"],
+                    LayerVersionRow.name == fields["name"],
                 )
             )
             row = LayerVersionRow(
-                namespace=template.namespace,
-                name=template.name,
-                version=(highest or 0) + 1,
-                code_sha256=template.code_sha256,
-                code_key=template.code_key,
-                size=template.size,
-                description=template.description,
-                created_at=datetime.now(UTC),
+                **fields, version=(highest or 0) + 1, created_at=datetime.now(UTC)
             )
             session.add(row)
         return _to_model(row)

@@ -196,3 +196,11 @@ async def test_a_deploy_racing_a_layer_deletion_never_loses_the_package(stores):
             assert deleted[1] == []  # the new version uses it: kept
             outcomes.add("deploy won")
     assert outcomes == {"deploy lost", "deploy won"}
+
+
+async def test_simultaneous_publishes_of_one_layer_take_distinct_numbers(stores):
+    _, layers = stores
+
+    published = await asyncio.gather(*(publish(layers, "deps", n) for n in range(1, 7)))
+
+    assert sorted(v.version for v in published) == [1, 2, 3, 4, 5, 6]
