@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from tests.lambda_compat.packages import App
 from tests.stack import Stack, wait_for
+
+T = TypeVar("T")
 
 # Lambda's Python runtime's text log line: [LEVEL]\t<UTC ISO-8601 time>\t<request id>\t<message>
 LOG_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|\+00:00)"
@@ -51,3 +55,9 @@ async def record(stack: Stack, name: str, request_id: str) -> dict[str, Any]:
 def output(rec: dict[str, Any]) -> str:
     """What the invocation wrote: its captured stdout then stderr."""
     return (rec.get("stdout") or "") + (rec.get("stderr") or "")
+
+
+async def off_loop(build: Callable[..., T], *args: Any) -> T:
+    """Run a builder of apps.py or webapps.py from an async test: a first, uncached build
+    downloads and installs for seconds, which must not stall the loop the stack serves on."""
+    return await asyncio.to_thread(build, *args)

@@ -15,7 +15,7 @@ import aioboto3
 import pytest
 
 from tests.lambda_compat import docs
-from tests.lambda_compat.events import generate_event
+from tests.lambda_compat.events import sam_event
 from tests.lambda_compat.harness import LOG_TIME, deploy, invoke, log_line, output, record
 from tests.lambda_compat.packages import App, source, zip_package
 
@@ -57,7 +57,7 @@ async def test_context_sample_prints_the_invocation_and_function(hotpool_stack):
 async def test_logging_sample_writes_lambda_log_lines_with_the_request_id(hotpool_stack):
     stack = await hotpool_stack()
     await deploy(stack, sample("docs-logging", docs.LOGGING))
-    event = generate_event("sqs", "receive-message", body="logged")
+    event = await sam_event("sqs", "receive-message", body="logged")
     resp, body = await invoke(stack, "docs-logging", event)
     assert resp.status == 200, body
     request_id = resp.headers["X-Hotpool-Request-Id"]
@@ -116,7 +116,7 @@ async def test_event_source_samples_process_every_record(
     hotpool_stack, name, code, event_args, printed
 ):
     service, kind, values = event_args
-    event = generate_event(service, kind, **values)
+    event = await sam_event(service, kind, **values)
     stack = await hotpool_stack()
     await deploy(stack, sample(name, code))
     resp, body = await invoke(stack, name, event)
@@ -131,7 +131,7 @@ async def test_s3_blueprint_reads_the_object_its_event_names(hotpool_stack, s3_e
         await s3.put_object(
             Bucket=s3_bucket, Key="uploads/report 1.csv", Body=b"a,b\n", ContentType="text/csv"
         )
-    event = generate_event("s3", "put", bucket=s3_bucket, key="uploads/report 1.csv")
+    event = await sam_event("s3", "put", bucket=s3_bucket, key="uploads/report 1.csv")
     stack = await hotpool_stack()
     await deploy(stack, sample("docs-s3", docs.S3_GET_OBJECT, env=s3_env(s3_endpoint)))
     resp, body = await invoke(stack, "docs-s3", event)

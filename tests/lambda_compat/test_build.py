@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.lambda_compat import apps, pins
-from tests.lambda_compat.events import generate_event
-from tests.lambda_compat.harness import deploy, invoke, output, record
+from tests.lambda_compat.events import sam_event
+from tests.lambda_compat.harness import deploy, invoke, off_loop, output, record
 from tests.lambda_compat.packages import App, zip_package
 from tests.lambda_compat.sources import npm_package, vendored
 from tests.lambda_compat.test_powertools import LOGGER
@@ -54,9 +54,9 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
 
 async def test_deploy_vendors_requirements_txt(hotpool_stack, tmp_path):
     project = tmp_path / "flask-api"
-    plugin = npm_package(pins.SERVERLESS_WSGI_NPM)
+    plugin = await off_loop(npm_package, pins.SERVERLESS_WSGI_NPM)
     write_tree(project, {
-        **apps.serverless_wsgi_readme_app(),
+        **await off_loop(apps.serverless_wsgi_readme_app),
         "wsgi_handler.py": (plugin / "wsgi_handler.py").read_bytes(),
         "serverless_wsgi.py": (plugin / "serverless_wsgi.py").read_bytes(),
         ".serverless-wsgi": json.dumps({"app": "api.app"}).encode(),
@@ -70,22 +70,29 @@ async def test_deploy_vendors_requirements_txt(hotpool_stack, tmp_path):
         url=url, key=key, cwd=tmp_path,
     )  # fmt: skip
     assert code == 0, err
-    event = generate_event("apigateway", "aws-proxy", path="cats", method="GET", body="")
+    event = await sam_event("apigateway", "aws-proxy", path="cats", method="GET", body="")
     resp, body = await invoke(stack, "flask-api", event)
     assert resp.status == 200, body
     assert (body["statusCode"], body["body"]) == (200, "Cats")
 
 
-async def test_powertools_as_a_layer(hotpool_stack):
+def powertools_layer() -> bytes:
+    """Powertools as a Lambda layer zip: the library under python/."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as layer:
         site = vendored([pins.POWERTOOLS])
         for path in sorted(site.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.name != ".spec.json":
                 layer.write(path, f"python/{path.relative_to(site).as_posix()}")
+    return buf.getvalue()
+
+
+async def test_powertools_as_a_layer(hotpool_stack):
     stack = await hotpool_stack()
     resp = await stack.client.put(
-        "/v1/layers/powertools", data=buf.getvalue(), headers={"Content-Type": "application/zip"}
+        "/v1/layers/powertools",
+        data=await off_loop(powertools_layer),
+        headers={"Content-Type": "application/zip"},
     )
     assert resp.status == 201, await resp.text()
     version = (await resp.json())["version"]

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from tests.lambda_compat import apps, docs, pins
-from tests.lambda_compat.events import generate_event
-from tests.lambda_compat.harness import deploy, invoke, log_line, output, record
+from tests.lambda_compat.events import sam_event
+from tests.lambda_compat.harness import deploy, invoke, log_line, off_loop, output, record
 from tests.lambda_compat.packages import App, source, zip_package
 from tests.lambda_compat.sources import vendored
 from tests.lambda_compat.web import check_web_app, function_url
@@ -28,8 +28,8 @@ def stack_backend() -> str:
 
 async def test_sam_hello_world_in_a_container(hotpool_stack):
     stack = await hotpool_stack()
-    await deploy(stack, apps.sam_hello_world_project())
-    resp, body = await invoke(stack, "sam-project", generate_event("apigateway", "aws-proxy"))
+    await deploy(stack, await off_loop(apps.sam_hello_world_project))
+    resp, body = await invoke(stack, "sam-project", await sam_event("apigateway", "aws-proxy"))
     assert resp.status == 200, body
     assert json.loads(body["body"]) == {"message": "hello world"}
 
@@ -69,7 +69,7 @@ async def test_boto3_comes_with_the_runtime_image(hotpool_stack):
 
 async def test_fastapi_app_in_a_container_through_its_url(hotpool_stack):
     stack = await hotpool_stack()
-    app = WEB_APPS["fastapi-mangum"]()
+    app = await off_loop(WEB_APPS["fastapi-mangum"])
     await deploy(stack, app, http="public")
     await check_web_app(function_url(stack, app.name), app.name)
 
@@ -78,9 +78,9 @@ async def test_vendored_binary_wheels_load_in_the_image(hotpool_stack):
     """FastAPI's pydantic-core is a compiled manylinux wheel, vendored for the runtime's
     platform, not the test machine's: it must import in the image's Python."""
     stack = await hotpool_stack()
-    app = WEB_APPS["fastapi-mangum"]()
+    app = await off_loop(WEB_APPS["fastapi-mangum"])
     await deploy(stack, app)
-    event = generate_event("apigateway", "http-api-proxy", path="items/12", method="GET")
+    event = await sam_event("apigateway", "http-api-proxy", path="items/12", method="GET")
     resp, body = await invoke(stack, app.name, event)
     assert resp.status == 200, body
     assert json.loads(body["body"]) == {"item_id": 12, "q": None}
@@ -89,9 +89,9 @@ async def test_vendored_binary_wheels_load_in_the_image(hotpool_stack):
 async def test_a_django_project_fits_in_the_container(hotpool_stack):
     """Django vendored is about 50 MB unpacked: Lambda takes 250 MB of unzipped code."""
     stack = await hotpool_stack()
-    app = WEB_APPS["django-apig-wsgi"]()
+    app = await off_loop(WEB_APPS["django-apig-wsgi"])
     await deploy(stack, app)
-    event = generate_event("apigateway", "aws-proxy", path="items/4", method="GET", body="")
+    event = await sam_event("apigateway", "aws-proxy", path="items/4", method="GET", body="")
     resp, body = await invoke(stack, app.name, event)
     assert resp.status == 200, body
     assert json.loads(body["body"]) == {"item_id": 4, "q": None}

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.lambda_compat import pins
-from tests.lambda_compat.events import generate_event
+from tests.lambda_compat.events import sam_event
 from tests.lambda_compat.harness import deploy, invoke, output, record
 from tests.lambda_compat.packages import App, source, zip_package
 from tests.lambda_compat.sources import vendored
@@ -188,7 +188,7 @@ async def test_metrics_flush_an_embedded_metric_format_document(hotpool_stack, b
 async def test_s3_event_data_class_reads_sams_put_event(hotpool_stack, built):
     stack = await hotpool_stack()
     await deploy(stack, built["s3"])
-    event = generate_event("s3", "put", bucket="photos", key="2026/cat picture.jpg")
+    event = await sam_event("s3", "put", bucket="photos", key="2026/cat picture.jpg")
     resp, body = await invoke(stack, "pt-s3", event)
     assert resp.status == 200, body
     assert body["bucket"] == "photos"
@@ -200,7 +200,7 @@ async def test_eventbridge_data_class_reads_a_scheduled_event(hotpool_stack, bui
     stack = await hotpool_stack()
     await deploy(stack, built["eventbridge"])
     resp, body = await invoke(
-        stack, "pt-eventbridge", generate_event("cloudwatch", "scheduled-event")
+        stack, "pt-eventbridge", await sam_event("cloudwatch", "scheduled-event")
     )
     assert resp.status == 200, body
     assert body == {
@@ -213,7 +213,7 @@ async def test_eventbridge_data_class_reads_a_scheduled_event(hotpool_stack, bui
 async def test_sqs_batch_reports_the_records_that_failed(hotpool_stack, built):
     stack = await hotpool_stack()
     await deploy(stack, built["batch"])
-    event = generate_event("sqs", "receive-message")
+    event = await sam_event("sqs", "receive-message")
     event["Records"][0]["body"] = '{"seat": "12A"}'  # SAM's template cannot take quotes
     bad = json.loads(json.dumps(event["Records"][0]))
     bad["messageId"], bad["body"] = "not-json", "{oops"
@@ -231,7 +231,7 @@ async def test_parser_validates_sams_s3_event_with_pydantic(hotpool_stack, built
     stack = await hotpool_stack()
     await deploy(stack, built["parser"])
     resp, body = await invoke(
-        stack, "pt-parser", generate_event("s3", "put", bucket="in", key="x.csv")
+        stack, "pt-parser", await sam_event("s3", "put", bucket="in", key="x.csv")
     )
     assert resp.status == 200, body
     assert body == [{"bucket": "in", "key": "x.csv", "size": 1024}]

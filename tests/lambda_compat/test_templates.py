@@ -8,13 +8,16 @@ projects deployed whole and Serverless services do.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import pytest
 
 from tests.lambda_compat import apps
-from tests.lambda_compat.events import generate_event
-from tests.lambda_compat.harness import deploy, invoke, output, record
+from tests.lambda_compat.events import generate_event, sam_event
+from tests.lambda_compat.harness import deploy, invoke, off_loop, output, record
+from tests.lambda_compat.packages import App, zip_package
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +107,7 @@ async def test_chalice_rest_api_routes_sams_proxy_event(hotpool_stack, templates
     stack = await hotpool_stack()
     await deploy(stack, templates["chalice-rest"])
     # Chalice routes on API Gateway's resource path, as its REST API would send it
-    event = generate_event("apigateway", "aws-proxy", resource="/", path="", method="GET", body="")
+    event = await sam_event("apigateway", "aws-proxy", resource="/", path="", method="GET", body="")
     resp, body = await invoke(stack, "chalice-rest", event)
     assert resp.status == 200, body
     assert body["statusCode"] == 200, body
@@ -114,7 +117,7 @@ async def test_chalice_rest_api_routes_sams_proxy_event(hotpool_stack, templates
 async def test_chalice_s3_event_handler_logs_through_the_app_logger(hotpool_stack, templates):
     stack = await hotpool_stack()
     await deploy(stack, templates["chalice-s3"])
-    event = generate_event("s3", "put", bucket="uploads", key="a/b.txt")
+    event = await sam_event("s3", "put", bucket="uploads", key="a/b.txt")
     resp, body = await invoke(stack, "chalice-s3", event)
     assert resp.status == 200, body
     text = output(await record(stack, "chalice-s3", resp.headers["X-Hotpool-Request-Id"]))
@@ -126,3 +129,26 @@ async def test_chalice_lambda_only_function(hotpool_stack, templates):
     await deploy(stack, templates["chalice-fn"])
     resp, body = await invoke(stack, "chalice-fn", {})
     assert (resp.status, body) == (200, {"hello": "world2"})
+
+
+async def test_a_package_missing_its_dependency_fails_in_lambdas_error_shape(hotpool_stack):
+    """serverless-wsgi's handler deployed without Flask (the user forgot requirements.txt):
+    the import fails at the cold start, and the caller learns which module is missing."""
+    files = {"api.py": b"from flask import Flask\napp = Flask(__name__)\n"}
+    app = await off_loop(apps.serverless_wsgi, "no-flask", files)
+    app = App(app.name, app.handler, zip_package(_without_site(app.code)))
+    stack = await hotpool_stack()
+    await deploy(stack, app)
+    resp, body = await invoke(stack, "no-flask", {})
+    assert resp.status >= 400, body
+    assert body["errorType"] in ("Runtime.ImportModuleError", "ModuleNotFoundError"), body
+    assert "werkzeug" in body["errorMessage"]
+    assert isinstance(body["stackTrace"], list)
+    assert body["requestId"] == resp.headers["X-Hotpool-Request-Id"]
+    assert resp.headers["X-Hotpool-Function-Error"]
+
+
+def _without_site(code: bytes) -> dict[str, bytes]:
+    """The package's own files: the plugin's handler and the app, no vendored Flask."""
+    with zipfile.ZipFile(io.BytesIO(code)) as zf:
+        return {n: zf.read(n) for n in zf.namelist() if "/" not in n}

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.lambda_compat import apps, docs
-from tests.lambda_compat.harness import deploy, output, record
+from tests.lambda_compat.harness import deploy, off_loop, output, record
 from tests.lambda_compat.packages import App, zip_package
 from tests.lambda_compat.web import check_web_app, function_url
 from tests.lambda_compat.webapps import PIXEL_PNG, WEB_APPS
@@ -37,11 +37,15 @@ async def test_web_app_answers_like_behind_a_function_url(hotpool_stack, web_app
     await check_web_app(function_url(stack, web_app.name), web_app.name)
 
 
+def readme_app() -> App:
+    return apps.serverless_wsgi("readme", apps.serverless_wsgi_readme_app(), app="api.app")
+
+
 async def test_the_serverless_wsgi_readme_app(hotpool_stack):
     stack = await hotpool_stack()
     await deploy(
         stack,
-        apps.serverless_wsgi("readme", apps.serverless_wsgi_readme_app(), app="api.app"),
+        await off_loop(readme_app),
         http="public",
     )
     base = function_url(stack, "readme")
@@ -54,7 +58,7 @@ async def test_the_serverless_wsgi_readme_app(hotpool_stack):
 
 async def test_sam_hello_world_at_its_url(hotpool_stack):
     stack = await hotpool_stack()
-    await deploy(stack, apps.sam_hello_world(), http="public")
+    await deploy(stack, await off_loop(apps.sam_hello_world), http="public")
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{function_url(stack, 'sam-hello')}/hello") as resp:
             assert resp.status == 200
@@ -77,7 +81,7 @@ async def test_a_function_error_is_a_bare_502_and_its_traceback_stays_in_the_rec
 
 async def test_a_key_protected_function_wants_an_invoke_key(hotpool_stack):
     stack = await hotpool_stack()
-    await deploy(stack, WEB_APPS["fastapi-mangum"]())  # http=key is the default
+    await deploy(stack, await off_loop(WEB_APPS["fastapi-mangum"]))  # http=key is the default
     url = f"{function_url(stack, 'fastapi')}/items/1"
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as resp:
@@ -107,7 +111,7 @@ async def test_curl_talks_to_a_flask_app(hotpool_stack, tmp_path: Path):
     if shutil.which("curl") is None:
         missing_service("curl is not installed (apt-get install curl; .ci/run installs it)")
     stack = await hotpool_stack()
-    app = WEB_APPS["flask-serverless-wsgi"]()
+    app = await off_loop(WEB_APPS["flask-serverless-wsgi"])
     await deploy(stack, app, http="public")
     base = function_url(stack, app.name)
     jar, image = tmp_path / "cookies.txt", tmp_path / "pixel.png"
@@ -150,7 +154,7 @@ async def test_headless_chromium_renders_a_django_page(hotpool_stack):
     if browser is None:
         missing_service("Chromium is not installed (apt-get install chromium; .ci/run does)")
     stack = await hotpool_stack()
-    app = WEB_APPS["django-apig-wsgi"]()
+    app = await off_loop(WEB_APPS["django-apig-wsgi"])
     await deploy(stack, app, http="public")
     dom = await run_client(
         browser,
@@ -167,7 +171,7 @@ async def test_headless_chromium_renders_a_django_page(hotpool_stack):
 
 async def test_web_calls_leave_records_like_invocations(hotpool_stack):
     stack = await hotpool_stack()
-    app = WEB_APPS["powertools-http-2.0"]()
+    app = await off_loop(WEB_APPS["powertools-http-2.0"])
     await deploy(stack, app, http="public")
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{function_url(stack, app.name)}/items/3") as resp:

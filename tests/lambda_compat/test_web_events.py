@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.lambda_compat.events import generate_event
+from tests.lambda_compat.events import sam_event
 from tests.lambda_compat.harness import deploy, invoke
 from tests.lambda_compat.packages import App
 from tests.lambda_compat.webapps import PIXEL_PNG, WEB_APPS
@@ -25,12 +25,12 @@ def web_app(request) -> App:
     return WEB_APPS[request.param]()
 
 
-def api_event(app: App, path: str, method: str = "GET", body: str = "") -> dict:
+async def api_event(app: App, path: str, method: str = "GET", body: str = "") -> dict:
     """SAM's event of the app's payload format for ``method path``."""
     if app.settings.get("http_payload") == "1.0":
-        event = generate_event("apigateway", "aws-proxy", path=path, method=method, body=body)
+        event = await sam_event("apigateway", "aws-proxy", path=path, method=method, body=body)
     else:
-        event = generate_event("apigateway", "http-api-proxy", path=path, method=method, body=body)
+        event = await sam_event("apigateway", "http-api-proxy", path=path, method=method, body=body)
     return event
 
 
@@ -43,17 +43,17 @@ async def test_adapters_answer_sams_api_gateway_events(hotpool_stack, web_app):
     stack = await hotpool_stack()
     await deploy(stack, web_app)
 
-    resp, answer = await invoke(stack, web_app.name, api_event(web_app, "items/5"))
+    resp, answer = await invoke(stack, web_app.name, await api_event(web_app, "items/5"))
     assert resp.status == 200, answer
     assert answer["statusCode"] == 200, answer
     assert json.loads(body_of(answer))["item_id"] == 5
 
-    resp, answer = await invoke(stack, web_app.name, api_event(web_app, "image.png"))
+    resp, answer = await invoke(stack, web_app.name, await api_event(web_app, "image.png"))
     assert answer["statusCode"] == 200, answer
     assert answer["isBase64Encoded"] is True
     assert body_of(answer) == PIXEL_PNG
 
-    posted = api_event(web_app, "echo", "POST", body='{"sam": "event"}')
+    posted = await api_event(web_app, "echo", "POST", body='{"sam": "event"}')
     headers = posted["headers"]
     headers["content-type" if "version" in posted else "Content-Type"] = "application/json"
     if "multiValueHeaders" in posted:
@@ -92,18 +92,18 @@ async def test_adapters_handle_cookies_forms_and_their_own_404(hotpool_stack, we
     stack = await hotpool_stack()
     await deploy(stack, web_app)
 
-    _, answer = await invoke(stack, web_app.name, api_event(web_app, "cookies/set"))
+    _, answer = await invoke(stack, web_app.name, await api_event(web_app, "cookies/set"))
     assert answer["statusCode"] == 200, answer
     assert any(c.strip().startswith("flavour=oatmeal") for c in set_cookies(answer)), answer
 
-    event = with_header(api_event(web_app, "cookies/get"), "Cookie", "flavour=oatmeal; x=1")
+    event = with_header(await api_event(web_app, "cookies/get"), "Cookie", "flavour=oatmeal; x=1")
     _, answer = await invoke(stack, web_app.name, event)
     assert json.loads(body_of(answer)) == {"flavour": "oatmeal"}, answer
 
-    form = api_event(web_app, "form", "POST", body="name=Ada+Lovelace+%26+co")
+    form = await api_event(web_app, "form", "POST", body="name=Ada+Lovelace+%26+co")
     form = with_header(form, "Content-Type", "application/x-www-form-urlencoded")
     _, answer = await invoke(stack, web_app.name, form)
     assert json.loads(body_of(answer)) == {"name": "Ada Lovelace & co"}, answer
 
-    _, answer = await invoke(stack, web_app.name, api_event(web_app, "no/such/page"))
+    _, answer = await invoke(stack, web_app.name, await api_event(web_app, "no/such/page"))
     assert answer["statusCode"] == 404, answer
