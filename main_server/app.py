@@ -41,6 +41,7 @@ from hotpool.main_server.state import (
     REGISTRY,
     SETTINGS,
 )
+from hotpool.main_server.web import routes as web_routes
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
 from hotpool.shared.http import client_context, error_middleware
@@ -102,6 +103,7 @@ def create_app(
     app.add_routes(routes)
     app.add_routes(key_routes)
     app.add_routes(openapi_routes)
+    app.add_routes(web_routes)
     return app
 
 
