@@ -22,6 +22,7 @@ from hotpool.main_server.openapi_schemas import (
     query_param,
     ref,
 )
+from hotpool.main_server.openapi_web import web_paths
 from hotpool.main_server.routes import max_invocations_limit
 from hotpool.shared.http import json_response
 from hotpool.shared.models import (
@@ -394,7 +395,7 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**_function_paths(), **_key_paths(), **_system_paths()},
+        "paths": {**_function_paths(), **_key_paths(), **_system_paths(), **web_paths()},
         "components": components(),
     }
 

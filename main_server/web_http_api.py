@@ -92,7 +92,8 @@ def response(result: Any, result_json: bytes) -> WebResponse:
         return WebResponse(200, CIMultiDict({"Content-Type": JSON_TYPE}), result_json)
     headers: CIMultiDict[str] = CIMultiDict()
     add_headers(headers, result)
-    cookies = result.get("cookies") or []
+    cookies = result.get("cookies")
+    cookies = [] if cookies is None else cookies
     if not isinstance(cookies, list):
         raise MalformedResult("cookies must be a list of strings")
     for cookie in cookies:

@@ -90,9 +90,10 @@ class WebRequest:
 
 
 def is_text(content_type: str | None) -> bool:
-    """Whether a body of this Content-Type travels as text (else base64)."""
+    """Whether a body of this Content-Type travels as text (else base64). A body without one
+    is text when it is UTF-8, as the function URL documentation's own example shows."""
     if not content_type:
-        return False
+        return True
     media = content_type.partition(";")[0].strip().lower()
     return (
         media.startswith("text/")
@@ -133,8 +134,10 @@ def _header_value(name: str, value: Any) -> str:
 def add_headers(out: CIMultiDict[str], result: Mapping[str, Any]) -> None:
     """The result's ``headers`` and ``multiValueHeaders`` into ``out``: a name in both takes
     its values from ``multiValueHeaders`` only, as API Gateway merges them."""
-    single = result.get("headers") or {}
-    multi = result.get("multiValueHeaders") or {}
+    single = result.get("headers")
+    multi = result.get("multiValueHeaders")
+    single = {} if single is None else single
+    multi = {} if multi is None else multi
     if not isinstance(single, Mapping) or not isinstance(multi, Mapping):
         raise MalformedResult("headers and multiValueHeaders must be objects")
     multi_names = {str(name).lower() for name in multi}
