@@ -31,6 +31,15 @@ def main_target(server: DevServer, function: str) -> Target:
     )
 
 
+def web_target(server: DevServer, function: str) -> Target:
+    """The same call through the web route (``/fn/{function}/``), as a function URL client."""
+    return Target(
+        f"{server.main_url}/fn/{function}/",
+        BENCH_EVENT,
+        (("Authorization", f"Bearer {server.api_key}"),),
+    )
+
+
 def direct_target(entry: PoolEntry) -> Target:
     """A call straight to one container, with the secret its bootstrap demands, as Main sends."""
     secret = ((CONTAINER_SECRET_HEADER, entry.secret),)
@@ -71,6 +80,39 @@ def _median(results: list[LoadResult]) -> dict[str, Any]:
     return summary
 
 
+def _alternate(
+    loads: dict[str, list[Target]], *, duration_s: float, rounds: int, tool: str
+) -> tuple[dict[str, list[LoadResult]], dict[str, str]]:
+    """Each side of ``loads`` ``rounds`` times, alternating (A B, B A, ...), after one
+    unmeasured round of each (first calls pay for caches and allocations); also the sides
+    whose load generator could not keep its clock."""
+    runs: dict[str, list[LoadResult]] = {path: [] for path in loads}
+    distorted: dict[str, str] = {}
+    for path, targets in loads.items():
+        try:
+            run_load(targets, min(duration_s, 2.0), tool)
+        except LoadDistorted as exc:
+            distorted[path] = str(exc)
+    for i in range(rounds):
+        order = list(loads) if i % 2 == 0 else list(reversed(loads))
+        for path in order:
+            if path not in distorted:
+                runs[path].append(run_load(loads[path], duration_s, tool))
+    return runs, distorted
+
+
+def _sides(runs: dict[str, list[LoadResult]], distorted: dict[str, str]) -> dict[str, Any]:
+    """The median figures of each side, or why a side is not a measurement."""
+    figures: dict[str, Any] = {}
+    for path, results in runs.items():
+        figures[path] = _median(results) if results else {"skipped": distorted[path]}
+        failed, sent = figures[path].get("errors", 0), figures[path].get("requests", 0)
+        if failed > max_error_share * max(sent, 1):
+            # figures of a run that mostly failed describe the failures, not the path
+            figures[path] = {"skipped": f"{failed:,} errors in {sent:,} requests", **figures[path]}
+    return figures
+
+
 def compare(
     server: DevServer, function: str, concurrency: int, *, duration_s: float, rounds: int,
     tool: str,
@@ -87,25 +129,8 @@ def compare(
         "through_main": [main_target(server, function)] * concurrency,
         "direct": [direct_target(entry) for entry in containers],
     }
-    runs: dict[str, list[LoadResult]] = {"through_main": [], "direct": []}
-    distorted: dict[str, str] = {}
-    for path, targets in loads.items():
-        try:
-            run_load(targets, min(duration_s, 2.0), tool)
-        except LoadDistorted as exc:
-            distorted[path] = str(exc)
-    for i in range(rounds):
-        order = list(loads) if i % 2 == 0 else list(reversed(loads))
-        for path in order:
-            if path not in distorted:
-                runs[path].append(run_load(loads[path], duration_s, tool))
-    figures: dict[str, Any] = {"concurrency": concurrency}
-    for path in loads:
-        figures[path] = _median(runs[path]) if runs[path] else {"skipped": distorted[path]}
-        failed, sent = figures[path].get("errors", 0), figures[path].get("requests", 0)
-        if failed > max_error_share * max(sent, 1):
-            # figures of a run that mostly failed describe the failures, not the path
-            figures[path] = {"skipped": f"{failed:,} errors in {sent:,} requests", **figures[path]}
+    runs, distorted = _alternate(loads, duration_s=duration_s, rounds=rounds, tool=tool)
+    figures: dict[str, Any] = {"concurrency": concurrency, **_sides(runs, distorted)}
     main, straight = figures["through_main"], figures["direct"]
     if "skipped" not in main and "skipped" not in straight:
         figures.update(
@@ -144,4 +169,25 @@ def measure(
         figures["throughput"].append(
             compare(server, function, level, duration_s=duration_s, rounds=rounds, tool=tool)
         )
+    return figures
+
+
+def web_overhead(
+    server: DevServer, function: str, *, duration_s: float, rounds: int, tool: str,
+    warm_up_timeout_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The web route against /invoke at concurrency 1, on one function and one container,
+    alternating: what turning a request into an API Gateway event and the result into a
+    response costs (the event is larger, so the container parses a little more too)."""
+    warm_up(server, function, 1, tool, warm_up_timeout_s)
+    loads = {"invoke": [main_target(server, function)], "web": [web_target(server, function)]}
+    runs, distorted = _alternate(loads, duration_s=duration_s, rounds=rounds, tool=tool)
+    figures: dict[str, Any] = {"concurrency": 1, **_sides(runs, distorted)}
+    invoke, web = figures["invoke"], figures["web"]
+    if "skipped" not in invoke and "skipped" not in web:
+        figures.update(
+            overhead_p50_ms=round(web["p50_ms"] - invoke["p50_ms"], 3),
+            overhead_p99_ms=round(web["p99_ms"] - invoke["p99_ms"], 3),
+        )
+    figures["rounds"] = {path: [r.to_dict() for r in results] for path, results in runs.items()}
     return figures

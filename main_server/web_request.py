@@ -41,7 +41,7 @@ class MalformedResult(ValueError):
     """The handler's result is not a response of the function's payload format."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WebRequest:
     """One HTTP request to a web function, in the terms the event formats use."""
 
