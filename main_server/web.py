@@ -44,6 +44,7 @@ from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
     HotpoolError,
+    InvalidRequest,
     InvocationTimeout,
     NotFound,
     Unauthorized,
@@ -193,7 +194,7 @@ def _web_request(request: web.Request, body: bytes, request_id: str, fv, caller)
         method=request.method,
         raw_path=_app_path(request),
         raw_query=request.rel_url.raw_query_string,
-        headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers),
+        headers=tuple(request.headers.items()),
         body=body,
         source_ip=request.remote or "",
         protocol=f"HTTP/{version.major}.{version.minor}",
@@ -227,7 +228,10 @@ async def web_function(request: web.Request) -> web.StreamResponse:
         limit = resolver.settings.max_event_bytes
         body = await _read_limited(request, limit, "the request body")
         to_event, to_response = FORMATS[fv.config.http_payload]
-        event = to_event(_web_request(request, body, request_id, fv, caller), drop=caller.drop)
+        try:
+            event = to_event(_web_request(request, body, request_id, fv, caller), drop=caller.drop)
+        except TypeError:  # orjson refuses the surrogates aiohttp keeps non-UTF-8 bytes as
+            raise InvalidRequest("a request header is not valid UTF-8") from None
         invocation = request.app[INVOKER].invocation(
             fv, event, request_id, caller.admission, trigger="web"
         )

@@ -44,6 +44,7 @@ def event(request: WebRequest, *, drop: frozenset[str] = frozenset()) -> bytes:
     for name, value in request.headers:
         if name.lower() in drop:
             continue
+        name = str(name)  # a header name may come as multidict's istr, which orjson refuses
         headers[name] = value
         multi_headers.setdefault(name, []).append(value)
     query: dict[str, str] | None = None

@@ -183,3 +183,21 @@ async def _exactly_one_record(stack, name: str, namespace: str = "default") -> N
     assert await wait_for(written)
     await asyncio.sleep(0.3)  # any other record would be flushed by now
     assert len(await _invocations(stack, name, namespace)) == 1
+
+
+async def test_a_header_that_is_not_utf8_is_a_400(hotpool_stack):
+    stack = await hotpool_stack()
+    await _deploy(stack, "open", http="public")
+    server = stack.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"GET /fn/open/ HTTP/1.1\r\nHost: x\r\nX-Name: J\xc3\xbcrgen \xff\r\n"
+                 b"Connection: close\r\n\r\n")  # fmt: skip
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"not valid UTF-8" in answer
+    # a UTF-8 one reaches the app as it was sent
+    resp = await stack.client.get("/fn/open/", headers={"X-Name": "Jürgen"})
+    event = json.loads(await resp.read())
+    assert event["headers"]["x-name"] == "Jürgen"
