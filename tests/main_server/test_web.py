@@ -302,3 +302,15 @@ async def test_head_and_empty_bodies(hotpool_stack):
     assert resp.status == 502
     resp = await stack.client.head("/fn/mirror")
     assert resp.status == 502  # no body to read: the handler fails, HEAD shows the status
+
+
+async def test_a_response_over_the_limit_is_a_502(hotpool_stack):
+    stack = await hotpool_stack(max_response_bytes=10_000)
+    assert (await stack.deploy("mirror", MIRROR)).status == 201
+    resp = await stack.client.post("/fn/mirror", json={"statusCode": 200, "body": "x" * 9_000})
+    assert resp.status == 200
+    assert len(await resp.read()) == 9_000
+    resp = await stack.client.post("/fn/mirror", json={"statusCode": 200, "body": "x" * 11_000})
+    assert resp.status == 502
+    assert await resp.json() == {"message": "Internal Server Error"}
+    assert resp.headers["X-Hotpool-Function-Error"] == "ResponseTooLarge"
