@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer
+from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer, process_stats
 from hotpool.benchmarks.loadgen import LoadDistorted, LoadResult, Target, run_load
 from hotpool.shared.models import CONTAINER_SECRET_HEADER, PoolEntry
 
@@ -178,16 +178,39 @@ def web_overhead(
 ) -> dict[str, Any]:  # fmt: skip
     """The web route against /invoke at concurrency 1, on one function and one container,
     alternating: what turning a request into an API Gateway event and the result into a
-    response costs (the event is larger, so the container parses a little more too)."""
+    response costs (the event is larger, so the container parses a little more too).
+
+    Latency on a busy machine varies by more than the difference itself, so Main's CPU time
+    per call is measured beside it, which the noise of other processes barely moves."""
     warm_up(server, function, 1, tool, warm_up_timeout_s)
     loads = {"invoke": [main_target(server, function)], "web": [web_target(server, function)]}
-    runs, distorted = _alternate(loads, duration_s=duration_s, rounds=rounds, tool=tool)
+    runs: dict[str, list[LoadResult]] = {path: [] for path in loads}
+    cpu_us: dict[str, list[float]] = {path: [] for path in loads}
+    distorted: dict[str, str] = {}
+    for path, targets in loads.items():
+        try:
+            run_load(targets, min(duration_s, 2.0), tool)
+        except LoadDistorted as exc:
+            distorted[path] = str(exc)
+    for i in range(rounds):
+        for path in list(loads) if i % 2 == 0 else list(reversed(loads)):
+            if path in distorted:
+                continue
+            before = process_stats(server.pid)["cpu_s"]
+            result = run_load(loads[path], duration_s, tool)
+            spent_s = process_stats(server.pid)["cpu_s"] - before
+            runs[path].append(result)
+            cpu_us[path].append(spent_s / max(1, result.requests) * 1e6)
     figures: dict[str, Any] = {"concurrency": 1, **_sides(runs, distorted)}
+    for path, samples in cpu_us.items():
+        if samples and "skipped" not in figures[path]:
+            figures[path]["main_cpu_us"] = round(statistics.median(samples), 1)
     invoke, web = figures["invoke"], figures["web"]
     if "skipped" not in invoke and "skipped" not in web:
         figures.update(
             overhead_p50_ms=round(web["p50_ms"] - invoke["p50_ms"], 3),
             overhead_p99_ms=round(web["p99_ms"] - invoke["p99_ms"], 3),
+            overhead_main_cpu_us=round(web["main_cpu_us"] - invoke["main_cpu_us"], 1),
         )
     figures["rounds"] = {path: [r.to_dict() for r in results] for path, results in runs.items()}
     return figures

@@ -60,6 +60,9 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         "throughput_ratio_c64": ratio.get(name) if name else None,
         "web_overhead_p50_ms": web.get(name) if name else None,
         "web_overhead_p50_ms_by_backend": web,
+        "web_overhead_main_cpu_us_by_backend": by_backend(
+            lambda b: b["web"]["overhead_main_cpu_us"]
+        ),
         "cold_prewarmed_p50_ms": by_backend(lambda b: b["cold_start"]["prewarmed"]["p50_ms"]),
         "cold_fresh_p50_ms": by_backend(lambda b: b["cold_start"]["fresh"]["p50_ms"]),
         "time_wait_after_run": conn["time_wait_new"] if conn else None,
@@ -201,17 +204,19 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
 def _web_table(web: dict[str, Any] | None) -> list[str]:
     if web is None:
         return []
-    lines = ["", "| c=1, one container | p50 (ms) | p99 (ms) | req/s | errors |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = ["", "| c=1, one container | p50 (ms) | p99 (ms) | req/s | Main CPU per call (µs) "
+             "| errors |", "|---|---|---|---|---|---|"]  # fmt: skip
     for side, label in (("invoke", "POST /v1/functions/{name}/invoke"), ("web", "ANY /fn/{name}/")):
         run = web[side]
         if "skipped" in run:
-            lines.append(f"| {label} | not measured: {run['skipped']} ||||")
+            lines.append(f"| {label} | not measured: {run['skipped']} |||||")
             continue
         lines.append(f"| {label} | {_fmt(run['p50_ms'])} | {_fmt(run['p99_ms'])} | "
-                     f"{_fmt(run['rps'])} | {_fmt(run['errors'])} |")  # fmt: skip
+                     f"{_fmt(run['rps'])} | {_fmt(run.get('main_cpu_us'))} | "
+                     f"{_fmt(run['errors'])} |")  # fmt: skip
     lines.append(f"| web overhead | {_fmt(web.get('overhead_p50_ms'))} | "
-                 f"{_fmt(web.get('overhead_p99_ms'))} | | |")  # fmt: skip
+                 f"{_fmt(web.get('overhead_p99_ms'))} | | "
+                 f"{_fmt(web.get('overhead_main_cpu_us'))} | |")  # fmt: skip
     return lines
 
 

@@ -56,7 +56,10 @@ class Authenticator:
         return self._keystore
 
     async def authenticate(self, header: str | None) -> Principal:
-        key_id, secret = parse_token(header)
+        return await self.verify(*parse_token(header))
+
+    async def verify(self, key_id: str, secret: str) -> Principal:
+        """The principal of a parsed key, or Unauthorized when its secret is not the key's."""
         principal, stored = await self._keys.get(key_id, lambda: self._keystore.lookup(key_id))
         if not secret_matches(secret, stored):
             raise Unauthorized(INVALID_KEY)

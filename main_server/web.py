@@ -112,22 +112,24 @@ class _Resolver:
     async def function(self) -> FunctionVersion | None:
         """The function, if it exists and answers the web."""
         self.authenticator.check_address(self.address)
-        header = self.request.headers.get("Authorization")
-        if header and _is_hotpool_key(header):
+        token = _hotpool_key(self.request.headers.get("Authorization"))
+        if token is not None:
             try:
-                self.principal = await self.authenticator.authenticate(header)
+                self.principal = await self.authenticator.verify(*token)
             except Unauthorized:
                 self.bad_key = True
                 await self.authenticator.failed(self.address)
-        name = _qualified(self.raw_name)
-        if name is None:
-            return None
-        fv = self.functions.cached(name)
+        # the cache holds valid qualified names only: a hit needs no parsing
+        fv = self.functions.cached(self.raw_name)
         if fv is None:
-            fv = await self._load(name)
+            name = _qualified(self.raw_name)
+            if name is None:
+                return None
+            fv = self.functions.cached(name) or await self._load(name)
         return fv if fv is not None and fv.config.http != "off" else None
 
     async def _load(self, name: str) -> FunctionVersion | None:
+        """The function read from the store (None: there is none), metered or counted."""
         if self.principal is not None:
             # as /invoke: no request reaches the database unmetered
             await self.authenticator.meter(self.principal)
@@ -173,13 +175,15 @@ class _Resolver:
         return fv, _Caller(admission, principal.key_id, _KEY_HEADERS)
 
 
-def _is_hotpool_key(header: str) -> bool:
-    """Whether an Authorization header holds a hotpool key (else it is the app's own)."""
+def _hotpool_key(header: str | None) -> tuple[str, str] | None:
+    """The (key id, secret) of an Authorization header holding a hotpool key; None when it
+    holds none (no header, or the app's own)."""
+    if not header:
+        return None
     try:
-        parse_token(header)
+        return parse_token(header)
     except Unauthorized:
-        return False
-    return True
+        return None
 
 
 def _app_path(request: web.Request) -> str:

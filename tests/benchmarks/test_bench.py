@@ -55,7 +55,7 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
         "cold_start": {"fresh": cold, "prewarmed": {**cold, "p50_ms": 20.0}},
         "web": {"concurrency": 1, "invoke": {**side, "p50_ms": 0.4, "p99_ms": 0.9},
                 "web": {**side, "p50_ms": 0.43, "p99_ms": 1.0},
-                "overhead_p50_ms": 0.03, "overhead_p99_ms": 0.1},
+                "overhead_p50_ms": 0.03, "overhead_p99_ms": 0.1, "overhead_main_cpu_us": 21.0},
         "connections": conn,
         "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
         "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
@@ -141,7 +141,7 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == figures["summary"]
     assert json.loads((tmp_path / "figures.json").read_text())["machine"]["git_commit"] == "abc1234"
     assert "| 64 | 2,400 | 10,000 | 0.24 |" in text
-    assert "| web overhead | 0.03 | 0.1 | | |" in text
+    assert "| web overhead | 0.03 | 0.1 | | 21 | |" in text
     assert "errors in load runs" not in text
     assert (tmp_path / "report.md").read_text().startswith(text)
     for name in ("warm_latency", "throughput", "cold_start", "connections", "memory"):
