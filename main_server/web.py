@@ -192,13 +192,31 @@ def _app_path(request: web.Request) -> str:
     return "/" + rest[3] if len(rest) > 3 else "/"
 
 
-def _web_request(request: web.Request, body: bytes, request_id: str, fv, caller) -> WebRequest:
+def _headers(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """The request's headers, plus the X-Forwarded-* ones function URLs add (kept when a proxy
+    in front of Main set them): adapters build absolute URLs from them, and without a proto
+    assume https."""
+    headers = request.headers
+    extra: list[tuple[str, str]] = []
+    if "X-Forwarded-For" not in headers:
+        extra.append(("X-Forwarded-For", request.remote or ""))
+    if "X-Forwarded-Proto" not in headers:
+        extra.append(("X-Forwarded-Proto", request.scheme))
+    if "X-Forwarded-Port" not in headers:
+        port = request.url.port
+        extra.append(("X-Forwarded-Port", str(port) if port else ""))
+    return (*headers.items(), *extra)
+
+
+def _web_request(
+    request: web.Request, body: bytes, request_id: str, fv: FunctionVersion, caller: _Caller
+) -> WebRequest:
     version = request.version
     return WebRequest(
         method=request.method,
         raw_path=_app_path(request),
         raw_query=request.rel_url.raw_query_string,
-        headers=tuple(request.headers.items()),
+        headers=_headers(request),
         body=body,
         source_ip=request.remote or "",
         protocol=f"HTTP/{version.major}.{version.minor}",

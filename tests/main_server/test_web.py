@@ -6,6 +6,7 @@ client (tests/main_server/test_web_curl.py).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -85,6 +86,10 @@ async def test_a_get_reaches_the_app_as_a_function_url_event(hotpool_stack):
     assert isinstance(context["timeEpoch"], int)
     assert event["isBase64Encoded"] is False
     assert "body" not in event
+    # as function URLs add them: adapters build absolute URLs from them
+    assert event["headers"]["x-forwarded-proto"] == "http"
+    assert event["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert event["headers"]["x-forwarded-port"] == str(stack.client.server.port)
     assert resp.headers["X-Hotpool-Cold-Start"] == "true"
     assert float(resp.headers["X-Hotpool-Duration-Ms"]) > 0
     records = await _records(stack, "echo", 1)
@@ -314,3 +319,23 @@ async def test_a_response_over_the_limit_is_a_502(hotpool_stack):
     assert resp.status == 502
     assert await resp.json() == {"message": "Internal Server Error"}
     assert resp.headers["X-Hotpool-Function-Error"] == "ResponseTooLarge"
+
+
+async def test_concurrent_web_calls_keep_the_pool_whole(hotpool_stack):
+    stack = await hotpool_stack(public_rate_per_s=1e6, public_rate_burst=1_000_000)
+    slow = handler_zip("time.sleep(0.05)\nreturn {'statusCode': 200, 'body': 'ok'}",
+                       prelude="import time")  # fmt: skip
+    assert (await stack.deploy("slow", slow, http="public", max_concurrency=4)).status == 201
+
+    async def call(i: int) -> int:
+        resp = await stack.client.get(f"/fn/slow/{i}", headers={"Authorization": ""})
+        assert await resp.read() == b"ok"
+        return resp.status
+
+    statuses = await asyncio.gather(*(call(i) for i in range(24)))
+    assert statuses == [200] * 24
+    # every container is back in the pool once the calls are done: none leaked, none leased
+    live = stack.live_containers()
+    assert 1 <= len(live) <= 4
+    await stack.idle_entries("slow", 1, n=len(live))
+    assert await stack.leases() == []
