@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
 from hotpool.main_server.openapi_schemas import (
     AUTH_STATUSES,
     ENV_KEY_PATTERN,
@@ -385,6 +386,7 @@ def _version() -> str:
 
 def openapi_document() -> dict[str, Any]:
     """A fresh OpenAPI 3.0.3 document of Main's public API."""
+    paths = {**_function_paths(), **layer_paths(), **_key_paths(), **_system_paths()}
     return {
         "openapi": "3.0.3",
         "info": {
@@ -395,8 +397,8 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**_function_paths(), **_key_paths(), **_system_paths(), **web_paths()},
-        "components": components(),
+        "paths": {**paths, **web_paths()},
+        "components": components(extra_schemas=layer_schemas()),
     }
 
 

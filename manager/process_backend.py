@@ -76,6 +76,8 @@ class ProcessBackend:
         workdir = self._work_dir / container_id
         (workdir / "code").mkdir(parents=True)
         (workdir / "tmp").mkdir()
+        # the container's own /opt: its layers are unpacked there (Docker: /opt in the image)
+        (workdir / "opt").mkdir()
         port_file = workdir / "port"
         limit_bytes = _address_space_bytes(spec.memory_mb)
         # the hard limit is the largest a function may have, so a pre-warmed container can be
@@ -87,6 +89,7 @@ class ProcessBackend:
             sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH),
             "--host", self._host, "--port", "0",
             "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
+            "--opt-dir", str(workdir / "opt"),
             cwd=workdir,
             env=_container_env(workdir),
             stdin=asyncio.subprocess.PIPE,

@@ -12,6 +12,7 @@ from .capture import CapturedOutput
 from .config import FunctionConfig, field
 from .errors import RequestError, bad_request
 from .http11 import parse_json
+from .layers import install_layers
 from .loader import LoadedFunction, load_handler, unpack_code
 
 TYPE_CHECKING = False
@@ -25,8 +26,9 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
 class Runtime:
     """The one function this container serves: initialised once, invoked one call at a time."""
 
-    def __init__(self, code_dir: str) -> None:
+    def __init__(self, code_dir: str, opt_dir: str = "") -> None:
         self.code_dir = os.path.realpath(code_dir)
+        self.opt_dir = opt_dir
         self._loaded: LoadedFunction | None = None
         self._init_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
@@ -64,6 +66,7 @@ class Runtime:
             os.environ.update(config.env)
             if self.code_dir not in sys.path:
                 sys.path.insert(0, self.code_dir)
+            install_layers(request, self.opt_dir, self.code_dir)
             # Lambda code opens bundled files relative to its task directory.
             os.chdir(self.code_dir)
             with CapturedOutput(config.log_limit_bytes) as output:
