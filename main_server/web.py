@@ -72,7 +72,7 @@ FORMATS: dict[str, Format] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Caller:
     """Who calls a web function, and what the call passes in the pool's first script."""
 
@@ -192,33 +192,38 @@ def _app_path(request: web.Request) -> str:
     return "/" + rest[3] if len(rest) > 3 else "/"
 
 
-def _headers(request: web.Request) -> tuple[tuple[str, str], ...]:
+def _headers(request: web.Request, source_ip: str) -> tuple[tuple[str, str], ...]:
     """The request's headers, plus the X-Forwarded-* ones function URLs add (kept when a proxy
     in front of Main set them): adapters build absolute URLs from them, and without a proto
     assume https."""
     headers = request.headers
     extra: list[tuple[str, str]] = []
     if "X-Forwarded-For" not in headers:
-        extra.append(("X-Forwarded-For", request.remote or ""))
+        extra.append(("X-Forwarded-For", source_ip))
+    scheme = request.scheme
     if "X-Forwarded-Proto" not in headers:
-        extra.append(("X-Forwarded-Proto", request.scheme))
+        extra.append(("X-Forwarded-Proto", scheme))
     if "X-Forwarded-Port" not in headers:
-        port = request.url.port
-        extra.append(("X-Forwarded-Port", str(port) if port else ""))
+        # the Host header's port (request.url would build a whole URL for it)
+        _, colon, port = request.host.rpartition(":")
+        if not (colon and port.isdigit()):
+            port = "443" if scheme == "https" else "80"
+        extra.append(("X-Forwarded-Port", port))
     return (*headers.items(), *extra)
 
 
 def _web_request(
-    request: web.Request, body: bytes, request_id: str, fv: FunctionVersion, caller: _Caller
-) -> WebRequest:
+    request: web.Request, body: bytes, request_id: str, fv: FunctionVersion, caller: _Caller,
+    source_ip: str,
+) -> WebRequest:  # fmt: skip
     version = request.version
     return WebRequest(
         method=request.method,
         raw_path=_app_path(request),
         raw_query=request.rel_url.raw_query_string,
-        headers=_headers(request),
+        headers=_headers(request, source_ip),
         body=body,
-        source_ip=request.remote or "",
+        source_ip=source_ip,
         protocol=f"HTTP/{version.major}.{version.minor}",
         request_id=request_id,
         domain=request.host,
@@ -251,7 +256,8 @@ async def web_function(request: web.Request) -> web.StreamResponse:
         body = await _read_limited(request, limit, "the request body")
         to_event, to_response = FORMATS[fv.config.http_payload]
         try:
-            event = to_event(_web_request(request, body, request_id, fv, caller), drop=caller.drop)
+            web_request = _web_request(request, body, request_id, fv, caller, resolver.address)
+            event = to_event(web_request, drop=caller.drop)
         except TypeError:  # orjson refuses the surrogates aiohttp keeps non-UTF-8 bytes as
             raise InvalidRequest("a request header is not valid UTF-8") from None
         invocation = request.app[INVOKER].invocation(

@@ -44,7 +44,7 @@ def event(request: WebRequest, *, drop: frozenset[str] = frozenset()) -> bytes:
             headers[lower] = f"{headers[lower]},{value}"
         else:
             headers[lower] = value
-    body, is_base64 = request.body_field()
+    body, is_base64 = request.body_field(headers.get("content-type"))
     context = {
         "accountId": request.account_id,
         "apiId": request.api_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -58,35 +59,34 @@ class WebRequest:
     account_id: str  # "anonymous" for public functions, else the caller's key id
     epoch_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
-    def header(self, lower_name: str) -> str | None:
-        """The first value of a header, by its lower-case name."""
-        for name, value in self.headers:
-            if name.lower() == lower_name:
-                return value
-        return None
-
     def query_pairs(self) -> list[tuple[str, str]]:
         return parse_qsl(self.raw_query, keep_blank_values=True)
 
     def request_time(self) -> str:
         """``12/Mar/2020:19:03:58 +0000``, as API Gateway writes ``time``."""
-        t = time.gmtime(self.epoch_ms / 1000)
-        return (
-            f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-        )
+        return _request_time(self.epoch_ms // 1000)
 
-    def body_field(self) -> tuple[str | None, bool]:
-        """The event's ``body`` and ``isBase64Encoded``: text bodies as they are, any other
-        base64-encoded; None when there is no body."""
+    def body_field(self, content_type: str | None) -> tuple[str | None, bool]:
+        """The event's ``body`` and ``isBase64Encoded`` for a body of ``content_type``: text
+        bodies as they are, any other base64-encoded; None when there is no body."""
         if not self.body:
             return None, False
-        if is_text(self.header("content-type")):
+        if is_text(content_type):
             try:
                 return self.body.decode(), False
             except UnicodeDecodeError:
                 pass  # declared text but not UTF-8: it must not be mangled
         return base64.b64encode(self.body).decode(), True
+
+
+@functools.lru_cache(maxsize=4)
+def _request_time(epoch_s: int) -> str:
+    # a handful of seconds cached: every request of the same second shares its text
+    t = time.gmtime(epoch_s)
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )
 
 
 def is_text(content_type: str | None) -> bool:

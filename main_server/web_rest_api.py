@@ -41,9 +41,15 @@ def event(request: WebRequest, *, drop: frozenset[str] = frozenset()) -> bytes:
     """The 1.0 event of ``request``; headers named (lower-case) in ``drop`` are left out."""
     headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
+    content_type = user_agent = None
     for name, value in request.headers:
-        if name.lower() in drop:
+        lower = name.lower()
+        if lower in drop:
             continue
+        if lower == "content-type":
+            content_type = value
+        elif lower == "user-agent":
+            user_agent = value
         name = str(name)  # a header name may come as multidict's istr, which orjson refuses
         headers[name] = value
         multi_headers.setdefault(name, []).append(value)
@@ -56,10 +62,10 @@ def event(request: WebRequest, *, drop: frozenset[str] = frozenset()) -> bytes:
             multi_query.setdefault(name, []).append(value)
     proxy = unquote(request.raw_path[1:])
     resource = PROXY_RESOURCE if proxy else "/"
-    body, is_base64 = request.body_field()
+    body, is_base64 = request.body_field(content_type)
     identity: dict[str, Any] = dict.fromkeys(_IDENTITY_NULLS)
     identity["sourceIp"] = request.source_ip
-    identity["userAgent"] = request.header("user-agent")
+    identity["userAgent"] = user_agent
     out = {
         "resource": resource,
         "path": request.raw_path,
