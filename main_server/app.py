@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -43,6 +44,7 @@ from hotpool.main_server.state import (
     REDIS,
     REGISTRY,
     SETTINGS,
+    WEB_COUNTERS,
 )
 from hotpool.main_server.web import routes as web_routes
 from hotpool.shared.codestore import CodeStore
@@ -84,6 +86,7 @@ def create_app(
         client_max_size=settings.max_package_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[WEB_COUNTERS] = Counter()
     given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
     for key, client in given:
         if client is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from hotpool.main_server.auth import AUTHENTICATOR, Authenticator
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invocation
 from hotpool.main_server.routes import _read_limited
-from hotpool.main_server.state import FUNCTIONS, INVOKER, SETTINGS
+from hotpool.main_server.state import FUNCTIONS, INVOKER, SETTINGS, WEB_COUNTERS
 from hotpool.main_server.web_request import MalformedResult, WebRequest, WebResponse
 from hotpool.shared.auth import Principal, parse_token
 from hotpool.shared.errors import (
@@ -239,6 +240,7 @@ async def web_function(request: web.Request) -> web.StreamResponse:
     headers: CIMultiDict[str] = CIMultiDict({"X-Hotpool-Request-Id": request_id})
     origin = request.headers.get("Origin")
     cors = None
+    counters = request.app[WEB_COUNTERS]
     try:
         resolver = _Resolver(request, request.match_info["function"])
         found = await resolver.function()
@@ -250,6 +252,7 @@ async def web_function(request: web.Request) -> web.StreamResponse:
                 cors, origin, requested, request.headers.get("Access-Control-Request-Headers")
             )
             answer.extend(headers)
+            counters["web_preflights"] += 1
             return web.Response(status=200, headers=answer)
         fv, caller = resolver.caller(found)
         limit = resolver.settings.max_event_bytes
@@ -263,8 +266,9 @@ async def web_function(request: web.Request) -> web.StreamResponse:
         invocation = request.app[INVOKER].invocation(
             fv, event, request_id, caller.admission, trigger="web"
         )
+        counters["web_calls"] += 1
         async with invocation as result:
-            response = _answer(result, to_response, headers, fv.name)
+            response = _answer(result, to_response, headers, fv.name, counters)
             if cors is not None:
                 web_cors.apply(cors, origin, response.headers)  # type: ignore[arg-type]
             # answered before the container is released, as /invoke answers
@@ -274,6 +278,7 @@ async def web_function(request: web.Request) -> web.StreamResponse:
         return response
     except HotpoolError as exc:
         if isinstance(exc, _BAD_GATEWAY_ERRORS):
+            counters["web_bad_gateway"] += 1
             if isinstance(exc, FunctionError):
                 headers["X-Hotpool-Function-Error"] = exc.error_type
             failed = _bad_gateway(headers)
@@ -286,18 +291,21 @@ async def web_function(request: web.Request) -> web.StreamResponse:
 
 def _answer(
     result: Invocation, to_response: Callable[[Any, bytes], WebResponse],
-    headers: CIMultiDict[str], name: str,
+    headers: CIMultiDict[str], name: str, counters: Counter[str],
 ) -> web.Response:  # fmt: skip
     headers["X-Hotpool-Cold-Start"] = "true" if result.cold_start else "false"
     headers["X-Hotpool-Duration-Ms"] = f"{result.duration_ms:.3f}"
     if result.function_error is not None:
         headers["X-Hotpool-Function-Error"] = result.function_error
+        counters["web_bad_gateway"] += 1
         return _bad_gateway(headers)
     try:
         out = to_response(result.result, result.body)
     except MalformedResult as exc:
         # the client learns nothing of it; the operator finds the request id here
         log.info("web call %s of %s: malformed result: %s", result.request_id, name, exc)
+        counters["web_bad_gateway"] += 1
+        counters["web_malformed_results"] += 1
         return _bad_gateway(headers)
     for header, value in headers.items():
         out.headers[header] = value  # hotpool's own, whatever the function set

@@ -212,6 +212,10 @@ async def test_errors_and_malformed_results_are_a_bare_502(hotpool_stack):
         assert resp.status == 502, (path, result)
         assert await resp.json() == {"message": "Internal Server Error"}
         assert "Injected" not in resp.headers
+    counters = (await (await stack.client.get("/system/status")).json())["counters"]
+    assert counters["web_calls"] == 7
+    assert counters["web_bad_gateway"] == 7
+    assert counters["web_malformed_results"] == 6
 
 
 async def test_who_may_call_public_key_and_off(hotpool_stack):
