@@ -12,10 +12,13 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+import timeit
 from typing import Any
 
 from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer, process_stats
 from hotpool.benchmarks.loadgen import LoadDistorted, LoadResult, Target, run_load
+from hotpool.main_server import web_http_api, web_rest_api
+from hotpool.main_server.web_request import WebRequest
 from hotpool.shared.models import CONTAINER_SECRET_HEADER, PoolEntry
 
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
@@ -212,5 +215,31 @@ def web_overhead(
             overhead_p99_ms=round(web["p99_ms"] - invoke["p99_ms"], 3),
             overhead_main_cpu_us=round(web["main_cpu_us"] - invoke["main_cpu_us"], 1),
         )
+    figures["conversion_us"] = conversion_us()
     figures["rounds"] = {path: [r.to_dict() for r in results] for path, results in runs.items()}
     return figures
+
+
+def conversion_us(n: int = 20_000) -> dict[str, float]:
+    """What the web route adds in Main's own code, timed in this process: a curl-like POST
+    turned into each payload format's event, and a 2.0 result into a response (µs each,
+    the best of three runs of ``n``); no network, so no noise of other processes."""
+    request = WebRequest(
+        method="POST", raw_path="/items/5", raw_query="q=1",
+        headers=(("Host", "127.0.0.1:8080"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*"),
+                 ("Content-Type", "application/json"), ("Content-Length", "17")),
+        body=BENCH_EVENT, source_ip="127.0.0.1", protocol="HTTP/1.1",
+        request_id="0f8fad5b-d9cb-469f-a165-70867728950e", domain="127.0.0.1:8080",
+        api_id="bench", account_id="0123456789abcdef",
+    )  # fmt: skip
+    result = {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": "hello"}
+    drop = frozenset({"authorization"})
+
+    def best(work: Any) -> float:
+        return round(min(timeit.repeat(work, number=n, repeat=3)) / n * 1e6, 2)
+
+    return {
+        "event_2_0": best(lambda: web_http_api.event(request, drop=drop)),
+        "event_1_0": best(lambda: web_rest_api.event(request, drop=drop)),
+        "response_2_0": best(lambda: web_http_api.response(result, b"")),
+    }

@@ -63,6 +63,8 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         "web_overhead_main_cpu_us_by_backend": by_backend(
             lambda b: b["web"]["overhead_main_cpu_us"]
         ),
+        # the route's own conversion work in Main, timed in process (no network noise)
+        "web_conversion_us": by_backend(lambda b: b["web"]["conversion_us"]).get(name),
         "cold_prewarmed_p50_ms": by_backend(lambda b: b["cold_start"]["prewarmed"]["p50_ms"]),
         "cold_fresh_p50_ms": by_backend(lambda b: b["cold_start"]["fresh"]["p50_ms"]),
         "time_wait_after_run": conn["time_wait_new"] if conn else None,
@@ -217,6 +219,10 @@ def _web_table(web: dict[str, Any] | None) -> list[str]:
     lines.append(f"| web overhead | {_fmt(web.get('overhead_p50_ms'))} | "
                  f"{_fmt(web.get('overhead_p99_ms'))} | | "
                  f"{_fmt(web.get('overhead_main_cpu_us'))} | |")  # fmt: skip
+    conversion = web.get("conversion_us")
+    if conversion:
+        lines += ["", "web conversion in Main, in process (µs): "
+                  + ", ".join(f"{k} {_fmt(v)}" for k, v in conversion.items())]  # fmt: skip
     return lines
 
 

@@ -55,7 +55,8 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
         "cold_start": {"fresh": cold, "prewarmed": {**cold, "p50_ms": 20.0}},
         "web": {"concurrency": 1, "invoke": {**side, "p50_ms": 0.4, "p99_ms": 0.9},
                 "web": {**side, "p50_ms": 0.43, "p99_ms": 1.0},
-                "overhead_p50_ms": 0.03, "overhead_p99_ms": 0.1, "overhead_main_cpu_us": 21.0},
+                "overhead_p50_ms": 0.03, "overhead_p99_ms": 0.1, "overhead_main_cpu_us": 21.0,
+                "conversion_us": {"event_2_0": 5.0, "response_2_0": 3.0}},
         "connections": conn,
         "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
         "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
@@ -90,6 +91,7 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert summary["cold_fresh_p50_ms"] == {"process": 70.0, "docker": 380.0}
     assert summary["idle_container_rss_mib"] == 14.8  # the larger of the two backends
     assert summary["web_overhead_p50_ms"] == 0.03
+    assert summary["web_conversion_us"] == {"event_2_0": 5.0, "response_2_0": 3.0}
     met = {row["target"]: row["met"] for row in summary["targets"]}
     assert met["throughput through Main / direct, c=64"] is False
     assert met["cold start, fresh Docker container, p50 (ms)"] is True
@@ -142,6 +144,7 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
     assert json.loads((tmp_path / "figures.json").read_text())["machine"]["git_commit"] == "abc1234"
     assert "| 64 | 2,400 | 10,000 | 0.24 |" in text
     assert "| web overhead | 0.03 | 0.1 | | 21 | |" in text
+    assert "web conversion in Main, in process (µs): event_2_0 5, response_2_0 3" in text
     assert "errors in load runs" not in text
     assert (tmp_path / "report.md").read_text().startswith(text)
     for name in ("warm_latency", "throughput", "cold_start", "connections", "memory"):
