@@ -227,8 +227,10 @@ POWERTOOLS_APP = source("""
 
     @app.get("/cookies/set")
     def set_cookie():
+        # Powertools' cookies are Secure unless told: a browser sends them back over https
+        # only, and this stack serves plain http
         return Response(200, content_types.APPLICATION_JSON, json.dumps({"set": True}),
-                        cookies=[Cookie(name="flavour", value="oatmeal")])
+                        cookies=[Cookie(name="flavour", value="oatmeal", secure=False)])
 
     @app.get("/cookies/get")
     def get_cookie():
