@@ -7,6 +7,7 @@ import dataclasses
 import http.client
 import io
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -40,9 +41,10 @@ APP_SOURCE = textwrap.dedent(
     import sys
     import time
 
-    # Configured at import, while the bootstrap captures init output: later log lines
-    # must still reach each invocation's stderr.
+    # As on Lambda, basicConfig does nothing (the root logger has the runtime's handler) and
+    # the level must be set on the root logger; log lines reach each invocation's stdout.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger().setLevel(logging.INFO)
     NOT_CALLABLE = 42
 
     def echo(event, context):
@@ -85,7 +87,10 @@ APP_SOURCE = textwrap.dedent(
             "memory_limit_in_mb": context.memory_limit_in_mb,
             "log_group_name": context.log_group_name,
             "log_stream_name": context.log_stream_name,
-            "identity": context.identity,
+            "identity": {
+                "cognito_identity_id": context.identity.cognito_identity_id,
+                "cognito_identity_pool_id": context.identity.cognito_identity_pool_id,
+            },
             "client_context": context.client_context,
         }
 
@@ -407,11 +412,15 @@ def test_system_exit_from_handler_does_not_stop_the_server(start_bootstrap):
 
 def test_output_is_captured_and_kept_out_of_result(start_bootstrap):
     _, conn = with_handler(start_bootstrap, "app.noisy")
-    body = invoke(conn, None)[1]
-    assert body["result"] == "quiet"
-    assert body["stdout"] == "to stdout\n"
-    assert body["stderr"] == "to stderr\nlogged line\n"
-    assert invoke(conn, None)[1]["stderr"] == "to stderr\nlogged line\n"
+    for request_id in ("req-1", "req-2"):
+        body = invoke(conn, None, {"X-Hotpool-Request-Id": request_id})[1]
+        assert body["result"] == "quiet"
+        assert body["stderr"] == "to stderr\n"
+        assert re.fullmatch(
+            rf"to stdout\n\[INFO\]\t\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}Z\t{request_id}\t"
+            r"logged line\n",
+            body["stdout"],
+        ), body["stdout"]
 
 
 def test_output_is_truncated_at_log_limit(start_bootstrap):
@@ -428,11 +437,13 @@ def test_context_attributes(start_bootstrap):
     assert 0 < result["after"] < result["before"] <= 5000
     assert result["aws_request_id"] == "req-123"
     assert (result["function_name"], result["function_version"]) == ("fn", "7")
-    assert result["invoked_function_arn"] == "arn:hotpool:lambda:local:000000000000:function:fn:7"
-    assert result["memory_limit_in_mb"] == 256
+    arn = "arn:hotpool:lambda:us-east-1:000000000000:function:fn:7"
+    assert result["invoked_function_arn"] == arn
+    assert result["memory_limit_in_mb"] == "256"  # a str, as awslambdaric has it
     assert result["log_group_name"] == "/hotpool/functions/fn"
     assert result["log_stream_name"]
-    assert (result["identity"], result["client_context"]) == (None, None)
+    assert result["identity"] == {"cognito_identity_id": None, "cognito_identity_pool_id": None}
+    assert result["client_context"] is None
 
 
 def test_context_defaults_without_headers(start_bootstrap):
