@@ -236,7 +236,7 @@ def _split_handler(handler: str) -> tuple[str, str]:
     """The module and function of ``module.function`` or ``dir/module.function``; the module
     comes back with its folders, ``dir/module`` (the runtime imports it as ``dir.module``,
     as Lambda's does)."""
-    folder, _, dotted = handler.rpartition("/")
+    *folders, dotted = handler.split("/")
     module, _, function = dotted.rpartition(".")
     parts = [*module.split("."), function]
     if not module or not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
@@ -244,13 +244,12 @@ def _split_handler(handler: str) -> tuple[str, str]:
             f"handler {handler!r} must look like 'module.function' or 'dir/module.function' "
             "(e.g. 'main.handler', 'src/handler.hello'), each dotted part a Python identifier"
         )
-    folders = folder.split("/") if folder else []
     if not all(f and f not in (".", "..") and "." not in f for f in folders):
         raise InvalidPackage(
             f"handler {handler!r}: the folders before the module must be plain names without "
             "dots (Lambda imports 'a.b/m.f' as the package a.b.m, not the folder 'a.b')"
         )
-    return f"{folder}/{module}" if folder else module, function
+    return "/".join([*folders, module]), function
 
 
 def _find_module(module: str, names: set[str]) -> str | None:

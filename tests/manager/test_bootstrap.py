@@ -106,6 +106,10 @@ APP_SOURCE = textwrap.dedent(
     def read_env(event, context):
         return os.environ.get("GREETING")
 
+    def lambda_env(event, context):
+        names = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME", "TZ", "LAMBDA_TASK_ROOT")
+        return {name: os.environ.get(name) for name in names} | {"tz": time.tzname[0]}
+
     def sync_loop_id(event, context):
         return id(asyncio.get_event_loop())
     """
@@ -114,7 +118,10 @@ LEAN_SOURCE = textwrap.dedent(
     """
     import sys
 
-    HEAVY = ("asyncio", "http.server", "email", "typing", "inspect", "dataclasses", "argparse")
+    HEAVY = (
+        "asyncio", "http.server", "email", "typing", "inspect", "dataclasses", "argparse",
+        "logging",  # the runtime's log handler waits for the function to import it
+    )
 
     def heavy_modules(event, context):
         return [name for name in HEAVY if name in sys.modules]
@@ -500,6 +507,42 @@ def test_non_serialisable_result_is_an_error(start_bootstrap):
 def test_env_vars_are_visible_to_handler(start_bootstrap):
     _, conn = with_handler(start_bootstrap, "app.read_env")
     assert invoke(conn, None)[1]["result"] == "hello"
+
+
+def test_reserved_variables_win_over_the_functions_env(start_bootstrap):
+    # deploy refuses them; the bootstrap does not rely on it
+    env = {"AWS_REGION": "evil-1", "AWS_LAMBDA_FUNCTION_NAME": "evil", "TZ": "Europe/Paris"}
+    bootstrap, conn = with_handler(start_bootstrap, "app.lambda_env", env=env, region="ap-south-1")
+    result = invoke(conn, None)[1]["result"]
+    assert (result["AWS_REGION"], result["AWS_LAMBDA_FUNCTION_NAME"]) == ("ap-south-1", "fn")
+    assert (result["TZ"], result["tz"]) == ("Europe/Paris", "CET")  # TZ is the function's to set
+    assert result["LAMBDA_TASK_ROOT"] == str(bootstrap.code_dir.resolve())
+
+
+LINES_SOURCE = textwrap.dedent(
+    """
+    import logging
+
+    def log_lines(event, context):
+        for level in ("debug", "info", "warning"):
+            getattr(logging.getLogger("lines"), level)(f"{level} line")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, ["[WARNING]"]),  # the root logger at logging's default, as on Lambda
+        ({"log_level": "TRACE"}, ["[DEBUG]", "[INFO]", "[WARNING]"]),  # Lambda's TRACE is DEBUG
+        ({"env": {"AWS_LAMBDA_LOG_FORMAT": "json"}}, ['{"timestamp"'] * 2),  # INFO and up
+    ],
+)
+def test_log_settings_reach_the_root_logger(start_bootstrap, overrides, expected):
+    code = make_zip({"lines.py": LINES_SOURCE})
+    _, conn = with_handler(start_bootstrap, "lines.log_lines", code_zip_b64=code, **overrides)
+    lines = invoke(conn, None)[1]["stdout"].splitlines()
+    assert [line[: len(prefix)] for line, prefix in zip(lines, expected, strict=True)] == expected
 
 
 def test_unknown_path_404_and_wrong_method_405(app):

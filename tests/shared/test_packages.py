@@ -151,6 +151,7 @@ def test_refused(factory, message):
         ("../pkg/other.handler", "plain names without dots"),
         ("pkg.v1/other.handler", "plain names without dots"),
         ("pkg//other.handler", "plain names without dots"),
+        ("/pkg/other.handler", "plain names without dots"),
     ],
 )
 @pytest.mark.parametrize("root", [{}, {"main.py": MAIN}], ids=["pkg only", "pkg and main"])

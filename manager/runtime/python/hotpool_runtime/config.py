@@ -57,9 +57,8 @@ def module_name(handler: str) -> str:
 
 
 def _valid_handler(handler: str) -> bool:
-    path, _, dotted = handler.rpartition("/")
+    *folders, dotted = handler.split("/")
     module, _, attr = dotted.rpartition(".")
-    folders = path.split("/") if path else []
     return (
         attr.isidentifier()
         and all(p.isidentifier() for p in module.split("."))
