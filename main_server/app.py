@@ -22,6 +22,8 @@ from hotpool.main_server.container_client import ContainerClient
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker, answer_limit_bytes
 from hotpool.main_server.keys_api import routes as key_routes
+from hotpool.main_server.layers import LayerService
+from hotpool.main_server.layers_api import routes as layer_routes
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
@@ -31,6 +33,7 @@ from hotpool.main_server.state import (
     FUNCTIONS,
     HTTP,
     INVOKER,
+    LAYERS,
     LOGS,
     MANAGERS,
     METADATA,
@@ -45,6 +48,7 @@ from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
 from hotpool.shared.http import client_context, error_middleware
 from hotpool.shared.keystore import SqlKeyStore
+from hotpool.shared.layer_store import SqlLayerStore
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import open_redis
@@ -95,12 +99,14 @@ def create_app(
             http_session,
             placement,
             function_service,
+            layer_service,
             invocations,
             lease_reaper,
         ]
     )
     app.add_routes(routes)
     app.add_routes(key_routes)
+    app.add_routes(layer_routes)
     app.add_routes(openapi_routes)
     return app
 
@@ -214,6 +220,13 @@ async def function_service(app: web.Application) -> AsyncIterator[None]:
     changes = asyncio.create_task(functions.follow_changes(), name="function-changes")
     yield
     await _cancel(changes)
+
+
+async def layer_service(app: web.Application) -> AsyncIterator[None]:
+    """Layer versions, in the metadata database, with their packages in the code store."""
+    layers = SqlLayerStore(app[METADATA])
+    app[LAYERS] = LayerService(app[SETTINGS], layers=layers, code_store=app[CODE_STORE])
+    yield
 
 
 async def lease_reaper(app: web.Application) -> AsyncIterator[None]:

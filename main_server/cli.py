@@ -1,4 +1,5 @@
-"""The ``hotpool`` command line: run the services, and deploy, invoke and inspect functions.
+"""The ``hotpool`` command line: run the services, and deploy, invoke and inspect functions
+(layers: ``cli_layers``).
 
 Client commands talk to ``HOTPOOL_URL`` (default http://127.0.0.1:8080) with the standard
 library only, so they start fast.
@@ -17,64 +18,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from hotpool.main_server.cli_client import CliError, _check, _print, _request
+from hotpool.main_server.cli_layers import add_layer_commands, package_of
 from hotpool.shared.errors import HotpoolError
-from hotpool.shared.settings import Settings, SettingsError, client_api_key, client_url
-
-
-class CliError(Exception):
-    """A failure to report in one line, without a traceback."""
-
-
-def _request(
-    method: str, path: str, body: bytes | None = None, *, content_type: str = ""
-) -> tuple[int, dict[str, str], bytes]:
-    url = client_url() + path
-    req = urllib.request.Request(url, data=body, method=method)
-    if content_type:
-        req.add_header("Content-Type", content_type)
-    key = client_api_key()
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(req, timeout=960) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CliError(
-            f"no hotpool server answers at {client_url()} ({reason}); start one with "
-            "'hotpool dev' or set HOTPOOL_URL"
-        ) from None
-
-
-def _check(status: int, body: bytes) -> Any:
-    try:
-        data = json.loads(body) if body else None
-    except ValueError:
-        data = body.decode(errors="replace")
-    if status >= 400:
-        error = data.get("error", {}) if isinstance(data, dict) else {}
-        message = error.get("message", data) if isinstance(error, dict) else error
-        raise CliError(f"error {status}: {message}")
-    return data
-
-
-def _print(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False))
+from hotpool.shared.settings import Settings, SettingsError
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from hotpool.shared.packages import zip_directory
-
     path = Path(args.path)
-    if path.is_dir():
-        data = zip_directory(path)
-    elif path.is_file():
-        data = path.read_bytes()
-    else:
-        raise CliError(f"{path} is neither a directory nor a zip file")
+    # a directory's requirements.txt is vendored into the zip (main_server/vendoring.py)
+    data = package_of(path, build=not args.no_build)
     params: dict[str, str] = {}
+    if args.layer:
+        params["layers"] = ",".join(args.layer)
     if args.handler:
         params["handler"] = args.handler
     if args.memory is not None:
@@ -358,7 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", metavar="K=V", help="environment variable")
     p.add_argument("--max-concurrency", type=int, help="most containers (default 100)")
     p.add_argument("--namespace", help="namespace (default: the key's first)")
+    p.add_argument("--layer", action="append", metavar="NAME:VERSION", help="a layer (repeat)")
+    p.add_argument("--no-build", action="store_true", help="do not vendor requirements.txt")
     p.set_defaults(func=cmd_deploy)
+    add_layer_commands(sub)
 
     p = sub.add_parser("invoke", help="call a function and print its result")
     p.add_argument("name")

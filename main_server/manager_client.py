@@ -120,6 +120,8 @@ class ManagerClient:
             "function": fv.name,
             "version": fv.version,
             "code_key": fv.code_key,
+            # resolved at deploy: the Manager fetches them with no metadata lookup
+            "layer_keys": list(fv.layer_keys),
             **fv.config.to_dict(),
         }
         placement_ms = round((time.perf_counter() - begun) * 1000, 3)

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
 from hotpool.main_server.openapi_schemas import (
     AUTH_STATUSES,
     ENV_KEY_PATTERN,
@@ -394,8 +395,8 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**_function_paths(), **_key_paths(), **_system_paths()},
-        "components": components(),
+        "paths": {**_function_paths(), **layer_paths(), **_key_paths(), **_system_paths()},
+        "components": components(extra_schemas=layer_schemas()),
     }
 
 

@@ -283,7 +283,7 @@ def schemas() -> dict[str, Schema]:
     }
 
 
-def components() -> Schema:
+def components(extra_schemas: dict[str, Schema] | None = None) -> Schema:
     """The document's ``components``: schemas, error responses, parameters, headers, auth."""
     error = json_content(ref("Error"))
     responses: dict[str, Schema] = {
@@ -333,5 +333,5 @@ def components() -> Schema:
             },
         },
         "responses": responses,
-        "schemas": schemas(),
+        "schemas": {**schemas(), **(extra_schemas or {})},
     }

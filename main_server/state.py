@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker
+from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
 from hotpool.shared.codestore import CodeStore
@@ -28,5 +29,6 @@ POOL = web.AppKey("pool", Pool)
 REGISTRY = web.AppKey("registry", ManagerRegistry)
 MANAGERS = web.AppKey("managers", ManagerClient)
 FUNCTIONS = web.AppKey("functions", FunctionService)
+LAYERS = web.AppKey("layers", LayerService)
 INVOKER = web.AppKey("invoker", Invoker)
 REAPER = web.AppKey("reaper", Reaper)

@@ -139,7 +139,10 @@ class DockerBackend:
                 "NanoCpus": int(self._cpus * 1e9),
                 "PidsLimit": self._pids_limit,
                 "ReadonlyRootfs": True,
-                "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self._tmpfs_mb}m,mode=1777"},
+                # exec: Docker mounts a tmpfs noexec unless told, and the code and layers are
+                # unpacked here; their compiled modules (.so of manylinux wheels: pydantic-core,
+                # numpy, ...) must map executable, as in Lambda's /var/task and /opt
+                "Tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self._tmpfs_mb}m,mode=1777"},
                 "CapDrop": ["ALL"],
                 "SecurityOpt": ["no-new-privileges"],
                 "Init": True,  # tini as PID 1 reaps whatever the function leaves behind

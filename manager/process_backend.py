@@ -78,6 +78,8 @@ class ProcessBackend:
         workdir = self._work_dir / container_id
         (workdir / "code").mkdir(parents=True)
         (workdir / "tmp").mkdir()
+        # the container's own /opt: its layers are unpacked there (Docker: /opt in the image)
+        (workdir / "opt").mkdir()
         port_file = workdir / "port"
         limit_bytes = _address_space_bytes(spec.memory_mb)
         # the hard limit is the largest a function may have, so a pre-warmed container can be
@@ -94,6 +96,7 @@ class ProcessBackend:
             "--host", self._host, "--port", "0",
             "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
             "--provided-dir", str(provided),
+            "--opt-dir", str(workdir / "opt"),
             cwd=workdir,
             env=_container_env(workdir),
             stdin=asyncio.subprocess.PIPE,

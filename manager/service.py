@@ -99,7 +99,9 @@ class ManagerService:
         starting = self.containers.begin(request.config.runtime, request.config.memory_mb)
         begun = time.perf_counter()
         try:
-            code = await self._code.get(request.code_key)
+            # every package through the node's cache: a layer many functions share is
+            # downloaded once
+            code, *layers = await asyncio.gather(*map(self._code.get, request.packages()))
             fetched = time.perf_counter()
             record = self.prewarm.take(request.config.runtime)
             if record is None:
@@ -122,6 +124,7 @@ class ManagerService:
                 record.container,
                 request,
                 code,
+                layers=tuple(layers),
                 log_limit_bytes=self.settings.log_limit_bytes,
                 timeout_s=self.settings.container_ready_timeout_s,
                 region=self.settings.function_region,

@@ -12,7 +12,12 @@ import orjson
 
 from hotpool.manager.backend import Container, ContainerSpec
 from hotpool.shared.errors import ContainerFailed, FunctionError, InvalidRequest
-from hotpool.shared.models import CONTAINER_SECRET_HEADER, FunctionConfig, validate_qualified
+from hotpool.shared.models import (
+    CONTAINER_SECRET_HEADER,
+    MAX_LAYERS,
+    FunctionConfig,
+    validate_qualified,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,8 @@ class CreateRequest:
     version: int
     code_key: str
     config: FunctionConfig
+    # the packages of config.layers, in order (FunctionVersion.layer_keys)
+    layer_keys: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: Any) -> CreateRequest:
@@ -34,11 +41,16 @@ class CreateRequest:
                 version=int(data["version"]),
                 code_key=str(data["code_key"]),
                 config=FunctionConfig.from_dict(data),
+                layer_keys=_layer_keys(data.get("layer_keys", [])),
             )
         except KeyError as exc:
             raise InvalidRequest(f"missing field {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
             raise InvalidRequest(f"malformed field: {exc}") from None
+
+    def packages(self) -> tuple[str, ...]:
+        """Every package a container of this version needs: its code, then its layers."""
+        return (self.code_key, *self.layer_keys)
 
     def spec(self, manager_id: str) -> ContainerSpec:
         """The container a fresh cold start for this request begins with."""
@@ -60,12 +72,21 @@ class Loaded:
     stderr: str = ""
 
 
+def _layer_keys(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
+        raise InvalidRequest("layer_keys must be a list of code package keys")
+    if len(raw) > MAX_LAYERS:
+        raise InvalidRequest(f"at most {MAX_LAYERS} layers, got {len(raw)}")
+    return tuple(raw)
+
+
 async def load_code(
     http: aiohttp.ClientSession,
     container: Container,
     request: CreateRequest,
     code: bytes,
     *,
+    layers: tuple[bytes, ...] = (),
     log_limit_bytes: int,
     timeout_s: float,
     region: str = "us-east-1",
@@ -86,6 +107,8 @@ async def load_code(
         "log_format": request.config.log_format,
         "log_level": request.config.log_level,
         "code_zip_b64": base64.b64encode(code).decode(),
+        # unpacked in order at /opt (later ones overwrite earlier files), as Lambda does
+        "layers_zip_b64": [base64.b64encode(layer).decode() for layer in layers],
     }
     url = f"http://{container.address}/init"
     timeout = aiohttp.ClientTimeout(total=timeout_s)

@@ -14,66 +14,47 @@ database failure leaves every method as ``StoreUnavailable``; only an ``Integrit
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import random
-from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Double,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    UniqueConstraint,
-    delete,
-    select,
-)
-from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InvalidRequestError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+# the database helpers lived here first; keystore, schema and tests import them from here too
+from hotpool.shared.database import (  # noqa: F401
+    DATABASE_URL_SETTING,
+    db_errors,
+    describe_db_error,
+    open_engine,
+    safe_url,
+    translate_errors,
+)
 from hotpool.shared.errors import NotFound, StoreUnavailable
-from hotpool.shared.models import DEFAULT_NAMESPACE, FunctionConfig, FunctionVersion
-from hotpool.shared.settings import SettingsError
+from hotpool.shared.layer_rows import resolve_layers, unused_packages
+from hotpool.shared.models import (
+    DEFAULT_NAMESPACE,
+    FunctionConfig,
+    FunctionVersion,
+    split_qualified,
+)
 
-DATABASE_URL_SETTING = "HOTPOOL_DATABASE_URL"
+# the tables lived here first; keystore, the migrations and tests import them from here too
+from hotpool.shared.tables import (  # noqa: F401
+    Base,
+    FunctionRow,
+    KeyRow,
+    LayerVersionRow,
+    UserRow,
+    VersionRow,
+)
+
 # a deploy that lost a race for a version number runs again, at most this often in all
 CREATE_ATTEMPTS = 5
 # and first waits a random time up to this, times its attempt number
 RACE_BACKOFF_S = 0.02
 MYSQL_DEADLOCK = 1213  # ER_LOCK_DEADLOCK
-
-# Explicit constraint names, so the models, the migrations and every backend agree on them and a
-# later migration can drop one by name (SQLite's batch mode needs that).
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    # no "pk": MySQL names every primary key PRIMARY and answers any other name with a warning
-}
-
-# MySQL's DATETIME keeps whole seconds and its FLOAT is single precision; ask for the
-# microseconds and the doubles SQLite keeps, so a row reads back exactly as it was written.
-_Timestamp = DateTime(timezone=True).with_variant(
-    mysql.DATETIME(timezone=True, fsp=6), "mysql", "mariadb"
-)
 
 
 class MetadataStore(Protocol):
@@ -94,149 +75,7 @@ class MetadataStore(Protocol):
     async def close(self) -> None: ...
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class FunctionRow(Base):
-    __tablename__ = "functions"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # unique: the index every lookup by name uses (uq_functions_name)
-    # namespace-qualified: "name" in the default namespace, "namespace.name" elsewhere
-    name: Mapped[str] = mapped_column(String(127), unique=True, nullable=False)
-    latest_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
-    deleted_at: Mapped[datetime | None] = mapped_column(_Timestamp, nullable=True)
-
-
-class VersionRow(Base):
-    __tablename__ = "function_versions"
-    # Also the index of the hot-path lookup (function_id, version), and the one MySQL needs for
-    # the foreign key: a second index over the same columns would only slow down writes.
-    __table_args__ = (UniqueConstraint("function_id", "version", name="uq_function_version"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    function_id: Mapped[int] = mapped_column(
-        ForeignKey("functions.id", ondelete="CASCADE"), nullable=False
-    )
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-    code_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
-    code_key: Mapped[str] = mapped_column(String(255), nullable=False)
-    runtime: Mapped[str] = mapped_column(String(32), nullable=False)
-    handler: Mapped[str] = mapped_column(String(255), nullable=False)
-    memory_mb: Mapped[int] = mapped_column(Integer, nullable=False)
-    timeout_s: Mapped[float] = mapped_column(Double, nullable=False)
-    max_concurrency: Mapped[int] = mapped_column(Integer, nullable=False, server_default="100")
-    env: Mapped[dict] = mapped_column(JSON, nullable=False)
-    # the settings added since (FunctionConfig.options): layers, logging, the web route
-    options: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
-
-
-class UserRow(Base):
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(127), unique=True, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
-
-
-class KeyRow(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
-    # only a hash is stored: the key itself is shown once, at creation
-    secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
-    user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
-    namespaces: Mapped[list] = mapped_column(JSON, nullable=False)
-    scopes: Mapped[str] = mapped_column(String(255), nullable=False)
-    function: Mapped[str | None] = mapped_column(String(127), nullable=True)
-    rate_per_s: Mapped[float | None] = mapped_column(Double, nullable=True)
-    description: Mapped[str] = mapped_column(String(255), nullable=False, server_default="")
-    created_at: Mapped[datetime] = mapped_column(_Timestamp, nullable=False)
-    revoked_at: Mapped[datetime | None] = mapped_column(_Timestamp, nullable=True)
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password hidden, fit for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
-
-
-def describe_db_error(exc: BaseException) -> str:
-    """The driver's own words for a database failure, on one line, without SQL or links."""
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    args = cause.args
-    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        text = f"{args[1]} (error {args[0]})"  # the MySQL drivers' (code, message)
-    elif isinstance(cause, SQLAlchemyError) and len(args) == 1:
-        text = str(args[0])  # str() would add a link to the SQLAlchemy docs
-    else:
-        text = str(cause)
-    text = " ".join(text.split()).rstrip(".") or type(cause).__name__
-    return text[:300]
-
-
-def open_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for ``url``; a malformed URL or a missing driver is a ``SettingsError``."""
-    try:
-        make_url(url)
-    except ArgumentError:
-        # the message does not repeat the URL: it may hold a password
-        raise SettingsError(
-            f"{DATABASE_URL_SETTING} is not a valid database URL; use "
-            "mysql+asyncmy://user:password@host:3306/db or sqlite+aiosqlite:///path"
-        ) from None
-    try:
-        return create_async_engine(url, **kwargs)
-    except (ArgumentError, InvalidRequestError, ImportError) as exc:
-        raise SettingsError(
-            f"{DATABASE_URL_SETTING}={safe_url(url)} is not usable: {describe_db_error(exc)}; "
-            "use mysql+asyncmy://user:password@host:3306/db or sqlite+aiosqlite:///path"
-        ) from None
-
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-# DBAPIError covers OperationalError, InterfaceError and ProgrammingError (a missing table is
-# one); DisconnectionError and PoolTimeout (no free connection in time) come from the pool;
-# OSError covers ConnectionError
-_UNAVAILABLE = (DBAPIError, DisconnectionError, PoolTimeout, OSError)
-
-
-@contextlib.contextmanager
-def db_errors(what: str = "the metadata database is unreachable") -> Iterator[None]:
-    """Let a database failure leave the block as ``StoreUnavailable`` (``"<what>: <the
-    driver's words>"``), chained to its cause. An ``IntegrityError`` passes unchanged: a
-    constraint said no, a fact about the data, not about the database."""
-    try:
-        yield
-    except IntegrityError:
-        raise
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"{what}: {describe_db_error(exc)}") from exc
-
-
-def translate_errors(method: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
-    """Run the store method ``method`` inside ``db_errors()``."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        with db_errors():
-            return await method(*args, **kwargs)
-
-    return wrapper
-
-
-def _lost_race(exc: DBAPIError) -> bool:
+def lost_race(exc: DBAPIError) -> bool:
     """Whether ``exc`` ended a transaction that lost a race and can simply be run again."""
     if isinstance(exc, IntegrityError):  # another deploy took the same version number
         return True
@@ -271,6 +110,7 @@ def _to_model(name: str, row: VersionRow) -> FunctionVersion:
             }
         ),
         created_at=created,
+        layer_keys=tuple(row.layer_keys or ()),
     )
 
 
@@ -304,7 +144,7 @@ class SqlMetadataStore:
             try:
                 return await self._create_version(name, config, code_sha256, code_key)
             except DBAPIError as exc:
-                if not _lost_race(exc):
+                if not lost_race(exc):
                     raise
                 # two deploys of one name raced; the winner has committed or soon will:
                 # let it finish, then take the next number
@@ -326,6 +166,9 @@ class SqlMetadataStore:
             fn.latest_version += 1
             fn.updated_at = now
             fn.deleted_at = None
+            # written before the layers are read: see resolve_layers
+            await session.flush()
+            layer_keys = await resolve_layers(session, split_qualified(name)[0], config.layers)
             row = VersionRow(
                 function_id=fn.id,
                 version=fn.latest_version,
@@ -338,6 +181,7 @@ class SqlMetadataStore:
                 max_concurrency=config.max_concurrency,
                 env=dict(config.env),
                 options=config.options(),
+                layer_keys=layer_keys or None,
                 created_at=now,
             )
             session.add(row)
@@ -402,7 +246,7 @@ class SqlMetadataStore:
                 return []
             old = (
                 await session.execute(
-                    select(VersionRow.id, VersionRow.code_key).where(
+                    select(VersionRow.id, VersionRow.code_key, VersionRow.layer_keys).where(
                         VersionRow.function_id == fn.id,
                         VersionRow.version <= fn.latest_version - keep,
                     )
@@ -411,12 +255,9 @@ class SqlMetadataStore:
             if not old:
                 return []
             await session.execute(delete(VersionRow).where(VersionRow.id.in_([r.id for r in old])))
-            # packages are stored once per content: another version may share one
-            candidates = {r.code_key for r in old}
-            used = await session.scalars(
-                select(VersionRow.code_key).where(VersionRow.code_key.in_(candidates))
-            )
-            return sorted(candidates - set(used))
+            # a deleted layer version's package lives on while a version uses it
+            candidates = {r.code_key for r in old} | {k for r in old for k in r.layer_keys or ()}
+            return sorted(await unused_packages(session, candidates))
 
     @translate_errors
     async def close(self) -> None:

@@ -312,6 +312,8 @@ class FunctionVersion:
     code_key: str
     config: FunctionConfig
     created_at: datetime
+    # the code keys of config.layers, in order, resolved at deploy (the content they name)
+    layer_keys: tuple[str, ...] = ()
 
     @property
     def namespace(self) -> str:

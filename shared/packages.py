@@ -89,15 +89,16 @@ class CodePackage:
     entries: int
 
 
-def inspect_package(data: bytes, handler: str, limits: PackageLimits) -> CodePackage:
+def inspect_package(data: bytes, handler: str | None, limits: PackageLimits) -> CodePackage:
     """Check an uploaded zip against every package rule; raise InvalidPackage on the first
-    broken one, with a message telling the user what to fix."""
+    broken one, with a message telling the user what to fix. A layer has no ``handler``."""
     _check_size(data, limits)
     with _open_zip(data) as zf:
         infos = zf.infolist()
         _check_entries(infos, limits)
         total = _expand_all(zf, infos, limits)
-        _check_handler(zf, infos, handler)
+        if handler is not None:
+            _check_handler(zf, infos, handler)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), total, len(infos))
 
 

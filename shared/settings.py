@@ -266,3 +266,14 @@ def client_url(environ: Mapping[str, str] | None = None) -> str:
     """The Main URL the CLI talks to (``HOTPOOL_URL``)."""
     env = os.environ if environ is None else environ
     return env.get("HOTPOOL_URL", "http://127.0.0.1:8080").rstrip("/")
+
+
+def client_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the CLI caches what it builds (vendored requirements): ``HOTPOOL_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/hotpool``, else ``~/.cache/hotpool``."""
+    env = os.environ if environ is None else environ
+    if env.get("HOTPOOL_CACHE_DIR"):
+        return Path(env["HOTPOOL_CACHE_DIR"])
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "hotpool"
+    return Path.home() / ".cache" / "hotpool"

@@ -66,6 +66,10 @@ class Run:
     keys_revoked: set[str] = field(default_factory=set)
 
 
+# a zip is bytes like any binary body (the deploy and layer routes take application/zip)
+schemathesis.serializer.alias("application/zip", "application/octet-stream")
+
+
 def _qualified(namespace: str, name: str) -> str:
     return name if namespace == "default" else f"{namespace}.{name}"
 
@@ -73,6 +77,8 @@ def _qualified(namespace: str, name: str) -> str:
 def _note_success(run: Run, method: str, path: str, body: Any) -> None:
     if method == "PUT" and path == "/v1/functions/{name}":
         run.deployed.add((_qualified(body["namespace"], body["name"]), body["version"]))
+        run.packages.add(body["code_sha256"])
+    elif method == "PUT" and path == "/v1/layers/{name}":
         run.packages.add(body["code_sha256"])
     elif method == "DELETE" and path == "/v1/functions/{name}":
         run.deleted.add(_qualified(body["namespace"], body["deleted"]))

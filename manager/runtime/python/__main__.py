@@ -2,8 +2,11 @@
 
 Run this *folder*, the way the process backend and the runtime image do::
 
-    python3 -I -S -u -B <this folder> --code-dir DIR [--host H] [--port P] [--port-file FILE]
-        [--provided-dir DIR]
+    python3 -I -S -u -B <this folder> --code-dir DIR [--opt-dir DIR] [--provided-dir DIR]
+        [--host H] [--port P] [--port-file FILE]
+
+``--opt-dir`` is where the function's layers are unpacked (``/opt`` in the runtime image);
+without it, an /init with layers is refused.
 
 Before anything else it reads the container's secret, one line, from stdin (the backend
 writes it and closes the pipe) and points stdin at /dev/null; every request must then carry it
@@ -43,8 +46,9 @@ from hotpool_runtime.reaping import become_subreaper
 from hotpool_runtime.runtime import Runtime
 
 USAGE = (
-    "usage: python3 -I -S -u -B <runtime folder> --code-dir DIR [--host H] [--port P] "
-    "[--port-file FILE] [--provided-dir DIR]  (the container secret on stdin, one line)"
+    "usage: python3 -I -S -u -B <runtime folder> --code-dir DIR [--opt-dir DIR] "
+    "[--provided-dir DIR] [--host H] [--port P] [--port-file FILE]  (the container secret on "
+    "stdin, one line)"
 )
 MAX_SECRET_BYTES = 1024
 
@@ -72,13 +76,8 @@ def _read_secret() -> bytes:
 
 def _parse_args(argv: list[str]) -> dict[str, str]:
     """The flags, each followed by its value; raises ValueError naming what is wrong."""
-    options = {
-        "--host": "127.0.0.1",
-        "--port": "0",
-        "--code-dir": "",
-        "--port-file": "",
-        "--provided-dir": "",
-    }
+    options = {"--host": "127.0.0.1", "--port": "0", "--code-dir": "", "--port-file": "",
+               "--opt-dir": "", "--provided-dir": ""}  # fmt: skip
     flags, values = argv[::2], argv[1::2]
     if unknown := [flag for flag in flags if flag not in options]:
         raise ValueError(f"unknown flag {unknown[0]!r}")
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.__stderr__.write(f"bootstrap: no container secret on stdin\n{USAGE}\n")
         return 2
     become_subreaper()  # before any user code runs: whatever it starts stays findable
-    runtime = Runtime(options["--code-dir"], options["--provided-dir"])
+    runtime = Runtime(options["--code-dir"], options["--opt-dir"], options["--provided-dir"])
     address = (options["--host"], int(options["--port"]))
     # Both signals raise KeyboardInterrupt in the main thread, unwinding the accept loop.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

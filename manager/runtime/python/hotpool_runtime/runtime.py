@@ -12,6 +12,7 @@ from .capture import CapturedOutput
 from .config import FunctionConfig, field
 from .errors import RequestError, bad_request
 from .http11 import parse_json
+from .layers import install_layers
 from .loader import LoadedFunction, load_handler, unpack_code
 
 TYPE_CHECKING = False
@@ -25,8 +26,9 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
 class Runtime:
     """The one function this container serves: initialised once, invoked one call at a time."""
 
-    def __init__(self, code_dir: str, provided_dir: str = "") -> None:
+    def __init__(self, code_dir: str, opt_dir: str = "", provided_dir: str = "") -> None:
         self.code_dir = os.path.realpath(code_dir)
+        self.opt_dir = opt_dir
         # packages the runtime provides (boto3, botocore, ...), as Lambda's does
         self.provided_dir = provided_dir
         # the folder holding this package and __main__.py: Lambda's LAMBDA_RUNTIME_DIR
@@ -72,6 +74,7 @@ class Runtime:
             environment.apply(config, variables)
             if self.code_dir not in sys.path:
                 sys.path.insert(0, self.code_dir)
+            install_layers(request, self.opt_dir, self.code_dir)
             # last: the function's own copy of boto3 (code dir, layers) wins, as on Lambda
             if self.provided_dir and self.provided_dir not in sys.path:
                 sys.path.append(self.provided_dir)

@@ -1,0 +1,57 @@
+"""The CLI's client side: requests to Main and their answers (``hotpool.main_server.cli``).
+
+Its own module so that every command module shares one ``CliError``, also when the CLI runs
+as ``python -m hotpool.main_server.cli`` (which loads that module a second time as __main__).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from hotpool.shared.settings import client_api_key, client_url
+
+
+class CliError(Exception):
+    """A failure to report in one line, without a traceback."""
+
+
+def _request(
+    method: str, path: str, body: bytes | None = None, *, content_type: str = ""
+) -> tuple[int, dict[str, str], bytes]:
+    url = client_url() + path
+    req = urllib.request.Request(url, data=body, method=method)
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    key = client_api_key()
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=960) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(
+            f"no hotpool server answers at {client_url()} ({reason}); start one with "
+            "'hotpool dev' or set HOTPOOL_URL"
+        ) from None
+
+
+def _check(status: int, body: bytes) -> Any:
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = body.decode(errors="replace")
+    if status >= 400:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        message = error.get("message", data) if isinstance(error, dict) else error
+        raise CliError(f"error {status}: {message}")
+    return data
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
