@@ -89,6 +89,9 @@ LEVELS = make_zip(
         "        getattr(logging.getLogger('app'), level)(level)\n"
     }
 )
+BROKEN = make_zip(
+    {"main.py": "raise RuntimeError('no config')\n\ndef handler(event, context):\n    pass\n"}
+)
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
@@ -244,6 +247,18 @@ async def test_function_error_has_lambdas_shape(hotpool_stack):
         body["stackTrace"][0],
     ), body["stackTrace"]
     assert body["error"]["type"] == "ValueError" and "Traceback" in body["error"]["traceback"]
+
+
+async def test_init_error_has_lambdas_shape(hotpool_stack):
+    stack = await hotpool_stack()
+    await _deploy(stack, "broken", BROKEN)
+    resp = await stack.invoke("broken", {})
+    assert resp.status == 500
+    assert resp.headers["X-Hotpool-Function-Error"] == "RuntimeError"
+    body = await resp.json()
+    assert (body["errorType"], body["stackTrace"]) == ("RuntimeError", [])
+    assert "no config" in body["errorMessage"]
+    assert body["requestId"] == body["request_id"] == resp.headers["X-Hotpool-Request-Id"]
 
 
 async def test_boto3_is_provided(hotpool_stack):

@@ -63,9 +63,14 @@ def write(text: str) -> None:
 
 
 def _install(logging: ModuleType) -> None:
-    from . import log_handler
+    # a function whose own logging.py shadows the standard library's gets no handler (on
+    # Lambda the runtime imported the real one first); its import must not fail because of us
+    try:
+        from . import log_handler
 
-    log_handler.install(logging.getLogger(), settings)
+        log_handler.install(logging.getLogger(), settings)
+    except Exception:
+        pass
 
 
 class _LoggingImportHook:
