@@ -12,10 +12,13 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+import timeit
 from typing import Any
 
-from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer
+from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer, process_stats
 from hotpool.benchmarks.loadgen import LoadDistorted, LoadResult, Target, run_load
+from hotpool.main_server import web_http_api, web_rest_api
+from hotpool.main_server.web_request import WebRequest
 from hotpool.shared.models import CONTAINER_SECRET_HEADER, PoolEntry
 
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
@@ -26,6 +29,15 @@ max_error_share = 0.01  # a side with more failed requests than this is not a me
 def main_target(server: DevServer, function: str) -> Target:
     return Target(
         f"{server.main_url}/v1/functions/{function}/invoke",
+        BENCH_EVENT,
+        (("Authorization", f"Bearer {server.api_key}"),),
+    )
+
+
+def web_target(server: DevServer, function: str) -> Target:
+    """The same call through the web route (``/fn/{function}/``), as a function URL client."""
+    return Target(
+        f"{server.main_url}/fn/{function}/",
         BENCH_EVENT,
         (("Authorization", f"Bearer {server.api_key}"),),
     )
@@ -71,6 +83,39 @@ def _median(results: list[LoadResult]) -> dict[str, Any]:
     return summary
 
 
+def _alternate(
+    loads: dict[str, list[Target]], *, duration_s: float, rounds: int, tool: str
+) -> tuple[dict[str, list[LoadResult]], dict[str, str]]:
+    """Each side of ``loads`` ``rounds`` times, alternating (A B, B A, ...), after one
+    unmeasured round of each (first calls pay for caches and allocations); also the sides
+    whose load generator could not keep its clock."""
+    runs: dict[str, list[LoadResult]] = {path: [] for path in loads}
+    distorted: dict[str, str] = {}
+    for path, targets in loads.items():
+        try:
+            run_load(targets, min(duration_s, 2.0), tool)
+        except LoadDistorted as exc:
+            distorted[path] = str(exc)
+    for i in range(rounds):
+        order = list(loads) if i % 2 == 0 else list(reversed(loads))
+        for path in order:
+            if path not in distorted:
+                runs[path].append(run_load(loads[path], duration_s, tool))
+    return runs, distorted
+
+
+def _sides(runs: dict[str, list[LoadResult]], distorted: dict[str, str]) -> dict[str, Any]:
+    """The median figures of each side, or why a side is not a measurement."""
+    figures: dict[str, Any] = {}
+    for path, results in runs.items():
+        figures[path] = _median(results) if results else {"skipped": distorted[path]}
+        failed, sent = figures[path].get("errors", 0), figures[path].get("requests", 0)
+        if failed > max_error_share * max(sent, 1):
+            # figures of a run that mostly failed describe the failures, not the path
+            figures[path] = {"skipped": f"{failed:,} errors in {sent:,} requests", **figures[path]}
+    return figures
+
+
 def compare(
     server: DevServer, function: str, concurrency: int, *, duration_s: float, rounds: int,
     tool: str,
@@ -87,25 +132,8 @@ def compare(
         "through_main": [main_target(server, function)] * concurrency,
         "direct": [direct_target(entry) for entry in containers],
     }
-    runs: dict[str, list[LoadResult]] = {"through_main": [], "direct": []}
-    distorted: dict[str, str] = {}
-    for path, targets in loads.items():
-        try:
-            run_load(targets, min(duration_s, 2.0), tool)
-        except LoadDistorted as exc:
-            distorted[path] = str(exc)
-    for i in range(rounds):
-        order = list(loads) if i % 2 == 0 else list(reversed(loads))
-        for path in order:
-            if path not in distorted:
-                runs[path].append(run_load(loads[path], duration_s, tool))
-    figures: dict[str, Any] = {"concurrency": concurrency}
-    for path in loads:
-        figures[path] = _median(runs[path]) if runs[path] else {"skipped": distorted[path]}
-        failed, sent = figures[path].get("errors", 0), figures[path].get("requests", 0)
-        if failed > max_error_share * max(sent, 1):
-            # figures of a run that mostly failed describe the failures, not the path
-            figures[path] = {"skipped": f"{failed:,} errors in {sent:,} requests", **figures[path]}
+    runs, distorted = _alternate(loads, duration_s=duration_s, rounds=rounds, tool=tool)
+    figures: dict[str, Any] = {"concurrency": concurrency, **_sides(runs, distorted)}
     main, straight = figures["through_main"], figures["direct"]
     if "skipped" not in main and "skipped" not in straight:
         figures.update(
@@ -145,3 +173,73 @@ def measure(
             compare(server, function, level, duration_s=duration_s, rounds=rounds, tool=tool)
         )
     return figures
+
+
+def web_overhead(
+    server: DevServer, function: str, *, duration_s: float, rounds: int, tool: str,
+    warm_up_timeout_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The web route against /invoke at concurrency 1, on one function and one container,
+    alternating: what turning a request into an API Gateway event and the result into a
+    response costs (the event is larger, so the container parses a little more too).
+
+    Latency on a busy machine varies by more than the difference itself, so Main's CPU time
+    per call is measured beside it, which the noise of other processes barely moves."""
+    warm_up(server, function, 1, tool, warm_up_timeout_s)
+    loads = {"invoke": [main_target(server, function)], "web": [web_target(server, function)]}
+    runs: dict[str, list[LoadResult]] = {path: [] for path in loads}
+    cpu_us: dict[str, list[float]] = {path: [] for path in loads}
+    distorted: dict[str, str] = {}
+    for path, targets in loads.items():
+        try:
+            run_load(targets, min(duration_s, 2.0), tool)
+        except LoadDistorted as exc:
+            distorted[path] = str(exc)
+    for i in range(rounds):
+        for path in list(loads) if i % 2 == 0 else list(reversed(loads)):
+            if path in distorted:
+                continue
+            before = process_stats(server.pid)["cpu_s"]
+            result = run_load(loads[path], duration_s, tool)
+            spent_s = process_stats(server.pid)["cpu_s"] - before
+            runs[path].append(result)
+            cpu_us[path].append(spent_s / max(1, result.requests) * 1e6)
+    figures: dict[str, Any] = {"concurrency": 1, **_sides(runs, distorted)}
+    for path, samples in cpu_us.items():
+        if samples and "skipped" not in figures[path]:
+            figures[path]["main_cpu_us"] = round(statistics.median(samples), 1)
+    invoke, web = figures["invoke"], figures["web"]
+    if "skipped" not in invoke and "skipped" not in web:
+        figures.update(
+            overhead_p50_ms=round(web["p50_ms"] - invoke["p50_ms"], 3),
+            overhead_p99_ms=round(web["p99_ms"] - invoke["p99_ms"], 3),
+            overhead_main_cpu_us=round(web["main_cpu_us"] - invoke["main_cpu_us"], 1),
+        )
+    figures["conversion_us"] = conversion_us()
+    figures["rounds"] = {path: [r.to_dict() for r in results] for path, results in runs.items()}
+    return figures
+
+
+def conversion_us(n: int = 20_000) -> dict[str, float]:
+    """What the web route adds in Main's own code, timed in this process: a curl-like POST
+    turned into each payload format's event, and a 2.0 result into a response (µs each,
+    the best of three runs of ``n``); no network, so no noise of other processes."""
+    request = WebRequest(
+        method="POST", raw_path="/items/5", raw_query="q=1",
+        headers=(("Host", "127.0.0.1:8080"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*"),
+                 ("Content-Type", "application/json"), ("Content-Length", "17")),
+        body=BENCH_EVENT, source_ip="127.0.0.1", protocol="HTTP/1.1",
+        request_id="0f8fad5b-d9cb-469f-a165-70867728950e", domain="127.0.0.1:8080",
+        api_id="bench", account_id="0123456789abcdef",
+    )  # fmt: skip
+    result = {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": "hello"}
+    drop = frozenset({"authorization"})
+
+    def best(work: Any) -> float:
+        return round(min(timeit.repeat(work, number=n, repeat=3)) / n * 1e6, 2)
+
+    return {
+        "event_2_0": best(lambda: web_http_api.event(request, drop=drop)),
+        "event_1_0": best(lambda: web_rest_api.event(request, drop=drop)),
+        "response_2_0": best(lambda: web_http_api.response(result, b"")),
+    }

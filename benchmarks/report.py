@@ -11,6 +11,7 @@ from typing import Any
 TARGETS = (
     ("warm_overhead_p50_ms", "warm overhead over a direct call, c=1, p50 (ms)", 0.5, "max"),
     ("warm_overhead_p99_ms", "warm overhead over a direct call, c=1, p99 (ms)", 2.0, "max"),
+    ("web_overhead_p50_ms", "web route (/fn/) overhead over /invoke, c=1, p50 (ms)", 0.05, "max"),
     ("throughput_ratio_c64", "throughput through Main / direct, c=64", 0.5, "min"),
     ("cold_prewarmed_p50_ms", "cold start, pre-warmed container, p50 (ms)", 50.0, "max"),
     ("cold_fresh_docker_p50_ms", "cold start, fresh Docker container, p50 (ms)", 400.0, "max"),
@@ -48,6 +49,7 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         return out
 
     warm = by_backend(lambda b: b["latency"]["warm_c1"])
+    web = by_backend(lambda b: b["web"]["overhead_p50_ms"])
     ratio = by_backend(lambda b: _c64(b)["throughput_ratio"])
     memory = by_backend(lambda b: b["memory"]["idle_container"]["bootstrap_rss_mib"])
     name = next((b for b, f in ran.items() if f is primary), None)
@@ -56,6 +58,13 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         "warm_overhead_p50_ms": warm[name]["overhead_p50_ms"] if name and warm[name] else None,
         "warm_overhead_p99_ms": warm[name]["overhead_p99_ms"] if name and warm[name] else None,
         "throughput_ratio_c64": ratio.get(name) if name else None,
+        "web_overhead_p50_ms": web.get(name) if name else None,
+        "web_overhead_p50_ms_by_backend": web,
+        "web_overhead_main_cpu_us_by_backend": by_backend(
+            lambda b: b["web"]["overhead_main_cpu_us"]
+        ),
+        # the route's own conversion work in Main, timed in process (no network noise)
+        "web_conversion_us": by_backend(lambda b: b["web"]["conversion_us"]).get(name),
         "cold_prewarmed_p50_ms": by_backend(lambda b: b["cold_start"]["prewarmed"]["p50_ms"]),
         "cold_fresh_p50_ms": by_backend(lambda b: b["cold_start"]["fresh"]["p50_ms"]),
         "time_wait_after_run": conn["time_wait_new"] if conn else None,
@@ -86,6 +95,7 @@ def _errors(backend: dict[str, Any]) -> int:
     levels = [backend["latency"]["warm_c1"], *backend["latency"]["throughput"]]
     runs = [t[side] for t in levels for side in SIDES]
     runs += [backend["connections"], backend["connections_new_per_call"]]
+    runs += [backend["web"][side] for side in ("invoke", "web") if "web" in backend]
     return sum(run.get("errors", 0) for run in runs)
 
 
@@ -159,6 +169,7 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
             f"{_fmt(t['overhead_p50_ms'])} / {_fmt(t['overhead_p99_ms'])} | "
             f"{_fmt(main['errors'])} / {_fmt(direct['errors'])} |"
         )
+    lines += _web_table(b.get("web"))
     cold = b["cold_start"]
     lines += ["", "| cold start | p50 (ms) | p95 (ms) | placement | code fetch | container start "
               "| init |", "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -189,6 +200,29 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
             f"{_fmt(mem['idle_container']['bootstrap_rss_mib'])} MiB | "
             f"{_fmt(mem['main_cpu_us_per_invocation'])} µs |",
         ]  # fmt: skip
+    return lines
+
+
+def _web_table(web: dict[str, Any] | None) -> list[str]:
+    if web is None:
+        return []
+    lines = ["", "| c=1, one container | p50 (ms) | p99 (ms) | req/s | Main CPU per call (µs) "
+             "| errors |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for side, label in (("invoke", "POST /v1/functions/{name}/invoke"), ("web", "ANY /fn/{name}/")):
+        run = web[side]
+        if "skipped" in run:
+            lines.append(f"| {label} | not measured: {run['skipped']} |||||")
+            continue
+        lines.append(f"| {label} | {_fmt(run['p50_ms'])} | {_fmt(run['p99_ms'])} | "
+                     f"{_fmt(run['rps'])} | {_fmt(run.get('main_cpu_us'))} | "
+                     f"{_fmt(run['errors'])} |")  # fmt: skip
+    lines.append(f"| web overhead | {_fmt(web.get('overhead_p50_ms'))} | "
+                 f"{_fmt(web.get('overhead_p99_ms'))} | | "
+                 f"{_fmt(web.get('overhead_main_cpu_us'))} | |")  # fmt: skip
+    conversion = web.get("conversion_us")
+    if conversion:
+        lines += ["", "web conversion in Main, in process (µs): "
+                  + ", ".join(f"{k} {_fmt(v)}" for k, v in conversion.items())]  # fmt: skip
     return lines
 
 

@@ -33,6 +33,11 @@ from hotpool.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_FUNCTION = "bench"
+# the web route's function: the same answer on /invoke and on /fn/ (a 2.0 response)
+WEB_FUNCTION = "benchweb"
+WEB_HANDLER = """def handler(event, context):
+    return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": "hello"}
+"""
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,13 @@ def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, An
         figures["latency"] = latency.measure(
             server, BENCH_FUNCTION, levels=plan.levels, warm_duration_s=plan.warm_duration_s,
             warm_rounds=plan.warm_rounds, duration_s=plan.duration_s, rounds=plan.rounds,
+            tool=tool, warm_up_timeout_s=plan.warm_up_timeout_s,
+        )  # fmt: skip
+        log("the web route against /invoke, c=1")
+        server.deploy(WEB_FUNCTION, bench_zip(WEB_HANDLER))
+        figures["web"] = latency.web_overhead(
+            # a difference of tens of microseconds: more rounds than the other figures need
+            server, WEB_FUNCTION, duration_s=plan.warm_duration_s, rounds=plan.warm_rounds + 2,
             tool=tool, warm_up_timeout_s=plan.warm_up_timeout_s,
         )  # fmt: skip
         log(f"{plan.connection_invocations} invocations, kept-alive connections")

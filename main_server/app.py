@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -43,7 +44,9 @@ from hotpool.main_server.state import (
     REDIS,
     REGISTRY,
     SETTINGS,
+    WEB_COUNTERS,
 )
+from hotpool.main_server.web import routes as web_routes
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
 from hotpool.shared.http import client_context, error_middleware
@@ -83,6 +86,7 @@ def create_app(
         client_max_size=settings.max_package_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[WEB_COUNTERS] = Counter()
     given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
     for key, client in given:
         if client is not None:
@@ -108,6 +112,7 @@ def create_app(
     app.add_routes(key_routes)
     app.add_routes(layer_routes)
     app.add_routes(openapi_routes)
+    app.add_routes(web_routes)
     return app
 
 

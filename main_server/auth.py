@@ -30,6 +30,9 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 OPEN_PATHS = frozenset({"/healthz"})
 # routes that meter the key's rate themselves, in the same Redis round trip as their own work
 SELF_METERED = frozenset({"invoke"})
+# routes that authenticate (or not) themselves: a public web function needs no key, and its
+# Authorization header belongs to the app (main_server.web)
+SELF_AUTHENTICATED = frozenset({"web", "web_root"})
 # blocks expire within 1/auth_failures_per_s; past this many, the expired ones are dropped
 MAX_BLOCKED_ADDRESSES = 10_000
 
@@ -53,7 +56,10 @@ class Authenticator:
         return self._keystore
 
     async def authenticate(self, header: str | None) -> Principal:
-        key_id, secret = parse_token(header)
+        return await self.verify(*parse_token(header))
+
+    async def verify(self, key_id: str, secret: str) -> Principal:
+        """The principal of a parsed key, or Unauthorized when its secret is not the key's."""
         principal, stored = await self._keys.get(key_id, lambda: self._keystore.lookup(key_id))
         if not secret_matches(secret, stored):
             raise Unauthorized(INVALID_KEY)
@@ -159,7 +165,7 @@ AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in OPEN_PATHS:
+    if request.path in OPEN_PATHS or request.match_info.route.name in SELF_AUTHENTICATED:
         return await handler(request)
     authenticator = request.app[AUTHENTICATOR]
     header = request.headers.get("Authorization")

@@ -21,6 +21,7 @@ from typing import Any
 from hotpool.main_server.cli_client import CliError, _check, _print, _request
 from hotpool.main_server.cli_layers import add_layer_commands, package_of
 from hotpool.shared.errors import HotpoolError
+from hotpool.shared.models import HTTP_MODES, HTTP_PAYLOADS, LOG_FORMATS
 from hotpool.shared.settings import Settings, SettingsError
 
 
@@ -47,6 +48,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         params["env"] = json.dumps(env)
     if args.max_concurrency is not None:
         params["max_concurrency"] = str(args.max_concurrency)
+    for setting in ("log_format", "log_level", "http", "http_payload", "cors"):
+        if getattr(args, setting) is not None:
+            params[setting] = getattr(args, setting)
     name = args.name or path.stem
     query = f"?namespace={urllib.parse.quote(args.namespace)}" if args.namespace else ""
     # multipart, so settings (env secrets included) stay out of URLs and access logs
@@ -316,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", help="namespace (default: the key's first)")
     p.add_argument("--layer", action="append", metavar="NAME:VERSION", help="a layer (repeat)")
     p.add_argument("--no-build", action="store_true", help="do not vendor requirements.txt")
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="runtime log lines (default text)")
+    p.add_argument("--log-level", help="the root logger's level: DEBUG, INFO, WARN, ERROR, ...")
+    p.add_argument("--http", choices=HTTP_MODES, help="the /fn/ web route (default key)")
+    p.add_argument("--http-payload", choices=HTTP_PAYLOADS, help="web event format (2.0)")
+    p.add_argument("--cors", metavar="JSON", help='e.g. {"allow_origins": ["*"]}')
     p.set_defaults(func=cmd_deploy)
     add_layer_commands(sub)
 

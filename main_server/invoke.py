@@ -71,6 +71,7 @@ class Invocation:
     cold_start: bool
     duration_ms: float
     function_error: str | None = None
+    result: Any = None  # the handler's return value, as decoded (the web trigger reads it)
 
 
 @dataclass
@@ -127,6 +128,8 @@ class Invoker:
         event: bytes,
         request_id: str,
         admission: Admission | None = None,
+        *,
+        trigger: str = "sync",
     ) -> AsyncIterator[Invocation]:
         """Run one invocation; the container goes back to the pool when the block ends.
 
@@ -134,7 +137,8 @@ class Invoker:
         not part of the answer's latency; it still happens before the handler returns, so the
         client's next request on the connection never finds its own container missing. With
         ``admission`` the request is metered and admitted to its namespace in the pool's
-        first script, and the namespace slot is given back with the container.
+        first script, and the namespace slot is given back with the container. ``trigger``
+        names the way in, in the record ("sync" for /invoke, "web" for /fn/).
         """
         self.in_flight += 1
         started_at = time.time()
@@ -144,6 +148,7 @@ class Invoker:
             "function": fv.name,
             "version": fv.version,
             "started_at": started_at,
+            "trigger": trigger,
         }
         slot = _Slot(admission.namespace if admission else "", request_id)
         attempt: _Attempt | None = None
@@ -337,7 +342,9 @@ def _outcome(attempt: _Attempt, request_id: str, duration_ms: float) -> Invocati
         raise attempt.error
     reply, cold = attempt.reply, attempt.cold is not None
     if reply["status"] == "success":
-        return Invocation(request_id, 200, attempt.result, cold, duration_ms)
+        return Invocation(
+            request_id, 200, attempt.result, cold, duration_ms, result=reply.get("result")
+        )
     error = reply.get("error") or {}
     error_type = str(error.get("type", "Error"))
     stack_trace = error.get("stack_trace")

@@ -23,6 +23,7 @@ from hotpool.main_server.openapi_schemas import (
     query_param,
     ref,
 )
+from hotpool.main_server.openapi_web import web_paths
 from hotpool.main_server.routes import max_invocations_limit
 from hotpool.shared.http import json_response
 from hotpool.shared.models import (
@@ -385,6 +386,7 @@ def _version() -> str:
 
 def openapi_document() -> dict[str, Any]:
     """A fresh OpenAPI 3.0.3 document of Main's public API."""
+    paths = {**_function_paths(), **layer_paths(), **_key_paths(), **_system_paths()}
     return {
         "openapi": "3.0.3",
         "info": {
@@ -395,7 +397,7 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**_function_paths(), **layer_paths(), **_key_paths(), **_system_paths()},
+        "paths": {**paths, **web_paths()},
         "components": components(extra_schemas=layer_schemas()),
     }
 

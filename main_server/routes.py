@@ -21,6 +21,7 @@ from hotpool.main_server.state import (
     REDIS,
     REGISTRY,
     SETTINGS,
+    WEB_COUNTERS,
 )
 from hotpool.shared.errors import (
     Forbidden,
@@ -322,6 +323,6 @@ async def system_status(request: web.Request) -> web.Response:
             "invocations_in_flight": app[INVOKER].in_flight,
             "busy_containers": sum(counts.leased.values()),
             # this replica's counters since it started
-            "counters": dict(app[INVOKER].counters + app[REAPER].counters),
+            "counters": dict(app[INVOKER].counters + app[REAPER].counters + app[WEB_COUNTERS]),
         }
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
@@ -32,3 +34,5 @@ FUNCTIONS = web.AppKey("functions", FunctionService)
 LAYERS = web.AppKey("layers", LayerService)
 INVOKER = web.AppKey("invoker", Invoker)
 REAPER = web.AppKey("reaper", Reaper)
+# what the web route (/fn/) did on this replica: calls, preflights, 502s, malformed results
+WEB_COUNTERS = web.AppKey("web_counters", Counter)

@@ -26,6 +26,8 @@ The warm pool (ADR-000 decision 2):
 Access control:
 
 - ``hp:bucket:{key_id}``            HASH tokens, updated_at: the key's request-rate bucket.
+- ``hp:bucket:fn:{function}``       the same, of a public web function (no key to meter);
+  key ids are hex, so the two never meet.
 - ``hp:ns-inflight:{namespace}``    ZSET token -> deadline: the namespace's calls in flight.
 - ``hp:auth-failures:{address}``    HASH tokens, updated_at: the bucket of failed authentications
   from one client address (TAKE_TOKEN, taken on each failure).

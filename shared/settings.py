@@ -125,6 +125,9 @@ class Settings:
     rate_per_s: float = 100.0  # default request rate per API key
     rate_burst: int = 200
     namespace_max_concurrency: int = 200  # calls in flight per namespace
+    # each public web function's request rate (http=public: no key to meter), and its burst
+    public_rate_per_s: float = 100.0
+    public_rate_burst: int = 200
     # failed authentications (a key sent but not valid) per client address: past the burst the
     # address gets 429 until its bucket refills; generous, as a secret is not guessable anyway
     auth_failures_per_s: float = 10.0
@@ -172,8 +175,9 @@ class Settings:
             )
         if self.keep_versions < 1:
             raise SettingsError(f"{ENV_PREFIX}KEEP_VERSIONS must be at least 1")
-        if not self.auth_failures_per_s > 0:
-            raise SettingsError(f"{ENV_PREFIX}AUTH_FAILURES_PER_S must be a number > 0")
+        for positive in ("auth_failures_per_s", "public_rate_per_s"):
+            if not getattr(self, positive) > 0:
+                raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
         for f in fields(self):
             value = getattr(self, f.name)
             # "not >= 0" also refuses NaN, which would make a sleep or a timeout last forever

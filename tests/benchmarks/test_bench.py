@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {
     "warm_overhead_p50_ms", "warm_overhead_p99_ms", "throughput_ratio_c64",
     "cold_prewarmed_p50_ms", "cold_fresh_p50_ms", "time_wait_after_run",
-    "invocations_in_connection_run", "idle_container_rss_mib",
+    "invocations_in_connection_run", "idle_container_rss_mib", "web_overhead_p50_ms",
 }  # fmt: skip
 
 
@@ -47,11 +47,16 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
             "breakdown_p50_ms": {"placement_ms": 0.1, "code_fetch_ms": 0.2,
                                  "container_start_ms": fresh_ms - 10, "init_ms": 2}}  # fmt: skip
     conn = {"invocations": 100_000, "errors": 0, "rps": 3000.0, "time_wait_new": 8}
+    side = {"rps": 2000.0, "p95_ms": 0.5, "mean_ms": 0.4, "errors": 0}
     return {
         "redis": "private redis-server on a unix socket",
         "latency": {"warm_c1": _level(1, 2000, 8000, 0.45),
                     "throughput": [_level(8, 3000, 9000, 2.0), _level(64, 2400, 10_000, 20.0)]},
         "cold_start": {"fresh": cold, "prewarmed": {**cold, "p50_ms": 20.0}},
+        "web": {"concurrency": 1, "invoke": {**side, "p50_ms": 0.4, "p99_ms": 0.9},
+                "web": {**side, "p50_ms": 0.43, "p99_ms": 1.0},
+                "overhead_p50_ms": 0.03, "overhead_p99_ms": 0.1, "overhead_main_cpu_us": 21.0,
+                "conversion_us": {"event_2_0": 5.0, "response_2_0": 3.0}},
         "connections": conn,
         "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
         "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
@@ -85,6 +90,8 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert summary["throughput_ratio_c64"] == 0.24
     assert summary["cold_fresh_p50_ms"] == {"process": 70.0, "docker": 380.0}
     assert summary["idle_container_rss_mib"] == 14.8  # the larger of the two backends
+    assert summary["web_overhead_p50_ms"] == 0.03
+    assert summary["web_conversion_us"] == {"event_2_0": 5.0, "response_2_0": 3.0}
     met = {row["target"]: row["met"] for row in summary["targets"]}
     assert met["throughput through Main / direct, c=64"] is False
     assert met["cold start, fresh Docker container, p50 (ms)"] is True
@@ -136,6 +143,8 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == figures["summary"]
     assert json.loads((tmp_path / "figures.json").read_text())["machine"]["git_commit"] == "abc1234"
     assert "| 64 | 2,400 | 10,000 | 0.24 |" in text
+    assert "| web overhead | 0.03 | 0.1 | | 21 | |" in text
+    assert "web conversion in Main, in process (µs): event_2_0 5, response_2_0 3" in text
     assert "errors in load runs" not in text
     assert (tmp_path / "report.md").read_text().startswith(text)
     for name in ("warm_latency", "throughput", "cold_start", "connections", "memory"):
@@ -227,6 +236,7 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     assert SUMMARY_KEYS <= summary.keys()
     # every scenario ran on the embedded default
     assert summary["warm_overhead_p50_ms"] is not None and summary["warm_overhead_p50_ms"] > 0
+    assert summary["web_overhead_p50_ms"] is not None  # the web route ran beside /invoke
     assert 0 < summary["throughput_ratio_c64"]
     assert summary["cold_prewarmed_p50_ms"]["process"] > 0
     assert summary["invocations_in_connection_run"] >= 1000

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,36 @@ def test_clear_messages_when_nothing_answers_or_the_key_is_wrong(dev):
         "deploy", str(ROOT / "examples" / "hello"), "--env", "NOEQUALS", env=env, cwd=cwd
     )
     assert bad_env.returncode == 2 and "KEY=VALUE" in bad_env.stderr
+
+
+def test_deploy_puts_a_function_on_the_web_with_its_settings(dev, tmp_path):
+    cwd, env = dev
+    app = tmp_path / "web"
+    app.mkdir()
+    (app / "main.py").write_text(
+        "import logging\n"
+        "logging.getLogger().setLevel(logging.INFO)\n"
+        "def handler(event, context):\n"
+        "    logging.getLogger().info('path %s', event['rawPath'])\n"
+        "    return {'statusCode': 201, 'body': event['rawPath']}\n"
+    )
+    deployed = _cli(
+        "deploy", str(app), "--name", "web", "--http", "public", "--log-format", "json",
+        "--cors", '{"allow_origins": ["https://a.example"]}', env=env, cwd=cwd,
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    settings = json.loads(deployed.stdout)
+    assert (settings["http"], settings["log_format"]) == ("public", "json")
+    assert settings["cors"]["allow_origins"] == ["https://a.example"]
+
+    # no key: the function is public
+    request = urllib.request.Request(
+        f"{env['HOTPOOL_URL']}/fn/web/items/5", headers={"Origin": "https://a.example"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 201
+        assert answer.read() == b"/items/5"
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://a.example"
+
+    bad = _cli("deploy", str(app), "--name", "web", "--http", "open", env=env, cwd=cwd)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

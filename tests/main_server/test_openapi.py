@@ -11,6 +11,7 @@ from openapi_spec_validator import validate
 from hotpool.main_server.app import create_app
 from hotpool.main_server.openapi import openapi_document
 from hotpool.main_server.openapi_schemas import NAME_PATTERN
+from hotpool.main_server.openapi_web import WEB_METHODS
 from hotpool.shared.models import NAME_RE
 from hotpool.shared.settings import Settings
 
@@ -21,6 +22,10 @@ def _served(tmp_path) -> set[tuple[str, str]]:
     app = create_app(Settings.from_env({}, state_dir=tmp_path))
     served = set()
     for route in app.router.routes():
+        if route.method == "*":  # the web route: every method
+            assert route.resource is not None
+            served.update((m.upper(), route.resource.canonical) for m in WEB_METHODS)
+            continue
         # aiohttp adds a HEAD route for every GET; OPTIONS would be CORS plumbing
         if route.method in ("HEAD", "OPTIONS"):
             continue
@@ -45,6 +50,7 @@ def test_every_served_route_is_documented_and_every_documented_one_is_served(tmp
     assert served - documented == set(), "routes the OpenAPI document does not describe"
     assert documented - served == set(), "documented routes the app does not serve"
     assert ("POST", "/v1/functions/{name}/invoke") in served
+    assert ("PATCH", "/fn/{function}/{path}") in served
 
 
 @pytest.mark.unit

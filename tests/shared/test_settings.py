@@ -108,6 +108,15 @@ def test_negative_value_is_refused_naming_the_variable(variable):
     assert variable in str(info.value)
 
 
+@pytest.mark.parametrize("variable", ["HOTPOOL_PUBLIC_RATE_PER_S", "HOTPOOL_AUTH_FAILURES_PER_S"])
+def test_a_rate_of_zero_is_refused_naming_the_variable(variable):
+    # a public web function's rate of 0 would mean "metered already": no limit at all
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({variable: "0"})
+
+    assert variable in str(info.value)
+
+
 def test_settings_error_is_a_value_error():
     assert issubclass(SettingsError, ValueError)
 
