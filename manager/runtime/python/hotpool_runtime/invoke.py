@@ -8,7 +8,7 @@ import os
 import resource
 import time
 
-from . import reaping
+from . import logs, reaping
 from .capture import CapturedOutput
 from .context import LambdaContext
 from .errors import bad_request, describe
@@ -38,6 +38,8 @@ def invoke(
     deadline_ms = _deadline_ms(headers.get(DEADLINE_HEADER), loaded.config.timeout_s)
     deadline = started + deadline_ms / 1000
     context = LambdaContext(loaded.config, loaded.log_stream, request_id, deadline)
+    # log lines carry it from now on, and still after the call (awslambdaric keeps it too)
+    logs.settings.request_id = request_id
     # before: what /init or a thread of the last call started after it returned
     reaping.kill_leftovers()
     try:
@@ -64,7 +66,12 @@ def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> 
             # allow_nan=False: NaN/Infinity would make the response invalid JSON.
             result_json = json.dumps(result, allow_nan=False)
         except Exception as exc:
-            error = {"type": "ResultNotSerializable", "message": str(exc), "traceback": ""}
+            error = {
+                "type": "ResultNotSerializable",
+                "message": str(exc),
+                "traceback": "",
+                "stack_trace": [],
+            }
     if error is not None:
         return json.dumps({"status": "error", "error": error, **summary}).encode()
     # Splice the already-encoded result in rather than encoding it a second time.
