@@ -53,6 +53,11 @@ APP_SOURCE = textwrap.dedent(
     def transform(event, context):
         return {"doubled": event["n"] * 2, "seen": event}
 
+    def decimals(event, context):
+        # what a DynamoDB read returns: awslambdaric encodes Decimals as numbers
+        from decimal import Decimal
+        return {"count": Decimal("42"), "price": Decimal("9.5")}
+
     async def async_handler(event, context):
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
@@ -383,6 +388,13 @@ def test_invoke_sync_handler_transforms_event(start_bootstrap):
     assert body["result"] == {"doubled": 42, "seen": {"n": 21}}
     assert body["duration_ms"] >= 0
     assert body["peak_memory_mb"] > 1
+
+
+def test_decimals_come_back_as_numbers_as_lambdas_encoder_gives_them(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.decimals")
+    status, body = invoke(conn, {})
+    assert (status, body["status"]) == (200, "success")
+    assert body["result"] == {"count": 42, "price": 9.5}
 
 
 def test_invoke_empty_body_is_null_event(app):

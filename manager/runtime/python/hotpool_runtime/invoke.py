@@ -6,6 +6,7 @@ import json
 import math
 import os
 import resource
+import sys
 import time
 
 from . import logs, reaping
@@ -64,7 +65,7 @@ def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> 
     if error is None:
         try:
             # allow_nan=False: NaN/Infinity would make the response invalid JSON.
-            result_json = json.dumps(result, allow_nan=False)
+            result_json = json.dumps(result, allow_nan=False, default=_lambda_default)
         except Exception as exc:
             error = {
                 "type": "ResultNotSerializable",
@@ -76,6 +77,16 @@ def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> 
         return json.dumps({"status": "error", "error": error, **summary}).encode()
     # Splice the already-encoded result in rather than encoding it a second time.
     return f'{{"status": "success", "result": {result_json}, {json.dumps(summary)[1:]}'.encode()
+
+
+def _lambda_default(value: Any) -> Any:
+    """What Lambda's encoder (awslambdaric's lambda_runtime_marshaller) adds to JSON: Decimal,
+    as DynamoDB reads give numbers, is a number. Lambda writes its exact digits; the stdlib
+    can only write an int or a float, so 9.50 comes back as 9.5."""
+    decimal = sys.modules.get("decimal")  # a Decimal exists only once decimal was imported
+    if decimal is not None and isinstance(value, decimal.Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _deadline_ms(header: str | None, timeout_s: float) -> float:
