@@ -227,7 +227,7 @@ class Invoker:
                     status="error", error={"type": error.error_type, "message": error.message}
                 )
                 raise error from exc
-            self._fill_record(record, attempt.reply)
+            self._fill_record(record, attempt.reply, attempt.cold)
             if attempt.reply["status"] == "success":
                 attempt.result = orjson.dumps(attempt.reply.get("result"))
                 if len(attempt.result) > self._settings.max_response_bytes:
@@ -278,13 +278,20 @@ class Invoker:
         return error
 
     @staticmethod
-    def _fill_record(record: dict[str, Any], reply: dict[str, Any]) -> None:
+    def _fill_record(
+        record: dict[str, Any], reply: dict[str, Any], cold: ColdStart | None = None
+    ) -> None:
+        stdout, stderr = reply.get("stdout", ""), reply.get("stderr", "")
+        if cold is not None and isinstance(stdout, str) and isinstance(stderr, str):
+            # a cold call's record begins with what the module printed at import, as Lambda's
+            # log stream does; each part is bounded by log_limit_bytes, so the whole by twice
+            stdout, stderr = cold.init_stdout + stdout, cold.init_stderr + stderr
         record.update(
             status=reply["status"],
             handler_ms=reply.get("duration_ms"),
             peak_memory_mb=reply.get("peak_memory_mb"),
-            stdout=reply.get("stdout", ""),
-            stderr=reply.get("stderr", ""),
+            stdout=stdout,
+            stderr=stderr,
         )
         if reply["status"] != "success":
             error = reply.get("error") or {}
@@ -340,12 +347,14 @@ def _outcome(attempt: _Attempt, request_id: str, duration_ms: float) -> Invocati
         )
     error = reply.get("error") or {}
     error_type = str(error.get("type", "Error"))
+    stack_trace = error.get("stack_trace")
+    if not isinstance(stack_trace, list) or not all(isinstance(f, str) for f in stack_trace):
+        stack_trace = []
     body = FunctionError(
         str(error.get("message", "")),
         error_type=error_type,
         traceback=str(error.get("traceback", "")),
-    ).to_dict()
-    body["request_id"] = request_id
+    ).invoke_body(request_id, stack_trace)
     return Invocation(request_id, 500, orjson.dumps(body), cold, duration_ms, error_type)
 
 

@@ -149,6 +149,8 @@ class ManagerClient:
             fetch_ms=payload.get("fetch_ms", 0.0),
             prewarmed=bool(payload.get("prewarmed")),
             placement_ms=placement_ms,
+            init_stdout=_text(payload.get("init_stdout")),
+            init_stderr=_text(payload.get("init_stderr")),
         )
 
     async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
@@ -174,3 +176,7 @@ class ManagerClient:
         except (NotDelivered, NoCapacity) as exc:
             log.warning("could not remove container %s: %s", entry.container_id, exc)
             return None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -112,6 +112,18 @@ def schemas() -> dict[str, Schema]:
                     additionalProperties=True,
                 ),
                 "request_id": string,
+                "errorMessage": {
+                    **string,
+                    "description": "Lambda's field: the exception's message.",
+                },
+                "errorType": {**string, "description": "Lambda's field: the exception's class."},
+                "stackTrace": {
+                    "type": "array",
+                    "items": string,
+                    "description": "Lambda's field: the frames of the traceback, one string "
+                    "each, as AWS's Python runtime lists them (the runtime's own frames cut).",
+                },
+                "requestId": {**string, "description": "Lambda's field: the request id."},
             }
         ),
         "Function": object_schema(

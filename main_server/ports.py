@@ -47,6 +47,9 @@ class ColdStart:
     fetch_ms: float = 0.0
     prewarmed: bool = False
     placement_ms: float = 0.0
+    # what the function's module printed and logged at import (Lambda's INIT output)
+    init_stdout: str = ""
+    init_stderr: str = ""
 
     def breakdown(self) -> dict[str, float | bool]:
         """Where the cold start's time went, for the execution record."""

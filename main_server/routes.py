@@ -25,6 +25,7 @@ from hotpool.main_server.state import (
 )
 from hotpool.shared.errors import (
     Forbidden,
+    FunctionError,
     HotpoolError,
     InvalidEvent,
     InvalidRequest,
@@ -252,6 +253,9 @@ async def invoke(request: web.Request) -> web.Response:
             with contextlib.suppress(ConnectionResetError):
                 await response.prepare(request)
                 await response.write_eof()
+    except FunctionError as exc:  # the code failed to load, or its container died under it
+        headers["X-Hotpool-Function-Error"] = exc.error_type
+        return json_response(exc.invoke_body(request_id), status=exc.status, headers=headers)
     except HotpoolError as exc:
         return error_response(exc, headers)
     return response

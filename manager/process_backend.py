@@ -28,6 +28,7 @@ from hotpool.manager.backend import (
     ExitStatus,
     new_container_secret,
 )
+from hotpool.manager.provided import link_provided
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from hotpool.shared.models import MEMORY_MB_RANGE
 from hotpool.shared.procs import become_subreaper, die_with_parent, kill_tree
@@ -62,6 +63,7 @@ class ProcessBackend:
         self._listeners: list[ExitListener] = []
         self._removing: set[str] = set()
         self._exits: dict[str, int] = {}
+        self._provided: asyncio.Task[list[str]] | None = None
 
     def on_exit(self, listener: ExitListener) -> None:
         self._listeners.append(listener)
@@ -85,10 +87,15 @@ class ProcessBackend:
         hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1])
         started = time.time()
         secret = new_container_secret()
+        provided = self._work_dir / "provided"
+        if self._provided is None:  # once per Manager: links to its own boto3 and the rest
+            self._provided = asyncio.ensure_future(asyncio.to_thread(link_provided, provided))
+        await asyncio.shield(self._provided)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH),
             "--host", self._host, "--port", "0",
             "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
+            "--provided-dir", str(provided),
             "--opt-dir", str(workdir / "opt"),
             cwd=workdir,
             env=_container_env(workdir),

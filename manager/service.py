@@ -119,7 +119,7 @@ class ManagerService:
             if prewarmed and record.memory_mb != request.config.memory_mb:
                 await self._backend.set_memory(record.id, request.config.memory_mb)
                 record.resize(request.config.memory_mb)
-            init_ms = await load_code(
+            loaded = await load_code(
                 self._http,
                 record.container,
                 request,
@@ -127,6 +127,7 @@ class ManagerService:
                 layers=tuple(layers),
                 log_limit_bytes=self.settings.log_limit_bytes,
                 timeout_s=self.settings.container_ready_timeout_s,
+                region=self.settings.function_region,
             )
         except BaseException:
             await self.remove(record.id)
@@ -159,8 +160,11 @@ class ManagerService:
             "prewarmed": prewarmed,
             "fetch_ms": round((fetched - begun) * 1000, 3),
             "start_ms": round((started - fetched) * 1000, 3),
-            "init_ms": init_ms,
+            "init_ms": loaded.init_ms,
             "total_ms": round((time.perf_counter() - begun) * 1000, 3),
+            # what the module printed and logged at import: the cold call's record begins with it
+            "init_stdout": loaded.stdout,
+            "init_stderr": loaded.stderr,
         }
 
     async def _make_room(self, request: CreateRequest) -> None:

@@ -62,6 +62,16 @@ class CreateRequest:
         return ContainerSpec(self.config.runtime, self.config.memory_mb, labels)
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What the bootstrap's ``/init`` answered: its time, and what the module printed and
+    logged while it was imported (each stream at most ``log_limit_bytes``)."""
+
+    init_ms: float
+    stdout: str = ""
+    stderr: str = ""
+
+
 def _layer_keys(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
         raise InvalidRequest("layer_keys must be a list of code package keys")
@@ -79,11 +89,12 @@ async def load_code(
     layers: tuple[bytes, ...] = (),
     log_limit_bytes: int,
     timeout_s: float,
-) -> float:
+    region: str = "us-east-1",
+) -> Loaded:
     """Load the function's code into a generic container through its bootstrap's ``/init``.
 
-    Returns the bootstrap's init time in ms. Raises FunctionError when the code fails to load
-    (the function's fault) and ContainerFailed when the container does."""
+    Raises FunctionError when the code fails to load (the function's fault) and
+    ContainerFailed when the container does."""
     body = {
         "function_name": request.function,
         "function_version": request.version,
@@ -92,6 +103,9 @@ async def load_code(
         "timeout_s": request.config.timeout_s,
         "env": dict(request.config.env),
         "log_limit_bytes": log_limit_bytes,
+        "region": region,
+        "log_format": request.config.log_format,
+        "log_level": request.config.log_level,
         "code_zip_b64": base64.b64encode(code).decode(),
         # unpacked in order at /opt (later ones overwrite earlier files), as Lambda does
         "layers_zip_b64": [base64.b64encode(layer).decode() for layer in layers],
@@ -107,8 +121,12 @@ async def load_code(
             status = resp.status
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         raise ContainerFailed(f"container {container.id} failed during init: {exc}") from exc
-    if status == 200:
-        return float(payload.get("init_ms", 0.0))
+    if status == 200 and isinstance(payload, dict):
+        return Loaded(
+            float(payload.get("init_ms", 0.0)),
+            _bounded(payload.get("stdout"), log_limit_bytes),
+            _bounded(payload.get("stderr"), log_limit_bytes),
+        )
     error = payload.get("error", {}) if isinstance(payload, dict) else {}
     if status == 422:
         raise FunctionError(
@@ -118,3 +136,12 @@ async def load_code(
             phase="init",
         )
     raise ContainerFailed(f"container {container.id} refused init ({status}): {error}")
+
+
+def _bounded(text: Any, limit_bytes: int) -> str:
+    """The bootstrap's captured output, held to its limit again: this is the node's side."""
+    if not isinstance(text, str):
+        return ""
+    if len(text) <= limit_bytes // 4 or len(text.encode()) <= limit_bytes:
+        return text
+    return text.encode()[:limit_bytes].decode(errors="ignore") + "\n[truncated]"

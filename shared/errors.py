@@ -133,6 +133,19 @@ class FunctionError(HotpoolError):
             }
         }
 
+    def invoke_body(self, request_id: str, stack_trace: list[str] | None = None) -> dict[str, Any]:
+        """The body of this error as an invocation's answer: hotpool's ``error`` object and
+        ``request_id``, and beside them Lambda's ``errorMessage``, ``errorType``,
+        ``stackTrace`` (one string a frame, as awslambdaric lists them) and ``requestId``."""
+        return {
+            **self.to_dict(),
+            "request_id": request_id,
+            "errorMessage": self.message,
+            "errorType": self.error_type,
+            "stackTrace": list(stack_trace or []),
+            "requestId": request_id,
+        }
+
 
 class ResponseTooLarge(FunctionError):
     """The function returned more than the response limit (Lambda: "Response payload size

@@ -92,7 +92,7 @@ class FunctionConfig:
     layers: tuple[str, ...] = ()
     # the runtime's log lines: Lambda's tab-separated text or one JSON object a line
     log_format: str = "text"
-    # the root logger's level ("" leaves Lambda's default: everything reaches the record)
+    # the root logger's level ("" leaves Lambda's default: WARNING for text, INFO for JSON)
     log_level: str = ""
     # the /fn/ web route: a Bearer key with invoke, "public" (no key), or "off"
     http: str = "key"

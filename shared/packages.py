@@ -234,14 +234,23 @@ def _check_handler(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], handler: s
 
 
 def _split_handler(handler: str) -> tuple[str, str]:
-    module, _, function = handler.rpartition(".")
+    """The module and function of ``module.function`` or ``dir/module.function``; the module
+    comes back with its folders, ``dir/module`` (the runtime imports it as ``dir.module``,
+    as Lambda's does)."""
+    *folders, dotted = handler.split("/")
+    module, _, function = dotted.rpartition(".")
     parts = [*module.split("."), function]
     if not module or not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
         raise InvalidPackage(
-            f"handler {handler!r} must look like 'module.function' (e.g. 'main.handler'), "
-            "each part a Python identifier"
+            f"handler {handler!r} must look like 'module.function' or 'dir/module.function' "
+            "(e.g. 'main.handler', 'src/handler.hello'), each dotted part a Python identifier"
         )
-    return module, function
+    if not all(f and f not in (".", "..") and "." not in f for f in folders):
+        raise InvalidPackage(
+            f"handler {handler!r}: the folders before the module must be plain names without "
+            "dots (Lambda imports 'a.b/m.f' as the package a.b.m, not the folder 'a.b')"
+        )
+    return "/".join([*folders, module]), function
 
 
 def _find_module(module: str, names: set[str]) -> str | None:
@@ -257,7 +266,7 @@ def _missing_module_message(module: str, names: list[str]) -> str:
     wanted = f"{module.replace('.', '/')}.py"
     folder = _single_folder(names)
     # A folder named like the handler's top package is that package, not a wrapper.
-    if folder is not None and folder != module.split(".", 1)[0]:
+    if folder is not None and folder != module.replace("/", ".").split(".", 1)[0]:
         return (
             f"handler module {module!r} not found: the zip wraps everything in the folder "
             f"'{folder}/'. Zip the folder's contents instead of the folder itself "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,7 @@ from typing import Any
 ENV_PREFIX = "HOTPOOL_"
 BACKENDS = ("process", "docker")
 EMBEDDED_REDIS = ("auto", "server", "inprocess")
+REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}\Z")
 
 
 class SettingsError(ValueError):
@@ -92,6 +94,9 @@ class Settings:
     heartbeat_ttl_s: float = 10.0
     container_ready_timeout_s: float = 30.0
     log_limit_bytes: int = 64 * 1024
+    # the AWS region functions are told they run in (AWS_REGION, AWS_DEFAULT_REGION), so
+    # boto3 clients they create find one; an S3-compatible endpoint usually ignores it
+    function_region: str = "us-east-1"
     # MB of code packages a node keeps on disk from a remote store (S3); the least recently
     # used go first, a package in use never; 0 = only the packages in use
     package_cache_mb: int = 1024
@@ -162,6 +167,11 @@ class Settings:
             raise SettingsError(
                 f"HOTPOOL_EMBEDDED_REDIS={self.embedded_redis!r} is not one of "
                 f"{', '.join(EMBEDDED_REDIS)}"
+            )
+        if not REGION_RE.match(self.function_region):
+            raise SettingsError(
+                f"{ENV_PREFIX}FUNCTION_REGION={self.function_region!r} is not a region name "
+                "such as us-east-1"
             )
         if self.keep_versions < 1:
             raise SettingsError(f"{ENV_PREFIX}KEEP_VERSIONS must be at least 1")

@@ -94,7 +94,7 @@ def raising(error: HotpoolError) -> Answer:
 async def started(request: web.Request) -> web.StreamResponse:
     return json_response(
         {"entry": ENTRY.encode(), "start_ms": 20.0, "init_ms": 5.0, "total_ms": 30.0,
-         "fetch_ms": 1.0, "prewarmed": True},
+         "fetch_ms": 1.0, "prewarmed": True, "init_stdout": "booted\n", "init_stderr": 7},
         status=201,
     )  # fmt: skip
 
@@ -161,6 +161,8 @@ async def test_a_cold_start_answer_becomes_a_cold_start(rig):
 
     assert cold.entry == ENTRY and cold.prewarmed
     assert (cold.start_ms, cold.init_ms, cold.total_ms, cold.fetch_ms) == (20.0, 5.0, 30.0, 1.0)
+    # what the module printed at import; a field that is not text is dropped
+    assert (cold.init_stdout, cold.init_stderr) == ("booted\n", "")
 
 
 REFUSALS: dict[str, tuple[Answer, type[HotpoolError], dict[str, Any]]] = {

@@ -7,6 +7,7 @@ import dataclasses
 import http.client
 import io
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -40,9 +41,10 @@ APP_SOURCE = textwrap.dedent(
     import sys
     import time
 
-    # Configured at import, while the bootstrap captures init output: later log lines
-    # must still reach each invocation's stderr.
+    # As on Lambda, basicConfig does nothing (the root logger has the runtime's handler) and
+    # the level must be set on the root logger; log lines reach each invocation's stdout.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger().setLevel(logging.INFO)
     NOT_CALLABLE = 42
 
     def echo(event, context):
@@ -50,6 +52,11 @@ APP_SOURCE = textwrap.dedent(
 
     def transform(event, context):
         return {"doubled": event["n"] * 2, "seen": event}
+
+    def decimals(event, context):
+        # what a DynamoDB read returns: awslambdaric encodes Decimals as numbers
+        from decimal import Decimal
+        return {"count": Decimal("42"), "price": Decimal("9.5")}
 
     async def async_handler(event, context):
         await asyncio.sleep(0)
@@ -85,7 +92,10 @@ APP_SOURCE = textwrap.dedent(
             "memory_limit_in_mb": context.memory_limit_in_mb,
             "log_group_name": context.log_group_name,
             "log_stream_name": context.log_stream_name,
-            "identity": context.identity,
+            "identity": {
+                "cognito_identity_id": context.identity.cognito_identity_id,
+                "cognito_identity_pool_id": context.identity.cognito_identity_pool_id,
+            },
             "client_context": context.client_context,
         }
 
@@ -101,6 +111,10 @@ APP_SOURCE = textwrap.dedent(
     def read_env(event, context):
         return os.environ.get("GREETING")
 
+    def lambda_env(event, context):
+        names = ("AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME", "TZ", "LAMBDA_TASK_ROOT")
+        return {name: os.environ.get(name) for name in names} | {"tz": time.tzname[0]}
+
     def sync_loop_id(event, context):
         return id(asyncio.get_event_loop())
     """
@@ -109,7 +123,10 @@ LEAN_SOURCE = textwrap.dedent(
     """
     import sys
 
-    HEAVY = ("asyncio", "http.server", "email", "typing", "inspect", "dataclasses", "argparse")
+    HEAVY = (
+        "asyncio", "http.server", "email", "typing", "inspect", "dataclasses", "argparse",
+        "logging",  # the runtime's log handler waits for the function to import it
+    )
 
     def heavy_modules(event, context):
         return [name for name in HEAVY if name in sys.modules]
@@ -373,6 +390,13 @@ def test_invoke_sync_handler_transforms_event(start_bootstrap):
     assert body["peak_memory_mb"] > 1
 
 
+def test_decimals_come_back_as_numbers_as_lambdas_encoder_gives_them(start_bootstrap):
+    _, conn = with_handler(start_bootstrap, "app.decimals")
+    status, body = invoke(conn, {})
+    assert (status, body["status"]) == (200, "success")
+    assert body["result"] == {"count": 42, "price": 9.5}
+
+
 def test_invoke_empty_body_is_null_event(app):
     _, conn = app
     assert call(conn, "POST", "/invoke", b"")[1]["result"] is None
@@ -407,11 +431,15 @@ def test_system_exit_from_handler_does_not_stop_the_server(start_bootstrap):
 
 def test_output_is_captured_and_kept_out_of_result(start_bootstrap):
     _, conn = with_handler(start_bootstrap, "app.noisy")
-    body = invoke(conn, None)[1]
-    assert body["result"] == "quiet"
-    assert body["stdout"] == "to stdout\n"
-    assert body["stderr"] == "to stderr\nlogged line\n"
-    assert invoke(conn, None)[1]["stderr"] == "to stderr\nlogged line\n"
+    for request_id in ("req-1", "req-2"):
+        body = invoke(conn, None, {"X-Hotpool-Request-Id": request_id})[1]
+        assert body["result"] == "quiet"
+        assert body["stderr"] == "to stderr\n"
+        assert re.fullmatch(
+            rf"to stdout\n\[INFO\]\t\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}Z\t{request_id}\t"
+            r"logged line\n",
+            body["stdout"],
+        ), body["stdout"]
 
 
 def test_output_is_truncated_at_log_limit(start_bootstrap):
@@ -428,11 +456,13 @@ def test_context_attributes(start_bootstrap):
     assert 0 < result["after"] < result["before"] <= 5000
     assert result["aws_request_id"] == "req-123"
     assert (result["function_name"], result["function_version"]) == ("fn", "7")
-    assert result["invoked_function_arn"] == "arn:hotpool:lambda:local:000000000000:function:fn:7"
-    assert result["memory_limit_in_mb"] == 256
+    arn = "arn:hotpool:lambda:us-east-1:000000000000:function:fn:7"
+    assert result["invoked_function_arn"] == arn
+    assert result["memory_limit_in_mb"] == "256"  # a str, as awslambdaric has it
     assert result["log_group_name"] == "/hotpool/functions/fn"
     assert result["log_stream_name"]
-    assert (result["identity"], result["client_context"]) == (None, None)
+    assert result["identity"] == {"cognito_identity_id": None, "cognito_identity_pool_id": None}
+    assert result["client_context"] is None
 
 
 def test_context_defaults_without_headers(start_bootstrap):
@@ -489,6 +519,42 @@ def test_non_serialisable_result_is_an_error(start_bootstrap):
 def test_env_vars_are_visible_to_handler(start_bootstrap):
     _, conn = with_handler(start_bootstrap, "app.read_env")
     assert invoke(conn, None)[1]["result"] == "hello"
+
+
+def test_reserved_variables_win_over_the_functions_env(start_bootstrap):
+    # deploy refuses them; the bootstrap does not rely on it
+    env = {"AWS_REGION": "evil-1", "AWS_LAMBDA_FUNCTION_NAME": "evil", "TZ": "Europe/Paris"}
+    bootstrap, conn = with_handler(start_bootstrap, "app.lambda_env", env=env, region="ap-south-1")
+    result = invoke(conn, None)[1]["result"]
+    assert (result["AWS_REGION"], result["AWS_LAMBDA_FUNCTION_NAME"]) == ("ap-south-1", "fn")
+    assert (result["TZ"], result["tz"]) == ("Europe/Paris", "CET")  # TZ is the function's to set
+    assert result["LAMBDA_TASK_ROOT"] == str(bootstrap.code_dir.resolve())
+
+
+LINES_SOURCE = textwrap.dedent(
+    """
+    import logging
+
+    def log_lines(event, context):
+        for level in ("debug", "info", "warning"):
+            getattr(logging.getLogger("lines"), level)(f"{level} line")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, ["[WARNING]"]),  # the root logger at logging's default, as on Lambda
+        ({"log_level": "TRACE"}, ["[DEBUG]", "[INFO]", "[WARNING]"]),  # Lambda's TRACE is DEBUG
+        ({"env": {"AWS_LAMBDA_LOG_FORMAT": "json"}}, ['{"timestamp"'] * 2),  # INFO and up
+    ],
+)
+def test_log_settings_reach_the_root_logger(start_bootstrap, overrides, expected):
+    code = make_zip({"lines.py": LINES_SOURCE})
+    _, conn = with_handler(start_bootstrap, "lines.log_lines", code_zip_b64=code, **overrides)
+    lines = invoke(conn, None)[1]["stdout"].splitlines()
+    assert [line[: len(prefix)] for line, prefix in zip(lines, expected, strict=True)] == expected
 
 
 def test_unknown_path_404_and_wrong_method_405(app):

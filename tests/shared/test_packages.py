@@ -146,6 +146,12 @@ def test_refused(factory, message):
         ("ma-in.handler", "must look like"),
         ("main.class", "must look like"),
         ("pkg.mod.handler", "the zip has no pkg/mod.py"),
+        ("pkg/missing.handler", "the zip has no pkg/missing.py"),
+        ("pkg/mod/.handler", "must look like"),
+        ("../pkg/other.handler", "plain names without dots"),
+        ("pkg.v1/other.handler", "plain names without dots"),
+        ("pkg//other.handler", "plain names without dots"),
+        ("/pkg/other.handler", "plain names without dots"),
     ],
 )
 @pytest.mark.parametrize("root", [{}, {"main.py": MAIN}], ids=["pkg only", "pkg and main"])
@@ -190,6 +196,11 @@ VALID = [
     ("folder named in handler", {"hello/main.py": MAIN}, "hello.main.handler"),
     ("dir entries", {"lib/": "", "lib/x.py": "", "./": "", "main.py": MAIN}, "main.handler"),
     ("utf-8 bom", {"main.py": "\ufeff# é\n" + MAIN}, "main.handler"),
+    # Serverless Framework and CDK apps name the folder with a slash
+    ("folder/module", {"src/handler.py": MAIN}, "src/handler.handler"),
+    ("folders/module", {"src/api/v1.py": MAIN, "main.py": ""}, "src/api/v1.handler"),
+    ("folder/package.module", {"src/pkg/mod.py": MAIN}, "src/pkg.mod.handler"),
+    ("dashed folder", {"my-app/handler.py": MAIN}, "my-app/handler.handler"),
 ]
 
 

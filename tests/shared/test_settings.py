@@ -176,3 +176,13 @@ def test_every_numeric_setting_refuses_negative_values():
         accepted.append(f.name)
 
     assert accepted == []
+
+
+def test_function_region_defaults_to_us_east_1_and_is_checked():
+    assert Settings.from_env({}).function_region == "us-east-1"
+    assert (
+        Settings.from_env({"HOTPOOL_FUNCTION_REGION": "eu-west-3"}).function_region == "eu-west-3"
+    )
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"HOTPOOL_FUNCTION_REGION": "Not A Region"})
+    assert "HOTPOOL_FUNCTION_REGION" in str(info.value)

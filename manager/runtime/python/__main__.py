@@ -2,8 +2,8 @@
 
 Run this *folder*, the way the process backend and the runtime image do::
 
-    python3 -I -S -u -B <this folder> --code-dir DIR [--opt-dir DIR] [--host H] [--port P]
-        [--port-file FILE]
+    python3 -I -S -u -B <this folder> --code-dir DIR [--opt-dir DIR] [--provided-dir DIR]
+        [--host H] [--port P] [--port-file FILE]
 
 ``--opt-dir`` is where the function's layers are unpacked (``/opt`` in the runtime image);
 without it, an /init with layers is refused.
@@ -17,6 +17,9 @@ alike, and user code runs as their user. No secret on stdin -> exit status 2.
 After binding it writes the port to FILE (atomically, via FILE.tmp) and prints
 ``HOTPOOL_READY port=<n>`` to stderr. SIGTERM or SIGINT -> graceful shutdown, exit status 0;
 bad arguments -> exit status 2. The protocol is in ``hotpool_runtime/__init__.py``.
+``--provided-dir`` names a folder of packages the runtime provides (boto3 and its
+dependencies, as Lambda's Python runtime does); /init puts it last on sys.path, so a copy the
+function ships wins. Nothing in it is imported unless the function imports it.
 
 Why a folder: Python runs a directory named on its command line by putting that directory
 first on sys.path and importing its ``__main__.py``. It does so in isolated mode too (-I, which
@@ -43,8 +46,9 @@ from hotpool_runtime.reaping import become_subreaper
 from hotpool_runtime.runtime import Runtime
 
 USAGE = (
-    "usage: python3 -I -S -u -B <runtime folder> --code-dir DIR [--opt-dir DIR] [--host H] "
-    "[--port P] [--port-file FILE]  (the container secret on stdin, one line)"
+    "usage: python3 -I -S -u -B <runtime folder> --code-dir DIR [--opt-dir DIR] "
+    "[--provided-dir DIR] [--host H] [--port P] [--port-file FILE]  (the container secret on "
+    "stdin, one line)"
 )
 MAX_SECRET_BYTES = 1024
 
@@ -73,7 +77,7 @@ def _read_secret() -> bytes:
 def _parse_args(argv: list[str]) -> dict[str, str]:
     """The flags, each followed by its value; raises ValueError naming what is wrong."""
     options = {"--host": "127.0.0.1", "--port": "0", "--code-dir": "", "--port-file": "",
-               "--opt-dir": ""}  # fmt: skip
+               "--opt-dir": "", "--provided-dir": ""}  # fmt: skip
     flags, values = argv[::2], argv[1::2]
     if unknown := [flag for flag in flags if flag not in options]:
         raise ValueError(f"unknown flag {unknown[0]!r}")
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.__stderr__.write(f"bootstrap: no container secret on stdin\n{USAGE}\n")
         return 2
     become_subreaper()  # before any user code runs: whatever it starts stays findable
-    runtime = Runtime(options["--code-dir"], options["--opt-dir"])
+    runtime = Runtime(options["--code-dir"], options["--opt-dir"], options["--provided-dir"])
     address = (options["--host"], int(options["--port"]))
     # Both signals raise KeyboardInterrupt in the main thread, unwinding the accept loop.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

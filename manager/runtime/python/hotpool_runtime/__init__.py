@@ -1,10 +1,13 @@
 """hotpool's Python runtime: a stdlib-only HTTP server that runs one user handler.
 
 GET  /healthz  -> 200 {"status": "ok", "initialized", "busy", "function_name", "function_version"}
-POST /init     {"function_name": str, "function_version": int, "handler": "pkg.mod.func",
-                "memory_mb": int, "timeout_s": number, "env": {str: str},
-                "code_zip_b64": str, "log_limit_bytes": int (default 65536)}
-               -> 200 {"init_ms", "stdout", "stderr"}
+POST /init     {"function_name": str, "function_version": int, "handler": "pkg.mod.func" or
+                "dir/pkg.mod.func", "memory_mb": int, "timeout_s": number, "env": {str: str},
+                "code_zip_b64": str, "log_limit_bytes": int (default 65536),
+                "region": str (default "us-east-1"), "log_format": "text"|"json",
+                "log_level": ""|"TRACE"|"DEBUG"|"INFO"|"WARN"|"ERROR"|"FATAL"}
+               -> 200 {"init_ms", "stdout", "stderr"}: stdout/stderr are what the module
+                  printed and logged at import (Lambda's INIT output)
                -> 400 malformed request or unsafe/corrupt zip; 409 AlreadyInitialized;
                   422 {"error": {"type", "message", "traceback"}, "stdout", "stderr"} when the
                   import raises (type = exception class) or the handler is missing
@@ -12,7 +15,8 @@ POST /init     {"function_name": str, "function_version": int, "handler": "pkg.m
 POST /invoke   headers X-Hotpool-Request-Id (default uuid4), X-Hotpool-Deadline-Ms (remaining
                budget, default timeout_s * 1000); body = event JSON (empty -> null)
                -> 200 {"status": "success", "result"} or {"status": "error",
-                  "error": {"type", "message", "traceback"}}, both plus "duration_ms",
+                  "error": {"type", "message", "traceback", "stack_trace"}}, both plus
+                  "duration_ms",
                   "peak_memory_mb", "stdout", "stderr"; unserialisable result -> error
                   ResultNotSerializable.
                -> 400 body not JSON / bad deadline; 409 Busy (one invocation at a time,
@@ -22,11 +26,14 @@ HTTP-level ones of ``http11`` (BadRequest, RequestHeaderFieldsTooLarge, LengthRe
 PayloadTooLarge).
 The handler is called as handler(event, context) with an AWS-Lambda-like context; awaitables
 run on one persistent event loop, which sync handlers also see once asyncio is imported.
+Before the module is imported, /init sets Lambda's reserved environment (``environment``) and
+arranges for Lambda's root log handler (``logs``, ``log_handler``).
 
 Modules: ``http11`` the raw-socket HTTP/1.1 server; ``runtime`` the three routes; ``config``
 the /init fields; ``loader`` the zip and the handler import; ``invoke`` one call with its
 ``context`` and ``capture``d output; ``reaping`` kills what a call leaves running (before and
-after each /invoke); ``errors`` how failures are reported. The entry point is
+after each /invoke); ``errors`` how failures are reported; ``environment`` Lambda's
+variables; ``logs`` and ``log_handler`` Lambda's log lines. The entry point is
 the ``__main__.py`` beside this package.
 
 Every idle container pays for each module imported here, so the imports are few: no

@@ -11,6 +11,10 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
     from typing import Any
 
 DEFAULT_LOG_LIMIT_BYTES = 64 * 1024
+DEFAULT_REGION = "us-east-1"
+LOG_FORMATS = ("text", "json")
+# Lambda's application log levels (TRACE and WARN/FATAL are its names); "" leaves the default
+LOG_LEVELS = ("", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 _MISSING = object()
 
 
@@ -26,15 +30,40 @@ class FunctionConfig:
         self.timeout_s = float(field(body, "timeout_s", (int, float)))
         self.env: dict[str, str] = field(body, "env", dict, default={})
         self.log_limit_bytes: int = field(body, "log_limit_bytes", int, DEFAULT_LOG_LIMIT_BYTES)
-        module, _, attr = self.handler.rpartition(".")
-        if not attr.isidentifier() or not all(p.isidentifier() for p in module.split(".")):
-            raise bad_request(f"handler must look like 'module.function', got {self.handler!r}")
+        self.region: str = field(body, "region", str, DEFAULT_REGION)
+        self.log_format: str = field(body, "log_format", str, "text")
+        self.log_level: str = field(body, "log_level", str, "")
+        if not _valid_handler(self.handler):
+            raise bad_request(
+                f"handler must look like 'module.function' or 'dir/module.function', "
+                f"got {self.handler!r}"
+            )
+        if self.log_format not in LOG_FORMATS or self.log_level not in LOG_LEVELS:
+            raise bad_request(f"log_format must be one of {LOG_FORMATS}, log_level of {LOG_LEVELS}")
+        if not self.region or not self.region.isprintable():
+            raise bad_request("region must be a non-empty printable string")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
             raise bad_request("env must map strings to strings")
         if not self.function_name or self.memory_mb <= 0 or self.log_limit_bytes < 0:
             raise bad_request("function_name, memory_mb or log_limit_bytes out of range")
         if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise bad_request("timeout_s must be a positive number")
+
+
+def module_name(handler: str) -> str:
+    """The module to import for ``handler``: as awslambdaric does, ``dir/module.function``
+    names the module ``dir.module`` (a folder of the code directory is a namespace package)."""
+    return handler.rpartition(".")[0].replace("/", ".")
+
+
+def _valid_handler(handler: str) -> bool:
+    *folders, dotted = handler.split("/")
+    module, _, attr = dotted.rpartition(".")
+    return (
+        attr.isidentifier()
+        and all(p.isidentifier() for p in module.split("."))
+        and all(f and f not in (".", "..") and "." not in f for f in folders)
+    )
 
 
 def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default=_MISSING):

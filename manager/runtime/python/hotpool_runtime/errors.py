@@ -36,12 +36,20 @@ def bad_request(message: str) -> RequestError:
     return RequestError(400, "BadRequest", message)
 
 
-def describe(exc: BaseException) -> dict[str, str]:
-    """A user exception as the ``error`` field of a response: type, message, traceback."""
+def describe(exc: BaseException) -> dict[str, Any]:
+    """A user exception as the ``error`` field of a response: type, message, traceback, and
+    ``stack_trace``, the frames as Lambda's ``stackTrace`` lists them (one string a frame,
+    ``traceback.format_list`` as awslambdaric makes it)."""
     import traceback
 
-    trace = traceback.format_exception(type(exc), exc, _user_frames(exc))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": "".join(trace)}
+    frames = _user_frames(exc)
+    trace = traceback.format_exception(type(exc), exc, frames)
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(trace),
+        "stack_trace": traceback.format_list(traceback.extract_tb(frames)),
+    }
 
 
 def _user_frames(exc: BaseException) -> TracebackType | None:

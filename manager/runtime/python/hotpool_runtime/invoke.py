@@ -6,9 +6,10 @@ import json
 import math
 import os
 import resource
+import sys
 import time
 
-from . import reaping
+from . import logs, reaping
 from .capture import CapturedOutput
 from .context import LambdaContext
 from .errors import bad_request, describe
@@ -38,6 +39,8 @@ def invoke(
     deadline_ms = _deadline_ms(headers.get(DEADLINE_HEADER), loaded.config.timeout_s)
     deadline = started + deadline_ms / 1000
     context = LambdaContext(loaded.config, loaded.log_stream, request_id, deadline)
+    # log lines carry it from now on, and still after the call (awslambdaric keeps it too)
+    logs.settings.request_id = request_id
     # before: what /init or a thread of the last call started after it returned
     reaping.kill_leftovers()
     try:
@@ -62,13 +65,28 @@ def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> 
     if error is None:
         try:
             # allow_nan=False: NaN/Infinity would make the response invalid JSON.
-            result_json = json.dumps(result, allow_nan=False)
+            result_json = json.dumps(result, allow_nan=False, default=_lambda_default)
         except Exception as exc:
-            error = {"type": "ResultNotSerializable", "message": str(exc), "traceback": ""}
+            error = {
+                "type": "ResultNotSerializable",
+                "message": str(exc),
+                "traceback": "",
+                "stack_trace": [],
+            }
     if error is not None:
         return json.dumps({"status": "error", "error": error, **summary}).encode()
     # Splice the already-encoded result in rather than encoding it a second time.
     return f'{{"status": "success", "result": {result_json}, {json.dumps(summary)[1:]}'.encode()
+
+
+def _lambda_default(value: Any) -> Any:
+    """What Lambda's encoder (awslambdaric's lambda_runtime_marshaller) adds to JSON: Decimal,
+    as DynamoDB reads give numbers, is a number. Lambda writes its exact digits; the stdlib
+    can only write an int or a float, so 9.50 comes back as 9.5."""
+    decimal = sys.modules.get("decimal")  # a Decimal exists only once decimal was imported
+    if decimal is not None and isinstance(value, decimal.Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _deadline_ms(header: str | None, timeout_s: float) -> float:

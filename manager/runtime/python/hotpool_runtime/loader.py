@@ -6,8 +6,8 @@ import importlib
 import io
 import os
 import sys
-import time
 
+from .config import module_name
 from .errors import RequestError, describe
 
 TYPE_CHECKING = False
@@ -25,11 +25,12 @@ _MISSING = object()
 class LoadedFunction:
     """Everything an initialised container needs to invoke its handler."""
 
-    def __init__(self, config: FunctionConfig, handler: Callable[..., Any]) -> None:
+    def __init__(
+        self, config: FunctionConfig, handler: Callable[..., Any], log_stream: str
+    ) -> None:
         self.config = config
         self.handler = handler
-        today = time.strftime("%Y/%m/%d", time.gmtime())
-        self.log_stream = f"{today}/[{config.function_version}]{os.urandom(16).hex()}"
+        self.log_stream = log_stream
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def call(self, event: Any, context: LambdaContext) -> Any:
@@ -53,17 +54,18 @@ class LoadedFunction:
 
 
 def load_handler(spec: str) -> tuple[Callable[..., Any] | None, dict[str, str] | None]:
-    """Import ``module.function``: the handler, or the error to report instead."""
-    module_name, _, attr = spec.rpartition(".")
+    """Import ``module.function`` (or ``dir/module.function``): the handler, or the error to
+    report instead."""
+    name, attr = module_name(spec), spec.rpartition(".")[2]
     # The code was just written; stale directory caches would hide it from the importer.
     importlib.invalidate_caches()
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(name)
     except BaseException as exc:  # user code may raise anything, SystemExit included
         return None, describe(exc)
     handler = getattr(module, attr, _MISSING)
     if handler is _MISSING:
-        message = f"module {module_name!r} has no attribute {attr!r}"
+        message = f"module {name!r} has no attribute {attr!r}"
         return None, {"type": "HandlerNotFound", "message": message, "traceback": ""}
     if not callable(handler):
         message = f"{spec} is a {type(handler).__name__}, not a callable"

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from . import invoke
+from . import environment, invoke, logs
 from .capture import CapturedOutput
 from .config import FunctionConfig, field
 from .errors import RequestError, bad_request
@@ -26,9 +26,13 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
 class Runtime:
     """The one function this container serves: initialised once, invoked one call at a time."""
 
-    def __init__(self, code_dir: str, opt_dir: str = "") -> None:
+    def __init__(self, code_dir: str, opt_dir: str = "", provided_dir: str = "") -> None:
         self.code_dir = os.path.realpath(code_dir)
         self.opt_dir = opt_dir
+        # packages the runtime provides (boto3, botocore, ...), as Lambda's does
+        self.provided_dir = provided_dir
+        # the folder holding this package and __main__.py: Lambda's LAMBDA_RUNTIME_DIR
+        self.runtime_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self._loaded: LoadedFunction | None = None
         self._init_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
@@ -63,21 +67,34 @@ class Runtime:
                 raise bad_request("init body must be a JSON object")
             config = FunctionConfig(request)
             unpack_code(field(request, "code_zip_b64", str), self.code_dir)
-            os.environ.update(config.env)
+            log_stream = environment.log_stream_name(config)
+            variables = environment.lambda_variables(
+                config, code_dir=self.code_dir, runtime_dir=self.runtime_dir, log_stream=log_stream
+            )
+            environment.apply(config, variables)
             if self.code_dir not in sys.path:
                 sys.path.insert(0, self.code_dir)
             install_layers(request, self.opt_dir, self.code_dir)
+            # last: the function's own copy of boto3 (code dir, layers) wins, as on Lambda
+            if self.provided_dir and self.provided_dir not in sys.path:
+                sys.path.append(self.provided_dir)
             # Lambda code opens bundled files relative to its task directory.
             os.chdir(self.code_dir)
             with CapturedOutput(config.log_limit_bytes) as output:
+                # inside the capture: the handler writes what the module logs at import there
+                logs.configure(config.log_format, config.log_level)
                 handler, failure = load_handler(config.handler)
-            logs = output.logs()
+            captured = output.logs()
             if failure is not None:
                 raise RequestError(
-                    422, failure["type"], failure["message"], traceback=failure["traceback"], **logs
+                    422,
+                    failure["type"],
+                    failure["message"],
+                    traceback=failure["traceback"],
+                    **captured,
                 )
-            self._loaded = LoadedFunction(config, handler)
-            return {"init_ms": (time.perf_counter() - began) * 1000, **logs}
+            self._loaded = LoadedFunction(config, handler, log_stream)
+            return {"init_ms": (time.perf_counter() - began) * 1000, **captured}
 
     def invoke(self, body: bytes, headers: Mapping[str, str], started: float) -> bytes:
         """Run the handler on one event, one invocation at a time; see ``invoke.invoke``."""
