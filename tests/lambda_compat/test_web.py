@@ -8,6 +8,7 @@ behind a Lambda function URL. Clients: aiohttp with a cookie jar, curl, and head
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests.lambda_compat import apps, docs
 from tests.lambda_compat.harness import deploy, off_loop, output, record
-from tests.lambda_compat.packages import App, zip_package
+from tests.lambda_compat.packages import App, source, zip_package
 from tests.lambda_compat.web import check_web_app, function_url
 from tests.lambda_compat.webapps import PIXEL_PNG, WEB_APPS
 from tests.services import missing_service
@@ -181,3 +182,62 @@ async def test_web_calls_leave_records_like_invocations(hotpool_stack):
     rec = await record(stack, app.name, request_id)
     assert rec["status"] == "success" and rec["cold_start"] is True
     assert "Traceback" not in output(rec)
+
+
+# a page whose script calls two APIs of another origin (localhost, not 127.0.0.1): one whose
+# function has a cors setting that allows the page's origin, one without
+CORS_PAGE = source('''
+    import os
+
+    SCRIPT = """
+    function call(url, id) {
+      fetch(url + "/echo", {method: "POST", body: JSON.stringify({from: id}),
+                            headers: {"Content-Type": "application/json", "X-Trace": "1"}})
+        .then(r => r.json())
+        .then(j => show(id, j.received.from))
+        .catch(e => show(id, "blocked"));
+    }
+    function show(id, text) {
+      document.body.insertAdjacentHTML("beforeend", `<p id="${id}">${text}</p>`);
+    }
+    call("OPEN", "open"); call("CLOSED", "closed");
+    """
+
+    def lambda_handler(event, context):
+        script = SCRIPT.replace("OPEN", os.environ["OPEN_API"])
+        script = script.replace("CLOSED", os.environ["CLOSED_API"])
+        html = f"<!doctype html><html><body><h1>CORS</h1><script>{script}</script></body></html>"
+        return {"statusCode": 200, "headers": {"content-type": "text/html"}, "body": html}
+''')
+
+
+async def test_headless_chromium_calls_an_api_of_another_origin_as_its_cors_allows(hotpool_stack):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        missing_service("Chromium is not installed (apt-get install chromium; .ci/run does)")
+    stack = await hotpool_stack()
+    page_origin = str(stack.client.make_url("")).rstrip("/")
+    other_origin = page_origin.replace("127.0.0.1", "localhost")
+    api = await off_loop(WEB_APPS["fastapi-mangum"])
+    cors = {"allow_origins": [page_origin], "allow_methods": ["POST"],
+            "allow_headers": ["content-type", "x-trace"], "max_age_s": 60}  # fmt: skip
+    await deploy(stack, api, http="public", cors=json.dumps(cors))
+    closed = App("closed-api", api.handler, api.code)
+    await deploy(stack, closed, http="public")
+    env = {
+        "OPEN_API": f"{other_origin}/fn/{api.name}",
+        "CLOSED_API": f"{other_origin}/fn/closed-api",
+    }
+    page = App(
+        "cors-page", "page.lambda_handler", zip_package({"page.py": CORS_PAGE}), {"env": env}
+    )
+    await deploy(stack, page, http="public")
+
+    dom = await run_client(
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+        "--dump-dom", f"{function_url(stack, page.name)}/",
+    )  # fmt: skip
+    # the browser's preflight was answered by hotpool, and the POST reached the app
+    assert b'<p id="open">open</p>' in dom, dom
+    # without a cors setting the app's own answer to OPTIONS allows nothing: the browser blocks
+    assert b'<p id="closed">blocked</p>' in dom, dom
