@@ -10,7 +10,9 @@ from tests.stack import Stack
 # each framework's own "not found" answer, so a 404 is known to come from the app, not hotpool
 APP_404 = {
     "fastapi": '{"detail":"Not Found"}',
+    "fastapi-v1": '{"detail":"Not Found"}',
     "flask-sls": "The requested URL was not found on the server.",
+    "flask-sls-v1": "The requested URL was not found on the server.",
     "flask-apig": "The requested URL was not found on the server.",
     "django": "Page not found",
     "pt-http": "Not found",

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
+from dataclasses import replace
 
 from tests.lambda_compat import pins
 from tests.lambda_compat.apps import django_project, serverless_wsgi
@@ -307,9 +309,16 @@ def powertools_rest() -> App:
     return App("pt-rest", "app.lambda_handler", code, {"http_payload": "1.0"})
 
 
+def on_rest_api(build: Callable[[], App], name: str) -> Callable[[], App]:
+    """The same app deployed with payload 1.0, as behind a REST API: its adapter takes both."""
+    return lambda: replace(build(), name=name, settings={"http_payload": "1.0"})
+
+
 WEB_APPS = {
     "fastapi-mangum": fastapi_mangum,
+    "fastapi-mangum-1.0": on_rest_api(fastapi_mangum, "fastapi-v1"),
     "flask-serverless-wsgi": flask_serverless_wsgi,
+    "flask-serverless-wsgi-1.0": on_rest_api(flask_serverless_wsgi, "flask-sls-v1"),
     "flask-apig-wsgi": flask_apig_wsgi,
     "django-apig-wsgi": django_apig_wsgi,
     "powertools-http-2.0": powertools_http,
