@@ -64,7 +64,7 @@ class DockerBackend:
         docker_url: str | None = None,
         cpus: float = 1.0,
         pids_limit: int = 128,
-        tmpfs_mb: int = 64,
+        tmpfs_mb: int = 768,
         create_concurrency: int = 4,
         ready_timeout_s: float = 30.0,
         network: str = FUNCTION_NETWORK,

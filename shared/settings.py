@@ -106,7 +106,9 @@ class Settings:
     runtime_image_python: str = "hotpool/runtime-python:latest"
     container_cpus: float = 1.0
     container_pids_limit: int = 128
-    container_tmpfs_mb: int = 64
+    # Lambda gives 250 MB of code and 512 MB of /tmp; here one tmpfs holds code, layers and
+    # /tmp, and what is written to it counts against the container's memory_mb
+    container_tmpfs_mb: int = 768
     docker_create_concurrency: int = 4
 
     # the pool

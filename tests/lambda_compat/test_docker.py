@@ -116,11 +116,10 @@ def pandas_app() -> App:
 async def test_a_package_of_160_mb_unzipped_runs(hotpool_stack, backend, pandas_app):
     """pandas and numpy vendored: 35 MB zipped and 160 MB unzipped, within Lambda's 50 MB
     and 250 MB (and hotpool's HOTPOOL_MAX_PACKAGE_BYTES and HOTPOOL_MAX_UNZIPPED_BYTES)."""
-    # The Docker backend unpacks the code into the container's /tmp tmpfs, 64 MB by default
-    # (HOTPOOL_CONTAINER_TMPFS_MB): with the default the cold start fails with "No space left
-    # on device" although the deploy was accepted. Lambda gives 250 MB of code plus 512 MB
-    # of /tmp; so does this stack.
-    stack = await hotpool_stack(backend=backend, container_tmpfs_mb=768)
+    # The Docker backend unpacks the code into the container's /tmp tmpfs: with the 64 MB it
+    # once had, the cold start failed with "No space left on device" although the deploy was
+    # accepted. Lambda gives 250 MB of code plus 512 MB of /tmp; the default now holds both.
+    stack = await hotpool_stack(backend=backend)
     await deploy(stack, pandas_app)
     rows = [{"team": "a", "points": 3}, {"team": "b", "points": 4}, {"team": "a", "points": 5}]
     resp, body = await invoke(stack, "pandas", {"rows": rows})

@@ -50,7 +50,7 @@ async def test_container_config_is_hardened(docker):
     assert host["NanoCpus"] == 1_000_000_000
     assert host["PidsLimit"] == 128
     assert host["ReadonlyRootfs"] is True
-    assert "/tmp" in host["Tmpfs"] and "size=64m" in host["Tmpfs"]["/tmp"]
+    assert "/tmp" in host["Tmpfs"] and "size=768m" in host["Tmpfs"]["/tmp"]
     # native extensions of the code and layers unpacked there must load; setuid must not work
     assert {"exec", "nosuid", "nodev"} <= set(host["Tmpfs"]["/tmp"].split(","))
     assert "ALL" in host["CapDrop"]

@@ -88,11 +88,20 @@ def unpack_code(code_zip_b64: str, code_dir: str) -> None:
         unsafe = [name for name in archive.namelist() if not _is_inside(name, code_dir)]
         if unsafe:
             raise RequestError(400, "InvalidCodeZip", f"zip entries escape the code dir: {unsafe}")
-        os.makedirs(code_dir, exist_ok=True)
         try:
+            os.makedirs(code_dir, exist_ok=True)
             archive.extractall(code_dir)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise RequestError(400, "InvalidCodeZip", f"corrupt zip: {exc}") from exc
+        except OSError as exc:  # the function's doing: e.g. code larger than the container's /tmp
+            unzipped_mb = sum(info.file_size for info in archive.infolist()) / 2**20
+            raise RequestError(
+                422, "CodeUnpackFailed",
+                f"the code ({unzipped_mb:.0f} MB unzipped) could not be unpacked: {exc}; on "
+                "Docker the code and layers share the container's /tmp "
+                "(HOTPOOL_CONTAINER_TMPFS_MB)",
+                traceback="",
+            ) from exc  # fmt: skip
 
 
 def _is_inside(name: str, root: str) -> bool:
