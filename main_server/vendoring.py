@@ -26,7 +26,13 @@ REQUIREMENTS = "requirements.txt"
 # the runtime image's python3: Debian bookworm's CPython 3.11 (deploy/build-images.sh builds the
 # image on bookworm); change both together
 RUNTIME_PYTHON_VERSION = "3.11"
-RUNTIME_PLATFORM = "manylinux2014_x86_64"
+# wheels for glibc 2.17 (manylinux2014, which pip widens to manylinux2010 and manylinux1) up to
+# bookworm's glibc 2.36: newer releases of pandas and others ship manylinux_2_28 wheels only
+RUNTIME_GLIBC_MINORS = range(36, 16, -1)
+RUNTIME_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in RUNTIME_GLIBC_MINORS),
+    "manylinux2014_x86_64",
+)
 RUNTIME_IMPLEMENTATION = "cp"
 PIP_TIMEOUT_S = 600
 _SKIPPED = shutil.ignore_patterns(".git", "__pycache__", ".hotpool", "*.pyc")
@@ -43,7 +49,8 @@ def pip_command(requirements: Path, target: Path) -> list[str]:
     """The pip invocation that installs ``requirements`` for the runtime into ``target``."""
     return [
         sys.executable, "-m", "pip", "install", "--target", str(target), "-r", str(requirements),
-        "--platform", RUNTIME_PLATFORM, "--implementation", RUNTIME_IMPLEMENTATION,
+        *(flag for platform in RUNTIME_PLATFORMS for flag in ("--platform", platform)),
+        "--implementation", RUNTIME_IMPLEMENTATION,
         "--python-version", RUNTIME_PYTHON_VERSION, "--only-binary=:all:",
         "--no-compile", "--disable-pip-version-check", "--no-input", "--quiet",
     ]  # fmt: skip
@@ -51,7 +58,8 @@ def pip_command(requirements: Path, target: Path) -> list[str]:
 
 def cache_key(requirements: bytes) -> str:
     """The cache entry of one ``requirements.txt`` for the runtime's target."""
-    target = f"{RUNTIME_IMPLEMENTATION}{RUNTIME_PYTHON_VERSION}-{RUNTIME_PLATFORM}\n".encode()
+    target = f"{RUNTIME_IMPLEMENTATION}{RUNTIME_PYTHON_VERSION}-{','.join(RUNTIME_PLATFORMS)}\n"
+    target = target.encode()
     return hashlib.sha256(target + requirements).hexdigest()[:32]
 
 
@@ -61,7 +69,8 @@ def explain_pip_failure(output: str) -> str:
     if found:
         return (
             f"{REQUIREMENTS}: {found.group(1)} has no wheel for the runtime (CPython "
-            f"{RUNTIME_PYTHON_VERSION}, {RUNTIME_PLATFORM}) and nothing is compiled at deploy; "
+            f"{RUNTIME_PYTHON_VERSION}, manylinux up to glibc 2.36) and nothing is compiled at "
+            "deploy; "
             "pin a version that ships one, or vendor it yourself and deploy with --no-build"
         )
     lines = [line for line in output.splitlines() if line.startswith("ERROR")] or [

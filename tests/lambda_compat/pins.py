@@ -21,5 +21,6 @@ DJANGO = ("django==5.2.19", "apig-wsgi==2.20.0")
 # `chalice package` puts in every package (chalice/app.py, chalice/__init__.py)
 CHALICE = "chalice==1.34.0"
 # PyPI: a data-science package near Lambda's size limits (about 35 MB zipped, 160 MB unzipped;
-# Lambda takes 50 and 250); 2.3.2 is the newest pandas with manylinux2014 wheels
-PANDAS = "pandas==2.3.2"
+# Lambda takes 50 and 250); 2.3.3 ships manylinux_2_28 wheels only, which the vendoring's
+# platform list (up to bookworm's glibc 2.36) takes
+PANDAS = "pandas==2.3.3"

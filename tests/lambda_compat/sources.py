@@ -22,14 +22,20 @@ from pathlib import Path
 
 import pytest
 
+from hotpool.main_server.vendoring import (
+    RUNTIME_IMPLEMENTATION,
+    RUNTIME_PLATFORMS,
+    RUNTIME_PYTHON_VERSION,
+)
 from tests.services import missing_service
 
 CACHE_DIR = Path(os.environ.get("HOTPOOL_TEST_CACHE", Path.home() / ".cache" / "hotpool-tests"))
-# The runtime's platform, as `sam build` targets Lambda's: both backends run CPython 3.11 on
-# x86-64 Linux (the Docker image is Debian bookworm's python3), so binary wheels must be those.
+# The runtime's platform, as `sam build` targets Lambda's and `hotpool deploy` vendors for it:
+# both backends run CPython 3.11 on x86-64 Linux (the Docker image is Debian bookworm's python3)
 RUNTIME_PIP_PLATFORM = (
-    "--platform", "manylinux2014_x86_64", "--implementation", "cp",
-    "--python-version", "3.11", "--only-binary=:all:",
+    *(flag for platform in RUNTIME_PLATFORMS for flag in ("--platform", platform)),
+    "--implementation", RUNTIME_IMPLEMENTATION,
+    "--python-version", RUNTIME_PYTHON_VERSION, "--only-binary=:all:",
 )  # fmt: skip
 # what pip and npm print when the registry cannot be reached (as opposed to a bad pin)
 NETWORK_FAILURES = (

@@ -45,7 +45,10 @@ def test_pip_targets_the_runtime_not_the_client():
     command = pip_command(Path("r.txt"), Path("out"))
 
     flags = dict(itertools.pairwise(command))
-    assert flags["--platform"] == "manylinux2014_x86_64"
+    platforms = [value for flag, value in itertools.pairwise(command) if flag == "--platform"]
+    # bookworm's glibc is 2.36: every manylinux tag from 2.17 (manylinux2014) up to it
+    assert platforms[0] == "manylinux_2_36_x86_64" and platforms[-1] == "manylinux2014_x86_64"
+    assert "manylinux_2_28_x86_64" in platforms and "manylinux_2_37_x86_64" not in platforms
     assert flags["--implementation"] == "cp"
     assert flags["--python-version"] == RUNTIME_PYTHON_VERSION == "3.11"
     assert "--only-binary=:all:" in command and flags["--target"] == "out"
