@@ -516,7 +516,8 @@ def test_second_concurrent_invoke_is_refused_busy(start_bootstrap, tmp_path):
 def test_non_serialisable_result_is_an_error(start_bootstrap):
     _, conn = with_handler(start_bootstrap, "app.not_serializable")
     body = invoke(conn, None)[1]
-    assert (body["status"], body["error"]["type"]) == ("error", "ResultNotSerializable")
+    assert (body["status"], body["error"]["type"]) == ("error", "Runtime.MarshalError")
+    assert body["error"]["message"].startswith("Unable to marshal response: ")
 
 
 def test_env_vars_are_visible_to_handler(start_bootstrap):
