@@ -170,6 +170,9 @@ class Acquirer:
                 status="error",
                 cold_start=True,
                 error={"type": exc.error_type, "message": exc.message, "phase": "init"},
+                # what the module printed before it failed goes to the record, not the client
+                stdout=str(exc.details.pop("stdout", "")),
+                stderr=str(exc.details.pop("stderr", "")),
             )
             raise
         except BaseException:

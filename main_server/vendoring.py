@@ -35,10 +35,26 @@ RUNTIME_PLATFORMS = (
 )
 RUNTIME_IMPLEMENTATION = "cp"
 PIP_TIMEOUT_S = 600
-_SKIPPED = shutil.ignore_patterns(".git", "__pycache__", ".hotpool", "*.pyc")
+_IGNORED = shutil.ignore_patterns(".git", "__pycache__", ".hotpool", "*.pyc")
+
+
+def _skipped(folder: str, names: list[str]) -> set[str]:
+    """What copying a project leaves out: as zip_directory, virtual environments too."""
+    venvs = {n for n in names if os.path.exists(os.path.join(folder, n, "pyvenv.cfg"))}
+    return set(_IGNORED(folder, names)) | venvs
+
+
 # what pip says when no distribution fits the target (e.g. an sdist-only package)
 _NO_MATCH = re.compile(r"No matching distribution found for ([^\s;]+)")
-_NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([^\s;]+)")
+_NO_VERSION = re.compile(
+    r"Could not find a version that satisfies the requirement ([^\s;]+) \(from versions: ([^)]*)\)"
+)
+# what pip retries and gives up on when the index cannot be reached
+_UNREACHABLE = re.compile(
+    r"NewConnectionError|Connection refused|Name or service not known|"
+    r"Temporary failure in name resolution|Network is unreachable|ConnectTimeoutError|"
+    r"ProxyError|Max retries exceeded"
+)
 
 
 class VendoringError(Exception):
@@ -64,14 +80,29 @@ def cache_key(requirements: bytes) -> str:
 
 
 def explain_pip_failure(output: str) -> str:
-    """pip's failure in one sentence, naming the requirement when it has no wheel."""
-    found = _NO_MATCH.search(output) or _NO_VERSION.search(output)
-    if found:
+    """pip's failure in one sentence that says what to fix: the index out of reach, no such
+    version, or no wheel for the runtime."""
+    if unreachable := _UNREACHABLE.search(output):
         return (
-            f"{REQUIREMENTS}: {found.group(1)} has no wheel for the runtime (CPython "
-            f"{RUNTIME_PYTHON_VERSION}, manylinux up to glibc 2.36) and nothing is compiled at "
-            "deploy; "
-            "pin a version that ships one, or vendor it yourself and deploy with --no-build"
+            f"pip could not reach the package index ({unreachable.group(0)}); check the network "
+            "or PIP_INDEX_URL, or deploy with --no-build"
+        )
+    found = _NO_VERSION.search(output) or _NO_MATCH.search(output)
+    if found:
+        requirement = found.group(1)
+        versions = found.group(2) if found.re is _NO_VERSION else None
+        if versions and versions != "none":
+            shown = ", ".join(versions.split(", ")[-8:])
+            return (
+                f"{REQUIREMENTS}: no version of {requirement} has a wheel for the runtime "
+                f"(CPython {RUNTIME_PYTHON_VERSION}, manylinux up to glibc 2.36); versions that "
+                f"have one: {shown}"
+            )
+        return (
+            f"{REQUIREMENTS}: {requirement} has no wheel for the runtime (CPython "
+            f"{RUNTIME_PYTHON_VERSION}, manylinux up to glibc 2.36), or no such package exists "
+            "on the index; nothing is compiled at deploy: pin a version that ships a wheel, or "
+            "vendor it yourself and deploy with --no-build"
         )
     lines = [line for line in output.splitlines() if line.startswith("ERROR")] or [
         line for line in output.splitlines() if line.strip()
@@ -121,7 +152,7 @@ def build_package(
     site = vendor(requirements, cache_dir)
     with tempfile.TemporaryDirectory(prefix="hotpool-build-") as staging:
         root = Path(staging) / "package"
-        shutil.copytree(site, root / prefix if prefix else root, ignore=_SKIPPED)
+        shutil.copytree(site, root / prefix if prefix else root, ignore=_skipped)
         # the function's own files last: where a name clashes, its file wins
-        shutil.copytree(directory, root, ignore=_SKIPPED, dirs_exist_ok=True)
+        shutil.copytree(directory, root, ignore=_skipped, dirs_exist_ok=True)
         return zip_directory(root)

@@ -23,6 +23,8 @@ from hotpool.manager.prewarm import PrewarmPool
 from hotpool.manager.specialise import CreateRequest, load_code
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
+    ContainerFailed,
+    FunctionError,
     NoCapacity,
     NotFound,
     StoreUnavailable,
@@ -129,6 +131,16 @@ class ManagerService:
                 timeout_s=self.settings.container_ready_timeout_s,
                 region=self.settings.function_region,
             )
+        except ContainerFailed as exc:
+            # the container died while the module loaded: an OOM kill or a crash at import is
+            # the function's doing, reported as the function error its exit status names
+            ended = await self.remove(record.id, failed=True)
+            if ended is None:
+                raise
+            error_type, message = ended.describe()
+            raise FunctionError(
+                f"loading the function failed: {message}", error_type=error_type, phase="init"
+            ) from exc
         except BaseException:
             await self.remove(record.id)
             raise

@@ -134,6 +134,9 @@ async def load_code(
             error_type=str(error.get("type", "InitError")),
             traceback=str(error.get("traceback", "")),
             phase="init",
+            # what the module printed before it failed: for the record, never the response
+            stdout=_bounded(payload.get("stdout"), log_limit_bytes),
+            stderr=_bounded(payload.get("stderr"), log_limit_bytes),
         )
     raise ContainerFailed(f"container {container.id} refused init ({status}): {error}")
 

@@ -95,7 +95,8 @@ def inspect_package(data: bytes, handler: str | None, limits: PackageLimits) -> 
     _check_size(data, limits)
     with _open_zip(data) as zf:
         infos = zf.infolist()
-        _check_entries(infos, limits)
+        what = "your handler module" if handler is not None else "a python/ folder (a layer)"
+        _check_entries(infos, limits, what=what)
         total = _expand_all(zf, infos, limits)
         if handler is not None:
             _check_handler(zf, infos, handler)
@@ -119,9 +120,11 @@ def _open_zip(data: bytes) -> zipfile.ZipFile:
         raise InvalidPackage(f"the package is not a valid zip file ({exc}): upload a .zip") from exc
 
 
-def _check_entries(infos: list[zipfile.ZipInfo], limits: PackageLimits) -> None:
+def _check_entries(
+    infos: list[zipfile.ZipInfo], limits: PackageLimits, *, what: str = "your handler module"
+) -> None:
     if not infos:
-        raise InvalidPackage("the zip is empty: it must hold your handler module")
+        raise InvalidPackage(f"the zip is empty: it must hold {what}")
     if len(infos) > limits.max_entries:
         raise InvalidPackage(
             f"the zip has {len(infos)} entries, over the limit of {limits.max_entries}"
@@ -368,8 +371,8 @@ def zip_directory(path: str | os.PathLike[str]) -> bytes:
     """Zip the contents of a directory deterministically: identical files give identical bytes.
 
     Entries are sorted, timestamps fixed to 1980-01-01 and modes normalised; ``__pycache__``,
-    ``.git``, ``.hotpool`` and ``*.pyc`` are left out. Symlinked files are stored as the file they
-    point to; symlinked directories are not followed.
+    ``.git``, ``.hotpool``, ``*.pyc`` and virtual environments are left out. Symlinked files
+    are stored as the file they point to; symlinked directories are not followed.
     """
     root = pathlib.Path(path)
     if not root.is_dir():  # os.walk would silently give an empty zip
@@ -384,7 +387,11 @@ def zip_directory(path: str | os.PathLike[str]) -> bytes:
 def _package_files(root: pathlib.Path) -> list[pathlib.Path]:
     found = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in _SKIP_NAMES]
+        # a virtual environment (pyvenv.cfg at its top) is the client's, never the runtime's
+        dirs[:] = [
+            d for d in dirs
+            if d not in _SKIP_NAMES and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))
+        ]  # fmt: skip
         for name in files:
             file = pathlib.Path(folder, name)
             if name not in _SKIP_NAMES and not name.endswith(".pyc") and file.is_file():

@@ -103,6 +103,18 @@ async def test_out_of_memory_is_a_function_error_and_the_container_is_replaced(h
     assert oom["status"] == "error" and oom["error"]["type"] == "OutOfMemory"
 
 
+async def test_out_of_memory_while_the_module_loads_is_a_function_error(hotpool_stack):
+    stack = await hotpool_stack()
+    code = handler_zip("return 'never'", prelude="BLOB = b'x' * (200 * 1024 * 1024)")
+    assert (await stack.deploy("hoginit", code, memory_mb=64)).status == 201
+    resp = await stack.invoke("hoginit", {})
+    body = await resp.json()
+    assert resp.status == 500, body
+    assert resp.headers["X-Hotpool-Function-Error"] == "OutOfMemory"
+    assert "memory limit of 64 MB" in body["errorMessage"]
+    assert not stack.live_containers()
+
+
 async def test_out_of_memory_message_names_the_limit(hotpool_stack):
     stack = await hotpool_stack()
     code = handler_zip("blob = b'x' * (200 * 1024 * 1024)\nreturn len(blob)")

@@ -90,7 +90,14 @@ LEVELS = make_zip(
     }
 )
 BROKEN = make_zip(
-    {"main.py": "raise RuntimeError('no config')\n\ndef handler(event, context):\n    pass\n"}
+    {
+        "main.py": "print('loading config')\nraise RuntimeError('no config')\n\n"
+        "def handler(event, context):\n    pass\n"
+    }
+)
+# the module dies at import, as a module holding more than its memory does
+CRASHES = make_zip(
+    {"main.py": "import os\nos._exit(3)\n\ndef handler(event, context):\n    pass\n"}
 )
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
@@ -259,6 +266,21 @@ async def test_init_error_has_lambdas_shape(hotpool_stack):
     assert (body["errorType"], body["stackTrace"]) == ("RuntimeError", [])
     assert "no config" in body["errorMessage"]
     assert body["requestId"] == body["request_id"] == resp.headers["X-Hotpool-Request-Id"]
+    # what the module printed before it failed is in the record, and not in the response
+    assert "loading config" not in await resp.text()
+    (record,) = await _records(stack, "broken", 1)
+    assert record["stdout"] == "loading config\n"
+    assert record["error"]["type"] == "RuntimeError"
+
+
+async def test_a_module_that_kills_its_runtime_at_import_is_a_function_error(hotpool_stack):
+    stack = await hotpool_stack()
+    await _deploy(stack, "crashes", CRASHES)
+    resp = await stack.invoke("crashes", {})
+    body = await resp.json()
+    assert resp.status == 500, body
+    assert resp.headers["X-Hotpool-Function-Error"] == "RuntimeExited"
+    assert "exited with code 3" in body["errorMessage"], body
 
 
 async def test_boto3_is_provided(hotpool_stack):

@@ -64,6 +64,24 @@ def test_a_missing_wheel_is_named():
 
 
 @pytest.mark.unit
+def test_an_unreachable_index_and_a_missing_version_are_told_apart():
+    offline = (
+        "WARNING: Retrying (Retry(total=4, connect=None)) after connection broken by "
+        "'NewConnectionError(\"Failed to establish a new connection: [Errno 111] Connection "
+        "refused\")': /simple/six/\n" + PIP_NO_WHEEL.replace("docopt==0.6.2", "six==1.16.0")
+    )
+    assert "could not reach the package index" in explain_pip_failure(offline)
+    no_version = (
+        "ERROR: Could not find a version that satisfies the requirement flask==0.0.0.99 "
+        "(from versions: 2.3.3, 3.0.0, 3.1.0)\n"
+        "ERROR: No matching distribution found for flask==0.0.0.99\n"
+    )
+    message = explain_pip_failure(no_version)
+    assert "no version of flask==0.0.0.99 has a wheel" in message
+    assert "3.1.0" in message
+
+
+@pytest.mark.unit
 def test_the_cache_is_keyed_by_the_files_content():
     assert cache_key(b"six\n") == cache_key(b"six\n")
     assert cache_key(b"six\n") != cache_key(b"six==1.16.0\n")

@@ -225,11 +225,12 @@ def _wait_for_port(process: subprocess.Popen[bytes], port_file: Path, log: Path)
 
 
 @pytest.fixture
-def start_bootstrap(tmp_path: Path) -> Iterator[Callable[[], Bootstrap]]:
-    """Factory starting bootstrap subprocesses; every one is killed at teardown."""
+def start_bootstrap(tmp_path: Path) -> Iterator[Callable[..., Bootstrap]]:
+    """Factory starting bootstrap subprocesses, ``start(opt_dir=True)`` with an opt directory
+    for layers as the process backend gives; every one is killed at teardown."""
     started: list[Bootstrap] = []
 
-    def start() -> Bootstrap:
+    def start(*, opt_dir: bool = False) -> Bootstrap:
         workdir = tmp_path / f"bootstrap{len(started)}"
         workdir.mkdir()
         port_file, log = workdir / "port", workdir / "stderr.log"
@@ -237,6 +238,8 @@ def start_bootstrap(tmp_path: Path) -> Iterator[Callable[[], Bootstrap]]:
         command = [sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH)]
         command += ["--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
         command += ["--code-dir", str(workdir / "code")]
+        if opt_dir:
+            command += ["--opt-dir", str(workdir / "opt")]
         with log.open("wb") as stderr:
             process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr
@@ -513,7 +516,8 @@ def test_second_concurrent_invoke_is_refused_busy(start_bootstrap, tmp_path):
 def test_non_serialisable_result_is_an_error(start_bootstrap):
     _, conn = with_handler(start_bootstrap, "app.not_serializable")
     body = invoke(conn, None)[1]
-    assert (body["status"], body["error"]["type"]) == ("error", "ResultNotSerializable")
+    assert (body["status"], body["error"]["type"]) == ("error", "Runtime.MarshalError")
+    assert body["error"]["message"].startswith("Unable to marshal response: ")
 
 
 def test_env_vars_are_visible_to_handler(start_bootstrap):

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import base64
 import io
-import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from hotpool.manager.backend import BOOTSTRAP_PATH
-from tests.manager.test_bootstrap import (
-    SECRET,
+from tests.manager.test_bootstrap import (  # noqa: F401 (start_bootstrap: a fixture)
     Bootstrap,
-    _wait_for_port,
     init,
     init_body,
     invoke,
     make_zip,
+    start_bootstrap,
 )
 
 pytestmark = pytest.mark.integration
@@ -37,34 +34,9 @@ CODE = {
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[[bool], Bootstrap]]:
+def start(start_bootstrap) -> Callable[[bool], Bootstrap]:  # noqa: F811
     """Start bootstraps as the process backend does (with --opt-dir, or without it)."""
-    started: list[Bootstrap] = []
-
-    def run(with_opt_dir: bool = True) -> Bootstrap:
-        workdir = tmp_path / f"c{len(started)}"
-        workdir.mkdir()
-        port_file, log = workdir / "port", workdir / "stderr.log"
-        command = [sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH)]
-        command += ["--port", "0", "--port-file", str(port_file)]
-        command += ["--code-dir", str(workdir / "code")]
-        if with_opt_dir:
-            command += ["--opt-dir", str(workdir / "opt")]
-        with log.open("wb") as stderr:
-            process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr
-            )
-        assert process.stdin is not None
-        process.stdin.write(f"{SECRET}\n".encode())
-        process.stdin.close()
-        port = _wait_for_port(process, port_file, log)
-        started.append(Bootstrap(process, port, workdir, workdir / "code"))
-        return started[-1]
-
-    yield run
-    for bootstrap in started:
-        bootstrap.process.kill()
-        bootstrap.process.wait(timeout=5)
+    return lambda with_opt_dir=True: start_bootstrap(opt_dir=with_opt_dir)
 
 
 def hostile_zip(name: str) -> str:

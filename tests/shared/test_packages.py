@@ -375,6 +375,20 @@ def build_tree(root: pathlib.Path) -> None:
     (root / "run.sh").chmod(0o755)
 
 
+def test_zip_directory_leaves_virtual_environments_out(tmp_path):
+    (tmp_path / "main.py").write_text("def handler(e, c):\n    return 1\n")
+    for venv in (".venv", "env"):
+        (tmp_path / venv / "lib").mkdir(parents=True)
+        (tmp_path / venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+        (tmp_path / venv / "lib" / "big.py").write_text("X = 1\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "mine.py").write_text("Y = 2\n")
+
+    names = zipfile.ZipFile(io.BytesIO(zip_directory(tmp_path))).namelist()
+
+    assert names == ["lib/mine.py", "main.py"]
+
+
 def test_zip_directory_is_deterministic(tmp_path):
     build_tree(tmp_path / "a")
     first = zip_directory(tmp_path / "a")

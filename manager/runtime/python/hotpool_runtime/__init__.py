@@ -18,7 +18,7 @@ POST /invoke   headers X-Hotpool-Request-Id (default uuid4), X-Hotpool-Deadline-
                   "error": {"type", "message", "traceback", "stack_trace"}}, both plus
                   "duration_ms",
                   "peak_memory_mb", "stdout", "stderr"; unserialisable result -> error
-                  ResultNotSerializable.
+                  Runtime.MarshalError, as Lambda names it.
                -> 400 body not JSON / bad deadline; 409 Busy (one invocation at a time,
                   refused, never queued); 503 NotInitialized.
 Other errors are {"error": {"type", "message"}}: 404 NotFound, 405 MethodNotAllowed, and the

@@ -67,9 +67,10 @@ def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> 
             # allow_nan=False: NaN/Infinity would make the response invalid JSON.
             result_json = json.dumps(result, allow_nan=False, default=_lambda_default)
         except Exception as exc:
+            # Lambda's runtime names this failure so (awslambdaric's FaultException)
             error = {
-                "type": "ResultNotSerializable",
-                "message": str(exc),
+                "type": "Runtime.MarshalError",
+                "message": f"Unable to marshal response: {exc}",
                 "traceback": "",
                 "stack_trace": [],
             }
