@@ -164,15 +164,14 @@ class _Resolver:
             )
         if fv is None:
             raise _not_found(self.raw_name)
+        namespace, short_name = split_qualified(fv.name)  # once: each property splits anew
         try:
-            principal.namespace(fv.namespace)
-            principal.check("invoke", fv.namespace, fv.short_name)
+            principal.namespace(namespace)
+            principal.check("invoke", namespace, short_name)
         except NotFound:
             raise _not_found(self.raw_name) from None
         hold_s = fv.config.timeout_s + settings.lease_grace_s
-        admission = self.authenticator.admission(
-            principal, fv.namespace, hold_s, metered=self.metered
-        )
+        admission = self.authenticator.admission(principal, namespace, hold_s, metered=self.metered)
         return fv, _Caller(admission, principal.key_id, _KEY_HEADERS)
 
 
@@ -307,9 +306,9 @@ def _answer(
         counters["web_bad_gateway"] += 1
         counters["web_malformed_results"] += 1
         return _bad_gateway(headers)
-    for header, value in headers.items():
-        out.headers[header] = value  # hotpool's own, whatever the function set
-    return web.Response(status=out.status, headers=out.headers, body=out.body)
+    response = web.Response(status=out.status, headers=out.headers, body=out.body)
+    response.headers.update(headers)  # hotpool's own, whatever the function set
+    return response
 
 
 def _bad_gateway(headers: CIMultiDict[str]) -> web.Response:

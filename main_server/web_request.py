@@ -137,7 +137,13 @@ def add_headers(out: CIMultiDict[str], result: Mapping[str, Any]) -> None:
     single = result.get("headers")
     multi = result.get("multiValueHeaders")
     single = {} if single is None else single
-    multi = {} if multi is None else multi
+    if multi is None:  # the usual result (2.0 has no multiValueHeaders): nothing to merge
+        if not isinstance(single, Mapping):
+            raise MalformedResult("headers and multiValueHeaders must be objects")
+        for name, value in single.items():
+            if _allowed(name):
+                out.add(name, _header_value(name, value))
+        return
     if not isinstance(single, Mapping) or not isinstance(multi, Mapping):
         raise MalformedResult("headers and multiValueHeaders must be objects")
     multi_names = {str(name).lower() for name in multi}
