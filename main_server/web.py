@@ -159,9 +159,11 @@ class _Resolver:
             return fv, _Caller(admission, PUBLIC_ACCOUNT, _NO_HEADERS)
         principal = self.principal
         if principal is None:
-            raise Unauthorized(
-                INVALID_KEY if self.bad_key else "send an API key: Authorization: Bearer <key>"
-            )
+            if self.bad_key:
+                raise Unauthorized(INVALID_KEY)
+            # no key, or a header that holds none: parse_token says which and what to send
+            parse_token(self.request.headers.get("Authorization"))
+            raise Unauthorized(INVALID_KEY)  # not reached: a well-formed key was verified
         if fv is None:
             raise _not_found(self.raw_name)
         namespace, short_name = split_qualified(fv.name)  # once: each property splits anew

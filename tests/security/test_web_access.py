@@ -201,3 +201,16 @@ async def test_a_header_that_is_not_utf8_is_a_400(hotpool_stack):
     resp = await stack.client.get("/fn/open/", headers={"X-Name": "Jürgen"})
     event = json.loads(await resp.read())
     assert event["headers"]["x-name"] == "Jürgen"
+
+
+async def test_a_malformed_key_is_told_what_the_header_must_hold(hotpool_stack):
+    stack = await hotpool_stack()
+    await _deploy(stack, "keyed")
+    for header, says in (
+        ("Bearer wrongkey", "must be 'Bearer hp_<id>_<secret>'"),
+        ("", "send an API key"),
+    ):
+        resp = await stack.client.get("/fn/keyed/x", headers={"Authorization": header})
+        assert resp.status == 401
+        assert says in (await resp.json())["error"]["message"], header
+    assert await _invocations(stack, "keyed") == []
