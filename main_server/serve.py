@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import gc
 import logging
 import os
@@ -13,6 +15,8 @@ import secrets
 import signal
 import socket
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from aiohttp import web
 
@@ -146,8 +150,37 @@ async def ensure_admin_key(settings: Settings) -> str | None:
     return key.token
 
 
+def lock_state_dir(state_dir: Path) -> IO[str]:
+    """Hold the state folder for this process: a second ``hotpool dev`` on it would take over
+    its Redis socket and, stopping, remove it from under the first. Released on exit."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(state_dir / "dev.lock", "a+", encoding="ascii")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise SettingsError(
+            f"another hotpool dev (pid {holder}) is using the state folder {state_dir}; "
+            "stop it, or give this one a folder of its own (HOTPOOL_STATE_DIR)"
+        ) from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
 async def run_dev(settings: Settings) -> None:
     """Main and Manager in one process, with the embedded Redis (``shared.local_redis``)."""
+    lock = lock_state_dir(settings.state_dir)
+    try:
+        await _run_dev(settings)
+    finally:
+        lock.close()
+
+
+async def _run_dev(settings: Settings) -> None:
     if not settings.manager_secret:
         # both halves live in this process: a fresh secret per run is all they need
         settings = settings.replace(manager_secret=secrets.token_hex(32))
@@ -222,4 +255,14 @@ def run(coro_factory, settings: Settings) -> None:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
-    runner(coro_factory(settings))
+    try:
+        runner(coro_factory(settings))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # a busy port is a setting to change, not a crash: one line, as bad settings get
+        raise SettingsError(
+            f"a port is already in use ({exc.strerror}): another hotpool or program listens "
+            "there; choose another with --port (0: any free one) or HOTPOOL_PORT / "
+            "HOTPOOL_MANAGER_PORT"
+        ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -125,3 +126,31 @@ def test_deploy_puts_a_function_on_the_web_with_its_settings(dev, tmp_path):
 
     bad = _cli("deploy", str(app), "--name", "web", "--http", "open", env=env, cwd=cwd)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_a_second_dev_on_the_same_state_folder_is_refused_and_the_first_goes_on(dev):
+    cwd, env = dev
+    second = subprocess.run(
+        [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 2
+    assert "another hotpool dev" in second.stderr and "HOTPOOL_STATE_DIR" in second.stderr
+    # the first still has its Redis socket and serves
+    assert (cwd / ".hotpool" / "redis").exists()
+    assert _cli("ls", env=env, cwd=cwd).returncode == 0
+
+
+def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", str(port)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "already in use" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr
