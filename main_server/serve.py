@@ -8,6 +8,7 @@ import contextlib
 import errno
 import fcntl
 import gc
+import hashlib
 import logging
 import os
 import re
@@ -184,6 +185,11 @@ async def _run_dev(settings: Settings) -> None:
     if not settings.manager_secret:
         # both halves live in this process: a fresh secret per run is all they need
         settings = settings.replace(manager_secret=secrets.token_hex(32))
+    if not settings.manager_id and settings.manager_port == 0:
+        # the default id, host-port, would change with every free port; reconcile() finds the
+        # containers a crashed run left only under the id they carry, so key it to the folder
+        folder = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:8]
+        settings = settings.replace(manager_id=f"{socket.gethostname()}-dev-{folder}")
     main_at = Address.claim(settings.host, settings.port)
     manager_at = Address.claim(settings.manager_host, settings.manager_port)
     settings = settings.replace(port=main_at.port, manager_port=manager_at.port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -154,3 +155,25 @@ def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):
     assert result.returncode == 2
     assert "already in use" in result.stderr and "--port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dev_on_free_ports_keeps_its_manager_id_across_restarts(tmp_path):
+    """reconcile() finds what a crashed run left behind by the Manager id its containers carry:
+    with --port 0 that id must not follow the port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env["HOTPOOL_PREWARM_COUNT"] = "0"
+    ids = []
+    for run in range(2):
+        log_path = tmp_path / f"dev{run}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
+                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                wait_announced(log_path, ("main",), lambda p=proc: p.poll() is None, 30)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        ids += re.findall(r"manager (\S+) up at", log_path.read_text())
+    assert len(ids) == 2 and ids[0] == ids[1] and "-dev-" in ids[0], ids
