@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from hotpool.shared.settings import client_api_key, client_url
+from hotpool.shared.settings import client_api_key, client_key_file, client_url
 
 
 class CliError(Exception):
@@ -21,13 +21,21 @@ class CliError(Exception):
 def _request(
     method: str, path: str, body: bytes | None = None, *, content_type: str = ""
 ) -> tuple[int, dict[str, str], bytes]:
-    url = client_url() + path
-    req = urllib.request.Request(url, data=body, method=method)
+    base = client_url()
+    if not base.startswith(("http://", "https://")):
+        raise CliError(f"HOTPOOL_URL={base!r} must start with http:// or https://")
+    req = urllib.request.Request(base + path, data=body, method=method)
     if content_type:
         req.add_header("Content-Type", content_type)
     key = client_api_key()
     if key:
         req.add_header("Authorization", f"Bearer {key}")
+    else:
+        # the server's 401 would not say where the CLI looked
+        raise CliError(
+            "no API key: set HOTPOOL_API_KEY, or run the CLI where 'hotpool dev' keeps its "
+            f"state (it looked for {client_key_file()})"
+        )
     try:
         with urllib.request.urlopen(req, timeout=960) as resp:
             return resp.status, dict(resp.headers), resp.read()

@@ -261,11 +261,16 @@ def client_api_key(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     if env.get("HOTPOOL_API_KEY"):
         return env["HOTPOOL_API_KEY"].strip()
-    path = Path(env.get("HOTPOOL_STATE_DIR", ".hotpool")) / "admin.key"
     try:
-        return path.read_text().strip()
+        return client_key_file(env).read_text().strip()
     except OSError:
         return ""
+
+
+def client_key_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``hotpool dev`` stores its admin key for the CLI."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("HOTPOOL_STATE_DIR", ".hotpool")) / "admin.key"
 
 
 def client_url(environ: Mapping[str, str] | None = None) -> str:

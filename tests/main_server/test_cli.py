@@ -94,6 +94,12 @@ def test_clear_messages_when_nothing_answers_or_the_key_is_wrong(dev):
         "deploy", str(ROOT / "examples" / "hello"), "--env", "NOEQUALS", env=env, cwd=cwd
     )
     assert bad_env.returncode == 2 and "KEY=VALUE" in bad_env.stderr
+    schemeless = _cli("ls", env={**env, "HOTPOOL_URL": env["HOTPOOL_URL"][7:]}, cwd=cwd)
+    assert schemeless.returncode == 2 and "must start with http://" in schemeless.stderr
+    # elsewhere than the dev folder, with no HOTPOOL_API_KEY: says where it looked
+    keyless = _cli("ls", env=env, cwd=cwd / "..")
+    assert keyless.returncode == 2 and "HOTPOOL_API_KEY" in keyless.stderr
+    assert ".hotpool/admin.key" in keyless.stderr
 
 
 def test_deploy_puts_a_function_on_the_web_with_its_settings(dev, tmp_path):
