@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from typing import Any
 
 from hotpool.benchmarks.devserver import BENCH_EVENT, HOLD_EVENT, DevServer, process_stats
@@ -84,12 +85,15 @@ def _median(results: list[LoadResult]) -> dict[str, Any]:
 
 
 def _alternate(
-    loads: dict[str, list[Target]], *, duration_s: float, rounds: int, tool: str
-) -> tuple[dict[str, list[LoadResult]], dict[str, str]]:
+    loads: dict[str, list[Target]], *, duration_s: float, rounds: int, tool: str,
+    cpu_s: Callable[[], float] | None = None,
+) -> tuple[dict[str, list[LoadResult]], dict[str, str], dict[str, list[float]]]:  # fmt: skip
     """Each side of ``loads`` ``rounds`` times, alternating (A B, B A, ...), after one
     unmeasured round of each (first calls pay for caches and allocations); also the sides
-    whose load generator could not keep its clock."""
+    whose load generator could not keep its clock, and, with ``cpu_s`` (a process's CPU
+    seconds so far), that process's CPU µs per request of each round."""
     runs: dict[str, list[LoadResult]] = {path: [] for path in loads}
+    cpu_us: dict[str, list[float]] = {path: [] for path in loads}
     distorted: dict[str, str] = {}
     for path, targets in loads.items():
         try:
@@ -99,9 +103,14 @@ def _alternate(
     for i in range(rounds):
         order = list(loads) if i % 2 == 0 else list(reversed(loads))
         for path in order:
-            if path not in distorted:
-                runs[path].append(run_load(loads[path], duration_s, tool))
-    return runs, distorted
+            if path in distorted:
+                continue
+            before = cpu_s() if cpu_s is not None else 0.0
+            result = run_load(loads[path], duration_s, tool)
+            runs[path].append(result)
+            if cpu_s is not None:
+                cpu_us[path].append((cpu_s() - before) / max(1, result.requests) * 1e6)
+    return runs, distorted, cpu_us
 
 
 def _sides(runs: dict[str, list[LoadResult]], distorted: dict[str, str]) -> dict[str, Any]:
@@ -132,7 +141,7 @@ def compare(
         "through_main": [main_target(server, function)] * concurrency,
         "direct": [direct_target(entry) for entry in containers],
     }
-    runs, distorted = _alternate(loads, duration_s=duration_s, rounds=rounds, tool=tool)
+    runs, distorted, _ = _alternate(loads, duration_s=duration_s, rounds=rounds, tool=tool)
     figures: dict[str, Any] = {"concurrency": concurrency, **_sides(runs, distorted)}
     main, straight = figures["through_main"], figures["direct"]
     if "skipped" not in main and "skipped" not in straight:
@@ -187,23 +196,10 @@ def web_overhead(
     per call is measured beside it, which the noise of other processes barely moves."""
     warm_up(server, function, 1, tool, warm_up_timeout_s)
     loads = {"invoke": [main_target(server, function)], "web": [web_target(server, function)]}
-    runs: dict[str, list[LoadResult]] = {path: [] for path in loads}
-    cpu_us: dict[str, list[float]] = {path: [] for path in loads}
-    distorted: dict[str, str] = {}
-    for path, targets in loads.items():
-        try:
-            run_load(targets, min(duration_s, 2.0), tool)
-        except LoadDistorted as exc:
-            distorted[path] = str(exc)
-    for i in range(rounds):
-        for path in list(loads) if i % 2 == 0 else list(reversed(loads)):
-            if path in distorted:
-                continue
-            before = process_stats(server.pid)["cpu_s"]
-            result = run_load(loads[path], duration_s, tool)
-            spent_s = process_stats(server.pid)["cpu_s"] - before
-            runs[path].append(result)
-            cpu_us[path].append(spent_s / max(1, result.requests) * 1e6)
+    runs, distorted, cpu_us = _alternate(
+        loads, duration_s=duration_s, rounds=rounds, tool=tool,
+        cpu_s=lambda: process_stats(server.pid)["cpu_s"],
+    )  # fmt: skip
     figures: dict[str, Any] = {"concurrency": 1, **_sides(runs, distorted)}
     for path, samples in cpu_us.items():
         if samples and "skipped" not in figures[path]:
