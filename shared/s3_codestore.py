@@ -6,6 +6,7 @@ nothing, and a key never changes content, so any cache of it never goes stale.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -69,6 +70,10 @@ class S3CodeStore:
         self._client: Any = None
 
     async def open(self) -> None:
+        # botocore reads its JSON models (S3's are megabytes) synchronously when a client is
+        # made: read them in a thread first, so the client comes from its cache (0.33 s of
+        # the loop down to 0.06 s here)
+        await asyncio.to_thread(_load_s3_models, self._session)
         config = Config(
             connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
         )
@@ -127,3 +132,14 @@ class S3CodeStore:
     async def close(self) -> None:
         await self._stack.aclose()
         self._client = None
+
+
+def _load_s3_models(session: aioboto3.Session) -> None:
+    """Fill botocore's loader cache with what creating an S3 client reads."""
+    loader = session._session.get_component("data_loader")
+    for type_name in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2"):
+        with contextlib.suppress(botocore.exceptions.DataNotFoundError):
+            loader.load_service_model("s3", type_name)
+    for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
+        with contextlib.suppress(botocore.exceptions.DataNotFoundError):
+            loader.load_data(name)
