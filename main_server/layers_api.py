@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hotpool.main_server.auth import PRINCIPAL
-from hotpool.main_server.routes import _read_limited
+from hotpool.main_server.routes import read_limited
 from hotpool.main_server.state import FUNCTIONS, LAYERS
 from hotpool.shared.errors import InvalidRequest
 from hotpool.shared.http import json_response
@@ -60,7 +60,7 @@ async def publish_layer(request: web.Request) -> web.Response:
             f"send the layer's zip as Content-Type application/zip; got {request.content_type!r}"
         )
     limit = request.app[FUNCTIONS].package_limit_bytes
-    data = await _read_limited(request, limit, "the layer package")
+    data = await read_limited(request, limit, "the layer package")
     layer = await request.app[LAYERS].publish(namespace, name, data, description)
     return json_response(layer.to_dict(), status=201)
 

@@ -58,7 +58,7 @@ async def _body_deadline(request: web.Request) -> AsyncIterator[None]:
         ) from None
 
 
-async def _read_limited(request: web.Request, limit: int, what: str) -> bytes:
+async def read_limited(request: web.Request, limit: int, what: str) -> bytes:
     """The body, refusing anything over ``limit`` bytes before and while reading it."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"{what} is {request.content_length} bytes; the limit is {limit}")
@@ -176,7 +176,7 @@ async def put_function(request: web.Request) -> web.Response:
         query = {k: v for k, v in request.query.items() if k != "namespace"}
         params = {**query, **params}
     elif content_type in ("application/zip", "application/octet-stream"):
-        data = await _read_limited(request, settings_limit, "the code package")
+        data = await read_limited(request, settings_limit, "the code package")
         params = {k: v for k, v in request.query.items() if k != "namespace"}
     else:
         raise InvalidRequest(
@@ -229,7 +229,7 @@ async def invoke(request: web.Request) -> web.Response:
             await authenticator.meter(request[PRINCIPAL])
             fv = await functions.get(name)
         try:
-            event = await _read_limited(request, functions.event_limit_bytes, "the event")
+            event = await read_limited(request, functions.event_limit_bytes, "the event")
             event = check_event(event, functions.event_max_depth)
         except HotpoolError:
             if not metered:  # a bad event costs a token too (429 first when over the rate)

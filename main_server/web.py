@@ -37,7 +37,7 @@ from hotpool.main_server import web_cors, web_http_api, web_rest_api
 from hotpool.main_server.auth import AUTHENTICATOR, Authenticator
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invocation
-from hotpool.main_server.routes import _read_limited
+from hotpool.main_server.routes import read_limited
 from hotpool.main_server.state import FUNCTIONS, INVOKER, SETTINGS, WEB_COUNTERS
 from hotpool.main_server.web_request import MalformedResult, WebRequest, WebResponse
 from hotpool.shared.auth import Principal, parse_token
@@ -257,7 +257,7 @@ async def web_function(request: web.Request) -> web.StreamResponse:
             return web.Response(status=200, headers=answer)
         fv, caller = resolver.caller(found)
         limit = resolver.settings.max_event_bytes
-        body = await _read_limited(request, limit, "the request body")
+        body = await read_limited(request, limit, "the request body")
         to_event, to_response = FORMATS[fv.config.http_payload]
         try:
             web_request = _web_request(request, body, request_id, fv, caller, resolver.address)

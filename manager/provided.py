@@ -1,7 +1,7 @@
 """The packages the Python runtime provides to every function, as Lambda's provides boto3.
 
 The Docker runtime image carries them (deploy/build-images.sh installs them into
-/opt/hotpool/provided). The process backend runs the bootstrap on the Manager's own
+/var/runtime/provided). The process backend runs the bootstrap on the Manager's own
 interpreter without site-packages (``-I -S``), so it gets a folder of links to the
 Manager's copies instead; the bootstrap puts either folder last on sys.path, behind the
 function's code and layers, so a function shipping its own boto3 gets its own.
