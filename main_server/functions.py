@@ -10,9 +10,15 @@ from redis.asyncio import Redis
 from hotpool.main_server.ports import ManagerApi
 from hotpool.shared import keys
 from hotpool.shared.codestore import CodeStore
-from hotpool.shared.errors import HotpoolError, StoreUnavailable
+from hotpool.shared.errors import HotpoolError, InvalidRequest, StoreUnavailable
 from hotpool.shared.metadata import MetadataStore
-from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry, validate_qualified
+from hotpool.shared.models import (
+    FunctionConfig,
+    FunctionVersion,
+    PoolEntry,
+    split_qualified,
+    validate_qualified,
+)
 from hotpool.shared.packages import PackageLimits, inspect_package
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS
@@ -51,6 +57,12 @@ class FunctionService:
     async def deploy(self, name: str, config: FunctionConfig, data: bytes) -> FunctionVersion:
         """Validate a package and make it the function's new immutable version."""
         validate_qualified(name)
+        short_name = split_qualified(name)[1]
+        for destination in ("on_success", "on_failure"):
+            if getattr(config, destination) == short_name:
+                raise InvalidRequest(
+                    f"{destination} names the function itself: every call would start another"
+                )
         # decompressing to check a package is CPU work; keep it off the event loop
         package = await asyncio.to_thread(inspect_package, data, config.handler, self._limits)
         key = await self._code.put(package.sha256, package.data)

@@ -24,6 +24,10 @@ RUNTIMES = ("python",)
 MEMORY_MB_RANGE = (64, 10240)
 TIMEOUT_S_RANGE = (0.1, 900.0)
 MAX_CONCURRENCY_RANGE = (1, 1000)
+# asynchronous invocation (Lambda's limits): retries of a function error, the oldest an event
+# may be when it is (re)tried
+ASYNC_RETRIES_RANGE = (0, 2)
+MAX_EVENT_AGE_S_RANGE = (60, 21_600)
 MAX_ENV_VARS = 64
 MAX_ENV_BYTES = 4096
 MAX_LAYERS = 5
@@ -99,6 +103,13 @@ class FunctionConfig:
     # the API Gateway payload format of web requests: HTTP API 2.0 or REST API 1.0
     http_payload: str = "2.0"
     cors: Cors | None = None
+    # asynchronous invocations: retries after a function error, the age past which an event
+    # is no longer tried, and the functions (of the same namespace) that receive Lambda's
+    # destination record on success and on failure ("" = none)
+    async_retries: int = 2
+    max_event_age_s: int = 21_600
+    on_success: str = ""
+    on_failure: str = ""
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -125,6 +136,11 @@ class FunctionConfig:
         _choice("log_level", self.log_level, LOG_LEVELS)
         _choice("http", self.http, HTTP_MODES)
         _choice("http_payload", self.http_payload, HTTP_PAYLOADS)
+        _in_range("async_retries", self.async_retries, ASYNC_RETRIES_RANGE)
+        _in_range("max_event_age_s", self.max_event_age_s, MAX_EVENT_AGE_S_RANGE)
+        for name in ("on_success", "on_failure"):
+            if getattr(self, name):
+                validate_name(getattr(self, name), what=f"{name} function name")
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> FunctionConfig:
@@ -160,7 +176,10 @@ class FunctionConfig:
 
 
 # the settings added after the first columns, kept in one JSON column ("options")
-OPTION_NAMES = ("layers", "log_format", "log_level", "http", "http_payload", "cors")
+OPTION_NAMES = (
+    "layers", "log_format", "log_level", "http", "http_payload", "cors",
+    "async_retries", "max_event_age_s", "on_success", "on_failure",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -253,6 +272,10 @@ _PARSERS: dict[str, Any] = {
     "http": str,
     "http_payload": str,
     "cors": _parse_cors,
+    "async_retries": lambda raw: _parse_number(raw, "async_retries", int),
+    "max_event_age_s": lambda raw: _parse_number(raw, "max_event_age_s", int),
+    "on_success": str,
+    "on_failure": str,
 }
 
 
@@ -261,6 +284,12 @@ def _parse_number(raw: str, name: str, kind: type) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise InvalidRequest(f"{name} must be a number, got {raw[:40]!r}") from None
+
+
+def _in_range(name: str, value: Any, bounds: tuple[int, int]) -> None:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

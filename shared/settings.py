@@ -148,6 +148,34 @@ class Settings:
     http_keepalive_timeout_s: float = 75.0
     http_body_timeout_s: float = 60.0
 
+    # asynchronous invocations (main_server.async_consumer, on a Redis Stream): calls one Main
+    # replica runs at once; the share of a function's max_concurrency (and of a namespace's
+    # calls in flight) they may hold, the rest staying free for synchronous calls; events
+    # a namespace may have queued (429 past it, 0 = no limit)
+    async_concurrency: int = 16
+    async_share: float = 0.5
+    async_max_queued_per_namespace: int = 10_000
+    # waits before the 1st, 2nd, ... retry of an event whose function failed (the last repeats)
+    async_retry_delays_s: str = "60,120"
+    # a throttle or platform error is retried after this, doubling up to the maximum, until
+    # the event's max_event_age_s (Lambda: 1 s up to 5 min)
+    async_throttle_delay_s: float = 1.0
+    async_throttle_max_delay_s: float = 300.0
+    # how long an event's status and result are kept once it ends, and the result's bound
+    async_result_ttl_s: float = 3600.0
+    async_max_result_bytes: int = 256 * 1024
+    # a replica that has not renewed its events' claim for this long is presumed dead: another
+    # claims them and runs them again once the function's timeout + lease grace has passed
+    async_consumer_timeout_s: float = 10.0
+    # an Idempotency-Key maps to its first request for this long (Lambda: 24 h)
+    async_idempotency_ttl_s: float = 86400.0
+    # dead letters are kept this long unless redriven or deleted (an SQS queue's maximum)
+    async_dead_letter_ttl_s: float = 14 * 86400.0
+    # Redis replicas that must hold an accepted event before the 202 (WAIT); 0 = the primary's
+    # own persistence only (AOF), see the README's durability section
+    async_wait_replicas: int = 0
+    async_wait_timeout_s: float = 1.0
+
     # input limits
     max_package_bytes: int = 50 * 1024 * 1024
     max_unzipped_bytes: int = 250 * 1024 * 1024
@@ -177,7 +205,10 @@ class Settings:
             )
         if self.keep_versions < 1:
             raise SettingsError(f"{ENV_PREFIX}KEEP_VERSIONS must be at least 1")
-        for positive in ("auth_failures_per_s", "public_rate_per_s"):
+        _retry_delays(self.async_retry_delays_s)
+        if not 0 < self.async_share <= 1:
+            raise SettingsError(f"{ENV_PREFIX}ASYNC_SHARE must be a fraction > 0 and <= 1")
+        for positive in ("auth_failures_per_s", "public_rate_per_s", "async_concurrency"):
             if not getattr(self, positive) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
         for f in fields(self):
@@ -227,12 +258,30 @@ class Settings:
         return {"python": self.runtime_image_python}
 
     @property
+    def async_retry_delays(self) -> tuple[float, ...]:
+        """The waits before each retry of a failed asynchronous event, in seconds."""
+        return _retry_delays(self.async_retry_delays_s)
+
+    @property
     def code_dir(self) -> Path:
         return self.state_dir / "code"
 
     @property
     def containers_dir(self) -> Path:
         return self.state_dir / "containers"
+
+
+def _retry_delays(raw: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or not all(0 <= d <= 3600 for d in delays):
+        raise SettingsError(
+            f"{ENV_PREFIX}ASYNC_RETRY_DELAYS_S={raw!r} must be comma-separated seconds from 0 "
+            "to 3600, e.g. 60,120"
+        )
+    return delays
 
 
 def _convert(name: str, raw: str, annotation: Any) -> Any:
