@@ -18,6 +18,8 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from hotpool.main_server.async_api import routes as async_routes
+from hotpool.main_server.async_consumer import AsyncConsumer
 from hotpool.main_server.auth import AUTHENTICATOR, Authenticator, auth_middleware
 from hotpool.main_server.container_client import ContainerClient
 from hotpool.main_server.functions import FunctionService
@@ -30,6 +32,8 @@ from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
 from hotpool.main_server.state import (
+    ASYNC_CONSUMER,
+    ASYNC_QUEUE,
     CODE_STORE,
     FUNCTIONS,
     HTTP,
@@ -47,6 +51,7 @@ from hotpool.main_server.state import (
     WEB_COUNTERS,
 )
 from hotpool.main_server.web import routes as web_routes
+from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
 from hotpool.shared.http import client_context, error_middleware
@@ -105,6 +110,7 @@ def create_app(
             function_service,
             layer_service,
             invocations,
+            asynchronous_invocations,
             lease_reaper,
         ]
     )
@@ -113,6 +119,7 @@ def create_app(
     app.add_routes(layer_routes)
     app.add_routes(openapi_routes)
     app.add_routes(web_routes)
+    app.add_routes(async_routes)
     return app
 
 
@@ -209,6 +216,22 @@ async def invocations(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await containers.close()
+
+
+async def asynchronous_invocations(app: web.Application) -> AsyncIterator[None]:
+    """The asynchronous queue, and this replica's consumer of it.
+
+    On shutdown the consumer stops reading and its events in flight get ``drain_timeout_s`` to
+    end; what is still running then is cancelled, stays pending and another replica reruns it.
+    """
+    settings = app[SETTINGS]
+    queue = AsyncQueue(app[REDIS])
+    consumer = AsyncConsumer(settings, queue=queue, invoker=app[INVOKER], functions=app[FUNCTIONS])
+    app[ASYNC_QUEUE] = queue
+    app[ASYNC_CONSUMER] = consumer
+    consuming = asyncio.create_task(consumer.run_forever(), name="async-consumer")
+    yield
+    await consumer.stop(consuming, settings.drain_timeout_s)
 
 
 async def function_service(app: web.Application) -> AsyncIterator[None]:

@@ -130,6 +130,7 @@ class Invoker:
         admission: Admission | None = None,
         *,
         trigger: str = "sync",
+        attempt: int | None = None,
     ) -> AsyncIterator[Invocation]:
         """Run one invocation; the container goes back to the pool when the block ends.
 
@@ -138,7 +139,8 @@ class Invoker:
         client's next request on the connection never finds its own container missing. With
         ``admission`` the request is metered and admitted to its namespace in the pool's
         first script, and the namespace slot is given back with the container. ``trigger``
-        names the way in, in the record ("sync" for /invoke, "web" for /fn/).
+        names the way in, in the record ("sync" for /invoke, "web" for /fn/, "async");
+        ``attempt`` is an asynchronous event's attempt number, told to the handler and recorded.
         """
         self.in_flight += 1
         started_at = time.time()
@@ -150,11 +152,15 @@ class Invoker:
             "started_at": started_at,
             "trigger": trigger,
         }
+        if attempt is not None:
+            record["attempt"] = attempt
+            if attempt > 1:  # records are unique by request id; every attempt has its own
+                record["request_id"] = f"{request_id}:{attempt}"
         slot = _Slot(admission.namespace if admission else "", request_id)
-        attempt: _Attempt | None = None
+        call: _Attempt | None = None
         try:
             try:
-                attempt = await self._run(fv, event, slot, admission, record)
+                call = await self._run(fv, event, slot, admission, record)
             except HotpoolError as exc:
                 if "status" in record:  # it reached a container: it gets a record
                     record["duration_ms"] = _ms_since(begun)
@@ -163,10 +169,10 @@ class Invoker:
                 raise
             record["duration_ms"] = _ms_since(begun)
             self._records.submit(record)  # journaled before the client hears of the call
-            yield _outcome(attempt, request_id, record["duration_ms"])
+            yield _outcome(call, request_id, record["duration_ms"])
         finally:
-            if attempt is not None:
-                await self._release(attempt.entry, slot)
+            if call is not None:
+                await self._release(call.entry, slot)
             if slot.held:
                 await self._exit(slot)
             self.in_flight -= 1
@@ -198,7 +204,9 @@ class Invoker:
                 manager_id=attempt.entry.manager_id,
             )
             try:
-                attempt.reply = await self._call(attempt.entry, fv, event, request_id)
+                attempt.reply = await self._call(
+                    attempt.entry, fv, event, request_id, record.get("attempt")
+                )
             except AnswerTooLarge:
                 attempt.error = self._too_large(fv, record)
                 return attempt
@@ -236,7 +244,12 @@ class Invoker:
         raise ContainerFailed(f"no container could be reached in {max_delivery_attempts} tries")
 
     async def _call(
-        self, entry: PoolEntry, fv: FunctionVersion, event: bytes, request_id: str
+        self,
+        entry: PoolEntry,
+        fv: FunctionVersion,
+        event: bytes,
+        request_id: str,
+        attempt: int | None = None,
     ) -> dict[str, Any]:
         headers = {
             "Content-Type": "application/json",
@@ -244,6 +257,8 @@ class Invoker:
             "X-Hotpool-Deadline-Ms": str(int(fv.config.timeout_s * 1000)),
             CONTAINER_SECRET_HEADER: entry.secret,
         }
+        if attempt is not None:
+            headers["X-Hotpool-Attempt"] = str(attempt)
         try:
             status, raw = await self._containers.post(
                 entry.address, "/invoke", event, headers, fv.config.timeout_s + transport_margin_s

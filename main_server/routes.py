@@ -11,8 +11,12 @@ import orjson
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from hotpool.main_server.async_api import accept as accept_async
+from hotpool.main_server.async_api import wants_async
 from hotpool.main_server.auth import AUTHENTICATOR, PRINCIPAL
 from hotpool.main_server.state import (
+    ASYNC_CONSUMER,
+    ASYNC_QUEUE,
     FUNCTIONS,
     INVOKER,
     LOGS,
@@ -204,6 +208,8 @@ async def get_function(request: web.Request) -> web.Response:
 @routes.delete("/v1/functions/{name}")
 async def delete_function(request: web.Request) -> web.Response:
     fv, removed = await request.app[FUNCTIONS].delete(_target(request, "deploy"))
+    with redis_errors("the asynchronous queue"):
+        await request.app[ASYNC_QUEUE].forget_function(fv.name)
     return json_response(
         {
             "deleted": fv.short_name,
@@ -221,6 +227,7 @@ async def invoke(request: web.Request) -> web.Response:
     functions, authenticator = request.app[FUNCTIONS], request.app[AUTHENTICATOR]
     try:
         name = _target(request, "invoke")
+        asynchronous = wants_async(request)
         # the hot path meters the key in the pool's first script; a function that is not
         # cached is metered first, so no request reaches the database unmetered
         fv = functions.cached(name)
@@ -235,6 +242,10 @@ async def invoke(request: web.Request) -> web.Response:
             if not metered:  # a bad event costs a token too (429 first when over the rate)
                 await authenticator.meter(request[PRINCIPAL])
             raise
+        if asynchronous:
+            if not metered:  # an accepted event is metered like a call
+                await authenticator.meter(request[PRINCIPAL])
+            return await accept_async(request, fv, event, request_id)
         hold_s = fv.config.timeout_s + functions.lease_grace_s
         admission = authenticator.admission(
             request[PRINCIPAL], fv.namespace, hold_s, metered=metered
@@ -298,6 +309,8 @@ async def system_status(request: web.Request) -> web.Response:
         await app[REDIS].ping()
         managers = await app[REGISTRY].snapshot(fresh=True)
         counts = await app[POOL].counts()
+        depths = await app[ASYNC_QUEUE].depths()
+        backlog = await app[ASYNC_QUEUE].backlog()
     by_function: dict[str, dict[str, int]] = {}
     empty = {"warm": 0, "busy": 0, "starting": 0}
     for label, n in counts.idle.items():
@@ -322,7 +335,20 @@ async def system_status(request: web.Request) -> web.Response:
             "containers": {"by_function": by_function, "by_runtime": by_runtime},
             "invocations_in_flight": app[INVOKER].in_flight,
             "busy_containers": sum(counts.leased.values()),
+            "async": {
+                "namespaces": {
+                    ns: {"queued": d.queued, "oldest_age_s": d.oldest_age_s}
+                    for ns, d in depths.items()
+                },
+                **backlog,
+                "in_flight_here": app[ASYNC_CONSUMER].in_flight,
+            },
             # this replica's counters since it started
-            "counters": dict(app[INVOKER].counters + app[REAPER].counters + app[WEB_COUNTERS]),
+            "counters": dict(
+                app[INVOKER].counters
+                + app[REAPER].counters
+                + app[WEB_COUNTERS]
+                + app[ASYNC_CONSUMER].counters
+            ),
         }
     )

@@ -8,11 +8,13 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from hotpool.main_server.async_consumer import AsyncConsumer
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
+from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
 from hotpool.shared.metadata import MetadataStore
@@ -34,5 +36,7 @@ FUNCTIONS = web.AppKey("functions", FunctionService)
 LAYERS = web.AppKey("layers", LayerService)
 INVOKER = web.AppKey("invoker", Invoker)
 REAPER = web.AppKey("reaper", Reaper)
+ASYNC_QUEUE = web.AppKey("async_queue", AsyncQueue)
+ASYNC_CONSUMER = web.AppKey("async_consumer", AsyncConsumer)
 # what the web route (/fn/) did on this replica: calls, preflights, 502s, malformed results
 WEB_COUNTERS = web.AppKey("web_counters", Counter)

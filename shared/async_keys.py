@@ -225,8 +225,9 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 local fields = cjson.decode(ARGV[3])
 redis.call('PERSIST', KEYS[3])
+redis.call('HDEL', KEYS[3], 'finished_at', 'result', 'error', 'result_bytes', 'result_truncated',
+  'reason', 'retries', 'throttles', 'deadline', 'version')
 for name, value in pairs(fields) do redis.call('HSET', KEYS[3], name, value) end
-redis.call('HDEL', KEYS[3], 'finished_at', 'result', 'error')
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('XADD', KEYS[5], '*', 'id', ARGV[1], 'fn', fields['function'], 'ns',
   fields['namespace'])

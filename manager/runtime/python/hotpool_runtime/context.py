@@ -37,6 +37,9 @@ class LambdaContext:
         self.identity = CognitoIdentity()
         self.client_context = None
         self.tenant_id = None
+        # hotpool's own: which attempt at this request id this is (asynchronous retries, or a
+        # rerun after a Main replica died); 1 for a synchronous call
+        self.attempt = 1
         self._deadline = deadline
 
     def get_remaining_time_in_millis(self) -> int:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
 # Header names are lower-cased on parsing.
 REQUEST_ID_HEADER = "x-hotpool-request-id"
 DEADLINE_HEADER = "x-hotpool-deadline-ms"
+# the attempt number of an asynchronous event (1, then 2, ... on retries): same request id
+ATTEMPT_HEADER = "x-hotpool-attempt"
 
 
 def invoke(
@@ -39,6 +41,8 @@ def invoke(
     deadline_ms = _deadline_ms(headers.get(DEADLINE_HEADER), loaded.config.timeout_s)
     deadline = started + deadline_ms / 1000
     context = LambdaContext(loaded.config, loaded.log_stream, request_id, deadline)
+    attempt = headers.get(ATTEMPT_HEADER, "1")
+    context.attempt = int(attempt) if attempt.isdigit() and len(attempt) < 6 else 1
     # log lines carry it from now on, and still after the call (awslambdaric keeps it too)
     logs.settings.request_id = request_id
     # before: what /init or a thread of the last call started after it returned

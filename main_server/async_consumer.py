@@ -1,0 +1,284 @@
+"""The asynchronous trigger: every Main replica consumes the event stream and runs each event
+through the one invoke path (admission, lease, call, release, record).
+
+At least once: an event stays pending on the replica that read it until that replica ends,
+retries or defers it in one script. A replica that dies leaves its entries pending and silent;
+another takes them after ``async_consumer_timeout_s`` and runs them again once the function's
+timeout + lease grace has passed since the attempt began (``shared.async_keys.RECLAIM``), so
+two attempts never overlap. What to do with an attempt's outcome is ``async_outcome.decide``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+from collections import Counter
+
+from redis.exceptions import ResponseError
+
+from hotpool.main_server.async_outcome import Decision, Outcome, decide, destination_event
+from hotpool.main_server.functions import FunctionService
+from hotpool.main_server.invoke import Invoker
+from hotpool.shared.async_queue import AsyncQueue, Attempt, Entry, new_epoch
+from hotpool.shared.errors import HotpoolError, NotFound
+from hotpool.shared.models import FunctionVersion
+from hotpool.shared.pool import Admission
+from hotpool.shared.redis_conn import REDIS_ERRORS
+from hotpool.shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# a blocked read returns at least this often, so a stop or a lost group is noticed
+read_block_ms = 2000
+# how often due retries are moved back into the stream (their delays' resolution)
+move_interval_s = 0.05
+# how often the queue's epoch marker is checked (a Redis that lost its data)
+epoch_interval_s = 1.0
+# how long an event waits when async calls hold their whole share of its function
+busy_defer_s = 0.5
+# pause after a Redis error before the loops try again
+redis_retry_s = 0.5
+
+
+class AsyncConsumer:
+    """Runs queued asynchronous events on this replica, ``async_concurrency`` at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        queue: AsyncQueue,
+        invoker: Invoker,
+        functions: FunctionService,
+        name: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._invoker = invoker
+        self._functions = functions
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{new_epoch()[:6]}"
+        self.counters: Counter[str] = Counter()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._slot_free = asyncio.Event()
+        self._epoch: str | None = None
+        self._stopping = False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def run_forever(self) -> None:
+        """Read and run events until ``stop``; the housekeeping runs beside it."""
+        housekeeping = asyncio.create_task(self._housekeeping(), name="async-housekeeping")
+        try:
+            await self._consume()
+        finally:
+            await _stop_task(housekeeping)
+
+    async def stop(self, consuming: asyncio.Task[None], drain_s: float = 0.0) -> None:
+        """Stop reading, let the events running here end within ``drain_s``, then cancel the
+        rest: they stay pending and another replica reruns them."""
+        self._stopping = True
+        self._slot_free.set()
+        await _stop_task(consuming)
+        tasks = list(self._running.values())
+        if tasks and drain_s > 0:
+            await asyncio.wait(tasks, timeout=drain_s)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _consume(self) -> None:
+        while not self._stopping:
+            free = self._settings.async_concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                await self._check_epoch(startup=self._epoch is None)
+                entries = await self._queue.read(self.name, free, read_block_ms)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._check_epoch()
+                continue
+            except REDIS_ERRORS as exc:
+                log.warning("async consumer: Redis unreachable (%s); retrying", exc)
+                await asyncio.sleep(redis_retry_s)
+                continue
+            for entry in entries:
+                task = asyncio.create_task(self._run(entry), name=f"async-{entry.request_id}")
+                self._running[entry.entry_id] = task
+                task.add_done_callback(lambda _t, e=entry.entry_id: self._done(e))
+
+    def _done(self, entry_id: str) -> None:
+        self._running.pop(entry_id, None)
+        self._slot_free.set()
+
+    async def _housekeeping(self) -> None:
+        """Move due retries back, renew this replica's claims, take a dead replica's events,
+        and watch for a Redis that lost the queue."""
+        timeout_s = self._settings.async_consumer_timeout_s
+        renew_every_s = max(0.05, timeout_s / 4)
+        last_renew = last_epoch = 0.0
+        while not self._stopping:
+            await asyncio.sleep(move_interval_s)
+            now = time.monotonic()
+            try:
+                self.counters["async_moved_due"] += await self._queue.move_due()
+                if now - last_renew >= renew_every_s:
+                    last_renew = now
+                    await self._queue.renew(self.name, list(self._running))
+                    taken = await self._queue.reclaim(self.name, timeout_s)
+                    if taken:
+                        self.counters["async_reclaimed"] += len(taken)
+                        log.warning(
+                            "took %d asynchronous events from a replica silent for %g s; "
+                            "they run again once their attempt's deadline has passed",
+                            len(taken), timeout_s,
+                        )  # fmt: skip
+                if now - last_epoch >= epoch_interval_s:
+                    last_epoch = now
+                    await self._check_epoch()
+            except REDIS_ERRORS as exc:
+                log.warning("async housekeeping: Redis unreachable (%s)", exc)
+                await asyncio.sleep(redis_retry_s)
+
+    async def _check_epoch(self, *, startup: bool = False) -> None:
+        """Notice a Redis that came back without the queue: its accepted events are lost."""
+        if not startup:
+            current = await self._queue.epoch()
+            if current is not None and current == self._epoch:
+                return
+        created = await self._queue.ensure_group()
+        current = await self._queue.epoch(new_epoch())
+        if not startup and current != self._epoch:
+            self.counters["async_redis_data_lost"] += 1
+            log.error(
+                "Redis came back without the asynchronous queue (no persistence, or a failover "
+                "to a replica that had not synced): events accepted before now are lost and "
+                "their status is unknown; see the README's durability section"
+            )
+        elif created and startup:
+            log.info("created the asynchronous event stream and its consumer group")
+        self._epoch = current
+
+    async def _run(self, entry: Entry) -> None:
+        try:
+            try:
+                fv: FunctionVersion | None = await self._functions.get(entry.function)
+            except NotFound:
+                fv = None  # deleted since: the attempt ends the event as failed
+            await self._attempt(entry, fv)
+        except (HotpoolError, *REDIS_ERRORS) as exc:
+            # the entry stays pending here, unrenewed once this task ends: the reclaim path
+            # hands it to a replica again after async_consumer_timeout_s
+            self.counters["async_interrupted"] += 1
+            log.warning("async event %s interrupted: %s", entry.request_id, exc)
+
+    async def _attempt(self, entry: Entry, fv: FunctionVersion | None) -> None:
+        settings = self._settings
+        share = settings.async_share
+        max_concurrency = fv.config.max_concurrency if fv is not None else 1
+        begun = await self._queue.begin(
+            entry,
+            self.name,
+            fn_share=max(1, math.floor(share * max_concurrency)),
+            ns_share=max(1, math.floor(share * settings.namespace_max_concurrency)),
+            defer_s=busy_defer_s,
+            timeout_s=fv.config.timeout_s if fv is not None else 0.0,
+            grace_s=settings.lease_grace_s,
+        )
+        if not isinstance(begun, Attempt):
+            self.counters[f"async_{begun}"] += 1
+            return
+        outcome = await self._invoke(begun, fv)
+        decision = decide(begun, fv, outcome, settings, now=time.time())
+        await self._finish(begun, fv, decision)
+
+    async def _invoke(self, attempt: Attempt, fv: FunctionVersion | None) -> Outcome:
+        if fv is None:
+            return Outcome.from_error(NotFound(f"function {attempt.entry.function} was deleted"))
+        age_s = time.time() - float(attempt.state.get("accepted_at", "0"))
+        if age_s > fv.config.max_event_age_s:
+            return Outcome.expired(age_s)
+        admission = Admission(
+            key_id="",
+            rate_per_s=0.0,  # metered when it was accepted
+            burst=1,
+            namespace=attempt.entry.namespace,
+            namespace_limit=self._settings.namespace_max_concurrency,
+            hold_s=fv.config.timeout_s + self._settings.lease_grace_s,
+        )
+        self.counters["async_started"] += 1
+        try:
+            async with self._invoker.invocation(
+                fv,
+                attempt.event,
+                attempt.entry.request_id,
+                admission,
+                trigger=attempt.state.get("trigger", "async"),
+                attempt=attempt.number,
+            ) as result:
+                return Outcome.from_invocation(result)
+        except HotpoolError as exc:
+            return Outcome.from_error(exc)
+
+    async def _finish(
+        self, attempt: Attempt, fv: FunctionVersion | None, decision: Decision
+    ) -> None:
+        destination = None
+        if decision.destination and fv is not None:
+            destination = await self._destination(attempt, fv, decision)
+        changed = await self._queue.finish(
+            attempt,
+            decision.status,
+            decision.fields,
+            due=decision.due,
+            result_ttl_s=self._settings.async_result_ttl_s,
+            dead_letter=decision.dead_letter,
+            dead_letter_ttl_s=self._settings.async_dead_letter_ttl_s,
+            destination=destination,
+        )
+        if not changed:
+            self.counters["async_stale_attempts"] += 1
+            log.warning(
+                "async event %s attempt %d ended after it was taken from this replica; "
+                "its outcome is dropped", attempt.entry.request_id, attempt.number,
+            )  # fmt: skip
+            return
+        self.counters[f"async_{decision.status}"] += 1
+        if decision.dead_letter is not None:
+            self.counters["async_dead_lettered"] += 1
+        if destination is not None:
+            self.counters["async_destinations"] += 1
+
+    async def _destination(
+        self, attempt: Attempt, fv: FunctionVersion, decision: Decision
+    ) -> dict[str, str] | None:
+        """The state of the event Lambda's destination record becomes, or None (logged)."""
+        target = decision.destination
+        try:
+            target_fv = await self._functions.get(target)
+        except HotpoolError as exc:
+            self.counters["async_destination_missing"] += 1
+            log.warning("destination %s of %s not delivered: %s", target, fv.name, exc)
+            return None
+        return destination_event(attempt, fv, target_fv, decision, self._settings)
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel a loop and wait for it. A cancellation can be lost inside a Redis client call
+    (it surfaces as a connection error, which the loops survive), so it is sent again until
+    the task ends; the loops also check ``_stopping`` on each turn."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.5)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
