@@ -205,7 +205,14 @@ async def _run_dev(settings: Settings) -> None:
     if binary is not None:
         local = LocalRedis(binary, settings.state_dir / "redis")
         settings = settings.replace(redis_url=await asyncio.to_thread(local.start))
+        # its queued asynchronous events are kept; the rest described the last run
+        await asyncio.to_thread(local.drop_stale_keys)
     server = in_process_server() if uses_in_process_redis(settings) else None
+    if server is not None:
+        log.warning(
+            "asynchronous events queued in the in-process Redis stand-in are lost when "
+            "hotpool dev stops; install redis-server to keep them"
+        )
     main_redis = make_redis(settings, server)
     manager_redis = make_redis(settings, server)
     try:

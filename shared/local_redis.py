@@ -4,9 +4,14 @@ The embedded default needs no Redis: its in-process stand-in (fakeredis) runs th
 scripts unchanged. But it interprets every ``redis.call`` of a script through Python, and a
 profile of the invoke path put the two scripts of a warm call at ~0.5 ms there against
 ~0.15 ms on a real server. So ``hotpool dev`` starts a redis-server of its own when the binary
-is on the PATH (``HOTPOOL_EMBEDDED_REDIS=auto``, the default): a child process that keeps
-nothing on disk, listens only on a unix socket in a private directory (mode 0700) and dies
-with its parent. ``inprocess`` always uses the stand-in; ``server`` requires the binary.
+is on the PATH (``HOTPOOL_EMBEDDED_REDIS=auto``, the default): a child process that listens
+only on a unix socket in a private directory (mode 0700) and dies with its parent.
+``inprocess`` always uses the stand-in; ``server`` requires the binary.
+
+The server keeps its data in an append-only file in that directory (``appendonlydir/``,
+fsynced every second), so the asynchronous events a run of ``hotpool dev`` accepted are still
+queued when the next run starts on the same state folder; ``drop_stale_keys`` then removes
+what described the last run's containers and Managers. The stand-in keeps nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import redis
 import redis.exceptions
 
+from hotpool.shared import async_keys
 from hotpool.shared.procs import die_with_parent
 from hotpool.shared.settings import Settings, SettingsError
 
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 start_timeout_s = 10.0
 # sun_path holds 108 bytes on Linux; a deep state directory gets a short private one instead
 max_socket_path = 100
+# keys per SCAN round, and the most one UNLINK names
+drop_batch = 1000
 
 
 def wanted_binary(settings: Settings) -> str | None:
@@ -72,7 +80,10 @@ class LocalRedis:
             [
                 self._binary,
                 "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
-                "--save", "", "--appendonly", "no", "--dir", str(self._dir),
+                # no snapshots: the append-only file alone; a tail cut short by a kill is
+                # dropped at load (aof-load-truncated, on by default), not refused
+                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                "--dir", str(self._dir),
                 "--logfile", str(self._dir / "redis.log"), "--daemonize", "no",
             ],
             stdin=subprocess.DEVNULL,
@@ -88,6 +99,23 @@ class LocalRedis:
             raise
         log.info("embedded Redis: redis-server (pid %d) on %s", self._proc.pid, socket_path)
         return self.url
+
+    def drop_stale_keys(self) -> int:
+        """Delete the keys the last run on this directory left, all but those of asynchronous
+        invocation (``async_keys.PREFIX``), and return how many. For ``hotpool dev``'s start,
+        before Main and Manager: the last run's pool entries, leases and registrations name
+        containers and a Manager that died with it."""
+        client = redis.Redis.from_url(self.url)
+        try:
+            dropped = unlink_all_but(client, async_keys.PREFIX)
+            kept = client.dbsize()
+        finally:
+            client.close()
+        log.info(
+            "embedded Redis: dropped %d keys of the last run, kept %d of asynchronous "
+            "invocation (%s*)", dropped, kept, async_keys.PREFIX,
+        )  # fmt: skip
+        return dropped
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
@@ -119,3 +147,24 @@ class LocalRedis:
                 self._proc.wait()
         if self._own_dir is not None:
             shutil.rmtree(self._own_dir, ignore_errors=True)
+
+
+def unlink_all_but(client: redis.Redis, prefix: str, batch: int = drop_batch) -> int:
+    """Delete every key of ``client``'s database that does not start with ``prefix``; return
+    how many were deleted.
+
+    SCAN, not KEYS: it never blocks the server for the whole keyspace. A key SCAN returns
+    twice (it may, as the table resizes) counts once: UNLINK counts only keys it removed.
+    """
+    keep = prefix.encode()
+    dropped = 0
+    stale: list[bytes] = []
+    for key in client.scan_iter(count=batch):
+        if not key.startswith(keep):
+            stale.append(key)
+        if len(stale) >= batch:
+            dropped += client.unlink(*stale)
+            stale.clear()
+    if stale:
+        dropped += client.unlink(*stale)
+    return dropped

@@ -1,5 +1,6 @@
 """The private redis-server of ``hotpool dev``: started on a unix socket, private, gone with
-its parent, and chosen only when the settings leave Redis to the embedded default."""
+its parent, its data kept on disk across restarts (the last run's keys dropped but the
+asynchronous ones), and chosen only when the settings leave Redis to the embedded default."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from hotpool.shared.local_redis import LocalRedis, wanted_binary
+from hotpool.shared import async_keys
+from hotpool.shared.local_redis import LocalRedis, unlink_all_but, wanted_binary
 from hotpool.shared.settings import Settings, SettingsError
 from tests.services import missing_service
 
@@ -41,7 +43,8 @@ def test_it_serves_on_a_private_unix_socket_and_stops(tmp_path, binary):
         assert stat.S_IMODE(socket_path.stat().st_mode) == 0o700
         client = redis.Redis.from_url(url)
         assert client.set("k", "v") and client.get("k") == b"v"
-        # nothing is kept on disk, and no TCP port is open
+        # kept on disk in an append-only file (no snapshots), and no TCP port is open
+        assert client.config_get("appendonly")["appendonly"] == "yes"
         assert client.config_get("save")["save"] == ""
         assert client.config_get("port")["port"] == "0"
         client.close()
@@ -92,6 +95,84 @@ def test_it_dies_with_a_parent_killed_by_sigkill(tmp_path, binary):
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists(), "redis-server outlived its parent"
+
+
+@pytest.fixture
+def local_redis(binary):
+    """Start LocalRedis servers; every one still running is stopped at the end."""
+    started: list[LocalRedis] = []
+
+    def start(directory: Path) -> tuple[LocalRedis, redis.Redis]:
+        server = LocalRedis(binary, directory)
+        started.append(server)
+        client = redis.Redis.from_url(server.start())
+        return server, client
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.integration
+def test_its_data_survives_a_stop_and_a_start_on_the_same_directory(tmp_path, local_redis):
+    server, client = local_redis(tmp_path / "redis")
+    client.xadd(async_keys.STREAM, {"id": "r1"})
+    client.set("plain", "v")
+    client.close()
+    server.stop()
+
+    _, again = local_redis(tmp_path / "redis")
+    assert again.xrange(async_keys.STREAM)[0][1] == {b"id": b"r1"}
+    assert again.get("plain") == b"v"
+    again.close()
+
+
+@pytest.mark.integration
+def test_a_killed_server_with_a_cut_short_file_starts_again_with_its_data(tmp_path, local_redis):
+    directory = tmp_path / "redis"
+    _, client = local_redis(directory)
+    for n in range(100):
+        client.set(f"k{n}", n)
+    pid = client.info("server")["process_id"]
+    client.close()
+    # as when hotpool dev is killed: redis-server gets SIGKILL too (die_with_parent), its
+    # socket file stays, and a write it was making may be cut short
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (directory / "redis.sock").exists()
+    (increment,) = (directory / "appendonlydir").glob("*.incr.aof")
+    with increment.open("ab") as f:
+        f.write(b"*3\r\n$3\r\nSET\r\n$4\r\nlost")
+
+    _, again = local_redis(directory)
+    assert again.mget([f"k{n}" for n in range(100)]) == [str(n).encode() for n in range(100)]
+    assert again.get("lost") is None
+    again.close()
+    log = (directory / "redis.log").read_text()
+    assert "loaded anyway because aof-load-truncated is enabled" in log
+
+
+@pytest.mark.integration
+def test_the_last_runs_keys_are_dropped_but_the_asynchronous_ones(tmp_path, local_redis):
+    server, client = local_redis(tmp_path / "redis")
+    kept = {f"{async_keys.PREFIX}inv:{n}".encode() for n in range(150)}
+    stale = {f"hp:pool:f:{n}".encode() for n in range(230)} | {b"hp:leases", b"hp:managers"}
+    # a key that only resembles the prefix is not kept
+    stale.add(async_keys.PREFIX.rstrip(":").encode() + b"-other")
+    with client.pipeline(transaction=False) as pipe:
+        for key in kept | stale:
+            pipe.set(key, "1")
+        pipe.execute()
+    client.xadd(async_keys.STREAM, {"id": "r1"})
+    kept.add(async_keys.STREAM.encode())
+
+    # small batches: the keys span several SCAN rounds and UNLINKs
+    assert unlink_all_but(client, async_keys.PREFIX, batch=50) == len(stale)
+    assert set(client.scan_iter(count=1000)) == kept
+    assert server.drop_stale_keys() == 0  # nothing left to drop
+    client.close()
 
 
 @pytest.mark.unit
