@@ -1,0 +1,372 @@
+"""The asynchronous API's front door (issue 14, rule 1): an event is accepted with 202 once it is
+queued and then runs; it passes the same auth, scopes, event limits and rate as a synchronous
+call, and a refused request queues nothing; a namespace's queue has a limit; an Idempotency-Key
+queues a repeat only once; /system/status shows the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from tests.async_calls import (
+    EVENT,
+    JSON,
+    LEDGER_BODY,
+    LEDGER_PRELUDE,
+    accepted,
+    bearer,
+    error_of,
+    queue_shot,
+    send,
+    settled,
+)
+from tests.helpers import handler_zip
+from tests.stack import Stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+LEDGER = handler_zip(LEDGER_BODY, prelude=LEDGER_PRELUDE)
+# waits (at most 10 s) for its $GATE file, so that events stay queued until the test opens it
+GATED = handler_zip(
+    """
+    for _ in range(500):
+        if os.path.exists(os.environ["GATE"]):
+            break
+        time.sleep(0.02)
+    return "through"
+    """,
+    prelude="import os, time",
+)
+FAST = {"async_retry_delays_s": "0.05", "async_consumer_timeout_s": 1}
+
+
+async def ledger_stack(hotpool_stack, tmp_path, name: str = "fn", **settings) -> Stack:
+    """A stack with ``name`` deployed: a handler that logs each run to tmp_path/ledger-{name}."""
+    stack = await hotpool_stack(**FAST, **settings)
+    ledger = tmp_path / f"ledger-{name}"
+    ledger.touch()
+    resp = await stack.deploy(name, LEDGER, env={"LEDGER": str(ledger)})
+    assert resp.status == 201, await resp.text()
+    return stack
+
+
+def runs(tmp_path, name: str = "fn") -> list[dict]:
+    """The ledger of ``name``: one entry per time its handler ran."""
+    text = (tmp_path / f"ledger-{name}").read_text()
+    return [orjson.loads(line) for line in text.splitlines()]
+
+
+# -- 1. accepted at once, then run ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"headers": {"X-Hotpool-Invocation-Type": "Event"}},
+        {"headers": {"X-Amz-Invocation-Type": "Event"}},
+        {"headers": {"X-Hotpool-Invocation-Type": "event"}},
+        {"params": {"async": "true"}},
+    ],
+    ids=["hotpool-header", "amz-header", "lower-case", "query"],
+)
+async def test_an_accepted_event_answers_202_then_runs_once(any_redis_stack, tmp_path, how):
+    stack = await ledger_stack(any_redis_stack, tmp_path)
+
+    request_id = await accepted(await send(stack, "fn", {"n": 1}, **how))
+
+    status = await settled(stack, request_id)
+    assert status["status"] == "succeeded", status
+    assert status["result"] == {"event": {"n": 1}, "attempt": 1}
+    assert status["request_id"] == request_id and status["function"] == "fn"
+    assert status["namespace"] == "default" and status["attempts"] == 1
+    assert runs(tmp_path) == [{"id": request_id, "attempt": 1}]
+
+    async def recorded() -> list[dict]:
+        resp = await stack.client.get("/v1/functions/fn/invocations")
+        assert resp.status == 200
+        return [r for r in (await resp.json())["invocations"] if r["request_id"] == request_id]
+
+    assert await wait_for(recorded)
+    (record,) = await recorded()
+    assert record["trigger"] == "async" and record["attempt"] == 1, record
+    assert record["status"] == "success", record
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Hotpool-Invocation-Type": "RequestResponse"},
+        {"X-Amz-Invocation-Type": "RequestResponse"},
+    ],
+)
+async def test_request_response_and_async_false_stay_synchronous(hotpool_stack, tmp_path, headers):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    before = await queue_shot(stack)
+
+    for how in ({"headers": headers}, {"params": {"async": "false"}}, {"headers": {}}):
+        resp = await send(stack, "fn", {"n": 2}, **how)
+        assert resp.status == 200, await resp.text()
+        assert await resp.json() == {"event": {"n": 2}, "attempt": 1}
+
+    assert await queue_shot(stack) == before
+    assert len(runs(tmp_path)) == 3
+
+
+@pytest.mark.parametrize(
+    ("how", "named"),
+    [
+        ({"headers": {"X-Hotpool-Invocation-Type": "DryRun"}}, "X-Hotpool-Invocation-Type"),
+        ({"headers": {"X-Amz-Invocation-Type": "later"}}, "X-Amz-Invocation-Type"),
+        ({"headers": {"X-Hotpool-Invocation-Type": ""}}, "X-Hotpool-Invocation-Type"),
+        ({"params": {"async": "maybe"}}, "async"),
+        ({"params": {"async": ""}}, "async"),
+    ],
+)
+async def test_a_bad_invocation_type_is_a_400_that_names_the_fix(
+    hotpool_stack, tmp_path, how, named
+):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    before = await queue_shot(stack)
+
+    error = await error_of(await send(stack, "fn", {"n": 3}, **how), 400)
+
+    assert named in error["message"], error
+    assert ("Event" in error["message"]) or ("true or false" in error["message"]), error
+    assert await queue_shot(stack) == before
+    assert runs(tmp_path) == []
+
+
+# -- 2. the limits of a synchronous call, and a refused request queues nothing ------------------
+
+
+DEEP = b"[" * 200 + b"]" * 200
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "key_scopes", "status", "code", "says"),
+    [
+        ("fn", b'{"n": ', None, 400, "InvalidEvent", "not valid JSON"),
+        ("fn", orjson.dumps("x" * 2000), None, 413, "PayloadTooLarge", "event"),
+        ("fn", DEEP, None, 400, "InvalidEvent", "deeper than 128"),
+        ("nothing", b"{}", None, 404, "NotFound", "nothing"),
+        ("fn", b"{}", "read", 403, "Forbidden", "'invoke' scope"),
+        ("fn", b"{}", "deploy", 403, "Forbidden", "'invoke' scope"),
+    ],
+    ids=["bad-json", "too-big", "too-deep", "unknown-function", "read-key", "deploy-key"],
+)
+async def test_a_refused_event_gets_the_sync_error_and_queues_nothing(
+    any_redis_stack, tmp_path, name, raw, key_scopes, status, code, says
+):
+    stack = await ledger_stack(any_redis_stack, tmp_path, max_event_bytes=1024)
+    # one accepted event first, so that the stream and its group exist
+    await settled(stack, await accepted(await send(stack, "fn", {"n": 0})))
+    before = await queue_shot(stack)
+    headers = EVENT | (bearer(await stack.key("default", key_scopes)) if key_scopes else {})
+
+    for how in ({"headers": headers}, {"headers": headers, "params": {"async": "true"}}):
+        error = await error_of(await send(stack, name, raw=raw, **how), status)
+        assert error["code"] == code and says in error["message"], error
+
+    assert await queue_shot(stack) == before
+    assert len(runs(tmp_path)) == 1
+
+
+async def test_an_event_over_the_keys_rate_is_a_429_and_queues_nothing(any_redis_stack, tmp_path):
+    stack = await ledger_stack(any_redis_stack, tmp_path, rate_burst=3)
+    key = await stack.key("default", "invoke,read", rate_per_s=0.01)
+    sent = {"headers": EVENT | bearer(key)}
+    ids = [await accepted(await send(stack, "fn", {"n": n}, **sent)) for n in range(3)]
+    before = await queue_shot(stack)
+
+    resp = await send(stack, "fn", {"n": 3}, **sent)
+
+    error = await error_of(resp, 429)
+    assert error["code"] == "TooManyRequests" and "rate" in error["message"], error
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert await queue_shot(stack) == before
+    for request_id in ids:
+        assert (await settled(stack, request_id))["status"] == "succeeded"
+    assert sorted(run["id"] for run in runs(tmp_path)) == sorted(ids)
+
+
+# -- 3. the namespace's queue limit ---------------------------------------------------------------
+
+
+async def gated_stack(hotpool_stack, tmp_path, **settings) -> Stack:
+    """A stack where "gated" in default and in team-b wait for tmp_path/gate."""
+    stack = await hotpool_stack(**FAST, **settings)
+    env = {"GATE": str(tmp_path / "gate")}
+    for namespace in ("default", "team-b"):
+        resp = await stack.client.put(
+            "/v1/functions/gated",
+            data=GATED,
+            params={"namespace": namespace, "env": orjson.dumps(env).decode()},
+            headers={"Content-Type": "application/zip"},
+        )
+        assert resp.status == 201, await resp.text()
+    return stack
+
+
+async def test_a_full_namespace_queue_answers_429_with_retry_after(any_redis_stack, tmp_path):
+    stack = await gated_stack(any_redis_stack, tmp_path, async_max_queued_per_namespace=3)
+    ids = [await accepted(await send(stack, "gated", {"n": n})) for n in range(3)]
+    before = await queue_shot(stack)
+
+    resp = await send(stack, "gated", {"n": 3})
+
+    error = await error_of(resp, 429)
+    assert error["code"] == "TooManyRequests", error
+    assert (
+        "'default'" in error["message"]
+        and "HOTPOOL_ASYNC_MAX_QUEUED_PER_NAMESPACE" in error["message"]
+    )
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert await queue_shot(stack) == before
+    # another namespace has a queue of its own
+    other = await send(stack, "gated", {"n": 4}, headers=EVENT, params={"namespace": "team-b"})
+    other_id = await accepted(other)
+
+    (tmp_path / "gate").touch()
+    for request_id in [*ids, other_id]:
+        assert (await settled(stack, request_id))["result"] == "through"
+    # the events that ended no longer count: the namespace takes new ones
+    await settled(stack, await accepted(await send(stack, "gated", {"n": 5})))
+
+
+# -- 4. Idempotency-Key --------------------------------------------------------------------------
+
+
+def keyed(key: str, **extra: str) -> dict[str, dict[str, str]]:
+    return {"headers": EVENT | {"Idempotency-Key": key} | extra}
+
+
+async def test_a_repeated_idempotency_key_returns_the_first_id_and_runs_once(
+    any_redis_stack, tmp_path
+):
+    stack = await ledger_stack(any_redis_stack, tmp_path)
+    first = await send(stack, "fn", {"n": 1}, **keyed("order-42"))
+    request_id = await accepted(first)
+    assert "X-Hotpool-Idempotent-Replay" not in first.headers
+
+    repeat = await send(stack, "fn", {"n": 1}, **keyed("order-42"))
+    assert await accepted(repeat) == request_id
+    assert repeat.headers["X-Hotpool-Idempotent-Replay"] == "true"
+    assert (await settled(stack, request_id))["status"] == "succeeded"
+    # after it ended too, and whatever the repeat's body says
+    late = await send(stack, "fn", {"n": 2}, **keyed("order-42"))
+    assert await accepted(late) == request_id
+    assert late.headers["X-Hotpool-Idempotent-Replay"] == "true"
+    # another key is another event
+    other_id = await accepted(await send(stack, "fn", {"n": 1}, **keyed("order-43")))
+    assert other_id != request_id
+    assert (await settled(stack, other_id))["status"] == "succeeded"
+
+    assert sorted(run["id"] for run in runs(tmp_path)) == sorted([request_id, other_id])
+    assert {k for k in (await queue_shot(stack)).states} == {
+        f"hp:async:inv:{request_id}",
+        f"hp:async:inv:{other_id}",
+    }
+
+
+async def test_an_idempotency_key_belongs_to_one_function(hotpool_stack, tmp_path):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    ledger2 = tmp_path / "ledger-fn2"
+    ledger2.touch()
+    resp = await stack.deploy("fn2", LEDGER, env={"LEDGER": str(ledger2)})
+    assert resp.status == 201, await resp.text()
+
+    one = await accepted(await send(stack, "fn", {"n": 1}, **keyed("same")))
+    two = await send(stack, "fn2", {"n": 1}, **keyed("same"))
+
+    assert await accepted(two) != one and "X-Hotpool-Idempotent-Replay" not in two.headers
+    for request_id, name in ((one, "fn"), (await accepted(two), "fn2")):
+        status = await settled(stack, request_id)
+        assert status["status"] == "succeeded" and status["function"] == name
+        assert [run["id"] for run in runs(tmp_path, name)] == [request_id]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["k" * 257, "", "with space", "tab\there", "caf\u00e9"],
+    ids=["too-long", "empty", "space", "tab", "non-ascii"],
+)
+async def test_a_bad_idempotency_key_is_a_400(hotpool_stack, tmp_path, key):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    before = await queue_shot(stack)
+
+    resp = await stack.client.post(
+        "/v1/functions/fn/invoke",
+        data=b"{}",
+        headers=JSON | EVENT | {"Idempotency-Key": key.encode("utf-8").decode("latin-1")},
+    )
+
+    error = await error_of(resp, 400)
+    assert "Idempotency-Key" in error["message"] and "256" in error["message"], error
+    assert await queue_shot(stack) == before
+    assert runs(tmp_path) == []
+
+
+@pytest.mark.parametrize("char", [b"\x01", b"\x7f", b"\x1b"])
+async def test_an_idempotency_key_with_a_control_character_is_a_400(hotpool_stack, tmp_path, char):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    before = await queue_shot(stack)
+    # aiohttp's client refuses to send such a header: write the request by hand
+    server = stack.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    auth = stack.client.session.headers["Authorization"].encode()
+    writer.write(
+        b"POST /v1/functions/fn/invoke HTTP/1.1\r\nHost: hotpool\r\nConnection: close\r\n"
+        b"Authorization: " + auth + b"\r\nX-Hotpool-Invocation-Type: Event\r\n"
+        b"Idempotency-Key: order" + char + b"42\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    answer = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), answer
+    assert await queue_shot(stack) == before
+    assert runs(tmp_path) == []
+
+
+async def test_the_longest_idempotency_key_is_accepted(hotpool_stack, tmp_path):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    key = "".join(chr(c) for c in range(0x21, 0x7F)) * 3  # every printable character, 282
+    request_id = await accepted(await send(stack, "fn", {}, **keyed(key[:256])))
+    assert await accepted(await send(stack, "fn", {}, **keyed(key[:256]))) == request_id
+    assert (await settled(stack, request_id))["status"] == "succeeded"
+
+
+# -- 6. /system/status ---------------------------------------------------------------------------
+
+
+async def test_system_status_shows_each_namespaces_queue_to_admins_only(any_redis_stack, tmp_path):
+    stack = await gated_stack(any_redis_stack, tmp_path)
+    ids = [await accepted(await send(stack, "gated", {"n": n})) for n in range(3)]
+    ids.append(
+        await accepted(
+            await send(stack, "gated", {}, headers=EVENT, params={"namespace": "team-b"})
+        )
+    )
+    await asyncio.sleep(0.05)  # so that the oldest event has an age
+
+    resp = await stack.client.get("/system/status")
+    assert resp.status == 200, await resp.text()
+    queues = (await resp.json())["async"]
+    assert queues["namespaces"]["default"]["queued"] == 3
+    assert queues["namespaces"]["team-b"]["queued"] == 1
+    for namespace in ("default", "team-b"):
+        assert queues["namespaces"][namespace]["oldest_age_s"] > 0
+    for scopes in ("deploy,invoke,read", "read"):
+        key = await stack.key("default", scopes)
+        error = await error_of(await stack.client.get("/system/status", headers=bearer(key)), 403)
+        assert "admin" in error["message"]
+
+    (tmp_path / "gate").touch()
+    for request_id in ids:
+        await settled(stack, request_id)
+    resp = await stack.client.get("/system/status")
+    queues = (await resp.json())["async"]["namespaces"]
+    assert queues["default"] == {"queued": 0, "oldest_age_s": 0.0}
+    assert queues["team-b"] == {"queued": 0, "oldest_age_s": 0.0}
