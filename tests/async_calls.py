@@ -97,17 +97,26 @@ async def settled(stack: Stack, request_id: str, timeout_s: float = 15.0) -> dic
 
 @dataclass(frozen=True)
 class QueueShot:
-    """What the asynchronous queue holds in Redis at one moment."""
+    """What the asynchronous queue holds in Redis at one moment; equal shots before and after a
+    request (with no event ending meanwhile) show that it queued nothing."""
 
     states: frozenset[str]  # hp:async:inv:* keys
-    stream_length: int
     idempotency_keys: frozenset[str]
+    # every live event is either in the stream or in the delayed set, and moves between them
+    # in one script: their sum changes only when an event is queued or ends
+    entries: int
+    queued: dict[str, int]  # namespace -> events not ended
 
 
 async def queue_shot(stack: Stack) -> QueueShot:
-    states = {k.decode() async for k in stack.redis.scan_iter(match=f"{async_keys.INV_PREFIX}*")}
-    idem = {k.decode() async for k in stack.redis.scan_iter(match=f"{async_keys.PREFIX}idem:*")}
-    return QueueShot(frozenset(states), await stack.redis.xlen(async_keys.STREAM), frozenset(idem))
+    redis = stack.redis
+    states = {k.decode() async for k in redis.scan_iter(match=f"{async_keys.INV_PREFIX}*")}
+    idem = {k.decode() async for k in redis.scan_iter(match=f"{async_keys.PREFIX}idem:*")}
+    entries = await redis.xlen(async_keys.STREAM) + await redis.zcard(async_keys.DELAYED)
+    queued = {}
+    for namespace in sorted(n.decode() for n in await redis.smembers(async_keys.NAMESPACES)):
+        queued[namespace] = await redis.zcard(async_keys.queued(namespace))
+    return QueueShot(frozenset(states), frozenset(idem), entries, queued)
 
 
 @pytest.fixture(params=["fakeredis", "redis"])
