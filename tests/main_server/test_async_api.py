@@ -95,6 +95,16 @@ async def test_an_accepted_event_answers_202_then_runs_once(any_redis_stack, tmp
     assert record["status"] == "success", record
 
 
+async def test_ways_of_asking_that_agree_are_one_asynchronous_call(hotpool_stack, tmp_path):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    both = EVENT | {"X-Amz-Invocation-Type": "EVENT"}
+
+    request_id = await accepted(await send(stack, "fn", {}, headers=both, params={"async": "1"}))
+
+    assert (await settled(stack, request_id))["result"] == {"event": {}, "attempt": 1}
+    assert runs(tmp_path) == [{"id": request_id, "attempt": 1}]
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -123,6 +133,19 @@ async def test_request_response_and_async_false_stay_synchronous(hotpool_stack, 
         ({"headers": {"X-Hotpool-Invocation-Type": ""}}, "X-Hotpool-Invocation-Type"),
         ({"params": {"async": "maybe"}}, "async"),
         ({"params": {"async": ""}}, "async"),
+        # one good way of asking does not excuse a bad other one
+        ({"headers": EVENT, "params": {"async": "maybe"}}, "true or false"),
+        ({"headers": EVENT | {"X-Amz-Invocation-Type": "Evnt"}}, "X-Amz-Invocation-Type"),
+        # nor do ways that disagree pass as the asynchronous one
+        (
+            {"headers": {"X-Hotpool-Invocation-Type": "RequestResponse"}, "params": {"async": "1"}},
+            "X-Hotpool-Invocation-Type, async disagree",
+        ),
+        (
+            {"headers": EVENT | {"X-Amz-Invocation-Type": "RequestResponse"}},
+            "X-Hotpool-Invocation-Type, X-Amz-Invocation-Type disagree",
+        ),
+        ({"headers": EVENT, "params": {"async": "false"}}, "disagree"),
     ],
 )
 async def test_a_bad_invocation_type_is_a_400_that_names_the_fix(
@@ -134,7 +157,7 @@ async def test_a_bad_invocation_type_is_a_400_that_names_the_fix(
     error = await error_of(await send(stack, "fn", {"n": 3}, **how), 400)
 
     assert named in error["message"], error
-    assert ("Event" in error["message"]) or ("true or false" in error["message"]), error
+    assert any(fix in error["message"] for fix in ("Event", "true or false", "send one")), error
     assert await queue_shot(stack) == before
     assert runs(tmp_path) == []
 
