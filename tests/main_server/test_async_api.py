@@ -215,6 +215,10 @@ async def test_an_event_over_the_keys_rate_is_a_429_and_queues_nothing(any_redis
     assert sorted(run["id"] for run in runs(tmp_path)) == sorted(ids)
 
 
+def keyed(key: str, **extra: str) -> dict[str, dict[str, str]]:
+    return {"headers": EVENT | {"Idempotency-Key": key} | extra}
+
+
 # -- 3. the namespace's queue limit ---------------------------------------------------------------
 
 
@@ -235,10 +239,11 @@ async def gated_stack(hotpool_stack, tmp_path, **settings) -> Stack:
 
 async def test_a_full_namespace_queue_answers_429_with_retry_after(any_redis_stack, tmp_path):
     stack = await gated_stack(any_redis_stack, tmp_path, async_max_queued_per_namespace=3)
-    ids = [await accepted(await send(stack, "gated", {"n": n})) for n in range(3)]
+    first = await accepted(await send(stack, "gated", {"n": 0}, **keyed("k-0")))
+    ids = [first] + [await accepted(await send(stack, "gated", {"n": n})) for n in (1, 2)]
     before = await queue_shot(stack)
 
-    resp = await send(stack, "gated", {"n": 3})
+    resp = await send(stack, "gated", {"n": 3}, **keyed("k-new"))
 
     error = await error_of(resp, 429)
     assert error["code"] == "TooManyRequests", error
@@ -247,6 +252,10 @@ async def test_a_full_namespace_queue_answers_429_with_retry_after(any_redis_sta
         and "HOTPOOL_ASYNC_MAX_QUEUED_PER_NAMESPACE" in error["message"]
     )
     assert int(resp.headers["Retry-After"]) >= 1
+    assert await queue_shot(stack) == before  # nor did it keep its idempotency key
+    # a repeat of an accepted event is answered, full or not: it queues nothing
+    replay = await send(stack, "gated", {"n": 0}, **keyed("k-0"))
+    assert await accepted(replay) == first and replay.headers["X-Hotpool-Idempotent-Replay"]
     assert await queue_shot(stack) == before
     # another namespace has a queue of its own
     other = await send(stack, "gated", {"n": 4}, headers=EVENT, params={"namespace": "team-b"})
@@ -255,15 +264,28 @@ async def test_a_full_namespace_queue_answers_429_with_retry_after(any_redis_sta
     (tmp_path / "gate").touch()
     for request_id in [*ids, other_id]:
         assert (await settled(stack, request_id))["result"] == "through"
-    # the events that ended no longer count: the namespace takes new ones
-    await settled(stack, await accepted(await send(stack, "gated", {"n": 5})))
+    # the events that ended no longer count: the namespace takes new ones, the refused key too
+    again = await send(stack, "gated", {"n": 3}, **keyed("k-new"))
+    assert "X-Hotpool-Idempotent-Replay" not in again.headers
+    assert await accepted(again) not in ids
+    await settled(stack, again.headers["X-Hotpool-Request-Id"])
+
+
+async def test_simultaneous_accepts_never_overfill_the_queue(any_redis_stack, tmp_path):
+    stack = await gated_stack(any_redis_stack, tmp_path, async_max_queued_per_namespace=3)
+
+    replies = await asyncio.gather(*(send(stack, "gated", {"n": n}) for n in range(8)))
+
+    assert sorted(r.status for r in replies) == [202] * 3 + [429] * 5
+    ids = [await accepted(r) for r in replies if r.status == 202]
+    shot = await queue_shot(stack)
+    assert shot.queued == {"default": 3} and len(shot.states) == 3 and shot.entries == 3
+    (tmp_path / "gate").touch()
+    for request_id in ids:
+        assert (await settled(stack, request_id))["status"] == "succeeded"
 
 
 # -- 4. Idempotency-Key --------------------------------------------------------------------------
-
-
-def keyed(key: str, **extra: str) -> dict[str, dict[str, str]]:
-    return {"headers": EVENT | {"Idempotency-Key": key} | extra}
 
 
 async def test_a_repeated_idempotency_key_returns_the_first_id_and_runs_once(
@@ -292,6 +314,25 @@ async def test_a_repeated_idempotency_key_returns_the_first_id_and_runs_once(
         f"hp:async:inv:{request_id}",
         f"hp:async:inv:{other_id}",
     }
+
+
+async def test_simultaneous_repeats_of_an_idempotency_key_queue_one_event(
+    any_redis_stack, tmp_path
+):
+    stack = await ledger_stack(any_redis_stack, tmp_path)
+
+    replies = await asyncio.gather(
+        *(send(stack, "fn", {"n": 1}, **keyed("once")) for _ in range(8))
+    )
+
+    ids = {await accepted(r) for r in replies}
+    assert len(ids) == 1
+    replays = [r.headers.get("X-Hotpool-Idempotent-Replay") for r in replies]
+    assert sorted(replays, key=str) == [None] + ["true"] * 7
+    (request_id,) = ids
+    assert (await settled(stack, request_id))["status"] == "succeeded"
+    assert runs(tmp_path) == [{"id": request_id, "attempt": 1}]
+    assert (await queue_shot(stack)).states == {f"hp:async:inv:{request_id}"}
 
 
 async def test_an_idempotency_key_belongs_to_one_function(hotpool_stack, tmp_path):
