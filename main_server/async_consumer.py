@@ -106,6 +106,7 @@ class AsyncConsumer:
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
+                await self._queue.ensure_group()  # the stream went away: the epoch tells how
                 await self._check_epoch()
                 continue
             except REDIS_ERRORS as exc:
