@@ -44,21 +44,22 @@ COUNTS = ("attempts", "retries", "throttles", "version", "result_bytes")
 
 def wants_async(request: web.Request) -> bool:
     """Whether an invoke request asks for an asynchronous call (Lambda's InvocationType)."""
+    # every one of them is checked before any decides: a bad value is a 400, never ignored
+    wanted = False
     for header in INVOCATION_TYPE_HEADERS:
         value = request.headers.get(header)
         if value is not None:
-            if value.lower() == "event":
-                return True
-            if value.lower() != "requestresponse":
+            if value.lower() not in ("event", "requestresponse"):
                 raise InvalidRequest(
                     f"{header} must be Event or RequestResponse, got {value[:40]!r}"
                 )
+            wanted = wanted or value.lower() == "event"
     raw = request.query.get("async")
-    if raw is None:
-        return False
-    if raw.lower() not in ("true", "false", "1", "0"):
-        raise InvalidRequest(f"async must be true or false, got {raw[:40]!r}")
-    return raw.lower() in ("true", "1")
+    if raw is not None:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise InvalidRequest(f"async must be true or false, got {raw[:40]!r}")
+        wanted = wanted or raw.lower() in ("true", "1")
+    return wanted
 
 
 async def accept(

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hotpool.main_server import openapi_async
 from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
 from hotpool.main_server.openapi_schemas import (
     AUTH_STATUSES,
@@ -156,6 +157,7 @@ def _settings_params() -> list[Schema]:
             "`allow_credentials`.",
             "content": json_content(_CORS),
         },
+        *openapi_async.settings_params(),
     ]
 
 
@@ -276,6 +278,7 @@ def _invoke_operation() -> Schema:
     responses = _responses(
         {
             200: _answer("The handler's return value.", {}, headers=success_headers),
+            202: openapi_async.accepted_response(),
             500: _answer(
                 "The function raised or failed to load (a function error).",
                 ref("FunctionErrorBody"),
@@ -300,6 +303,7 @@ def _invoke_operation() -> Schema:
     return {
         "operationId": "invokeFunction",
         "summary": "Call a function: the body is the event, the response its return value",
+        **openapi_async.invoke_parts(),
         "requestBody": {
             "required": False,
             "description": "Any JSON value (6 MB and 128 levels deep at most by default); "
@@ -397,8 +401,8 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**paths, **web_paths()},
-        "components": components(extra_schemas=layer_schemas()),
+        "paths": {**paths, **openapi_async.paths(), **web_paths()},
+        "components": components(extra_schemas={**layer_schemas(), **openapi_async.schemas()}),
     }
 
 

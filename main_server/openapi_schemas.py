@@ -149,6 +149,10 @@ def schemas() -> dict[str, Schema]:
                 "http": string,
                 "http_payload": string,
                 "cors": {"type": "object", "nullable": True},
+                "async_retries": integer,
+                "max_event_age_s": integer,
+                "on_success": string,
+                "on_failure": string,
             }
         ),
         "FunctionList": object_schema({"functions": {"type": "array", "items": ref("Function")}}),
@@ -277,6 +281,7 @@ def schemas() -> dict[str, Schema]:
                 ),
                 "invocations_in_flight": integer,
                 "busy_containers": integer,
+                "async": ref("AsyncQueueStatus"),
                 "counters": {"type": "object", "additionalProperties": integer},
             }
         ),
