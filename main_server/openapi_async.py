@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from hotpool.main_server.async_api import REQUEST_ID_RE, max_dead_letters_page, max_redrive_ids
 from hotpool.main_server.openapi_schemas import (
-    AUTH_STATUSES,
     NAME_PATTERN,
     Schema,
+    answer,
     json_content,
     object_schema,
     query_param,
     ref,
+    responses,
 )
 from hotpool.shared.models import ASYNC_RETRIES_RANGE, MAX_EVENT_AGE_S_RANGE
 
@@ -29,17 +30,6 @@ def _any_case(*words: str) -> str:
     """A pattern of ``words`` in any letter case (the server compares them case-blind)."""
     spelled = ("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in w) for w in words)
     return f"^({'|'.join(spelled)})$"
-
-
-def _answer(description: str, schema: Schema) -> Schema:
-    return {"description": description, "content": json_content(schema)}
-
-
-def _responses(ok: dict[int, Schema], *errors: int) -> dict[str, Schema]:
-    out: dict[str, Schema] = {str(status): body for status, body in ok.items()}
-    for status in sorted({*errors, *AUTH_STATUSES}):
-        out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
-    return out
 
 
 def _request_id_param(description: str) -> Schema:
@@ -253,8 +243,8 @@ def paths() -> dict[str, Schema]:
                 "description": "Kept HOTPOOL_ASYNC_RESULT_TTL_S (1 h) after it ends. Needs "
                 "`read` or `invoke` on the function; another tenant's id is a 404.",
                 "parameters": [_request_id_param("The `request_id` of the 202.")],
-                "responses": _responses(
-                    {200: _answer("The status.", ref("InvocationStatus"))}, 403, 404
+                "responses": responses(
+                    {200: answer("The status.", ref("InvocationStatus"))}, 403, 404
                 ),
             },
         },
@@ -275,8 +265,8 @@ def paths() -> dict[str, Schema]:
                         "How many at most.",
                     ),
                 ],
-                "responses": _responses(
-                    {200: _answer("The dead letters.", ref("DeadLetterList"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("The dead letters.", ref("DeadLetterList"))}, 400, 403, 404
                 ),
             },
         },
@@ -291,8 +281,8 @@ def paths() -> dict[str, Schema]:
                     "ids to redrive.",
                     "content": json_content(redrive_body),
                 },
-                "responses": _responses(
-                    {200: _answer("What was queued again.", ref("Redriven"))}, 400, 403, 404, 413
+                "responses": responses(
+                    {200: answer("What was queued again.", ref("Redriven"))}, 400, 403, 404, 413
                 ),
             },
         },
@@ -301,8 +291,8 @@ def paths() -> dict[str, Schema]:
             "delete": {
                 "operationId": "deleteDeadLetter",
                 "summary": "Delete one dead letter",
-                "responses": _responses(
-                    {200: _answer("What was deleted.", ref("DeadLetterDeleted"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("What was deleted.", ref("DeadLetterDeleted"))}, 400, 403, 404
                 ),
             },
         },

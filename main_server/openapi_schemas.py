@@ -48,6 +48,19 @@ def json_content(schema: Schema) -> dict[str, Schema]:
     return {"application/json": {"schema": schema}}
 
 
+def answer(description: str, schema: Schema, **extra: Any) -> Schema:
+    """A success response with a JSON body."""
+    return {"description": description, "content": json_content(schema), **extra}
+
+
+def responses(ok: dict[int, Schema], *errors: int, auth: bool = True) -> dict[str, Schema]:
+    """Success responses plus the error statuses, each with the shared error body."""
+    out: dict[str, Schema] = {str(status): body for status, body in ok.items()}
+    for status in sorted({*errors, *(AUTH_STATUSES if auth else ())}):
+        out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    return out
+
+
 def query_param(name: str, schema: Schema, description: str) -> Schema:
     """An optional query parameter."""
     return {
