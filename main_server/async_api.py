@@ -43,12 +43,9 @@ COUNTS = ("attempts", "retries", "throttles", "version", "result_bytes")
 
 
 def wants_async(request: web.Request) -> bool:
-    """Whether an invoke request asks for an asynchronous call (Lambda's InvocationType).
-
-    Every way of asking that the request uses must be valid and they must agree: a client that
-    said RequestResponse (or sent a typo) must not get a 202 it does not expect.
-    """
-    asked: dict[str, bool] = {}
+    """Whether an invoke request asks for an asynchronous call (Lambda's InvocationType)."""
+    # every one of them is checked before any decides: a bad value is a 400, never ignored
+    wanted = False
     for header in INVOCATION_TYPE_HEADERS:
         value = request.headers.get(header)
         if value is not None:
@@ -56,17 +53,13 @@ def wants_async(request: web.Request) -> bool:
                 raise InvalidRequest(
                     f"{header} must be Event or RequestResponse, got {value[:40]!r}"
                 )
-            asked[header] = value.lower() == "event"
+            wanted = wanted or value.lower() == "event"
     raw = request.query.get("async")
     if raw is not None:
         if raw.lower() not in ("true", "false", "1", "0"):
             raise InvalidRequest(f"async must be true or false, got {raw[:40]!r}")
-        asked["async"] = raw.lower() in ("true", "1")
-    if len(set(asked.values())) > 1:
-        raise InvalidRequest(
-            f"{', '.join(asked)} disagree on whether the call is asynchronous; send one of them"
-        )
-    return any(asked.values())
+        wanted = wanted or raw.lower() in ("true", "1")
+    return wanted
 
 
 async def accept(

@@ -136,16 +136,6 @@ async def test_request_response_and_async_false_stay_synchronous(hotpool_stack, 
         # one good way of asking does not excuse a bad other one
         ({"headers": EVENT, "params": {"async": "maybe"}}, "true or false"),
         ({"headers": EVENT | {"X-Amz-Invocation-Type": "Evnt"}}, "X-Amz-Invocation-Type"),
-        # nor do ways that disagree pass as the asynchronous one
-        (
-            {"headers": {"X-Hotpool-Invocation-Type": "RequestResponse"}, "params": {"async": "1"}},
-            "X-Hotpool-Invocation-Type, async disagree",
-        ),
-        (
-            {"headers": EVENT | {"X-Amz-Invocation-Type": "RequestResponse"}},
-            "X-Hotpool-Invocation-Type, X-Amz-Invocation-Type disagree",
-        ),
-        ({"headers": EVENT, "params": {"async": "false"}}, "disagree"),
     ],
 )
 async def test_a_bad_invocation_type_is_a_400_that_names_the_fix(
@@ -157,7 +147,7 @@ async def test_a_bad_invocation_type_is_a_400_that_names_the_fix(
     error = await error_of(await send(stack, "fn", {"n": 3}, **how), 400)
 
     assert named in error["message"], error
-    assert any(fix in error["message"] for fix in ("Event", "true or false", "send one")), error
+    assert ("Event" in error["message"]) or ("true or false" in error["message"]), error
     assert await queue_shot(stack) == before
     assert runs(tmp_path) == []
 
