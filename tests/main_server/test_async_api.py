@@ -125,6 +125,16 @@ async def test_request_response_and_async_false_stay_synchronous(hotpool_stack, 
     assert len(runs(tmp_path)) == 3
 
 
+async def test_a_synchronous_calls_request_id_has_no_asynchronous_status(hotpool_stack, tmp_path):
+    stack = await ledger_stack(hotpool_stack, tmp_path)
+    resp = await send(stack, "fn", {"n": 1}, headers={})
+    assert resp.status == 200
+
+    status = await stack.client.get(f"/v1/invocations/{resp.headers['X-Hotpool-Request-Id']}")
+
+    assert (await error_of(status, 404))["code"] == "NotFound"
+
+
 @pytest.mark.parametrize(
     ("how", "named"),
     [
@@ -412,6 +422,9 @@ async def test_system_status_shows_each_namespaces_queue_to_admins_only(any_redi
     assert queues["namespaces"]["team-b"]["queued"] == 1
     for namespace in ("default", "team-b"):
         assert queues["namespaces"][namespace]["oldest_age_s"] > 0
+    # each live event is in the stream (pending while it runs) or waits in the delayed set
+    assert queues["stream"] + queues["delayed"] == 4, queues
+    assert queues["pending"] <= queues["stream"] and 0 <= queues["in_flight_here"] <= 4
     for scopes in ("deploy,invoke,read", "read"):
         key = await stack.key("default", scopes)
         error = await error_of(await stack.client.get("/system/status", headers=bearer(key)), 403)
