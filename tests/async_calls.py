@@ -14,6 +14,7 @@ import redis.asyncio
 import redis.exceptions
 
 from hotpool.shared import async_keys
+from tests.helpers import handler_zip
 from tests.services import REDIS_PORT, missing_service
 from tests.stack import Stack, StackFactory, wait_for
 
@@ -24,14 +25,61 @@ JSON = {"Content-Type": "application/json"}
 ENDED = ("succeeded", "failed", "expired")
 
 # returns what it saw, and appends one line per run to the $LEDGER file
-LEDGER_PRELUDE = """
-import json, os
-"""
-LEDGER_BODY = """
-with open(os.environ["LEDGER"], "a") as ledger:
-    ledger.write(json.dumps({"id": context.aws_request_id, "attempt": context.attempt}) + "\\n")
-return {"event": event, "attempt": context.attempt}
-"""
+LEDGER = handler_zip(
+    """
+    with open(os.environ["LEDGER"], "a") as ledger:
+        ledger.write(json.dumps({"id": context.aws_request_id, "attempt": context.attempt}) + "\\n")
+    return {"event": event, "attempt": context.attempt}
+    """,
+    prelude="import json, os",
+)
+# waits (at most 10 s) for its $GATE file, so that events stay queued until the test opens it
+GATED = handler_zip(
+    """
+    for _ in range(500):
+        if os.path.exists(os.environ["GATE"]):
+            break
+        time.sleep(0.02)
+    return "through"
+    """,
+    prelude="import os, time",
+)
+FAST = {"async_retry_delays_s": "0.05", "async_consumer_timeout_s": 1}
+
+
+async def ledger_stack(hotpool_stack, tmp_path, name: str = "fn", **settings) -> Stack:
+    """A stack with ``name`` deployed: a handler that logs each run to tmp_path/ledger-{name}."""
+    stack = await hotpool_stack(**FAST, **settings)
+    ledger = tmp_path / f"ledger-{name}"
+    ledger.touch()
+    resp = await stack.deploy(name, LEDGER, env={"LEDGER": str(ledger)})
+    assert resp.status == 201, await resp.text()
+    return stack
+
+
+def runs(tmp_path, name: str = "fn") -> list[dict]:
+    """The ledger of ``name``: one entry per time its handler ran."""
+    text = (tmp_path / f"ledger-{name}").read_text()
+    return [orjson.loads(line) for line in text.splitlines()]
+
+
+def keyed(key: str, **extra: str) -> dict[str, dict[str, str]]:
+    return {"headers": EVENT | {"Idempotency-Key": key} | extra}
+
+
+async def gated_stack(hotpool_stack, tmp_path, **settings) -> Stack:
+    """A stack where "gated" in default and in team-b wait for tmp_path/gate."""
+    stack = await hotpool_stack(**FAST, **settings)
+    env = {"GATE": str(tmp_path / "gate")}
+    for namespace in ("default", "team-b"):
+        resp = await stack.client.put(
+            "/v1/functions/gated",
+            data=GATED,
+            params={"namespace": namespace, "env": orjson.dumps(env).decode()},
+            headers={"Content-Type": "application/zip"},
+        )
+        assert resp.status == 201, await resp.text()
+    return stack
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The asynchronous API's front door (issue 14, rule 1): an event is accepted with 202 once it is
 queued and then runs; it passes the same auth, scopes, event limits and rate as a synchronous
-call, and a refused request queues nothing; a namespace's queue has a limit; an Idempotency-Key
-queues a repeat only once; /system/status shows the queue.
+call, and a refused request queues nothing; a namespace's queue has a limit; /system/status shows
+the queue. Idempotency keys: test_async_idempotency.py; tenancy: tests/security/.
 """
 
 from __future__ import annotations
@@ -13,50 +13,20 @@ import pytest
 
 from tests.async_calls import (
     EVENT,
-    JSON,
-    LEDGER_BODY,
-    LEDGER_PRELUDE,
     accepted,
     bearer,
     error_of,
+    gated_stack,
+    keyed,
+    ledger_stack,
     queue_shot,
+    runs,
     send,
     settled,
 )
-from tests.helpers import handler_zip
-from tests.stack import Stack, wait_for
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
-
-LEDGER = handler_zip(LEDGER_BODY, prelude=LEDGER_PRELUDE)
-# waits (at most 10 s) for its $GATE file, so that events stay queued until the test opens it
-GATED = handler_zip(
-    """
-    for _ in range(500):
-        if os.path.exists(os.environ["GATE"]):
-            break
-        time.sleep(0.02)
-    return "through"
-    """,
-    prelude="import os, time",
-)
-FAST = {"async_retry_delays_s": "0.05", "async_consumer_timeout_s": 1}
-
-
-async def ledger_stack(hotpool_stack, tmp_path, name: str = "fn", **settings) -> Stack:
-    """A stack with ``name`` deployed: a handler that logs each run to tmp_path/ledger-{name}."""
-    stack = await hotpool_stack(**FAST, **settings)
-    ledger = tmp_path / f"ledger-{name}"
-    ledger.touch()
-    resp = await stack.deploy(name, LEDGER, env={"LEDGER": str(ledger)})
-    assert resp.status == 201, await resp.text()
-    return stack
-
-
-def runs(tmp_path, name: str = "fn") -> list[dict]:
-    """The ledger of ``name``: one entry per time its handler ran."""
-    text = (tmp_path / f"ledger-{name}").read_text()
-    return [orjson.loads(line) for line in text.splitlines()]
 
 
 # -- 1. accepted at once, then run ----------------------------------------------------------------
@@ -215,26 +185,7 @@ async def test_an_event_over_the_keys_rate_is_a_429_and_queues_nothing(any_redis
     assert sorted(run["id"] for run in runs(tmp_path)) == sorted(ids)
 
 
-def keyed(key: str, **extra: str) -> dict[str, dict[str, str]]:
-    return {"headers": EVENT | {"Idempotency-Key": key} | extra}
-
-
 # -- 3. the namespace's queue limit ---------------------------------------------------------------
-
-
-async def gated_stack(hotpool_stack, tmp_path, **settings) -> Stack:
-    """A stack where "gated" in default and in team-b wait for tmp_path/gate."""
-    stack = await hotpool_stack(**FAST, **settings)
-    env = {"GATE": str(tmp_path / "gate")}
-    for namespace in ("default", "team-b"):
-        resp = await stack.client.put(
-            "/v1/functions/gated",
-            data=GATED,
-            params={"namespace": namespace, "env": orjson.dumps(env).decode()},
-            headers={"Content-Type": "application/zip"},
-        )
-        assert resp.status == 201, await resp.text()
-    return stack
 
 
 async def test_a_full_namespace_queue_answers_429_with_retry_after(any_redis_stack, tmp_path):
@@ -285,124 +236,7 @@ async def test_simultaneous_accepts_never_overfill_the_queue(any_redis_stack, tm
         assert (await settled(stack, request_id))["status"] == "succeeded"
 
 
-# -- 4. Idempotency-Key --------------------------------------------------------------------------
-
-
-async def test_a_repeated_idempotency_key_returns_the_first_id_and_runs_once(
-    any_redis_stack, tmp_path
-):
-    stack = await ledger_stack(any_redis_stack, tmp_path)
-    first = await send(stack, "fn", {"n": 1}, **keyed("order-42"))
-    request_id = await accepted(first)
-    assert "X-Hotpool-Idempotent-Replay" not in first.headers
-
-    repeat = await send(stack, "fn", {"n": 1}, **keyed("order-42"))
-    assert await accepted(repeat) == request_id
-    assert repeat.headers["X-Hotpool-Idempotent-Replay"] == "true"
-    assert (await settled(stack, request_id))["status"] == "succeeded"
-    # after it ended too, and whatever the repeat's body says
-    late = await send(stack, "fn", {"n": 2}, **keyed("order-42"))
-    assert await accepted(late) == request_id
-    assert late.headers["X-Hotpool-Idempotent-Replay"] == "true"
-    # another key is another event
-    other_id = await accepted(await send(stack, "fn", {"n": 1}, **keyed("order-43")))
-    assert other_id != request_id
-    assert (await settled(stack, other_id))["status"] == "succeeded"
-
-    assert sorted(run["id"] for run in runs(tmp_path)) == sorted([request_id, other_id])
-    assert {k for k in (await queue_shot(stack)).states} == {
-        f"hp:async:inv:{request_id}",
-        f"hp:async:inv:{other_id}",
-    }
-
-
-async def test_simultaneous_repeats_of_an_idempotency_key_queue_one_event(
-    any_redis_stack, tmp_path
-):
-    stack = await ledger_stack(any_redis_stack, tmp_path)
-
-    replies = await asyncio.gather(
-        *(send(stack, "fn", {"n": 1}, **keyed("once")) for _ in range(8))
-    )
-
-    ids = {await accepted(r) for r in replies}
-    assert len(ids) == 1
-    replays = [r.headers.get("X-Hotpool-Idempotent-Replay") for r in replies]
-    assert sorted(replays, key=str) == [None] + ["true"] * 7
-    (request_id,) = ids
-    assert (await settled(stack, request_id))["status"] == "succeeded"
-    assert runs(tmp_path) == [{"id": request_id, "attempt": 1}]
-    assert (await queue_shot(stack)).states == {f"hp:async:inv:{request_id}"}
-
-
-async def test_an_idempotency_key_belongs_to_one_function(hotpool_stack, tmp_path):
-    stack = await ledger_stack(hotpool_stack, tmp_path)
-    ledger2 = tmp_path / "ledger-fn2"
-    ledger2.touch()
-    resp = await stack.deploy("fn2", LEDGER, env={"LEDGER": str(ledger2)})
-    assert resp.status == 201, await resp.text()
-
-    one = await accepted(await send(stack, "fn", {"n": 1}, **keyed("same")))
-    two = await send(stack, "fn2", {"n": 1}, **keyed("same"))
-
-    assert await accepted(two) != one and "X-Hotpool-Idempotent-Replay" not in two.headers
-    for request_id, name in ((one, "fn"), (await accepted(two), "fn2")):
-        status = await settled(stack, request_id)
-        assert status["status"] == "succeeded" and status["function"] == name
-        assert [run["id"] for run in runs(tmp_path, name)] == [request_id]
-
-
-@pytest.mark.parametrize(
-    "key",
-    ["k" * 257, "", "with space", "tab\there", "caf\u00e9"],
-    ids=["too-long", "empty", "space", "tab", "non-ascii"],
-)
-async def test_a_bad_idempotency_key_is_a_400(hotpool_stack, tmp_path, key):
-    stack = await ledger_stack(hotpool_stack, tmp_path)
-    before = await queue_shot(stack)
-
-    resp = await stack.client.post(
-        "/v1/functions/fn/invoke",
-        data=b"{}",
-        headers=JSON | EVENT | {"Idempotency-Key": key.encode("utf-8").decode("latin-1")},
-    )
-
-    error = await error_of(resp, 400)
-    assert "Idempotency-Key" in error["message"] and "256" in error["message"], error
-    assert await queue_shot(stack) == before
-    assert runs(tmp_path) == []
-
-
-@pytest.mark.parametrize("char", [b"\x01", b"\x7f", b"\x1b"])
-async def test_an_idempotency_key_with_a_control_character_is_a_400(hotpool_stack, tmp_path, char):
-    stack = await ledger_stack(hotpool_stack, tmp_path)
-    before = await queue_shot(stack)
-    # aiohttp's client refuses to send such a header: write the request by hand
-    server = stack.client.server
-    reader, writer = await asyncio.open_connection(server.host, server.port)
-    auth = stack.client.session.headers["Authorization"].encode()
-    writer.write(
-        b"POST /v1/functions/fn/invoke HTTP/1.1\r\nHost: hotpool\r\nConnection: close\r\n"
-        b"Authorization: " + auth + b"\r\nX-Hotpool-Invocation-Type: Event\r\n"
-        b"Idempotency-Key: order" + char + b"42\r\nContent-Length: 2\r\n\r\n{}"
-    )
-    answer = await asyncio.wait_for(reader.read(), timeout=10)
-    writer.close()
-
-    assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), answer
-    assert await queue_shot(stack) == before
-    assert runs(tmp_path) == []
-
-
-async def test_the_longest_idempotency_key_is_accepted(hotpool_stack, tmp_path):
-    stack = await ledger_stack(hotpool_stack, tmp_path)
-    key = "".join(chr(c) for c in range(0x21, 0x7F)) * 3  # every printable character, 282
-    request_id = await accepted(await send(stack, "fn", {}, **keyed(key[:256])))
-    assert await accepted(await send(stack, "fn", {}, **keyed(key[:256]))) == request_id
-    assert (await settled(stack, request_id))["status"] == "succeeded"
-
-
-# -- 6. /system/status ---------------------------------------------------------------------------
+# -- 4. /system/status ---------------------------------------------------------------------------
 
 
 async def test_system_status_shows_each_namespaces_queue_to_admins_only(any_redis_stack, tmp_path):

@@ -17,6 +17,7 @@ import pytest
 
 from tests.async_calls import (
     EVENT,
+    FAST,
     JSON,
     accepted,
     bearer,
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.integration
 
 WORKS = handler_zip("return {'owner': event['owner']}")
 FAILS = handler_zip("raise ValueError('no luck')")
-FAST = {"async_retry_delays_s": "0.05", "async_consumer_timeout_s": 1}
 
 
 @dataclass
