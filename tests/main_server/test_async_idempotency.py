@@ -22,6 +22,7 @@ from tests.async_calls import (
     send,
     settled,
 )
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +139,20 @@ async def test_the_longest_idempotency_key_is_accepted(hotpool_stack, tmp_path):
     request_id = await accepted(await send(stack, "fn", {}, **keyed(key[:256])))
     assert await accepted(await send(stack, "fn", {}, **keyed(key[:256]))) == request_id
     assert (await settled(stack, request_id))["status"] == "succeeded"
+
+
+async def test_an_idempotency_key_is_kept_for_its_ttl_only(any_redis_stack, tmp_path):
+    stack = await ledger_stack(any_redis_stack, tmp_path, async_idempotency_ttl_s=1)
+    first = await accepted(await send(stack, "fn", {"n": 1}, **keyed("short-lived")))
+    assert (await settled(stack, first))["status"] == "succeeded"
+
+    async def forgotten() -> bool:
+        return not (await queue_shot(stack)).idempotency_keys
+
+    assert await wait_for(forgotten, timeout_s=5)
+    again = await send(stack, "fn", {"n": 1}, **keyed("short-lived"))
+
+    assert await accepted(again) != first
+    assert "X-Hotpool-Idempotent-Replay" not in again.headers
+    assert (await settled(stack, again.headers["X-Hotpool-Request-Id"]))["status"] == "succeeded"
+    assert len(runs(tmp_path)) == 2
