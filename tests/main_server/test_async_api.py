@@ -23,6 +23,7 @@ from tests.async_calls import (
     runs,
     send,
     settled,
+    status_of,
 )
 from tests.stack import wait_for
 
@@ -211,6 +212,16 @@ async def test_a_full_namespace_queue_answers_429_with_retry_after(any_redis_sta
     # another namespace has a queue of its own
     other = await send(stack, "gated", {"n": 4}, headers=EVENT, params={"namespace": "team-b"})
     other_id = await accepted(other)
+    # held at the gate: queued or running, nothing finished
+    statuses = [await (await status_of(stack, request_id)).json() for request_id in ids]
+    assert all(st["status"] in ("queued", "running") for st in statuses), statuses
+    assert not any("finished_at" in st or "result" in st for st in statuses), statuses
+
+    async def one_running() -> bool:
+        statuses = [await (await status_of(stack, request_id)).json() for request_id in ids]
+        return any(st["status"] == "running" and st["attempts"] == 1 for st in statuses)
+
+    assert await wait_for(one_running)
 
     (tmp_path / "gate").touch()
     for request_id in [*ids, other_id]:
