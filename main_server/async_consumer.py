@@ -129,9 +129,9 @@ class AsyncConsumer:
     async def _read(self, free: int) -> list[Entry]:
         """Up to ``free`` entries, taking the namespaces in turn.
 
-        A namespace may hold no more than its fair part of this replica's slots (all of
-        them while it is the only one with events running here), so a tenant with a
-        backlog of slow events cannot take every slot from the others. The namespaces are
+        A namespace may hold no more than its fair part of this replica's slots (all but one
+        while it is the only one with events running here), so a tenant with a backlog of
+        slow events cannot take every slot from the others. The namespaces are
         read a few at a time without blocking; only when none has an entry does the read
         block, on all of them, and what it brings beyond ``free`` is handed back at once.
         """
@@ -166,11 +166,11 @@ class AsyncConsumer:
 
     def _eligible(self) -> list[str]:
         """The namespaces under their fair part of this replica's slots."""
+        concurrency = self._settings.async_concurrency
         busy = [ns for ns, n in self._local.items() if n > 0]
-        fair = max(1, -(-self._settings.async_concurrency // max(1, len(busy))))
-        if len(busy) <= 1 and len(self._namespaces) > 1:
-            # leave others a slot while one namespace holds the rest
-            fair = max(1, self._settings.async_concurrency - 1)
+        # one namespace alone keeps a slot free for whichever queues next, as that one's
+        # first event would otherwise wait for a slow event of the first to end
+        fair = max(1, concurrency - 1 if len(busy) <= 1 else -(-concurrency // len(busy)))
         return [ns for ns in self._namespaces if self._local[ns] < fair]
 
     def _start(self, entry: Entry) -> None:
