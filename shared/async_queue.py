@@ -301,15 +301,17 @@ class AsyncQueue:
 
     async def backlog(self) -> dict[str, int]:
         """The streams' entries, those pending on a replica, and the delayed events."""
-        length = pending = 0
-        for namespace in await self.namespaces():
-            length += await self._redis.xlen(k.stream(namespace))
-            try:
-                pending += (await self._redis.xpending(k.stream(namespace), k.GROUP))["pending"]
-            except ResponseError:  # no group (yet)
-                pass
-        delayed = await self._redis.zcard(k.DELAYED)
-        return {"stream": int(length), "pending": int(pending), "delayed": int(delayed)}
+        namespaces = await self.namespaces()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for namespace in namespaces:
+                pipe.xlen(k.stream(namespace))
+                pipe.xpending(k.stream(namespace), k.GROUP)
+            pipe.zcard(k.DELAYED)
+            answers = await pipe.execute(raise_on_error=False)
+        length = sum(n for n in answers[0:-1:2] if isinstance(n, int))
+        # a stream without its group (not made yet) answers an error: nothing pending there
+        pending = sum(p["pending"] for p in answers[1:-1:2] if isinstance(p, dict))
+        return {"stream": length, "pending": pending, "delayed": int(answers[-1])}
 
 
 def new_epoch() -> str:
