@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hotpool.main_server.async_outcome import new_event
 from hotpool.main_server.auth import PRINCIPAL
-from hotpool.main_server.state import ASYNC_QUEUE, FUNCTIONS, REDIS, SETTINGS
+from hotpool.main_server.state import ASYNC_CONSUMER, ASYNC_QUEUE, FUNCTIONS, REDIS, SETTINGS
 from hotpool.shared.async_queue import Accepted
 from hotpool.shared.auth import Principal
 from hotpool.shared.errors import (
@@ -86,6 +86,7 @@ async def accept(
             )
         if outcome is Accepted.ACCEPTED and settings.async_wait_replicas:
             await _replicated(request, settings.async_wait_replicas, settings.async_wait_timeout_s)
+    app[ASYNC_CONSUMER].notice(fv.namespace)
     headers = {"X-Hotpool-Request-Id": first, "Location": status_path(first)}
     if outcome is Accepted.DUPLICATE:
         headers["X-Hotpool-Idempotent-Replay"] = "true"
