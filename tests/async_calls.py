@@ -150,8 +150,8 @@ class QueueShot:
 
     states: frozenset[str]  # hp:async:inv:* keys
     idempotency_keys: frozenset[str]
-    # every live event is either in the stream or in the delayed set, and moves between them
-    # in one script: their sum changes only when an event is queued or ends
+    # every live event is in its namespace's stream or in the delayed set and moves between
+    # them in one script: their sum changes only when an event is queued or ends
     entries: int
     queued: dict[str, int]  # namespace -> events not ended
 
@@ -160,7 +160,9 @@ async def queue_shot(stack: Stack) -> QueueShot:
     redis = stack.redis
     states = {k.decode() async for k in redis.scan_iter(match=f"{async_keys.INV_PREFIX}*")}
     idem = {k.decode() async for k in redis.scan_iter(match=f"{async_keys.PREFIX}idem:*")}
-    entries = await redis.xlen(async_keys.STREAM) + await redis.zcard(async_keys.DELAYED)
+    entries = await redis.zcard(async_keys.DELAYED)
+    async for stream in redis.scan_iter(match=f"{async_keys.STREAM_PREFIX}*"):
+        entries += await redis.xlen(stream)
     queued = {}
     for namespace in sorted(n.decode() for n in await redis.smembers(async_keys.NAMESPACES)):
         queued[namespace] = await redis.zcard(async_keys.queued(namespace))
