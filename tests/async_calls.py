@@ -169,13 +169,9 @@ async def queue_shot(stack: Stack) -> QueueShot:
     return QueueShot(frozenset(states), frozenset(idem), entries, queued)
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-async def redis_under_test(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
-    """None (the embedded stand-in), then the URL of the real Redis's test database, flushed
-    before and after the test."""
-    if request.param == "fakeredis":
-        yield None
-        return
+@pytest.fixture
+async def real_redis_url() -> AsyncIterator[str]:
+    """The URL of the real Redis's test database, flushed before and after the test."""
     url = f"redis://127.0.0.1:{REDIS_PORT}/{REAL_REDIS_DB}"
     direct = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2.0)
     try:
@@ -188,6 +184,12 @@ async def redis_under_test(request: pytest.FixtureRequest) -> AsyncIterator[str 
         await direct.flushdb()
     finally:
         await direct.aclose()
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def redis_under_test(request: pytest.FixtureRequest) -> str | None:
+    """None (the embedded stand-in), then the URL of the real Redis's test database."""
+    return None if request.param == "fakeredis" else request.getfixturevalue("real_redis_url")
 
 
 @pytest.fixture
