@@ -104,7 +104,9 @@ class AsyncConsumer:
                 await self._check_epoch(startup=self._epoch is None)
                 entries = await self._queue.read(self.name, free, read_block_ms)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # the stream or its group is gone: NOGROUP, or UNBLOCKED when it went during a
+                # blocked read (Redis 7); the epoch check tells whether Redis lost its data
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
                 await self._check_epoch()
                 continue
