@@ -141,6 +141,24 @@ async def test_an_event_past_its_maximum_age_expires_without_running(hotpool_sta
     assert (await wait_status(stack.client, blocking))["status"] == "succeeded"
 
 
+async def test_an_event_of_a_deleted_function_fails_with_no_dead_letter(hotpool_stack, tmp_path):
+    stack = await hotpool_stack(**FAST, async_concurrency=1)
+    path = tmp_path / "ledger"
+    await stack.deploy("blocker", ledger_zip("time.sleep(1.5)"), env={"LEDGER": str(path)})
+    await stack.deploy("short-lived", FIXED, env={"LEDGER": str(path)})
+    blocking = await send(stack.client, "blocker", {})
+    await wait_status(stack.client, blocking, ("running",), timeout_s=10)
+
+    request_id = await send(stack.client, "short-lived", {"order": 4})
+    assert (await stack.client.delete("/v1/functions/short-lived")).status == 200
+
+    done = await wait_status(stack.client, request_id)
+    assert done["status"] == "failed" and done["reason"] == "NotFound"
+    assert done["error"]["kind"] == "fatal"
+    assert [line["id"] for line in ledger(path)] == [blocking]  # it never ran
+    assert not await stack.redis.exists(async_keys.dead("short-lived"))
+
+
 async def test_destinations_receive_lambdas_destination_record(hotpool_stack, tmp_path):
     stack = await hotpool_stack(**FAST)
     audit, alarm = tmp_path / "audit", tmp_path / "alarm"
