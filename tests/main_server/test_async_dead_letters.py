@@ -100,6 +100,28 @@ async def test_redrive_reruns_dead_letters_and_delete_removes_one(hotpool_stack,
     assert runs.count((second, {"order": 2})) == 1
 
 
+async def test_a_dead_letter_outlives_the_status_of_its_event(hotpool_stack, tmp_path):
+    # statuses are kept a second, dead letters two weeks
+    stack = await hotpool_stack(**FAST, async_result_ttl_s=1)
+    path = tmp_path / "ledger"
+    await stack.deploy("orders", FAILING, async_retries=0, env={"LEDGER": str(path)})
+    request_id = await send(stack.client, "orders", {"order": 5})
+    assert (await wait_status(stack.client, request_id))["status"] == "failed"
+
+    async def forgotten() -> bool:
+        resp = await stack.client.get(f"/v1/invocations/{request_id}")
+        return resp.status == 404
+
+    assert await wait_for(forgotten, timeout_s=10)
+    assert [d["request_id"] for d in await dead_letters(stack, "orders")] == [request_id]
+
+    await stack.deploy("orders", FIXED, async_retries=0, env={"LEDGER": str(path)})
+    assert (await redrive(stack, "orders"))["redriven"] == [request_id]
+    done = await wait_status(stack.client, request_id)
+    assert done["status"] == "succeeded" and done["result"] == {"handled": {"order": 5}}
+    assert done["function"] == "orders" and done["trigger"] == "async"
+
+
 async def test_deleting_a_function_drops_its_dead_letters(hotpool_stack, tmp_path):
     stack = await hotpool_stack(**FAST)
     env = {"LEDGER": str(tmp_path / "ledger")}

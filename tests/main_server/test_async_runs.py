@@ -149,3 +149,26 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
         current += step
         most = max(most, current)
     return most
+
+
+async def test_async_calls_hold_at_most_their_share_of_a_namespace(hotpool_stack, tmp_path):
+    # two functions whose own shares (2 each) would let 4 run; the namespace's share is 2
+    stack = await hotpool_stack(
+        **FAST, async_share=0.5, waiters_per_start=0, namespace_max_concurrency=4
+    )
+    path = tmp_path / "ledger"
+    for name in ("left", "right"):
+        await stack.deploy(name, SLEEPER, max_concurrency=4, env={"LEDGER": str(path)})
+
+    ids = [
+        await send(stack.client, name, {"s": 1.5, "n": f"{name}{n}"})
+        for name in ("left", "right")
+        for n in range(2)
+    ]
+    for request_id in ids:
+        assert (await wait_status(stack.client, request_id))["status"] == "succeeded"
+
+    ends = {r["event"]["n"]: r["at"] for r in ledger(path, "end")}
+    spans = [(r["at"], ends[r["event"]["n"]]) for r in ledger(path)]
+    assert len(spans) == 4
+    assert _most_at_once(spans) == 2
