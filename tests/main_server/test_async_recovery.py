@@ -26,6 +26,7 @@ from hotpool.benchmarks.devserver import wait_announced
 from hotpool.main_server.app import create_app
 from hotpool.main_server.state import ASYNC_CONSUMER
 from hotpool.shared import async_keys
+from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.redis_conn import make_redis
 from tests.main_server.async_events import ledger, ledger_zip, records, send, wait_status
 from tests.services import RedisProcess, missing_service
@@ -112,6 +113,33 @@ async def test_an_event_whose_replica_dies_mid_call_runs_again_on_another(
     finally:
         await replica_b.close()
         await b_redis.aclose()
+
+
+async def test_an_event_taken_from_a_replica_that_was_alive_after_all_runs_once(
+    hotpool_stack, tmp_path
+):
+    stack = await hotpool_stack(**FAST)
+    path = tmp_path / "ledger"
+    await stack.deploy("slow", SLOW, timeout_s=2, env={"LEDGER": str(path)})
+    request_id = await send(stack.client, "slow", {"s": 1})
+    await wait_status(stack.client, request_id, ("running",), timeout_s=10)
+
+    # another replica presumes this one dead and takes its event, as after a network split:
+    # it is deferred to the attempt's deadline, by when the first attempt has ended
+    queue = AsyncQueue(stack.redis)
+    taken = await queue.reclaim("a-replica-far-away", await queue.namespaces(), idle_s=0)
+    assert taken == [request_id]
+
+    done = await wait_status(stack.client, request_id, timeout_s=10)
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+
+    async def dropped() -> bool:  # the deferred copy came due, found the event ended
+        resp = await stack.client.get("/system/status")
+        return (await resp.json())["counters"].get("async_gone", 0) >= 1
+
+    assert await wait_for(dropped, timeout_s=10)
+    assert [(r["id"], r["attempt"]) for r in ledger(path)] == [(request_id, 1)]
+    assert (await wait_status(stack.client, request_id))["attempts"] == 1
 
 
 async def _started(path, n: int) -> bool:
