@@ -101,11 +101,13 @@ class AsyncConsumer:
                 await self._slot_free.wait()
                 continue
             try:
-                await self._check_epoch(startup=self._epoch is None)
+                if self._epoch is None:
+                    await self._check_epoch(startup=True)
                 entries = await self._queue.read(self.name, free, read_block_ms)
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
+                await self._queue.ensure_group()  # the stream went away: the epoch tells how
                 await self._check_epoch()
                 continue
             except REDIS_ERRORS as exc:
