@@ -29,6 +29,7 @@ from hotpool.benchmarks.chaos import (
     plan_faults,
     runs_by_token,
     success_records,
+    wrong_success_records,
 )
 from tests.services import missing_service
 
@@ -207,18 +208,17 @@ def test_runs_join_each_start_with_its_end_oldest_first():
                             "containers": ["b", "c"]}], "manager"),
         # a Main was killed before the run's end was written
         (_ran(1.0, 1.1), [{"kind": "main", "from": 1.6, "until": 1.6}], "consumer"),
-        # Redis was down when the run ended
-        (_ran(1.0, 1.1), [{"kind": "redis", "from": 0.5, "until": 2.0}], "redis"),
         # nothing explains it: ran to its end, no fault near
         (_ran(1.0, 1.1), [], None),
-        # another container's death or Manager's, a Main killed long after, Redis down before
+        # another container's death or Manager's, a Main killed long after the run ended
         (_ran(1.0, 1.1), [{"kind": "container", "from": 1.05, "until": 1.05, "containers": ["x"]},
                           {"kind": "manager", "from": 1.05, "until": 1.05, "containers": ["x"]},
-                          {"kind": "main", "from": 3.0, "until": 3.0},
-                          {"kind": "redis", "from": 0.0, "until": 0.9}], None),
+                          {"kind": "main", "from": 3.0, "until": 3.0}], None),
+        # a Main killed before the run began
+        (_ran(1.0, 1.1), [{"kind": "main", "from": 0.5, "until": 0.5}], None),
     ],
 )  # fmt: skip
-def test_a_rerun_is_explained_only_by_a_retry_or_a_fault_while_the_run_before_ended(
+def test_a_rerun_is_explained_only_by_a_retry_or_a_kill_while_the_run_before_ended(
     before, faults, why
 ):
     assert explain_rerun(before, _ran(5.0, 5.1), faults) == why
@@ -233,12 +233,34 @@ def test_extra_executions_are_every_run_after_the_first():
         "twice": [_ran(0.0, 0.1), _ran(4.0, 4.1)],
     }  # fmt: skip
     explained, unexplained = extra_executions(runs, [])
-    assert explained == {"retry": 2}
+    assert explained == {"failing": ["retry", "retry"]}
     assert unexplained == [runs["twice"][1]]
 
 
 @pytest.mark.unit
-def test_fault_windows_bracket_redis_from_its_stop_until_it_is_back():
+@pytest.mark.parametrize(
+    ("count", "reruns", "wrong"),
+    [
+        (1, [], False),
+        (1, ["container"], False),
+        # no success record for a success: the record was lost
+        (0, [], True),
+        # two: one attempt's end was never written; only a killed consumer does that
+        (2, ["consumer"], False),
+        (2, ["container"], True),
+        (2, [], True),
+    ],
+)
+def test_a_succeeded_event_has_one_success_record_unless_its_consumer_was_killed(
+    count, reruns, wrong
+):
+    counts = {"r1": count} if count else {}
+    found = wrong_success_records({"r1": "t1"}, counts, {"t1": reruns} if reruns else {})
+    assert found == ({"r1": count} if wrong else {})
+
+
+@pytest.mark.unit
+def test_fault_windows_are_the_kills_with_the_containers_each_took_down():
     events = [
         {"t": 1.0, "kind": "kill_container", "container": "c"},
         {"t": 1.5, "kind": "kill_container", "container": None},
@@ -252,7 +274,6 @@ def test_fault_windows_bracket_redis_from_its_stop_until_it_is_back():
     assert fault_windows(events, 100.0, owners) == [
         {"kind": "container", "from": 101.0, "until": 101.0, "containers": ["c"]},
         {"kind": "manager", "from": 102.5, "until": 102.5, "containers": ["d", "e"]},
-        {"kind": "redis", "from": 102.0, "until": 104.0},
         {"kind": "main", "from": 105.0, "until": 105.0},
     ]
 

@@ -39,9 +39,11 @@ settle, and counts:
   function's dead letters with a reason), async_lost (a 404, an event still queued or running
   after the drain, or one that ended without a dead letter or with the wrong result),
   async_extra_executions (runs of an event after its first in the ledger) by what explains them
-  (``retry`` of a run that raised, a killed ``container``, a killed Main's ``consumer``, ``redis``
-  down when the run ended), async_unexplained (the rest) and async_redis_data_lost (a Main
-  found the queue gone: Redis came back without its AOF);
+  (``retry`` of a run that raised, a killed ``container`` or its ``manager``, a killed Main's
+  ``consumer``; a Redis restart explains none), async_unexplained (the rest),
+  async_success_records_wrong (a succeeded event without exactly one success record, two being
+  allowed only after a killed consumer) and async_redis_data_lost (a Main found the queue gone:
+  Redis came back without its AOF);
 - sent_to_dead and the other Main counters, banked before each Main kill (a restarted Main's
   counters start at zero; what a killed Main counted after the last poll, at most ~1 s, is lost).
 
@@ -63,6 +65,7 @@ from hotpool.benchmarks.chaos.checks import (
     find_overlaps,
     runs_by_token,
     success_records,
+    wrong_success_records,
 )
 from hotpool.benchmarks.chaos.config import MAJOR_FAULTS, plan_faults
 from hotpool.benchmarks.chaos.observe import PoolState, analyse_pool
@@ -80,4 +83,5 @@ __all__ = [
     "plan_faults",
     "runs_by_token",
     "success_records",
+    "wrong_success_records",
 ]

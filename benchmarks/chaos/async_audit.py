@@ -17,6 +17,7 @@ from hotpool.benchmarks.chaos.checks import (
     extra_executions,
     runs_by_token,
     success_records,
+    wrong_success_records,
 )
 from hotpool.benchmarks.chaos.cluster import Cluster
 from hotpool.benchmarks.chaos.config import BREAKS, FUNCTIONS, MAINS
@@ -99,11 +100,10 @@ async def fetch_dead_letters(
 def fault_windows(
     events: list[dict[str, Any]], t0: float, managers_of: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """The faults that can make an event run again, as unix-time intervals: a killed container,
-    Manager (its containers may die with it; ``managers_of`` maps container ids to Manager ids)
-    or Main (an instant), Redis from its stop until it was back."""
+    """The faults that can make an event run again, at unix times: a killed container, Manager
+    (its containers may die with it; ``managers_of`` maps container ids to Manager ids) or Main
+    (its consumer's events run again elsewhere)."""
     windows: list[dict[str, Any]] = []
-    redis_down: float | None = None
     for e in events:
         at = t0 + e["t"]
         if e["kind"] == "kill_container" and e.get("container"):
@@ -114,13 +114,6 @@ def fault_windows(
             windows.append({"kind": "manager", "from": at, "until": at, "containers": ids})
         elif e["kind"] == "kill_main":
             windows.append({"kind": "main", "from": at, "until": at})
-        elif e["kind"] == "stop_redis":
-            redis_down = at
-        elif e["kind"] == "restarted" and e.get("service") == "redis" and redis_down is not None:
-            windows.append({"kind": "redis", "from": redis_down, "until": at})
-            redis_down = None
-    if redis_down is not None:  # it never came back
-        windows.append({"kind": "redis", "from": redis_down, "until": float("inf")})
     return windows
 
 
@@ -157,8 +150,11 @@ def async_report(
     tokens = {s.token for s in accepted}
     runs = {t: rs for t, rs in runs_by_token(executions).items() if t in tokens}
     explained, unexplained = extra_executions(runs, fault_windows(events, t0, managers_of))
-    successes = success_records(records.values())
+    by_cause = Counter(why for reasons in explained.values() for why in reasons)
     succeeded = [r for r, v in verdicts.items() if v == "succeeded"]
+    records_wrong = wrong_success_records(
+        {r: by_id[r].token for r in succeeded}, success_records(records.values()), explained
+    )
     # a dead letter of an event that did not ask to fail: its every attempt met a fault
     unexpected_dead = [r for r, v in verdicts.items() if v == "dead_lettered" and not by_id[r].fail]
     wrong_result = [
@@ -174,10 +170,10 @@ def async_report(
         "async_dead_lettered_unasked": len(unexpected_dead),
         "async_lost": outcome["lost"] + len(wrong_result),
         "async_never_ran": sum(1 for s in accepted if s.token not in runs),
-        "async_extra_executions": sum(explained.values()) + len(unexplained),
-        "async_extra_by_cause": dict(explained),
+        "async_extra_executions": sum(by_cause.values()) + len(unexplained),
+        "async_extra_by_cause": dict(by_cause),
         "async_unexplained": len(unexplained),
-        "async_succeeded_records_not_one": sum(1 for r in succeeded if successes[r] != 1),
+        "async_success_records_wrong": len(records_wrong),
         "async_drain_s": drain_s,
     }
     details = {
@@ -185,9 +181,7 @@ def async_report(
         "async_wrong_result": [{"request_id": r, "status": statuses[r]} for r in wrong_result[:20]],
         "async_unexplained": unexplained[:20],
         "async_dead_lettered_unasked": [dead_letters[r] for r in unexpected_dead[:10]],
-        "async_succeeded_records_not_one": {
-            r: successes[r] for r in succeeded if successes[r] != 1
-        },
+        "async_success_records_wrong": records_wrong,
     }
     return summary, details
 

@@ -127,9 +127,9 @@ def explain_rerun(
     """Why an event ran again after ``before`` (its previous run), or None when nothing does:
     ``retry`` (the run before raised), ``container`` (its container was killed), ``manager``
     (its container's Manager was killed), ``consumer`` (a Main was killed before the run's end
-    was written), ``redis`` (Redis was down then). ``faults``: ``{"kind": container | manager |
-    main | redis, "from", "until"}`` in unix time, with ``"containers"`` (the ids it killed) for
-    the first two."""
+    was written). ``faults``: ``{"kind": container | manager | main, "from", "until"}`` in unix
+    time, with ``"containers"`` (the ids it killed) for the first two. A Redis restart explains
+    nothing: nothing is lost, and an attempt that ran writes its end once Redis is back."""
     if before.get("failed"):
         return "retry"
     ended = before["end"] if before.get("end") is not None else run["start"]
@@ -137,12 +137,9 @@ def explain_rerun(
     found = set()
     for f in faults:
         if f["from"] <= window[1] and f["until"] >= window[0]:
-            if f["kind"] in ("main", "redis") or before.get("container") in f["containers"]:
+            if f["kind"] == "main" or before.get("container") in f.get("containers", ()):
                 found.add(f["kind"])
-    for kind, why in (
-        ("container", "container"), ("manager", "manager"), ("main", "consumer"),
-        ("redis", "redis"),
-    ):  # fmt: skip
+    for kind, why in (("container", "container"), ("manager", "manager"), ("main", "consumer")):
         if kind in found:
             return why
     return None
@@ -150,18 +147,36 @@ def explain_rerun(
 
 def extra_executions(
     runs: Mapping[str, list[dict[str, Any]]], faults: list[dict[str, Any]]
-) -> tuple[Counter[str], list[dict[str, Any]]]:
-    """Every run of a token after its first, explained (counts by reason) or not (the runs)."""
-    explained: Counter[str] = Counter()
+) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    """Every run of a token after its first: explained (token -> the reasons, in order) or not
+    (the runs)."""
+    explained: dict[str, list[str]] = defaultdict(list)
     unexplained = []
-    for token_runs in runs.values():
+    for token, token_runs in runs.items():
         for before, run in itertools.pairwise(token_runs):
             why = explain_rerun(before, run, faults)
             if why is None:
                 unexplained.append(run)
             else:
-                explained[why] += 1
-    return explained, unexplained
+                explained[token].append(why)
+    return dict(explained), unexplained
+
+
+def wrong_success_records(
+    succeeded: Mapping[str, str],
+    counts: Mapping[str, int],
+    reruns: Mapping[str, list[str]],
+) -> dict[str, int]:
+    """Succeeded events (request id -> token) without exactly one success record, by request id
+    -> how many they have. Two are allowed only after a killed consumer (``consumer`` among the
+    token's ``reruns``): a Main killed after the record was journaled, before the end was
+    written."""
+    wrong = {}
+    for request_id, token in succeeded.items():
+        n = counts.get(request_id, 0)
+        if n == 0 or (n > 1 and "consumer" not in reruns.get(token, [])):
+            wrong[request_id] = n
+    return wrong
 
 
 def read_records_db(path: Path) -> list[dict[str, Any]]:

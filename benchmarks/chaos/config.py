@@ -70,7 +70,7 @@ BREAKS = (
     "leaked", "duplicates", "overlaps", "records_missing", "stale_entries", "double_placed",
     "wrong_version", "wrong_result", "executed_unrecorded", "orphan_processes",
     "untracked_processes", "handed_busy", "async_lost", "async_unexplained",
-    "async_redis_data_lost",
+    "async_success_records_wrong", "async_redis_data_lost",
 )  # fmt: skip
 
 

@@ -326,7 +326,8 @@ def print_summary(report: dict[str, Any]) -> None:
                 "executed_unrecorded", "orphans", "handed_busy"):  # fmt: skip
         for item in d[key][:10]:
             out(f"  {key}: {item}")
-    for key in ("async_lost", "async_unexplained", "async_wrong_result"):
+    for key in ("async_lost", "async_unexplained", "async_wrong_result",
+                "async_success_records_wrong"):  # fmt: skip
         for item in list(d[key])[:10]:
             out(f"  {key}: {item}")
     for manager_id, ids in d["untracked"].items():
