@@ -29,9 +29,8 @@ class FlakyQueue:
 
 
 def _consumer(queue: FlakyQueue) -> AsyncConsumer:
-    return AsyncConsumer(
-        Settings.from_env({}), queue=queue, invoker=None, functions=None, name="c1"
-    )  # type: ignore[arg-type]
+    # only FINISH is reached: no invoker or function service is needed
+    return AsyncConsumer(Settings.from_env({}), queue=queue, invoker=None, functions=None)
 
 
 ATTEMPT = Attempt(Entry("1-0", "r1", "default/f", "default"), 1, {"status": "running"})
