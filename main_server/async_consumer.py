@@ -46,6 +46,9 @@ epoch_interval_s = 1.0
 busy_defer_s = 0.5
 # pause after a Redis error before the loops try again
 redis_retry_s = 0.5
+# how long an attempt that ran keeps trying to write its outcome while Redis is unreachable;
+# past it the entry is left to the reclaim path and the event runs again
+finish_retry_max_s = 60.0
 
 
 class AsyncConsumer:
@@ -308,16 +311,28 @@ class AsyncConsumer:
         destination = None
         if decision.destination and fv is not None:
             destination = await self._destination(attempt, fv, decision)
-        changed = await self._queue.finish(
-            attempt,
-            decision.status,
-            decision.fields,
-            due=decision.due,
-            result_ttl_s=self._settings.async_result_ttl_s,
-            dead_letter=decision.dead_letter,
-            dead_letter_ttl_s=self._settings.async_dead_letter_ttl_s,
-            destination=destination,
-        )
+        # the attempt ran: a short Redis outage (a restart from its AOF) must not make it run
+        # again, so its end is written once Redis is back. Meanwhile its entry stays pending
+        # here and is renewed, and were it taken all the same, FINISH drops a stale attempt
+        give_up_at = time.monotonic() + finish_retry_max_s
+        while True:
+            try:
+                changed = await self._queue.finish(
+                    attempt,
+                    decision.status,
+                    decision.fields,
+                    due=decision.due,
+                    result_ttl_s=self._settings.async_result_ttl_s,
+                    dead_letter=decision.dead_letter,
+                    dead_letter_ttl_s=self._settings.async_dead_letter_ttl_s,
+                    destination=destination,
+                )
+                break
+            except REDIS_ERRORS:
+                if self._stopping or time.monotonic() >= give_up_at:
+                    raise
+                self.counters["async_finish_retried"] += 1
+                await asyncio.sleep(redis_retry_s)
         if not changed:
             self.counters["async_stale_attempts"] += 1
             log.warning(
