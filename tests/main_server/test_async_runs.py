@@ -94,7 +94,7 @@ async def test_a_throttled_event_is_retried_without_using_a_retry(hotpool_stack,
     await stack.deploy(
         "single", SLEEPER, max_concurrency=1, async_retries=0, env={"LEDGER": str(path)}
     )
-    sync_call = asyncio.create_task(stack.invoke("single", {"s": 2, "sync": True}))
+    sync_call = asyncio.create_task(stack.invoke("single", {"s": 3, "sync": True}))
     assert await wait_for(lambda: _started(path, 1), timeout_s=10)
 
     request_id = await send(stack.client, "single", {"s": 0})
@@ -111,7 +111,7 @@ async def test_a_throttled_event_is_retried_without_using_a_retry(hotpool_stack,
     assert done["throttles"] >= 1
     assert {e["kind"] for e in done["errors"]} == {"throttle"}
     assert {e["type"] for e in done["errors"]} == {"TooManyRequests"}
-    assert [r["event"] for r in ledger(path)] == [{"s": 2, "sync": True}, {"s": 0}]
+    assert [r["event"] for r in ledger(path)] == [{"s": 3, "sync": True}, {"s": 0}]
 
 
 async def _started(path, n: int) -> bool:
@@ -124,7 +124,7 @@ async def test_async_calls_hold_at_most_their_share_of_a_function(hotpool_stack,
     path = tmp_path / "ledger"
     await stack.deploy("shared", SLEEPER, max_concurrency=4, env={"LEDGER": str(path)})
 
-    ids = [await send(stack.client, "shared", {"s": 2.5, "n": n}) for n in range(4)]
+    ids = [await send(stack.client, "shared", {"s": 3, "n": n}) for n in range(4)]
     assert await wait_for(lambda: _started(path, 2), timeout_s=10)
     # two async calls hold their share (half of 4); a synchronous one still gets through
     resp = await stack.invoke("shared", {"s": 0, "sync": True})
