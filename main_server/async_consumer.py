@@ -115,10 +115,11 @@ class AsyncConsumer:
                     await self._check_epoch(startup=True)
                 entries = await self._read(free)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # a stream went away: put the groups back, and let the epoch tell whether
+                # a stream or its group went away (NOGROUP; UNBLOCKED when it went during a
+                # blocked read, Redis 7): put the groups back, and let the epoch tell whether
                 # Redis lost the queue
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                    raise
                 await self._queue.ensure_groups(self._namespaces)
                 await self._check_epoch()
                 continue
