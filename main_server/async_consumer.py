@@ -1,11 +1,12 @@
-"""The asynchronous trigger: every Main replica consumes the event stream and runs each event
+"""The asynchronous trigger: every Main replica consumes the event streams and runs each event
 through the one invoke path (admission, lease, call, release, record).
 
 At least once: an event stays pending on the replica that read it until that replica ends,
 retries or defers it in one script. A replica that dies leaves its entries pending and silent;
 another takes them after ``async_consumer_timeout_s`` and runs them again once the function's
-timeout + lease grace has passed since the attempt began (``shared.async_keys.RECLAIM``), so
-two attempts never overlap. What to do with an attempt's outcome is ``async_outcome.decide``.
+timeout + lease grace (+ the cold-start bound) has passed since the attempt began
+(``shared.async_keys.RECLAIM``), so two attempts never overlap. What to do with an
+attempt's outcome is ``async_outcome.decide``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ResponseError
 
@@ -84,11 +86,24 @@ class AsyncConsumer:
 
     async def run_forever(self) -> None:
         """Read and run events until ``stop``; the housekeeping runs beside it."""
-        housekeeping = asyncio.create_task(self._housekeeping(), name="async-housekeeping")
+        housekeeping = asyncio.create_task(
+            self._supervised(self._housekeeping), name="async-housekeeping"
+        )
         try:
-            await self._consume()
+            await self._supervised(self._consume)
         finally:
             await _stop_task(housekeeping)
+
+    async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` again after an error nobody foresaw: a replica that stopped consuming
+        without a word would leave its share of the queue to the others for ever."""
+        while not self._stopping:
+            try:
+                await loop()
+            except Exception:
+                self.counters["async_loop_errors"] += 1
+                log.exception("async %s failed; starting it again", loop.__name__.strip("_"))
+                await asyncio.sleep(redis_retry_s)
 
     async def stop(self, consuming: asyncio.Task[None], drain_s: float = 0.0) -> None:
         """Stop reading, let the events running here end within ``drain_s``, then cancel the
@@ -268,7 +283,9 @@ class AsyncConsumer:
             ns_share=max(1, math.floor(share * settings.namespace_max_concurrency)),
             defer_s=busy_defer_s,
             timeout_s=fv.config.timeout_s if fv is not None else 0.0,
-            grace_s=settings.lease_grace_s,
+            # the attempt may first wait for a cold start: a rerun after this replica died
+            # must not begin while the call could still be sent and running
+            grace_s=settings.cold_start_timeout_s + settings.lease_grace_s,
         )
         if not isinstance(begun, Attempt):
             self.counters[f"async_{begun}"] += 1

@@ -39,6 +39,8 @@ FAST = {
     "async_throttle_delay_s": 0.05,
     "async_consumer_timeout_s": 1,
     "lease_grace_s": 0.5,
+    # an attempt's deadline counts the cold-start bound too: a short one reruns sooner
+    "cold_start_timeout_s": 3,
 }
 # sleeps event["s"] seconds (its timeout is 2 s), then writes an "end" line to its ledger
 SLOW = ledger_zip(
@@ -207,7 +209,7 @@ def test_a_restart_of_hotpool_dev_loses_no_accepted_event(tmp_path, stop):
         HOTPOOL_PREWARM_COUNT="0", HOTPOOL_EMBEDDED_REDIS="server",
         # one event at a time, so most of them are still queued when it is killed
         HOTPOOL_ASYNC_CONCURRENCY="1", HOTPOOL_ASYNC_CONSUMER_TIMEOUT_S="1",
-        HOTPOOL_LEASE_GRACE_S="0.5",
+        HOTPOOL_LEASE_GRACE_S="0.5", HOTPOOL_COLD_START_TIMEOUT_S="3",
     )  # fmt: skip
     procs: list[subprocess.Popen] = []
 
