@@ -1,11 +1,12 @@
-"""The asynchronous trigger: every Main replica consumes the event stream and runs each event
+"""The asynchronous trigger: every Main replica consumes the event streams and runs each event
 through the one invoke path (admission, lease, call, release, record).
 
 At least once: an event stays pending on the replica that read it until that replica ends,
 retries or defers it in one script. A replica that dies leaves its entries pending and silent;
 another takes them after ``async_consumer_timeout_s`` and runs them again once the function's
-timeout + lease grace has passed since the attempt began (``shared.async_keys.RECLAIM``), so
-two attempts never overlap. What to do with an attempt's outcome is ``async_outcome.decide``.
+timeout + lease grace (+ the cold-start bound) has passed since the attempt began
+(``shared.async_keys.RECLAIM``), so two attempts never overlap. What to do with an
+attempt's outcome is ``async_outcome.decide``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ResponseError
 
@@ -46,6 +48,9 @@ epoch_interval_s = 1.0
 busy_defer_s = 0.5
 # pause after a Redis error before the loops try again
 redis_retry_s = 0.5
+# how long an attempt that ran keeps trying to write its outcome while Redis is unreachable;
+# past it the entry is left to the reclaim path and the event runs again
+finish_retry_max_s = 60.0
 
 
 class AsyncConsumer:
@@ -81,11 +86,24 @@ class AsyncConsumer:
 
     async def run_forever(self) -> None:
         """Read and run events until ``stop``; the housekeeping runs beside it."""
-        housekeeping = asyncio.create_task(self._housekeeping(), name="async-housekeeping")
+        housekeeping = asyncio.create_task(
+            self._supervised(self._housekeeping), name="async-housekeeping"
+        )
         try:
-            await self._consume()
+            await self._supervised(self._consume)
         finally:
             await _stop_task(housekeeping)
+
+    async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` again after an error nobody foresaw: a replica that stopped consuming
+        without a word would leave its share of the queue to the others for ever."""
+        while not self._stopping:
+            try:
+                await loop()
+            except Exception:
+                self.counters["async_loop_errors"] += 1
+                log.exception("async %s failed; starting it again", loop.__name__.strip("_"))
+                await asyncio.sleep(redis_retry_s)
 
     async def stop(self, consuming: asyncio.Task[None], drain_s: float = 0.0) -> None:
         """Stop reading, let the events running here end within ``drain_s``, then cancel the
@@ -112,10 +130,11 @@ class AsyncConsumer:
                     await self._check_epoch(startup=True)
                 entries = await self._read(free)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # a stream went away: put the groups back, and let the epoch tell whether
+                # a stream or its group went away (NOGROUP; UNBLOCKED when it went during a
+                # blocked read, Redis 7): put the groups back, and let the epoch tell whether
                 # Redis lost the queue
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                    raise
                 await self._queue.ensure_groups(self._namespaces)
                 await self._check_epoch()
                 continue
@@ -264,7 +283,9 @@ class AsyncConsumer:
             ns_share=max(1, math.floor(share * settings.namespace_max_concurrency)),
             defer_s=busy_defer_s,
             timeout_s=fv.config.timeout_s if fv is not None else 0.0,
-            grace_s=settings.lease_grace_s,
+            # the attempt may first wait for a cold start: a rerun after this replica died
+            # must not begin while the call could still be sent and running
+            grace_s=settings.cold_start_timeout_s + settings.lease_grace_s,
         )
         if not isinstance(begun, Attempt):
             self.counters[f"async_{begun}"] += 1
@@ -307,16 +328,28 @@ class AsyncConsumer:
         destination = None
         if decision.destination and fv is not None:
             destination = await self._destination(attempt, fv, decision)
-        changed = await self._queue.finish(
-            attempt,
-            decision.status,
-            decision.fields,
-            due=decision.due,
-            result_ttl_s=self._settings.async_result_ttl_s,
-            dead_letter=decision.dead_letter,
-            dead_letter_ttl_s=self._settings.async_dead_letter_ttl_s,
-            destination=destination,
-        )
+        # the attempt ran: a short Redis outage (a restart from its AOF) must not make it run
+        # again, so its end is written once Redis is back. Meanwhile its entry stays pending
+        # here and is renewed, and were it taken all the same, FINISH drops a stale attempt
+        give_up_at = time.monotonic() + finish_retry_max_s
+        while True:
+            try:
+                changed = await self._queue.finish(
+                    attempt,
+                    decision.status,
+                    decision.fields,
+                    due=decision.due,
+                    result_ttl_s=self._settings.async_result_ttl_s,
+                    dead_letter=decision.dead_letter,
+                    dead_letter_ttl_s=self._settings.async_dead_letter_ttl_s,
+                    destination=destination,
+                )
+                break
+            except REDIS_ERRORS:
+                if self._stopping or time.monotonic() >= give_up_at:
+                    raise
+                self.counters["async_finish_retried"] += 1
+                await asyncio.sleep(redis_retry_s)
         if not changed:
             self.counters["async_stale_attempts"] += 1
             log.warning(
