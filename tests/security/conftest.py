@@ -5,4 +5,5 @@ API doing it from inside its container) or as a client would, and assert what a 
 expects to see. The embedded stack factory comes from tests/stack.py.
 """
 
+from tests.async_calls import any_redis_stack, real_redis_url, redis_under_test  # noqa: F401
 from tests.stack import hotpool_stack, stack_backend  # noqa: F401
