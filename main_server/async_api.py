@@ -44,8 +44,9 @@ COUNTS = ("attempts", "retries", "throttles", "version", "result_bytes")
 
 def wants_async(request: web.Request) -> bool:
     """Whether an invoke request asks for an asynchronous call (Lambda's InvocationType)."""
-    # every one of them is checked before any decides: a bad value is a 400, never ignored
-    wanted = False
+    # every input is checked before any decides: a bad value is a 400, never ignored, and
+    # two inputs that disagree are a 400 too, as either answer would ignore one of them
+    said: dict[str, bool] = {}
     for header in INVOCATION_TYPE_HEADERS:
         value = request.headers.get(header)
         if value is not None:
@@ -53,13 +54,16 @@ def wants_async(request: web.Request) -> bool:
                 raise InvalidRequest(
                     f"{header} must be Event or RequestResponse, got {value[:40]!r}"
                 )
-            wanted = wanted or value.lower() == "event"
+            said[header] = value.lower() == "event"
     raw = request.query.get("async")
     if raw is not None:
         if raw.lower() not in ("true", "false", "1", "0"):
             raise InvalidRequest(f"async must be true or false, got {raw[:40]!r}")
-        wanted = wanted or raw.lower() in ("true", "1")
-    return wanted
+        said["async"] = raw.lower() in ("true", "1")
+    if len(set(said.values())) > 1:
+        asked = ", ".join(f"{name} {'async' if a else 'sync'}" for name, a in said.items())
+        raise InvalidRequest(f"the request asks for both a sync and an async call ({asked})")
+    return any(said.values())
 
 
 async def accept(

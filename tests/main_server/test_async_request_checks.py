@@ -26,8 +26,8 @@ def _request(query: str = "", **headers: str) -> object:
         ("", {"amz": "event"}, True),
         ("", {"hotpool": "RequestResponse"}, False),
         ("?async=true", {}, True),
-        ("?async=1", {"hotpool": "RequestResponse"}, True),
-        ("?async=false", {"amz": "Event"}, True),
+        ("?async=1", {"hotpool": "Event"}, True),
+        ("?async=false", {"amz": "RequestResponse"}, False),
         ("?async=0", {}, False),
     ],
 )
@@ -43,6 +43,10 @@ def test_an_event_header_or_async_true_asks_for_an_asynchronous_call(query, head
         ("?async=maybe", {"amz": "Event"}, "async must be true or false"),
         ("", {"hotpool": "Event", "amz": "Later"}, "X-Amz-Invocation-Type"),
         ("?async=yes", {}, "async must be true or false"),
+        # inputs that disagree: either answer would ignore one of them
+        ("?async=1", {"hotpool": "RequestResponse"}, "both a sync and an async call"),
+        ("?async=false", {"amz": "Event"}, "both a sync and an async call"),
+        ("", {"hotpool": "Event", "amz": "RequestResponse"}, "both a sync and an async call"),
     ],
 )
 def test_a_bad_invocation_type_is_refused_whatever_else_the_request_says(query, headers, named):
