@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hotpool.main_server.async_outcome import new_event
 from hotpool.main_server.auth import PRINCIPAL
-from hotpool.main_server.state import ASYNC_CONSUMER, ASYNC_QUEUE, FUNCTIONS, REDIS, SETTINGS
+from hotpool.main_server.state import ASYNC_CONSUMER, ASYNC_QUEUE, FUNCTIONS, SETTINGS
 from hotpool.shared.async_queue import Accepted
 from hotpool.shared.auth import Principal
 from hotpool.shared.errors import (
@@ -78,9 +78,11 @@ async def accept(
     fields = new_event(fv, event.decode(), time.time(), request_id=request_id)
     limit = settings.async_max_queued_per_namespace
     with redis_errors("the asynchronous queue"):
-        outcome, first = await app[ASYNC_QUEUE].accept(
+        outcome, first, replicated = await app[ASYNC_QUEUE].accept(
             request_id, fields, limit=limit, idempotency_key=idempotency_key,
             idempotency_ttl_s=settings.async_idempotency_ttl_s,
+            wait_replicas=settings.async_wait_replicas,
+            wait_timeout_s=settings.async_wait_timeout_s,
         )  # fmt: skip
         if outcome is Accepted.FULL:
             raise TooManyRequests(
@@ -88,8 +90,8 @@ async def accept(
                 "(HOTPOOL_ASYNC_MAX_QUEUED_PER_NAMESPACE); retry later",
                 retry_after_s=queue_full_retry_after_s,
             )
-        if outcome is Accepted.ACCEPTED and settings.async_wait_replicas:
-            await _replicated(request, settings.async_wait_replicas, settings.async_wait_timeout_s)
+    if outcome is not Accepted.FULL and replicated < settings.async_wait_replicas:
+        raise _not_replicated(first, replicated, settings.async_wait_replicas, idempotency_key)
     app[ASYNC_CONSUMER].notice(fv.namespace)
     headers = {"X-Hotpool-Request-Id": first, "Location": status_path(first)}
     if outcome is Accepted.DUPLICATE:
@@ -99,13 +101,21 @@ async def accept(
     )
 
 
-async def _replicated(request: web.Request, replicas: int, timeout_s: float) -> None:
-    acknowledged = await request.app[REDIS].wait(replicas, int(timeout_s * 1000))
-    if acknowledged < replicas:
-        raise StoreUnavailable(
-            f"the event is queued but only {acknowledged} of {replicas} Redis replicas hold it "
-            "(HOTPOOL_ASYNC_WAIT_REPLICAS); send it again with the same Idempotency-Key"
-        )
+def _not_replicated(
+    request_id: str, acknowledged: int, replicas: int, idempotency_key: str | None
+) -> StoreUnavailable:
+    advice = (
+        "send it again with the same Idempotency-Key: that queues nothing twice and answers "
+        "202 once the replicas hold it"
+        if idempotency_key
+        else "sending it again without an Idempotency-Key would queue it twice"
+    )
+    return StoreUnavailable(
+        f"event {request_id} is queued on the Redis primary, but only {acknowledged} of "
+        f"{replicas} replicas hold it (HOTPOOL_ASYNC_WAIT_REPLICAS): it runs unless the "
+        f"primary fails first; {advice}",
+        request_id=request_id,
+    )
 
 
 def status_path(request_id: str) -> str:

@@ -88,7 +88,11 @@ def dead_items(function: str) -> str:
 ACCEPT = """
 if ARGV[4] == '1' then
   local first = redis.call('GET', KEYS[5])
-  if first then return {'duplicate', first} end
+  if first then
+    -- a write all the same, so a WAIT after this script covers the first request's writes
+    redis.call('SET', KEYS[5], first, 'KEEPTTL')
+    return {'duplicate', first}
+  end
 end
 local limit = tonumber(ARGV[3])
 if limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then return {'full', ''} end

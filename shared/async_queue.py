@@ -112,21 +112,31 @@ class AsyncQueue:
         limit: int,
         idempotency_key: str | None = None,
         idempotency_ttl_s: float = 86400.0,
-    ) -> tuple[Accepted, str]:
-        """Queue an event (``fields`` are its state: function, namespace, event, ...)."""
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 1.0,
+    ) -> tuple[Accepted, str, int]:
+        """Queue an event (``fields`` are its state: function, namespace, event, ...).
+
+        With ``wait_replicas``, also WAIT for that many Redis replicas to hold it, on the same
+        connection (WAIT counts that connection's writes); the third value is how many did.
+        """
         function, namespace = fields["function"], fields["namespace"]
         idem_key = k.idem(function, idempotency_digest(idempotency_key or ""))
-        outcome, rid = await self._accept(
-            keys=[
-                k.inv(request_id), k.queued(namespace), k.stream(namespace), k.NAMESPACES,
-                idem_key,
-            ],
-            args=[
-                request_id, self._clock(), limit, "1" if idempotency_key else "0",
-                max(1, int(idempotency_ttl_s)), namespace, function, _encode(fields),
-            ],
-        )  # fmt: skip
-        return Accepted(text(outcome)), text(rid)
+        keys_ = [
+            k.inv(request_id), k.queued(namespace), k.stream(namespace), k.NAMESPACES, idem_key,
+        ]  # fmt: skip
+        args = [
+            request_id, self._clock(), limit, "1" if idempotency_key else "0",
+            max(1, int(idempotency_ttl_s)), namespace, function, _encode(fields),
+        ]  # fmt: skip
+        if not wait_replicas:
+            outcome, rid = await self._accept(keys=keys_, args=args)
+            return Accepted(text(outcome)), text(rid), 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._accept(keys=keys_, args=args, client=pipe)
+            pipe.wait(wait_replicas, int(wait_timeout_s * 1000))
+            (outcome, rid), acknowledged = await pipe.execute()
+        return Accepted(text(outcome)), text(rid), int(acknowledged)
 
     async def read(
         self, consumer: str, namespaces: list[str], count: int, block_ms: int | None
