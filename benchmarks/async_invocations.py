@@ -7,10 +7,11 @@ fast a backlog drains through warm containers, each beside its synchronous count
 - idle start: one event at a time on a warm container; the handler returns ``time.time()`` at
   its start, compared with the client's clock when the 202 arrived (and when it sent the
   request). Both clocks are this machine's, so the difference is a real interval.
-- backlog: ``backlog`` events accepted as fast as the clients go, run by the consumer
-  (``HOTPOOL_ASYNC_CONCURRENCY`` at a time) until every one ended; the rate is events over the
-  time from the first accept to the last finish, by Main's own timestamps in each status. The
-  baseline is as many synchronous calls at that same concurrency.
+- backlog: while events of a second function hold every one of the consumer's slots
+  (``HOTPOOL_ASYNC_CONCURRENCY``: it reads nothing more), ``backlog`` events are accepted as
+  fast as the clients go; when the holders end, the consumer drains them. The rate is events
+  over the time from the first one's start to the last one's finish, by Main's own timestamps
+  in each status. The baseline is as many synchronous calls at that same concurrency.
 
 Every event accepted is looked up at the end: its status counts, and a run whose events did
 not all succeed says so in its figures. Scenarios wait for the queue to be empty before the
@@ -21,6 +22,7 @@ the same for each side and its baseline, so their ratio holds on a busy machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +36,9 @@ from hotpool.benchmarks.loadgen import percentile
 from hotpool.shared.settings import Settings
 
 ASYNC_FUNCTION = "benchasync"
+# its events hold the consumer's slots while the backlog is accepted (the same code, asked
+# to sleep)
+HOLD_FUNCTION = "benchasynchold"
 # returns at once with the time it started; sleeps only when asked (the warm-up holds
 # containers with it so the pool starts one per connection)
 ASYNC_HANDLER = """import time
@@ -53,6 +58,7 @@ poll_s = 0.005
 idle_event_timeout_s = 30.0
 status_poll_s = 0.1
 request_timeout_s = 120.0
+hold_timeout_s = 900.0  # the holding function's timeout (the longest a function may have)
 
 
 @dataclass
@@ -87,12 +93,14 @@ class Client:
     def __init__(self, server: DevServer, session: aiohttp.ClientSession) -> None:
         self.server = server
         self.session = session
-        self.invoke_url = f"{server.main_url}/v1/functions/{ASYNC_FUNCTION}/invoke"
         self.headers = {**server.headers, "Content-Type": "application/json"}
+
+    def invoke_url(self, function: str = ASYNC_FUNCTION) -> str:
+        return f"{self.server.main_url}/v1/functions/{function}/invoke"
 
     async def burst(self, count: int, clients: int, *, asynchronous: bool) -> Burst:
         """``count`` invocations (``?async=true`` or synchronous) from ``clients`` at once."""
-        url = self.invoke_url + ("?async=true" if asynchronous else "")
+        url = self.invoke_url() + ("?async=true" if asynchronous else "")
         burst, left = Burst(clients), count
 
         async def connection() -> None:
@@ -116,12 +124,13 @@ class Client:
         burst.elapsed_s = time.perf_counter() - begun
         return burst
 
-    async def accept(self) -> tuple[str, float, float]:
+    async def accept(
+        self, function: str = ASYNC_FUNCTION, event: bytes = EVENT
+    ) -> tuple[str, float, float]:
         """One event: its request id, and the client's clock when it sent it and at the 202."""
         sent = time.time()
-        async with self.session.post(
-            self.invoke_url + "?async=true", data=EVENT, headers=self.headers
-        ) as resp:
+        url = self.invoke_url(function) + "?async=true"
+        async with self.session.post(url, data=event, headers=self.headers) as resp:
             await resp.read()
             answered = time.time()
             if resp.status != 202:
@@ -222,32 +231,53 @@ async def accepts(client: Client, count: int, clients: int) -> dict[str, Any]:
     return figures
 
 
-async def backlog(client: Client, count: int, clients: int, concurrency: int) -> dict[str, Any]:
+async def hold_consumer(client: Client, slots: int, hold_s: float) -> list[str]:
+    """Fill the consumer's ``slots`` with events that sleep ``hold_s``; their request ids,
+    once every one is running (or after ``hold_s``, if some never start)."""
+    event = json.dumps({"sleep_s": hold_s}).encode()
+    holders = [(await client.accept(HOLD_FUNCTION, event))[0] for _ in range(slots)]
+    deadline = time.monotonic() + hold_s
+    while time.monotonic() < deadline:
+        states = await client.statuses(holders, slots)
+        if all(s.get("status") == "running" for s in states):
+            break
+        await asyncio.sleep(status_poll_s)
+    return holders
+
+
+async def backlog(
+    client: Client, count: int, clients: int, concurrency: int, hold_s: float
+) -> dict[str, Any]:
     """``count`` synchronous calls at the consumer's concurrency, then ``count`` events
-    accepted as fast as ``clients`` go and run until the last one ended."""
+    accepted while the consumer's slots are held for ``hold_s``, run until the last ended."""
     sync = await client.burst(count, concurrency, asynchronous=False)
+    holders = await hold_consumer(client, concurrency, hold_s)
     burst = await client.burst(count, clients, asynchronous=True)
-    drained = await client.drained(timeout_s=max(120.0, count / 20))
+    drained = await client.drained(timeout_s=hold_s + max(120.0, count / 20))
     states = await client.statuses(burst.request_ids, clients)
+    held = await client.statuses(holders, concurrency)
     done = [s for s in states if s.get("status") == "succeeded"]
     figures: dict[str, Any] = {
         "events": count,
         "concurrency": concurrency,
+        "hold_s": round(hold_s, 1),
         "sync": sync.figures(200),
-        "async": {"accept": burst.figures(202), "drained": drained, "ended": ended(states)},
+        "async": {
+            "accept": burst.figures(202),
+            "drained": drained,
+            "ended": ended(states),
+            "holders_ended": ended(held),
+        },
     }
     if done:
-        first = min(float(s["accepted_at"]) for s in states if "accepted_at" in s)
-        last_accept = max(float(s["accepted_at"]) for s in states if "accepted_at" in s)
+        first_start = min(float(s["started_at"]) for s in done)
         last_finish = max(float(s["finished_at"]) for s in done)
-        # what was still queued or running when the last event was accepted: the backlog
-        # proper, drained with no accepts beside it
-        left = sum(1 for s in done if float(s["finished_at"]) > last_accept)
+        last_accept = max(float(s["accepted_at"]) for s in states if "accepted_at" in s)
         figures["async"].update(
-            drain_s=round(last_finish - first, 3),
-            per_s=round(len(done) / (last_finish - first), 1),
-            left_at_last_accept=left,
-            left_per_s=round(left / (last_finish - last_accept), 1) if left else None,
+            drain_s=round(last_finish - first_start, 3),
+            per_s=round(len(done) / (last_finish - first_start), 1),
+            # a backlog proper when 0: the holders outlasted the accepts
+            started_before_last_accept=sum(1 for s in done if float(s["started_at"]) < last_accept),
         )
         if figures["sync"]["per_s"]:
             figures["ratio"] = round(figures["async"]["per_s"] / figures["sync"]["per_s"], 2)
@@ -262,11 +292,16 @@ async def _measure(
     timeout = aiohttp.ClientTimeout(total=request_timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         client = Client(server, session)
-        return {
+        figures = {
             "idle_start": await idle_start(client, idle_events),
             "accepts": await accepts(client, accept_count, clients),
-            "backlog": await backlog(client, backlog_count, clients, concurrency),
         }
+        # long enough for the accepts, which go faster with the consumer held than they went
+        # beside it; what "started_before_last_accept" reports if not
+        rate = max(50.0, figures["accepts"]["async"]["per_s"])
+        hold_s = min(hold_timeout_s - 60, 2 + 1.5 * backlog_count / rate)
+        figures["backlog"] = await backlog(client, backlog_count, clients, concurrency, hold_s)
+        return figures
 
 
 def measure(
@@ -283,6 +318,10 @@ def measure(
         server.deploy(
             ASYNC_FUNCTION, bench_zip(ASYNC_HANDLER),
             max_concurrency=max(clients, 2 * concurrency) + 8,
+        )  # fmt: skip
+        server.deploy(
+            HOLD_FUNCTION, bench_zip(ASYNC_HANDLER), max_concurrency=2 * concurrency + 8,
+            timeout_s=hold_timeout_s, async_retries=0,
         )  # fmt: skip
         containers = warm_up(
             server, ASYNC_FUNCTION, max(clients, concurrency), tool, warm_up_timeout_s

@@ -105,9 +105,11 @@ def _async_summary(figures: dict[str, Any] | None) -> dict[str, Any]:
     if figures is None:
         return dict.fromkeys(ASYNC_KEYS)
     accepts, idle, backlog = figures["accepts"], figures["idle_start"], figures["backlog"]
-    runs = (accepts["async"], backlog["async"])
-    accepted = idle["events"] + sum(sum(run["ended"].values()) for run in runs)
-    succeeded = sum(run["ended"].get("succeeded", 0) for run in runs)
+    # the backlog's events, and those that held the consumer while it was accepted
+    ended = [accepts["async"]["ended"], backlog["async"]["ended"]]
+    ended.append(backlog["async"].get("holders_ended", {}))
+    accepted = idle["events"] + sum(sum(counts.values()) for counts in ended)
+    succeeded = sum(counts.get("succeeded", 0) for counts in ended)
     succeeded += idle["events"] - idle["not_succeeded"]
     return {
         "async_accepts_per_s": accepts["async"]["per_s"],
@@ -277,8 +279,8 @@ def _async_table(figures: dict[str, Any] | None) -> list[str]:
         f"{accepts['async']['clients']} clients | {_fmt(accepts['async']['per_s'])} | "
         f"{_fmt(accepts['sync']['per_s'])} | {_fmt(accepts.get('ratio'))} | "
         f"{_fmt(accepts['async']['errors'])} / {_fmt(accepts['sync']['errors'])} |",
-        f"| a backlog of {_fmt(backlog['events'])}, events/s from the first accept to the "
-        f"last finish, against calls/s at c={backlog['concurrency']} | "
+        f"| a backlog of {_fmt(backlog['events'])}, events/s from the first start to the last "
+        f"finish, against calls/s at c={backlog['concurrency']} | "
         f"{_fmt(drain.get('per_s'))} | {_fmt(backlog['sync']['per_s'])} | "
         f"{_fmt(backlog.get('ratio'))} | {_fmt(drain['accept']['errors'])} / "
         f"{_fmt(backlog['sync']['errors'])} |",
@@ -286,9 +288,9 @@ def _async_table(figures: dict[str, Any] | None) -> list[str]:
         f"idle, one event at a time: 202 to the handler's start p50 "
         f"{_fmt(idle['from_202_p50_ms'])} ms, p99 {_fmt(idle['from_202_p99_ms'])} ms (from the "
         f"request's start: {_fmt(idle['from_request_p50_ms'])} / "
-        f"{_fmt(idle['from_request_p99_ms'])} ms); backlog left when the last event was "
-        f"accepted: {_fmt(drain.get('left_at_last_accept'))}, drained at "
-        f"{_fmt(drain.get('left_per_s'))} events/s; events that did not end succeeded: "
+        f"{_fmt(idle['from_request_p99_ms'])} ms); backlog events that started before the "
+        f"last was accepted: {_fmt(drain.get('started_before_last_accept'))}; events that did "
+        "not end succeeded: "
         f"{_fmt(_async_summary(figures)['async_events_not_succeeded'])}",
     ]  # fmt: skip
     return lines
