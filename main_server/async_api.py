@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hotpool.main_server.async_outcome import new_event
 from hotpool.main_server.auth import PRINCIPAL
-from hotpool.main_server.state import ASYNC_QUEUE, FUNCTIONS, REDIS, SETTINGS
+from hotpool.main_server.state import ASYNC_CONSUMER, ASYNC_QUEUE, FUNCTIONS, REDIS, SETTINGS
 from hotpool.shared.async_queue import Accepted
 from hotpool.shared.auth import Principal
 from hotpool.shared.errors import (
@@ -44,21 +44,22 @@ COUNTS = ("attempts", "retries", "throttles", "version", "result_bytes")
 
 def wants_async(request: web.Request) -> bool:
     """Whether an invoke request asks for an asynchronous call (Lambda's InvocationType)."""
+    # every one of them is checked before any decides: a bad value is a 400, never ignored
+    wanted = False
     for header in INVOCATION_TYPE_HEADERS:
         value = request.headers.get(header)
         if value is not None:
-            if value.lower() == "event":
-                return True
-            if value.lower() != "requestresponse":
+            if value.lower() not in ("event", "requestresponse"):
                 raise InvalidRequest(
                     f"{header} must be Event or RequestResponse, got {value[:40]!r}"
                 )
+            wanted = wanted or value.lower() == "event"
     raw = request.query.get("async")
-    if raw is None:
-        return False
-    if raw.lower() not in ("true", "false", "1", "0"):
-        raise InvalidRequest(f"async must be true or false, got {raw[:40]!r}")
-    return raw.lower() in ("true", "1")
+    if raw is not None:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise InvalidRequest(f"async must be true or false, got {raw[:40]!r}")
+        wanted = wanted or raw.lower() in ("true", "1")
+    return wanted
 
 
 async def accept(
@@ -85,6 +86,7 @@ async def accept(
             )
         if outcome is Accepted.ACCEPTED and settings.async_wait_replicas:
             await _replicated(request, settings.async_wait_replicas, settings.async_wait_timeout_s)
+    app[ASYNC_CONSUMER].notice(fv.namespace)
     headers = {"X-Hotpool-Request-Id": first, "Location": status_path(first)}
     if outcome is Accepted.DUPLICATE:
         headers["X-Hotpool-Idempotent-Replay"] = "true"

@@ -1,11 +1,12 @@
-"""The asynchronous trigger: every Main replica consumes the event stream and runs each event
+"""The asynchronous trigger: every Main replica consumes the event streams and runs each event
 through the one invoke path (admission, lease, call, release, record).
 
 At least once: an event stays pending on the replica that read it until that replica ends,
 retries or defers it in one script. A replica that dies leaves its entries pending and silent;
 another takes them after ``async_consumer_timeout_s`` and runs them again once the function's
-timeout + lease grace has passed since the attempt began (``shared.async_keys.RECLAIM``), so
-two attempts never overlap. What to do with an attempt's outcome is ``async_outcome.decide``.
+timeout + lease grace (+ the cold-start bound) has passed since the attempt began
+(``shared.async_keys.RECLAIM``), so two attempts never overlap. What to do with an
+attempt's outcome is ``async_outcome.decide``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ResponseError
 
@@ -33,8 +35,11 @@ from hotpool.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# a blocked read returns at least this often, so a stop or a lost group is noticed
-read_block_ms = 2000
+# a blocked read returns at least this often, so a stop, a lost group or a namespace that
+# queued its first event (its stream is read from the next turn on) is noticed
+read_block_ms = 1000
+# how often the list of namespaces with a stream is read again
+namespaces_interval_s = 1.0
 # how often due retries are moved back into the stream (their delays' resolution)
 move_interval_s = 0.05
 # how often the queue's epoch marker is checked (a Redis that lost its data)
@@ -43,6 +48,9 @@ epoch_interval_s = 1.0
 busy_defer_s = 0.5
 # pause after a Redis error before the loops try again
 redis_retry_s = 0.5
+# how long an attempt that ran keeps trying to write its outcome while Redis is unreachable;
+# past it the entry is left to the reclaim path and the event runs again
+finish_retry_max_s = 60.0
 
 
 class AsyncConsumer:
@@ -64,6 +72,10 @@ class AsyncConsumer:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{new_epoch()[:6]}"
         self.counters: Counter[str] = Counter()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._entries: dict[str, Entry] = {}  # the entries being run here, by entry id
+        self._local: Counter[str] = Counter()  # events running here, by namespace
+        self._namespaces: list[str] = []
+        self._turn = 0  # where the next read starts in the namespaces, round robin
         self._slot_free = asyncio.Event()
         self._epoch: str | None = None
         self._stopping = False
@@ -74,11 +86,24 @@ class AsyncConsumer:
 
     async def run_forever(self) -> None:
         """Read and run events until ``stop``; the housekeeping runs beside it."""
-        housekeeping = asyncio.create_task(self._housekeeping(), name="async-housekeeping")
+        housekeeping = asyncio.create_task(
+            self._supervised(self._housekeeping), name="async-housekeeping"
+        )
         try:
-            await self._consume()
+            await self._supervised(self._consume)
         finally:
             await _stop_task(housekeeping)
+
+    async def _supervised(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` again after an error nobody foresaw: a replica that stopped consuming
+        without a word would leave its share of the queue to the others for ever."""
+        while not self._stopping:
+            try:
+                await loop()
+            except Exception:
+                self.counters["async_loop_errors"] += 1
+                log.exception("async %s failed; starting it again", loop.__name__.strip("_"))
+                await asyncio.sleep(redis_retry_s)
 
     async def stop(self, consuming: asyncio.Task[None], drain_s: float = 0.0) -> None:
         """Stop reading, let the events running here end within ``drain_s``, then cancel the
@@ -101,11 +126,16 @@ class AsyncConsumer:
                 await self._slot_free.wait()
                 continue
             try:
-                await self._check_epoch(startup=self._epoch is None)
-                entries = await self._queue.read(self.name, free, read_block_ms)
+                if self._epoch is None:
+                    await self._check_epoch(startup=True)
+                entries = await self._read(free)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # a stream or its group went away (NOGROUP; UNBLOCKED when it went during a
+                # blocked read, Redis 7): put the groups back, and let the epoch tell whether
+                # Redis lost the queue
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
+                await self._queue.ensure_groups(self._namespaces)
                 await self._check_epoch()
                 continue
             except REDIS_ERRORS as exc:
@@ -113,12 +143,68 @@ class AsyncConsumer:
                 await asyncio.sleep(redis_retry_s)
                 continue
             for entry in entries:
-                task = asyncio.create_task(self._run(entry), name=f"async-{entry.request_id}")
-                self._running[entry.entry_id] = task
-                task.add_done_callback(lambda _t, e=entry.entry_id: self._done(e))
+                self._start(entry)
 
-    def _done(self, entry_id: str) -> None:
-        self._running.pop(entry_id, None)
+    async def _read(self, free: int) -> list[Entry]:
+        """Up to ``free`` entries, taking the namespaces in turn.
+
+        A namespace may hold no more than its fair part of this replica's slots (all but one
+        while it is the only one with events running here), so a tenant with a backlog of
+        slow events cannot take every slot from the others. The namespaces are
+        read a few at a time without blocking; only when none has an entry does the read
+        block, on all of them, and what it brings beyond ``free`` is handed back at once.
+        """
+        eligible = self._eligible()
+        if not eligible:  # no stream yet, or every namespace holds its part: wait for either
+            self._slot_free.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_free.wait(), namespaces_interval_s)
+            return []
+        self._turn = (self._turn + 1) % len(eligible)
+        order = eligible[self._turn :] + eligible[: self._turn]
+        entries: list[Entry] = []
+        start = 0
+        while start < len(order) and len(entries) < free:
+            chunk = order[start : start + free - len(entries)]
+            start += len(chunk)
+            entries += await self._queue.read(self.name, chunk, 1, None)
+        if entries:
+            return entries
+        entries = await self._queue.read(self.name, order, 1, read_block_ms)
+        for extra in entries[free:]:
+            await self._queue.defer(extra)
+        return entries[:free]
+
+    def notice(self, namespace: str) -> None:
+        """A namespace queued an event here: read its stream from the next turn on, instead
+        of after the next refresh of the namespaces (a waiting read wakes at once; a blocked
+        one within ``read_block_ms``)."""
+        if namespace not in self._namespaces:
+            self._namespaces = sorted([*self._namespaces, namespace])
+            self._slot_free.set()
+
+    def _eligible(self) -> list[str]:
+        """The namespaces under their fair part of this replica's slots."""
+        concurrency = self._settings.async_concurrency
+        busy = [ns for ns, n in self._local.items() if n > 0]
+        # one namespace alone keeps a slot free for whichever queues next, as that one's
+        # first event would otherwise wait for a slow event of the first to end
+        fair = max(1, concurrency - 1 if len(busy) <= 1 else -(-concurrency // len(busy)))
+        return [ns for ns in self._namespaces if self._local[ns] < fair]
+
+    def _start(self, entry: Entry) -> None:
+        task = asyncio.create_task(self._run(entry), name=f"async-{entry.request_id}")
+        self._running[entry.entry_id] = task
+        self._entries[entry.entry_id] = entry
+        self._local[entry.namespace] += 1
+        task.add_done_callback(lambda _t, e=entry: self._done(e))
+
+    def _done(self, entry: Entry) -> None:
+        self._running.pop(entry.entry_id, None)
+        self._entries.pop(entry.entry_id, None)
+        self._local[entry.namespace] -= 1
+        if self._local[entry.namespace] <= 0:
+            del self._local[entry.namespace]
         self._slot_free.set()
 
     async def _housekeeping(self) -> None:
@@ -126,16 +212,19 @@ class AsyncConsumer:
         and watch for a Redis that lost the queue."""
         timeout_s = self._settings.async_consumer_timeout_s
         renew_every_s = max(0.05, timeout_s / 4)
-        last_renew = last_epoch = 0.0
+        last_renew = last_epoch = last_namespaces = 0.0
         while not self._stopping:
             await asyncio.sleep(move_interval_s)
             now = time.monotonic()
             try:
                 self.counters["async_moved_due"] += await self._queue.move_due()
+                if now - last_namespaces >= namespaces_interval_s:
+                    last_namespaces = now
+                    self._namespaces = await self._queue.namespaces()
                 if now - last_renew >= renew_every_s:
                     last_renew = now
-                    await self._queue.renew(self.name, list(self._running))
-                    taken = await self._queue.reclaim(self.name, timeout_s)
+                    await self._queue.renew(self.name, list(self._entries.values()))
+                    taken = await self._queue.reclaim(self.name, self._namespaces, timeout_s)
                     if taken:
                         self.counters["async_reclaimed"] += len(taken)
                         log.warning(
@@ -156,7 +245,8 @@ class AsyncConsumer:
             current = await self._queue.epoch()
             if current is not None and current == self._epoch:
                 return
-        created = await self._queue.ensure_group()
+        self._namespaces = await self._queue.namespaces()
+        created = await self._queue.ensure_groups(self._namespaces)
         current = await self._queue.epoch(new_epoch())
         if not startup and current != self._epoch:
             self.counters["async_redis_data_lost"] += 1
@@ -166,7 +256,7 @@ class AsyncConsumer:
                 "their status is unknown; see the README's durability section"
             )
         elif created and startup:
-            log.info("created the asynchronous event stream and its consumer group")
+            log.info("created %d asynchronous event streams and their consumer group", created)
         self._epoch = current
 
     async def _run(self, entry: Entry) -> None:
@@ -193,7 +283,9 @@ class AsyncConsumer:
             ns_share=max(1, math.floor(share * settings.namespace_max_concurrency)),
             defer_s=busy_defer_s,
             timeout_s=fv.config.timeout_s if fv is not None else 0.0,
-            grace_s=settings.lease_grace_s,
+            # the attempt may first wait for a cold start: a rerun after this replica died
+            # must not begin while the call could still be sent and running
+            grace_s=settings.cold_start_timeout_s + settings.lease_grace_s,
         )
         if not isinstance(begun, Attempt):
             self.counters[f"async_{begun}"] += 1
@@ -236,16 +328,28 @@ class AsyncConsumer:
         destination = None
         if decision.destination and fv is not None:
             destination = await self._destination(attempt, fv, decision)
-        changed = await self._queue.finish(
-            attempt,
-            decision.status,
-            decision.fields,
-            due=decision.due,
-            result_ttl_s=self._settings.async_result_ttl_s,
-            dead_letter=decision.dead_letter,
-            dead_letter_ttl_s=self._settings.async_dead_letter_ttl_s,
-            destination=destination,
-        )
+        # the attempt ran: a short Redis outage (a restart from its AOF) must not make it run
+        # again, so its end is written once Redis is back. Meanwhile its entry stays pending
+        # here and is renewed, and were it taken all the same, FINISH drops a stale attempt
+        give_up_at = time.monotonic() + finish_retry_max_s
+        while True:
+            try:
+                changed = await self._queue.finish(
+                    attempt,
+                    decision.status,
+                    decision.fields,
+                    due=decision.due,
+                    result_ttl_s=self._settings.async_result_ttl_s,
+                    dead_letter=decision.dead_letter,
+                    dead_letter_ttl_s=self._settings.async_dead_letter_ttl_s,
+                    destination=destination,
+                )
+                break
+            except REDIS_ERRORS:
+                if self._stopping or time.monotonic() >= give_up_at:
+                    raise
+                self.counters["async_finish_retried"] += 1
+                await asyncio.sleep(redis_retry_s)
         if not changed:
             self.counters["async_stale_attempts"] += 1
             log.warning(

@@ -68,9 +68,7 @@ class Outcome:
             body = {"errorMessage": exc.message, "errorType": error_type, "stackTrace": []}
             return cls("function", orjson.dumps(body), error_type, exc.message)
         if isinstance(exc, TooManyRequests):
-            return cls(
-                "throttle", b"null", exc.code, exc.message, exc.details.get("retry_after_s", 0.0)
-            )
+            return cls("throttle", b"null", exc.code, exc.message, exc.retry_after_s)
         if isinstance(exc, ClientError):
             return cls("fatal", b"null", exc.code, exc.message)
         return cls("throttle", b"null", exc.code, exc.message)  # a platform error

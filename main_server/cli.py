@@ -1,5 +1,5 @@
 """The ``hotpool`` command line: run the services, and deploy, invoke and inspect functions
-(layers: ``cli_layers``).
+(layers: ``cli_layers``; asynchronous invocations: ``cli_async``).
 
 Client commands talk to ``HOTPOOL_URL`` (default http://127.0.0.1:8080) with the standard
 library only, so they start fast.
@@ -18,6 +18,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from hotpool.main_server.cli_async import (
+    add_async_commands,
+    add_async_settings,
+    async_settings,
+    invoke_async,
+)
 from hotpool.main_server.cli_client import CliError, _check, _print, _request
 from hotpool.main_server.cli_layers import add_layer_commands, package_of
 from hotpool.shared.errors import HotpoolError
@@ -51,6 +57,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     for setting in ("log_format", "log_level", "http", "http_payload", "cors"):
         if getattr(args, setting) is not None:
             params[setting] = getattr(args, setting)
+    params.update(async_settings(args))
     name = args.name or path.stem
     query = f"?namespace={urllib.parse.quote(args.namespace)}" if args.namespace else ""
     # multipart, so settings (env secrets included) stay out of URLs and access logs
@@ -87,6 +94,10 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         event = args.data.encode()
     else:
         event = b"{}"
+    if args.asynchronous:
+        return invoke_async(args, event)
+    if args.idempotency_key is not None:
+        raise CliError("--idempotency-key is for asynchronous calls: add --async")
     status, headers, body = _request(
         "POST", f"/v1/functions/{urllib.parse.quote(args.name)}/invoke", event,
         content_type="application/json",
@@ -325,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http", choices=HTTP_MODES, help="the /fn/ web route (default key)")
     p.add_argument("--http-payload", choices=HTTP_PAYLOADS, help="web event format (2.0)")
     p.add_argument("--cors", metavar="JSON", help='e.g. {"allow_origins": ["*"]}')
+    add_async_settings(p)
     p.set_defaults(func=cmd_deploy)
     add_layer_commands(sub)
 
@@ -334,7 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--data", help="the event as JSON text")
     group.add_argument("--file", help="a file holding the event JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print hotpool headers")
+    p.add_argument("--async", dest="asynchronous", action="store_true",
+                   help="queue the event; print its request id and status URL")  # fmt: skip
+    p.add_argument("--idempotency-key", metavar="K", help="with --async: queue K only once")
     p.set_defaults(func=cmd_invoke)
+    add_async_commands(sub)
 
     p = sub.add_parser("ls", help="list functions")
     p.set_defaults(func=cmd_ls)

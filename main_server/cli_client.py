@@ -19,12 +19,17 @@ class CliError(Exception):
 
 
 def _request(
-    method: str, path: str, body: bytes | None = None, *, content_type: str = ""
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    content_type: str = "",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     base = client_url()
     if not base.startswith(("http://", "https://")):
         raise CliError(f"HOTPOOL_URL={base!r} must start with http:// or https://")
-    req = urllib.request.Request(base + path, data=body, method=method)
+    req = urllib.request.Request(base + path, data=body, method=method, headers=headers or {})
     if content_type:
         req.add_header("Content-Type", content_type)
     key = client_api_key()

@@ -11,17 +11,19 @@ from typing import Any
 
 from aiohttp import web
 
+from hotpool.main_server import openapi_async
 from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
 from hotpool.main_server.openapi_schemas import (
-    AUTH_STATUSES,
     ENV_KEY_PATTERN,
     HANDLER_PATTERN,
     Schema,
+    answer,
     components,
     json_content,
     object_schema,
     query_param,
     ref,
+    responses,
 )
 from hotpool.main_server.openapi_web import web_paths
 from hotpool.main_server.routes import max_invocations_limit
@@ -55,18 +57,6 @@ _CORS = {
     "additionalProperties": False,
 }
 _ENV = {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": MAX_ENV_VARS}
-
-
-def _answer(description: str, schema: Schema, **extra: Any) -> Schema:
-    return {"description": description, "content": json_content(schema), **extra}
-
-
-def _responses(ok: dict[int, Schema], *errors: int, auth: bool = True) -> dict[str, Schema]:
-    """Success responses plus the error statuses, each with the shared error body."""
-    out: dict[str, Schema] = {str(status): body for status, body in ok.items()}
-    for status in sorted({*errors, *(AUTH_STATUSES if auth else ())}):
-        out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
-    return out
 
 
 def _name_param() -> Schema:
@@ -156,11 +146,12 @@ def _settings_params() -> list[Schema]:
             "`allow_credentials`.",
             "content": json_content(_CORS),
         },
+        *openapi_async.settings_params(),
     ]
 
 
 def _function_paths() -> dict[str, Schema]:
-    function = _answer("The function's latest version.", ref("Function"))
+    function = answer("The function's latest version.", ref("Function"))
     put_body = {
         "required": True,
         "content": {
@@ -196,8 +187,8 @@ def _function_paths() -> dict[str, Schema]:
                 "operationId": "listFunctions",
                 "summary": "The latest version of every function of the namespace",
                 "parameters": [_namespace_param()],
-                "responses": _responses(
-                    {200: _answer("The functions.", ref("FunctionList"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("The functions.", ref("FunctionList"))}, 400, 403, 404
                 ),
             },
         },
@@ -208,10 +199,10 @@ def _function_paths() -> dict[str, Schema]:
                 "summary": "Create a function, or deploy a new immutable version of it",
                 "parameters": _settings_params(),
                 "requestBody": put_body,
-                "responses": _responses(
+                "responses": responses(
                     {
-                        201: _answer("A new function (version 1).", ref("Function")),
-                        200: _answer("A new version of an existing function.", ref("Function")),
+                        201: answer("A new function (version 1).", ref("Function")),
+                        200: answer("A new version of an existing function.", ref("Function")),
                     },
                     400,
                     403,
@@ -222,13 +213,13 @@ def _function_paths() -> dict[str, Schema]:
             "get": {
                 "operationId": "getFunction",
                 "summary": "One function",
-                "responses": _responses({200: function}, 400, 403, 404),
+                "responses": responses({200: function}, 400, 403, 404),
             },
             "delete": {
                 "operationId": "deleteFunction",
                 "summary": "Delete a function and remove its idle containers",
-                "responses": _responses(
-                    {200: _answer("What was deleted.", ref("Deleted"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("What was deleted.", ref("Deleted"))}, 400, 403, 404
                 ),
             },
         },
@@ -258,8 +249,8 @@ def _function_paths() -> dict[str, Schema]:
                         "Where to go on: the `next_cursor` of the previous page.",
                     ),
                 ],
-                "responses": _responses(
-                    {200: _answer("The records.", ref("InvocationList"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("The records.", ref("InvocationList"))}, 400, 403, 404
                 ),
             },
         },
@@ -273,10 +264,11 @@ def _invoke_operation() -> Schema:
         "X-Hotpool-Cold-Start": {"$ref": "#/components/headers/ColdStart"},
         "X-Hotpool-Duration-Ms": {"$ref": "#/components/headers/DurationMs"},
     }
-    responses = _responses(
+    answers = responses(
         {
-            200: _answer("The handler's return value.", {}, headers=success_headers),
-            500: _answer(
+            200: answer("The handler's return value.", {}, headers=success_headers),
+            202: openapi_async.accepted_response(),
+            500: answer(
                 "The function raised or failed to load (a function error).",
                 ref("FunctionErrorBody"),
                 headers={
@@ -300,13 +292,14 @@ def _invoke_operation() -> Schema:
     return {
         "operationId": "invokeFunction",
         "summary": "Call a function: the body is the event, the response its return value",
+        **openapi_async.invoke_parts(),
         "requestBody": {
             "required": False,
             "description": "Any JSON value (6 MB and 128 levels deep at most by default); "
             "an empty body is `null`.",
             "content": json_content({}),
         },
-        "responses": responses,
+        "responses": answers,
     }
 
 
@@ -317,14 +310,14 @@ def _key_paths() -> dict[str, Schema]:
                 "operationId": "createKey",
                 "summary": "Create an API key (admin); its secret is shown only here",
                 "requestBody": {"required": True, "content": json_content(ref("KeyRequest"))},
-                "responses": _responses(
-                    {201: _answer("The new key.", ref("NewKey"))}, 400, 403, 404, 413
+                "responses": responses(
+                    {201: answer("The new key.", ref("NewKey"))}, 400, 403, 404, 413
                 ),
             },
             "get": {
                 "operationId": "listKeys",
                 "summary": "Every key the admin key may see (admin)",
-                "responses": _responses({200: _answer("The keys.", ref("KeyList"))}, 403),
+                "responses": responses({200: answer("The keys.", ref("KeyList"))}, 403),
             },
         },
         "/v1/keys/{key_id}": {
@@ -339,9 +332,7 @@ def _key_paths() -> dict[str, Schema]:
                         "schema": {"type": "string"},
                     },
                 ],
-                "responses": _responses(
-                    {200: _answer("The revoked key.", ref("Revoked"))}, 403, 404
-                ),
+                "responses": responses({200: answer("The revoked key.", ref("Revoked"))}, 403, 404),
             },
         },
     }
@@ -355,23 +346,21 @@ def _system_paths() -> dict[str, Schema]:
                 "operationId": "healthz",
                 "summary": "Liveness (no key needed)",
                 "security": [],
-                "responses": _responses({200: _answer("Alive.", alive)}, auth=False),
+                "responses": responses({200: answer("Alive.", alive)}, auth=False),
             },
         },
         "/system/status": {
             "get": {
                 "operationId": "systemStatus",
                 "summary": "Managers, containers, in-flight calls and counters (admin)",
-                "responses": _responses({200: _answer("The status.", ref("SystemStatus"))}, 403),
+                "responses": responses({200: answer("The status.", ref("SystemStatus"))}, 403),
             },
         },
         "/v1/openapi.json": {
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": _responses(
-                    {200: _answer("The OpenAPI document.", {"type": "object"})}
-                ),
+                "responses": responses({200: answer("The OpenAPI document.", {"type": "object"})}),
             },
         },
     }
@@ -397,8 +386,8 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**paths, **web_paths()},
-        "components": components(extra_schemas=layer_schemas()),
+        "paths": {**paths, **openapi_async.paths(), **web_paths()},
+        "components": components(extra_schemas={**layer_schemas(), **openapi_async.schemas()}),
     }
 
 

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 from hotpool.main_server.layers_api import MAX_VERSION
 from hotpool.main_server.openapi_schemas import (
-    AUTH_STATUSES,
     NAME_PATTERN,
     Schema,
-    json_content,
+    answer,
     object_schema,
     query_param,
     ref,
+    responses,
 )
 from hotpool.shared.layer_store import MAX_DESCRIPTION_CHARS
-
-
-def _answer(description: str, schema: Schema) -> Schema:
-    return {"description": description, "content": json_content(schema)}
-
-
-def _responses(ok: dict[int, Schema], *errors: int) -> dict[str, Schema]:
-    out: dict[str, Schema] = {str(status): body for status, body in ok.items()}
-    for status in sorted({*errors, *AUTH_STATUSES}):
-        out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
-    return out
-
 
 _BINARY = {"type": "string", "format": "binary"}
 _NAMESPACE = {"$ref": "#/components/parameters/namespace"}
@@ -79,15 +67,15 @@ def layer_schemas() -> dict[str, Schema]:
 
 def layer_paths() -> dict[str, Schema]:
     """The ``/v1/layers`` routes."""
-    version = _answer("The layer version.", ref("LayerVersion"))
+    version = answer("The layer version.", ref("LayerVersion"))
     return {
         "/v1/layers": {
             "get": {
                 "operationId": "listLayers",
                 "summary": "The newest version of every layer of the namespace",
                 "parameters": [_NAMESPACE],
-                "responses": _responses(
-                    {200: _answer("The layers.", ref("LayerList"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("The layers.", ref("LayerList"))}, 400, 403, 404
                 ),
             },
         },
@@ -112,13 +100,13 @@ def layer_paths() -> dict[str, Schema]:
                         "application/zip": {"schema": {"type": "string", "format": "binary"}}
                     },
                 },
-                "responses": _responses({201: version}, 400, 403, 404, 413),
+                "responses": responses({201: version}, 400, 403, 404, 413),
             },
             "get": {
                 "operationId": "getLayer",
                 "summary": "A layer's versions, newest first",
-                "responses": _responses(
-                    {200: _answer("The versions.", ref("LayerVersions"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("The versions.", ref("LayerVersions"))}, 400, 403, 404
                 ),
             },
         },
@@ -127,13 +115,13 @@ def layer_paths() -> dict[str, Schema]:
             "get": {
                 "operationId": "getLayerVersion",
                 "summary": "One layer version",
-                "responses": _responses({200: version}, 400, 403, 404),
+                "responses": responses({200: version}, 400, 403, 404),
             },
             "delete": {
                 "operationId": "deleteLayerVersion",
                 "summary": "Delete a layer version; functions using it keep running on it",
-                "responses": _responses(
-                    {200: _answer("What was deleted.", ref("LayerDeleted"))}, 400, 403, 404
+                "responses": responses(
+                    {200: answer("What was deleted.", ref("LayerDeleted"))}, 400, 403, 404
                 ),
             },
         },

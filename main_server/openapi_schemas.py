@@ -48,6 +48,19 @@ def json_content(schema: Schema) -> dict[str, Schema]:
     return {"application/json": {"schema": schema}}
 
 
+def answer(description: str, schema: Schema, **extra: Any) -> Schema:
+    """A success response with a JSON body."""
+    return {"description": description, "content": json_content(schema), **extra}
+
+
+def responses(ok: dict[int, Schema], *errors: int, auth: bool = True) -> dict[str, Schema]:
+    """Success responses plus the error statuses, each with the shared error body."""
+    out: dict[str, Schema] = {str(status): body for status, body in ok.items()}
+    for status in sorted({*errors, *(AUTH_STATUSES if auth else ())}):
+        out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    return out
+
+
 def query_param(name: str, schema: Schema, description: str) -> Schema:
     """An optional query parameter."""
     return {
@@ -149,6 +162,10 @@ def schemas() -> dict[str, Schema]:
                 "http": string,
                 "http_payload": string,
                 "cors": {"type": "object", "nullable": True},
+                "async_retries": integer,
+                "max_event_age_s": integer,
+                "on_success": string,
+                "on_failure": string,
             }
         ),
         "FunctionList": object_schema({"functions": {"type": "array", "items": ref("Function")}}),
@@ -277,6 +294,7 @@ def schemas() -> dict[str, Schema]:
                 ),
                 "invocations_in_flight": integer,
                 "busy_containers": integer,
+                "async": ref("AsyncQueueStatus"),
                 "counters": {"type": "object", "additionalProperties": integer},
             }
         ),

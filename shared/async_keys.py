@@ -1,13 +1,16 @@
 """The Redis keys and Lua scripts of asynchronous invocation (the pool's are in ``shared.keys``).
 
-One stream carries every accepted event; each event lives in exactly one of two places until it
-ends, and every move between them is one script:
+A stream per namespace carries its accepted events; each event lives in exactly one of two
+places until it ends, and every move between them is one script:
 
-- ``hp:async:events``               STREAM of ``id, fn, ns``: events ready to run. Main replicas
-  read it as one consumer group (``hp-async``); an entry is pending on the replica that read it
-  until that replica finishes, defers or retries the event (XACK + XDEL, so the stream holds only
-  live entries). A replica renews its entries' idle time while it runs them; one silent for
-  ``async_consumer_timeout_s`` is presumed dead and another takes its entries (XAUTOCLAIM).
+- ``hp:async:events:{namespace}`` STREAM of ``id, fn, ns``: a namespace's events ready to run,
+  one stream per namespace so a replica reads the namespaces in turn and one tenant's backlog
+  never holds up another's. Main replicas read them as one consumer group (``hp-async``, made
+  with the stream when its namespace queues its first event); an entry is pending on the replica
+  that read it until that replica finishes, defers or retries the event (XACK + XDEL, so the
+  stream holds only live entries). A replica renews its entries' idle time while it runs them;
+  one silent for ``async_consumer_timeout_s`` is presumed dead and another takes its entries
+  (XAUTOCLAIM).
 - ``hp:async:delayed``              ZSET request id -> unix time it is due: retries waiting out
   their backoff, events deferred because async calls hold their share, and events taken from a
   dead replica, due when their function's timeout + grace has passed. MOVE_DUE puts them back.
@@ -34,7 +37,7 @@ Beside them:
 
 from __future__ import annotations
 
-STREAM = "hp:async:events"
+STREAM_PREFIX = "hp:async:events:"
 GROUP = "hp-async"
 DELAYED = "hp:async:delayed"
 NAMESPACES = "hp:async:namespaces"
@@ -44,6 +47,10 @@ INV_PREFIX = "hp:async:inv:"
 
 # statuses an event ends in; "queued" and "running" are the live ones
 FINAL = ("succeeded", "failed", "expired")
+
+
+def stream(namespace: str) -> str:
+    return f"{STREAM_PREFIX}{namespace}"
 
 
 def inv(request_id: str) -> str:
@@ -74,7 +81,7 @@ def dead_items(function: str) -> str:
     return f"{PREFIX}dead-items:{function}"
 
 
-# KEYS: inv, queued(ns), STREAM, NAMESPACES, idem (any name when there is no key)
+# KEYS: inv, queued(ns), stream(ns), NAMESPACES, idem (any name when there is no key)
 # ARGV: request id, now, queue limit (0 = none), has idempotency key (1/0), idempotency TTL s,
 #       namespace, function, fields as JSON
 # -> {"accepted", id} | {"duplicate", first id} | {"full", ""}
@@ -89,13 +96,15 @@ for name, value in pairs(cjson.decode(ARGV[8])) do
   redis.call('HSET', KEYS[1], name, value)
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[6])
+if redis.call('SADD', KEYS[4], ARGV[6]) == 1 then
+  redis.pcall('XGROUP', 'CREATE', KEYS[3], 'hp-async', '0', 'MKSTREAM')
+end
 redis.call('XADD', KEYS[3], '*', 'id', ARGV[1], 'fn', ARGV[7], 'ns', ARGV[6])
 if ARGV[4] == '1' then redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[5]) end
 return {'accepted', ARGV[1]}
 """
 
-# An attempt begins. KEYS: inv, STREAM, running(fn), running_ns(ns), DELAYED
+# An attempt begins. KEYS: inv, stream(ns), running(fn), running_ns(ns), DELAYED
 # ARGV: entry id, request id, now, consumer, fn share, ns share, defer s, lease grace s,
 #       function timeout s
 # -> {"run", attempt, fields...} | {"gone"} (ended, or its state is lost) | {"busy"} (deferred:
@@ -135,8 +144,8 @@ for i = 1, #fields do reply[#reply + 1] = fields[i] end
 return reply
 """
 
-# An attempt ends. KEYS: inv, STREAM, running(fn), running_ns(ns), queued(ns), DELAYED, dead(fn),
-#   dead_items(fn), destination inv (any name when there is none)
+# An attempt ends. KEYS: inv, stream(ns), running(fn), running_ns(ns), queued(ns), DELAYED,
+#   dead(fn), dead_items(fn), destination inv (any name when there is none)
 # ARGV: entry id, request id, attempt, outcome (retry | succeeded | failed | expired), now,
 #   due (retry), result TTL s, fields as JSON, dead letter JSON ("" = none), dead letter TTL s,
 #   destination fields as JSON ("" = none), destination request id
@@ -179,20 +188,31 @@ end
 return 1
 """
 
-# Due events back into the stream. KEYS: DELAYED, STREAM  ARGV: now, most to move -> moved
+# Due events back into their namespace's stream. KEYS: DELAYED  ARGV: now, most to move -> moved
 MOVE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
   local f = redis.call('HMGET', 'hp:async:inv:' .. id, 'function', 'namespace')
-  if f[1] then redis.call('XADD', KEYS[2], '*', 'id', id, 'fn', f[1], 'ns', f[2]) end
+  if f[1] then
+    redis.call('XADD', 'hp:async:events:' .. f[2], '*', 'id', id, 'fn', f[1], 'ns', f[2])
+  end
 end
 return #due
 """
 
+# An entry read beyond this replica's free slots goes back, due at once (MOVE_DUE re-adds it).
+# KEYS: stream(ns), DELAYED  ARGV: entry id, request id, now
+DEFER = """
+redis.call('XACK', KEYS[1], 'hp-async', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
 # Take the entries of a replica presumed dead and defer each to its attempt's deadline (its
 # function's timeout + grace after it began), so a call that may still be running in a container
-# is never run twice at once. KEYS: STREAM, DELAYED  ARGV: consumer, min idle ms, now, count
+# is never run twice at once. KEYS: stream(ns), DELAYED  ARGV: consumer, min idle ms, now, count
 # -> the request ids taken
 RECLAIM = """
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], 'hp-async', ARGV[1], ARGV[2], '0-0',
@@ -219,7 +239,7 @@ return taken
 """
 
 # Back into the queue from the dead letters. KEYS: dead(fn), dead_items(fn), inv, queued(ns),
-# STREAM  ARGV: request id, now, fields as JSON -> 1, or 0 when it is not a dead letter
+# stream(ns)  ARGV: request id, now, fields as JSON -> 1, or 0 when it is not a dead letter
 REDRIVE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])

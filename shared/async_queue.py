@@ -79,16 +79,23 @@ class AsyncQueue:
         self._move_due = register(k.MOVE_DUE)
         self._reclaim = register(k.RECLAIM)
         self._redrive = register(k.REDRIVE)
+        self._defer = register(k.DEFER)
 
-    async def ensure_group(self) -> bool:
-        """Create the stream and its consumer group if they are missing; True if it did."""
-        try:
-            await self._redis.xgroup_create(k.STREAM, k.GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-            return False
-        return True
+    async def namespaces(self) -> list[str]:
+        """The namespaces that have a stream (that ever queued an event)."""
+        return sorted(text(n) for n in await self._redis.smembers(k.NAMESPACES))
+
+    async def ensure_groups(self, namespaces: list[str]) -> int:
+        """Create the streams and consumer groups that are missing; how many it created."""
+        created = 0
+        for namespace in namespaces:
+            try:
+                await self._redis.xgroup_create(k.stream(namespace), k.GROUP, id="0", mkstream=True)
+                created += 1
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        return created
 
     async def epoch(self, mine: str | None = None) -> str | None:
         """The queue's epoch marker; with ``mine``, set it to that first if it is missing."""
@@ -110,7 +117,10 @@ class AsyncQueue:
         function, namespace = fields["function"], fields["namespace"]
         idem_key = k.idem(function, idempotency_digest(idempotency_key or ""))
         outcome, rid = await self._accept(
-            keys=[k.inv(request_id), k.queued(namespace), k.STREAM, k.NAMESPACES, idem_key],
+            keys=[
+                k.inv(request_id), k.queued(namespace), k.stream(namespace), k.NAMESPACES,
+                idem_key,
+            ],
             args=[
                 request_id, self._clock(), limit, "1" if idempotency_key else "0",
                 max(1, int(idempotency_ttl_s)), namespace, function, _encode(fields),
@@ -118,24 +128,29 @@ class AsyncQueue:
         )  # fmt: skip
         return Accepted(text(outcome)), text(rid)
 
-    async def read(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
-        """New entries for ``consumer``, blocking up to ``block_ms`` when there are none."""
+    async def read(
+        self, consumer: str, namespaces: list[str], count: int, block_ms: int | None
+    ) -> list[Entry]:
+        """New entries of these namespaces for ``consumer``, up to ``count`` from each;
+        blocking up to ``block_ms`` when there are none (None: not at all)."""
         answer = await self._redis.xreadgroup(
-            k.GROUP, consumer, {k.STREAM: ">"}, count=count, block=block_ms
-        )
+            k.GROUP, consumer, {k.stream(ns): ">" for ns in namespaces}, count=count,
+            block=block_ms,
+        )  # fmt: skip
         entries = []
         for _stream, items in answer or []:
             for entry_id, data in items:
                 values = {text(a): text(b) for a, b in data.items()}
-                entries.append(
-                    Entry(
-                        text(entry_id),
-                        values.get("id", ""),
-                        values.get("fn", ""),
-                        values.get("ns", ""),
-                    )
-                )
+                request_id, function = values.get("id", ""), values.get("fn", "")
+                entries.append(Entry(text(entry_id), request_id, function, values.get("ns", "")))
         return entries
+
+    async def defer(self, entry: Entry) -> None:
+        """Hand an entry back, due at once: another read (here or elsewhere) takes it."""
+        await self._defer(
+            keys=[k.stream(entry.namespace), k.DELAYED],
+            args=[entry.entry_id, entry.request_id, self._clock()],
+        )
 
     async def begin(
         self,
@@ -151,7 +166,7 @@ class AsyncQueue:
         """Begin an attempt, or say why not: "gone", "busy" (deferred) or "later"."""
         answer = await self._start(
             keys=[
-                k.inv(entry.request_id), k.STREAM, k.running(entry.function),
+                k.inv(entry.request_id), k.stream(entry.namespace), k.running(entry.function),
                 k.running_ns(entry.namespace), k.DELAYED,
             ],
             args=[
@@ -185,7 +200,7 @@ class AsyncQueue:
         dest_id = str(destination["request_id"]) if destination else ""
         changed = await self._finish(
             keys=[
-                k.inv(entry.request_id), k.STREAM, k.running(entry.function),
+                k.inv(entry.request_id), k.stream(entry.namespace), k.running(entry.function),
                 k.running_ns(entry.namespace), k.queued(entry.namespace), k.DELAYED,
                 k.dead(entry.function), k.dead_items(entry.function),
                 k.inv(dest_id or entry.request_id),
@@ -199,23 +214,33 @@ class AsyncQueue:
         )  # fmt: skip
         return bool(changed)
 
-    async def renew(self, consumer: str, entry_ids: list[str]) -> None:
+    async def renew(self, consumer: str, entries: list[Entry]) -> None:
         """Reset the idle time of the entries ``consumer`` is running: it is alive."""
-        if entry_ids:
+        by_namespace: dict[str, list[str]] = {}
+        for entry in entries:
+            by_namespace.setdefault(entry.namespace, []).append(entry.entry_id)
+        for namespace, ids in by_namespace.items():
             await self._redis.xclaim(
-                k.STREAM, k.GROUP, consumer, min_idle_time=0, message_ids=entry_ids, justid=True
-            )
+                k.stream(namespace), k.GROUP, consumer, min_idle_time=0, message_ids=ids,
+                justid=True,
+            )  # fmt: skip
 
-    async def reclaim(self, consumer: str, idle_s: float, count: int = 100) -> list[str]:
+    async def reclaim(
+        self, consumer: str, namespaces: list[str], idle_s: float, count: int = 100
+    ) -> list[str]:
         """Take the entries of consumers silent for ``idle_s``; each is deferred to its deadline."""
-        taken = await self._reclaim(
-            keys=[k.STREAM, k.DELAYED], args=[consumer, int(idle_s * 1000), self._clock(), count]
-        )
-        return [text(t) for t in taken]
+        taken: list[str] = []
+        for namespace in namespaces:
+            ids = await self._reclaim(
+                keys=[k.stream(namespace), k.DELAYED],
+                args=[consumer, int(idle_s * 1000), self._clock(), count],
+            )
+            taken += [text(i) for i in ids]
+        return taken
 
     async def move_due(self, count: int = 500) -> int:
-        """Put the events whose delay has passed back into the stream."""
-        return int(await self._move_due(keys=[k.DELAYED, k.STREAM], args=[self._clock(), count]))
+        """Put the events whose delay has passed back into their streams."""
+        return int(await self._move_due(keys=[k.DELAYED], args=[self._clock(), count]))
 
     async def state(self, request_id: str) -> dict[str, str] | None:
         raw = await self._redis.hgetall(k.inv(request_id))
@@ -249,7 +274,7 @@ class AsyncQueue:
         """Queue a dead letter again (``fields``: its fresh state); False if it is not one."""
         keys_ = [
             k.dead(function), k.dead_items(function), k.inv(request_id),
-            k.queued(fields["namespace"]), k.STREAM,
+            k.queued(fields["namespace"]), k.stream(fields["namespace"]),
         ]  # fmt: skip
         args = [request_id, self._clock(), _encode(fields)]
         return bool(await self._redrive(keys=keys_, args=args))
@@ -260,7 +285,7 @@ class AsyncQueue:
 
     async def depths(self) -> dict[str, Depth]:
         """Each namespace's events not yet ended, and the age of the oldest."""
-        namespaces = sorted(text(n) for n in await self._redis.smembers(k.NAMESPACES))
+        namespaces = await self.namespaces()
         now = self._clock()
         async with self._redis.pipeline(transaction=False) as pipe:
             for namespace in namespaces:
@@ -275,16 +300,18 @@ class AsyncQueue:
         return depths
 
     async def backlog(self) -> dict[str, int]:
-        """The stream's length, its pending entries and the delayed events."""
+        """The streams' entries, those pending on a replica, and the delayed events."""
+        namespaces = await self.namespaces()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(k.STREAM)
+            for namespace in namespaces:
+                pipe.xlen(k.stream(namespace))
+                pipe.xpending(k.stream(namespace), k.GROUP)
             pipe.zcard(k.DELAYED)
-            length, delayed = await pipe.execute()
-        try:
-            pending = (await self._redis.xpending(k.STREAM, k.GROUP))["pending"]
-        except ResponseError:  # no group (yet)
-            pending = 0
-        return {"stream": int(length), "pending": int(pending), "delayed": int(delayed)}
+            answers = await pipe.execute(raise_on_error=False)
+        length = sum(n for n in answers[0:-1:2] if isinstance(n, int))
+        # a stream without its group (not made yet) answers an error: nothing pending there
+        pending = sum(p["pending"] for p in answers[1:-1:2] if isinstance(p, dict))
+        return {"stream": length, "pending": pending, "delayed": int(answers[-1])}
 
 
 def new_epoch() -> str:

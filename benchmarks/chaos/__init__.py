@@ -2,7 +2,8 @@
 
 ``python -m hotpool.benchmarks.chaos [--quick] [--seed N] [--duration-s S] [--keep]``
 
-Topology, all on 127.0.0.1 with the process backend: the run's own ``redis-server``, three
+Topology, all on 127.0.0.1 with the process backend: the run's own ``redis-server`` (AOF,
+``appendfsync everysec``, in ``<run dir>/redis``), three
 Managers and two Mains (``python -m hotpool.main_server.cli manager|main``) sharing one
 migrated SQLite metadata file. Each service has its own state directory; their ``code``
 directories are symlinks to one shared directory, which plays the shared bucket (a
@@ -15,14 +16,18 @@ call quickly too) and appends one JSON line per call start and one per call end 
 ground truth for "delivered exactly once" and for "one call at a time per container".
 
 While a load generator (16 concurrent clients, alternating between the Mains, one unique token
-per request) runs, faults planned from the seed strike: SIGKILL of random containers, kill -9 and
-restart of a Manager (same id and port), of Redis (same port; every key is lost), and of a Main
-while it has requests in flight. Then the run waits (bounded) for leases to expire and the lease
-reaper to settle, and counts:
+per request) runs, two more clients queue asynchronous events (``?async=true``, a token each;
+every 20th asks the function to raise, so it is retried and dead-lettered) and faults planned from
+the seed strike: SIGKILL of random containers, kill -9 and restart of a Manager (same id and
+port) and of a Main while it has requests in flight, and a restart of Redis (SIGTERM, which
+flushes its AOF, then a start from it on the same port: nothing is lost). Then the run waits
+(bounded) until every accepted event has ended, for leases to expire and the lease reaper to
+settle, and counts:
 
 - sent, succeeded, failed_by_cause (HTTP status + error code, or ``client_error <exception>``);
-- duplicates (tokens executed more than once), overlaps (one container running two calls at once),
-  wrong_version / wrong_result (a reply or an execution for the wrong function, version or token);
+- duplicates (synchronous calls run more than once), overlaps (one container running two calls
+  at once), wrong_version / wrong_result (a reply or an execution for the wrong function,
+  version or token);
 - leaked (ready containers in no pool list and no lease), stale_entries (pool entries or leases
   naming containers no Manager has), double_placed (a container in more than one place),
   orphan_processes (container processes no running Manager owns);
@@ -30,6 +35,15 @@ reaper to settle, and counts:
   executed_unrecorded (an execution without a record whose Main was not killed under it);
 - untracked_processes (container processes a live Manager neither lists nor pre-warms),
   handed_busy (a request given a container still running another call: it answered 409 Busy);
+- async_accepted (202s), async_succeeded, async_dead_lettered (failed or expired, in the
+  function's dead letters with a reason), async_lost (a 404, an event still queued or running
+  after the drain, or one that ended without a dead letter or with the wrong result),
+  async_extra_executions (runs of an event after its first in the ledger) by what explains them
+  (``retry`` of a run that raised, a killed ``container`` or its ``manager``, a killed Main's
+  ``consumer``; a Redis restart explains none), async_unexplained (the rest),
+  async_success_records_wrong (a succeeded event without exactly one success record, two being
+  allowed only after a killed consumer) and async_redis_data_lost (a Main found the queue gone:
+  Redis came back without its AOF);
 - sent_to_dead and the other Main counters, banked before each Main kill (a restarted Main's
   counters start at zero; what a killed Main counted after the last poll, at most ~1 s, is lost).
 
@@ -42,7 +56,17 @@ invariant broke, 2 the harness itself failed (a service would not start, no requ
 Every process the run starts is stopped on the way out, also on Ctrl-C or SIGTERM.
 """
 
-from hotpool.benchmarks.chaos.checks import find_duplicates, find_overlaps
+from hotpool.benchmarks.chaos.async_audit import fault_windows
+from hotpool.benchmarks.chaos.checks import (
+    classify_events,
+    explain_rerun,
+    extra_executions,
+    find_duplicates,
+    find_overlaps,
+    runs_by_token,
+    success_records,
+    wrong_success_records,
+)
 from hotpool.benchmarks.chaos.config import MAJOR_FAULTS, plan_faults
 from hotpool.benchmarks.chaos.observe import PoolState, analyse_pool
 
@@ -50,7 +74,14 @@ __all__ = [
     "MAJOR_FAULTS",
     "PoolState",
     "analyse_pool",
+    "classify_events",
+    "explain_rerun",
+    "extra_executions",
+    "fault_windows",
     "find_duplicates",
     "find_overlaps",
     "plan_faults",
+    "runs_by_token",
+    "success_records",
+    "wrong_success_records",
 ]

@@ -140,11 +140,30 @@ class Cluster:
     async def start_redis(self) -> None:
         if shutil.which("redis-server") is None:
             raise HarnessError("redis-server is not installed (apt-get install redis-server)")
+        # AOF fsynced every second: a graceful stop (SIGTERM) writes and fsyncs the rest, so a
+        # restart loses nothing; "always" would be needed only to survive a kill -9 or a crash
+        redis_dir = self.run_dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
         self._spawn("redis", [
             "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.run_dir),
+            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            "--dir", str(redis_dir),
         ])  # fmt: skip
         await self._wait_tcp("redis", self.redis_port)
+
+    def stop_redis(self, timeout_s: float = 10.0) -> int | None:
+        """Stop Redis as an operator would (SIGTERM: it flushes its AOF); returns its pid."""
+        proc = self.procs.get("redis")
+        if proc is None or proc.poll() is not None:
+            return None
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise HarnessError(f"redis did not stop within {timeout_s} s of SIGTERM") from None
+        return proc.pid
 
     async def migrate(self) -> None:
         proc = await asyncio.create_subprocess_exec(

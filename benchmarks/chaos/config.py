@@ -9,9 +9,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 FUNCTION_DIR = Path(__file__).resolve().parents[1] / "chaos_function"
 FUNCTIONS = ("chaos-a", "chaos-b", "chaos-c", "chaos-d")
-# two clients make slow calls to one function (which the other clients call quickly too), so
-# some calls are still running well after a fault strikes: a Redis restart loses their leases
-# while they run, and their containers must not be handed to anyone else meanwhile
+# three clients make slow calls to one function (which the other clients call quickly too), so
+# some calls are still running well after a fault strikes: their leases outlive a Redis restart
+# or a Manager's death, and their containers must not be handed to anyone else meanwhile
 SLOW_FUNCTION = "chaos-slow"
 ALL_FUNCTIONS = (*FUNCTIONS, SLOW_FUNCTION)
 MANAGERS = 3
@@ -27,6 +27,18 @@ SLOW_CLIENTS = 3
 ORPHAN_GRACE_S = 2.0
 START_TIMEOUT_S = 30.0
 POLL_S = 1.0
+# asynchronous traffic beside the synchronous load: each client queues one event every pause,
+# to the quick functions (the slow one's 10 s timeout would stretch a reclaim past the drain).
+# Events sleep longer than synchronous calls, so a few are always running when a Main is killed
+# or Redis stops. Every ASYNC_FAIL_EVERY-th event raises on every attempt: it is retried (the
+# functions' default async_retries, 2), then dead-lettered
+ASYNC_CLIENTS = 2
+ASYNC_PAUSE_S = 0.05
+ASYNC_SLEEP_MS = (50, 500)
+ASYNC_FAIL_EVERY = 20
+# after the load: how long every accepted event may take to end (a consumer killed mid-call is
+# noticed after ASYNC_CONSUMER_TIMEOUT_S and its event rerun after the timeout + lease grace)
+ASYNC_DRAIN_MAX_S = 30.0
 # the services' settings; lease and heartbeat timings are short so recovery fits in the run
 SERVICE_SETTINGS = {
     "BACKEND": "process",
@@ -46,13 +58,19 @@ SERVICE_SETTINGS = {
     # one admin key drives all the load: its rate limit is not what this run tests
     "RATE_PER_S": "100000",
     "RATE_BURST": "100000",
+    # asynchronous events: retries, reclaims and throttle backoff short enough to end in the run
+    "ASYNC_RETRY_DELAYS_S": "0.2,0.4",
+    "ASYNC_CONSUMER_TIMEOUT_S": "2",
+    "ASYNC_THROTTLE_DELAY_S": "0.1",
+    "ASYNC_THROTTLE_MAX_DELAY_S": "1",
 }
 MAJOR_FAULTS = ("restart_manager", "restart_redis", "restart_main")
 # what counts as a broken invariant (exit status 1)
 BREAKS = (
     "leaked", "duplicates", "overlaps", "records_missing", "stale_entries", "double_placed",
     "wrong_version", "wrong_result", "executed_unrecorded", "orphan_processes",
-    "untracked_processes", "handed_busy",
+    "untracked_processes", "handed_busy", "async_lost", "async_unexplained",
+    "async_success_records_wrong", "async_redis_data_lost",
 )  # fmt: skip
 
 
@@ -102,6 +120,7 @@ def plan_faults(seed: int, load_s: float, container_kills: int) -> list[Fault]:
             # both sides of the heartbeat TTL (3 s): back in time, or purged as dead first
             faults.append(Fault(at_s, kind, rng.randrange(MANAGERS), rng.uniform(1.5, 4.5)))
         elif kind == "restart_redis":
+            # a graceful stop (its AOF flushed) and a start from that AOF
             faults.append(Fault(at_s, kind, 0, rng.uniform(1.0, 2.5)))
         else:
             faults.append(Fault(at_s, kind, rng.randrange(MAINS), rng.uniform(1.5, 3.0)))

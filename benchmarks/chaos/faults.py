@@ -1,4 +1,4 @@
-"""The faults: killing containers, Managers, Redis and a Main under load."""
+"""The faults: killing containers, Managers and a Main, restarting Redis, under load."""
 
 from __future__ import annotations
 
@@ -91,7 +91,10 @@ class Chaos:
     async def restart_manager(self, fault: Fault) -> None:
         name = f"mgr{fault.target}"
         pid = self.cluster.kill(name)
-        self.observer.event("kill_manager", service=name, pid=pid, down_s=round(fault.down_s, 2))
+        self.observer.event(
+            "kill_manager", service=name, manager=self.cluster.manager_ids[fault.target], pid=pid,
+            down_s=round(fault.down_s, 2),
+        )  # fmt: skip
         await asyncio.sleep(fault.down_s)
         await self._restart(name, lambda: self.cluster.start_manager(fault.target))
 
@@ -100,8 +103,9 @@ class Chaos:
         with contextlib.suppress(*REDIS_ERRORS):
             state = await self.observer.pool_state()
             placed = {"pool": sum(map(len, state.lists.values())), "leases": len(state.leases)}
-        pid = self.cluster.kill("redis")
-        self.observer.event("kill_redis", pid=pid, down_s=round(fault.down_s, 2), lost=placed)
+        # the outage begins with the stop: logged first, so the timeline brackets it
+        self.observer.event("stop_redis", down_s=round(fault.down_s, 2), placed=placed)
+        await asyncio.to_thread(self.cluster.stop_redis)
         await asyncio.sleep(fault.down_s)
         await self._restart("redis", self.cluster.start_redis)
 

@@ -1,4 +1,4 @@
-"""The load: concurrent clients, each call's outcome."""
+"""The load: concurrent clients, each call's outcome; asynchronous events beside them."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ import aiohttp
 from hotpool.benchmarks.chaos.cluster import Cluster
 from hotpool.benchmarks.chaos.config import (
     ALL_FUNCTIONS,
+    ASYNC_CLIENTS,
+    ASYNC_FAIL_EVERY,
+    ASYNC_PAUSE_S,
+    ASYNC_SLEEP_MS,
     CLIENT_TIMEOUT_S,
     CONCURRENCY,
+    FUNCTIONS,
     MAINS,
     SLEEP_MS,
     SLOW_CLIENTS,
@@ -53,6 +58,25 @@ class Outcome:
         return self.status == 200 or (self.status == 500 and self.function_error is not None)
 
 
+@dataclass
+class AsyncSent:
+    """One asynchronous event as the client saw it: accepted (202) or not."""
+
+    seq: int
+    token: str
+    function: str
+    main: int
+    fail: bool
+    sent_at: float
+    status: int | None = None
+    request_id: str | None = None
+    cause: str = "pending"
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 202 and self.request_id is not None
+
+
 def _cause(status: int, body: bytes, function_error: str | None, token: str) -> tuple[str, str]:
     try:
         data = json.loads(body)
@@ -75,6 +99,7 @@ class Load:
         self.seed = seed
         self.t0 = t0
         self.outcomes: list[Outcome] = []
+        self.async_sent: list[AsyncSent] = []
         self.in_flight = [0] * MAINS
         self._seq = itertools.count()
 
@@ -114,6 +139,34 @@ class Load:
             self.in_flight[main] -= 1
         return outcome
 
+    async def send_async(self, http: aiohttp.ClientSession, function: str, main: int) -> AsyncSent:
+        """Queue one event (``?async=true``); every ``ASYNC_FAIL_EVERY``-th asks to fail."""
+        n = len(self.async_sent)
+        sent = AsyncSent(
+            n, f"s{self.seed}-a{n}", function, main, n % ASYNC_FAIL_EVERY == 1, time.time()
+        )
+        self.async_sent.append(sent)
+        sleep_ms = self.rng.randint(*ASYNC_SLEEP_MS)
+        event = {"token": sent.token, "sleep_ms": sleep_ms, "fail": sent.fail}
+        try:
+            async with http.post(
+                f"{self.cluster.main_url(main)}/v1/functions/{function}/invoke",
+                params={"async": "true"},
+                json=event,
+                timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S),
+            ) as resp:
+                body = await resp.read()
+                sent.status = resp.status
+                if resp.status == 202:
+                    sent.request_id = json.loads(body)["request_id"]
+                    sent.cause = "accepted"
+                else:
+                    sent.cause = _cause(resp.status, body, None, sent.token)[0]
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            # the event may have been queued all the same; it is not counted as accepted
+            sent.cause = f"client_error {type(exc).__name__}"
+        return sent
+
     async def run(self, http: aiohttp.ClientSession, stop_at: float) -> None:
         async def client(slow: bool) -> None:
             # a slow call must end with the load, not be cut off by the client
@@ -125,7 +178,14 @@ class Load:
                 if outcome.cause.startswith("client_error") or outcome.status in (429, 503):
                     await asyncio.sleep(0.1)  # a Main is down or full: do not spin
 
+        async def async_client(k: int) -> None:
+            while time.time() < stop_at:
+                main = (len(self.async_sent) + k) % MAINS
+                await self.send_async(http, self.rng.choice(FUNCTIONS), main)
+                await asyncio.sleep(ASYNC_PAUSE_S)
+
         tasks = [asyncio.create_task(client(slow=i < SLOW_CLIENTS)) for i in range(CONCURRENCY)]
+        tasks += [asyncio.create_task(async_client(k)) for k in range(ASYNC_CLIENTS)]
         try:
             # the last requests get a moment to finish; stragglers are cancelled and counted
             await asyncio.wait(tasks, timeout=max(0.0, stop_at - time.time()) + 5.0)

@@ -18,6 +18,14 @@ from typing import Any
 
 import aiohttp
 
+from hotpool.benchmarks.chaos.async_audit import (
+    async_report,
+    drain,
+    fetch_dead_letters,
+    fetch_statuses,
+    managers_of,
+    merge_async,
+)
 from hotpool.benchmarks.chaos.checks import (
     find_duplicates,
     find_overlaps,
@@ -29,6 +37,7 @@ from hotpool.benchmarks.chaos.checks import (
 from hotpool.benchmarks.chaos.cluster import Bootstrap, Cluster, bootstrap_processes
 from hotpool.benchmarks.chaos.config import (
     ALL_FUNCTIONS,
+    ASYNC_DRAIN_MAX_S,
     BREAKS,
     FUNCTION_DIR,
     FUNCTION_TIMEOUT_S,
@@ -115,6 +124,9 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
                 stop_observing.set()
                 await observing
             load_done = time.time()
+            # the events still queued run on: they hold leases until they end
+            accepted = [s.request_id for s in load.async_sent if s.accepted]
+            _, drain_s = await drain(cluster, http, accepted, ASYNC_DRAIN_MAX_S)
             state, analysis, settle_s = await settle(observer, profile.settle_max_s)
             await asyncio.sleep(0.5)  # record flush interval (0.2 s) with margin
             await asyncio.gather(*(observer.poll_main(i) for i in range(MAINS)))
@@ -126,12 +138,20 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
             untracked = await observer.untracked_processes()
             # every request as the client saw it, for digging into a broken run
             await asyncio.to_thread(_write_outcomes, cluster.run_dir / "outcomes.jsonl", load, t0)
-            return build_report(
+            executions = read_executions(cluster.exec_log)
+            report = build_report(
                 seed=seed, t0=t0, load_done=load_done, settle_s=settle_s, load=load,
                 observer=observer, chaos=chaos, faults=faults, versions=versions,
                 state=state, analysis=analysis, records=records, orphans=orphans,
-                untracked=untracked, executions=read_executions(cluster.exec_log),
+                untracked=untracked, executions=executions,
             )  # fmt: skip
+            async_summary, async_details = async_report(
+                sent=load.async_sent, statuses=await fetch_statuses(cluster, http, accepted),
+                dead_letters=await fetch_dead_letters(cluster, http), executions=executions,
+                records=records, events=observer.events, t0=t0, drain_s=drain_s,
+                managers_of=managers_of(observer, records),
+            )  # fmt: skip
+            return merge_async(report, async_summary, async_details)
         finally:
             await observer.close()
 
@@ -147,14 +167,17 @@ def build_report(
     by_token = {o.token: o for o in outcomes}
     failed = Counter(o.cause for o in outcomes if not o.ok)
     # a start line is a delivery (even if the container died under it); an end line a call
-    # that ran to completion
-    starts = [e for e in executions if e.get("phase") == "start"]
+    # that ran to completion. "Never run twice" is the synchronous calls' rule; an asynchronous
+    # event may run again when a fault explains it (async_audit)
+    async_tokens = {s.token for s in load.async_sent}
+    every_start = [e for e in executions if e.get("phase") == "start"]
+    starts = [e for e in every_start if e["token"] not in async_tokens]
     ends = [e for e in executions if e.get("phase") == "end"]
     duplicates = find_duplicates(starts)
     overlaps = find_overlaps(ends)
     cut_short = {e["token"] for e in starts} - {e["token"] for e in ends}
     wrong_version = [
-        e for e in starts
+        e for e in every_start
         if str(versions.get(e["function"])) != e["version"]
         or (e["token"] in by_token and by_token[e["token"]].function != e["function"])
     ]  # fmt: skip
@@ -176,7 +199,7 @@ def build_report(
     counters = observer.counters.total()
     containers = set(observer.seen_containers)
     containers.update(r["container_id"] for r in records.values() if r.get("container_id"))
-    containers.update(e["container"] for e in starts)
+    containers.update(e["container"] for e in every_start)
     broken = {
         "leaked": len(analysis.get("leaked", [])) if state is not None else -1,
         "stale_entries": len(analysis.get("stale_entries", [])) if state is not None else -1,
@@ -289,12 +312,23 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{s['lost_with_killed_main']}; settled in {s['settle_s']} s"
     )
     out(f"Main counters (banked across restarts): {s['main_counters']}")
+    out(
+        f"async events: {s['async_accepted']} accepted of {s['async_sent']} "
+        f"{s['async_not_accepted']}; {s['async_succeeded']} succeeded, "
+        f"{s['async_dead_lettered']} dead-lettered, {s['async_lost']} lost; extra executions "
+        f"{s['async_extra_executions']} {s['async_extra_by_cause']}; "
+        f"drained in {s['async_drain_s']} s"
+    )
     for name in BREAKS:
         flag = "BROKEN" if s[name] else "ok"
         out(f"  {name:<20} {s[name]:>5}  {flag}")
     for key in ("leaked", "stale_entries", "double_placed", "records_missing",
                 "executed_unrecorded", "orphans", "handed_busy"):  # fmt: skip
         for item in d[key][:10]:
+            out(f"  {key}: {item}")
+    for key in ("async_lost", "async_unexplained", "async_wrong_result",
+                "async_success_records_wrong"):  # fmt: skip
+        for item in list(d[key])[:10]:
             out(f"  {key}: {item}")
     for manager_id, ids in d["untracked"].items():
         out(f"  untracked on {manager_id}: {ids}")

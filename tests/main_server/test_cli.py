@@ -183,3 +183,135 @@ def test_dev_on_free_ports_keeps_its_manager_id_across_restarts(tmp_path):
                 proc.wait(timeout=30)
         ids += re.findall(r"manager (\S+) up at", log_path.read_text())
     assert len(ids) == 2 and ids[0] == ids[1] and "-dev-" in ids[0], ids
+
+
+def _until(check, timeout_s: float = 60.0):
+    """Poll ``check`` (a callable returning a truthy answer or None) until it answers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer = check()
+        if answer:
+            return answer
+        time.sleep(0.2)
+    raise AssertionError(f"nothing after {timeout_s} s")
+
+
+def _status(request_id: str, env: dict[str, str], cwd: Path, *ended: str):
+    """The event's status once it is one of ``ended``."""
+
+    def ended_status():
+        shown = _cli("status", request_id, env=env, cwd=cwd)
+        assert shown.returncode == 0, shown.stderr
+        status = json.loads(shown.stdout)
+        return status if status["status"] in ended else None
+
+    return _until(ended_status)
+
+
+def test_invoke_async_then_status(dev):
+    cwd, env = dev
+    assert _cli("deploy", str(ROOT / "examples" / "hello"), env=env, cwd=cwd).returncode == 0
+
+    queued = _cli("invoke", "hello", "--async", "--data", '{"name": "Ada"}', env=env, cwd=cwd)
+    assert queued.returncode == 0, queued.stderr
+    accepted = json.loads(queued.stdout)
+    request_id = accepted["request_id"]
+    assert accepted["status_url"] == f"/v1/invocations/{request_id}"
+    status = _status(request_id, env, cwd, "succeeded", "failed", "expired")
+    assert (status["status"], status["result"]) == ("succeeded", {"message": "Hello, Ada!"})
+    assert (status["function"], status["attempts"]) == ("hello", 1)
+
+    # a repeated Idempotency-Key queues nothing and answers the first request's id
+    first, again = (
+        _cli("invoke", "hello", "--async", "--idempotency-key", "order-7", env=env, cwd=cwd)
+        for _ in range(2)
+    )
+    assert first.returncode == again.returncode == 0, (first.stderr, again.stderr)
+    assert json.loads(first.stdout)["request_id"] == json.loads(again.stdout)["request_id"]
+    assert "used before" not in first.stderr and "used before" in again.stderr
+
+    unknown = _cli("status", "00000000-0000-4000-8000-000000000000", env=env, cwd=cwd)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert "error 404: no asynchronous invocation" in unknown.stderr
+    missing = _cli("invoke", "nothere", "--async", env=env, cwd=cwd)
+    assert missing.returncode == 2 and "404" in missing.stderr
+    keyed = _cli("invoke", "hello", "--idempotency-key", "k", env=env, cwd=cwd)
+    assert keyed.returncode == 2 and "add --async" in keyed.stderr
+    schemeless = _cli("status", request_id, env={**env, "HOTPOOL_URL": env["HOTPOOL_URL"][7:]},
+                      cwd=cwd)  # fmt: skip
+    assert schemeless.returncode == 2 and "must start with http://" in schemeless.stderr
+    keyless = _cli("status", request_id, env=env, cwd=cwd / "..")
+    assert keyless.returncode == 2 and "HOTPOOL_API_KEY" in keyless.stderr
+
+
+def test_dead_letters_list_redrive_and_delete(dev):
+    cwd, env = dev
+    assert _cli("deploy", str(ROOT / "examples" / "hello"), env=env, cwd=cwd).returncode == 0
+    deployed = _cli(
+        "deploy", str(ROOT / "examples" / "raises"), "--async-retries", "0",
+        "--max-event-age-s", "600", "--on-failure", "hello", env=env, cwd=cwd,
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    settings = json.loads(deployed.stdout)
+    assert (settings["async_retries"], settings["max_event_age_s"]) == (0, 600)
+    assert settings["on_failure"] == "hello"
+    ids = [
+        json.loads(_cli("invoke", "raises", "--async", env=env, cwd=cwd).stdout)["request_id"]
+        for _ in range(2)
+    ]
+    for request_id in ids:
+        failed = _status(request_id, env, cwd, "failed")
+        assert (failed["reason"], failed["attempts"]) == ("RetriesExhausted", 1)
+
+    def delivered():
+        logs = _cli("logs", "hello", "--json", env=env, cwd=cwd)
+        records = [r for r in json.loads(logs.stdout) if r.get("trigger") == "destination"]
+        return records if len(records) == 2 else None
+
+    assert all(record["status"] == "success" for record in _until(delivered))
+
+    listed = _cli("dead-letters", "raises", env=env, cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ids  # oldest first
+    assert all("RetriesExhausted" in line and "ValueError" in line for line in lines)
+    letters = json.loads(_cli("dead-letters", "raises", "--json", env=env, cwd=cwd).stdout)
+    assert [letter["request_id"] for letter in letters] == ids
+
+    # by id: it runs again (its attempts go on counting) and fails into the list again
+    one = _cli("dead-letters", "raises", "--redrive", "--id", ids[0], env=env, cwd=cwd)
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout) == {"redriven": [ids[0]], "not_found": []}
+    again = _until(lambda: _status(ids[0], env, cwd, "failed")["attempts"] == 2 or None)
+    assert again
+    unknown_id = "00000000-0000-4000-8000-000000000000"
+    partly = _cli("dead-letters", "raises", "--redrive", "--id", ids[1], "--id", unknown_id,
+                  env=env, cwd=cwd)  # fmt: skip
+    assert partly.returncode == 1
+    assert json.loads(partly.stdout) == {"redriven": [ids[1]], "not_found": [unknown_id]}
+    assert f"raises has no dead letter {unknown_id}" in partly.stderr
+    _until(lambda: _status(ids[1], env, cwd, "failed")["attempts"] == 2 or None)
+
+    deleted = _cli("dead-letters", "raises", "--delete", ids[1], env=env, cwd=cwd)
+    assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"deleted": ids[1]}
+    twice = _cli("dead-letters", "raises", "--delete", ids[1], env=env, cwd=cwd)
+    assert twice.returncode == 2 and f"error 404: raises has no dead letter '{ids[1]}'" in (
+        twice.stderr
+    )
+    everything = _cli("dead-letters", "raises", "--redrive", env=env, cwd=cwd)
+    assert everything.returncode == 0, everything.stderr
+    assert json.loads(everything.stdout) == {"redriven": [ids[0]], "not_found": []}
+
+    stray = _cli("dead-letters", "raises", "--id", ids[0], env=env, cwd=cwd)
+    assert stray.returncode == 2 and "use it with --redrive" in stray.stderr
+    both = _cli("dead-letters", "raises", "--redrive", "--delete", ids[0], env=env, cwd=cwd)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    nothing = _cli("dead-letters", "nothere", env=env, cwd=cwd)
+    assert nothing.returncode == 2 and "404" in nothing.stderr
+    too_many = _cli("deploy", str(ROOT / "examples" / "raises"), "--async-retries", "3",
+                    env=env, cwd=cwd)  # fmt: skip
+    assert too_many.returncode == 2
+    assert "async_retries must be a whole number from 0 to 2" in too_many.stderr
+    itself = _cli("deploy", str(ROOT / "examples" / "raises"), "--on-success", "raises",
+                  env=env, cwd=cwd)  # fmt: skip
+    assert itself.returncode == 2 and "on_success names the function itself" in itself.stderr

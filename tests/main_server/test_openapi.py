@@ -12,8 +12,9 @@ from hotpool.main_server.app import create_app
 from hotpool.main_server.openapi import openapi_document
 from hotpool.main_server.openapi_schemas import NAME_PATTERN
 from hotpool.main_server.openapi_web import WEB_METHODS
-from hotpool.shared.models import NAME_RE
+from hotpool.shared.models import NAME_RE, FunctionConfig
 from hotpool.shared.settings import Settings
+from tests.fakes import ECHO_V1
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -104,3 +105,39 @@ async def test_openapi_json_needs_a_key(hotpool_stack):
     assert resp.status == 200
     assert resp.content_type == "application/json"
     assert await resp.json() == openapi_document()
+
+
+@pytest.mark.unit
+def test_every_function_setting_is_a_documented_deploy_parameter_and_field():
+    settings = set(FunctionConfig().to_dict())
+    deploy = openapi_document()["paths"]["/v1/functions/{name}"]["put"]
+    assert {p["name"] for p in deploy["parameters"]} == settings
+    form = deploy["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert set(form) == settings | {"code"}
+    function = openapi_document()["components"]["schemas"]["Function"]
+    assert set(function["properties"]) == set(ECHO_V1.to_dict())
+    assert {"async_retries", "max_event_age_s", "on_success", "on_failure"} <= settings
+
+
+@pytest.mark.unit
+def test_the_asynchronous_invoke_is_described():
+    invoke = openapi_document()["paths"]["/v1/functions/{name}/invoke"]["post"]
+    inputs = {(p["in"], p["name"]) for p in invoke["parameters"]}
+    assert inputs == {
+        ("header", "X-Hotpool-Invocation-Type"),
+        ("header", "X-Amz-Invocation-Type"),
+        ("header", "Idempotency-Key"),
+        ("query", "async"),
+    }
+    accepted = invoke["responses"]["202"]
+    assert accepted["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Accepted"
+    }
+    assert {"X-Hotpool-Request-Id", "Location"} <= set(accepted["headers"])
+    kind = re.compile(invoke["parameters"][0]["schema"]["pattern"])
+    assert [bool(kind.match(v)) for v in ("Event", "eVENT", "RequestResponse", "DryRun")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
