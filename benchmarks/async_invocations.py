@@ -40,7 +40,7 @@ ASYNC_FUNCTION = "benchasync"
 # to sleep)
 HOLD_FUNCTION = "benchasynchold"
 # returns at once with the time it started; sleeps only when asked (the warm-up holds
-# containers with it so the pool starts one per connection)
+# containers with it so the pool starts one per connection; the holders, until a given time)
 ASYNC_HANDLER = """import time
 
 
@@ -48,6 +48,8 @@ def handler(event, context):
     started = time.time()
     if event.get("sleep_s"):
         time.sleep(event["sleep_s"])
+    if event.get("until"):
+        time.sleep(max(0.0, event["until"] - time.time()))
     return {"started": started}
 """
 EVENT = b'{"name": "bench"}'
@@ -57,6 +59,7 @@ first_poll_s = 0.02  # an idle event's status is not asked for before this: no n
 poll_s = 0.005
 idle_event_timeout_s = 30.0
 status_poll_s = 0.1
+holders_settle_s = 1.0  # the holders running at once have stopped growing for this long
 request_timeout_s = 120.0
 hold_timeout_s = 900.0  # the holding function's timeout (the longest a function may have)
 
@@ -231,18 +234,25 @@ async def accepts(client: Client, count: int, clients: int) -> dict[str, Any]:
     return figures
 
 
-async def hold_consumer(client: Client, slots: int, hold_s: float) -> list[str]:
-    """Fill the consumer's ``slots`` with events that sleep ``hold_s``; their request ids,
-    once every one is running (or after ``hold_s``, if some never start)."""
-    event = json.dumps({"sleep_s": hold_s}).encode()
+async def hold_consumer(client: Client, slots: int, until: float) -> tuple[list[str], int]:
+    """Fill the consumer's slots with events that sleep until the unix time ``until``; their
+    request ids, and how many run at once. Up to ``slots`` are sent; the consumer may run fewer
+    for one namespace (it keeps a slot for another), so the wait ends when every one runs or
+    their number has stopped growing. One that starts late ends at ``until`` all the same."""
+    event = json.dumps({"until": until}).encode()
     holders = [(await client.accept(HOLD_FUNCTION, event))[0] for _ in range(slots)]
-    deadline = time.monotonic() + hold_s
-    while time.monotonic() < deadline:
+    running, changed = 0, time.monotonic()
+    while time.time() < until:
         states = await client.statuses(holders, slots)
-        if all(s.get("status") == "running" for s in states):
+        now_running = sum(1 for s in states if s.get("status") == "running")
+        if now_running == slots:
+            return holders, now_running
+        if now_running != running:
+            running, changed = now_running, time.monotonic()
+        elif running and time.monotonic() - changed > holders_settle_s:
             break
         await asyncio.sleep(status_poll_s)
-    return holders
+    return holders, running
 
 
 async def backlog(
@@ -251,22 +261,24 @@ async def backlog(
     """``count`` synchronous calls at the consumer's concurrency, then ``count`` events
     accepted while the consumer's slots are held for ``hold_s``, run until the last ended."""
     sync = await client.burst(count, concurrency, asynchronous=False)
-    holders = await hold_consumer(client, concurrency, hold_s)
+    holders, held = await hold_consumer(client, concurrency, time.time() + hold_s)
     burst = await client.burst(count, clients, asynchronous=True)
     drained = await client.drained(timeout_s=hold_s + max(120.0, count / 20))
     states = await client.statuses(burst.request_ids, clients)
-    held = await client.statuses(holders, concurrency)
+    holder_states = await client.statuses(holders, concurrency)
     done = [s for s in states if s.get("status") == "succeeded"]
     figures: dict[str, Any] = {
         "events": count,
         "concurrency": concurrency,
         "hold_s": round(hold_s, 1),
+        # the slots the consumer gives one namespace: the drain's concurrency
+        "held_slots": held,
         "sync": sync.figures(200),
         "async": {
             "accept": burst.figures(202),
             "drained": drained,
             "ended": ended(states),
-            "holders_ended": ended(held),
+            "holders_ended": ended(holder_states),
         },
     }
     if done:
@@ -299,7 +311,7 @@ async def _measure(
         # long enough for the accepts, which go faster with the consumer held than they went
         # beside it; what "started_before_last_accept" reports if not
         rate = max(50.0, figures["accepts"]["async"]["per_s"])
-        hold_s = min(hold_timeout_s - 60, 2 + 1.5 * backlog_count / rate)
+        hold_s = min(hold_timeout_s - 60, 3 + 1.5 * backlog_count / rate)
         figures["backlog"] = await backlog(client, backlog_count, clients, concurrency, hold_s)
         return figures
 
@@ -326,6 +338,8 @@ def measure(
         containers = warm_up(
             server, ASYNC_FUNCTION, max(clients, concurrency), tool, warm_up_timeout_s
         )
+        # the holders start at once, not after cold starts that would eat into their hold
+        warm_up(server, HOLD_FUNCTION, concurrency, tool, warm_up_timeout_s)
         run = _measure(
             server, clients=clients, accept_count=accepts, idle_events=idle_events,
             backlog_count=backlog, concurrency=concurrency,

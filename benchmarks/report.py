@@ -280,7 +280,8 @@ def _async_table(figures: dict[str, Any] | None) -> list[str]:
         f"{_fmt(accepts['sync']['per_s'])} | {_fmt(accepts.get('ratio'))} | "
         f"{_fmt(accepts['async']['errors'])} / {_fmt(accepts['sync']['errors'])} |",
         f"| a backlog of {_fmt(backlog['events'])}, events/s from the first start to the last "
-        f"finish, against calls/s at c={backlog['concurrency']} | "
+        f"finish ({_fmt(backlog.get('held_slots'))} at once), against calls/s at "
+        f"c={backlog['concurrency']} | "
         f"{_fmt(drain.get('per_s'))} | {_fmt(backlog['sync']['per_s'])} | "
         f"{_fmt(backlog.get('ratio'))} | {_fmt(drain['accept']['errors'])} / "
         f"{_fmt(backlog['sync']['errors'])} |",

@@ -48,7 +48,8 @@ def _async_figures() -> dict:
         "accepts": {"async": {**_burst(1000, 2000.0, 202), "drained": True,
                               "ended": {"succeeded": 1000}},
                     "sync": _burst(1000, 1000.0, 200), "ratio": 2.0},
-        "backlog": {"events": 500, "concurrency": 16, "sync": _burst(500, 800.0, 200),
+        "backlog": {"events": 500, "concurrency": 16, "held_slots": 15,
+                    "sync": _burst(500, 800.0, 200),
                     "async": {"accept": _burst(500, 1500.0, 202), "drained": True,
                               "ended": {"succeeded": 500}, "holders_ended": {"succeeded": 16},
                               "drain_s": 1.0, "per_s": 600.0, "started_before_last_accept": 0},
@@ -188,7 +189,7 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
     assert "| web overhead | 0.03 | 0.1 | | 21 | |" in text
     assert "web conversion in Main, in process (µs): event_2_0 5, response_2_0 3" in text
     assert "clients | 2,000 | 1,000 | 2 | 0 / 0 |" in text
-    assert "against calls/s at c=16 | 600 | 800 | 0.75 | 0 / 0 |" in text
+    assert "(15 at once), against calls/s at c=16 | 600 | 800 | 0.75 | 0 / 0 |" in text
     assert "202 to the handler's start p50 1.5 ms, p99 8 ms" in text
     assert "errors in load runs" not in text
     assert (tmp_path / "report.md").read_text().startswith(text)
