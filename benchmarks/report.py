@@ -130,7 +130,8 @@ def _async_summary(figures: dict[str, Any] | None) -> dict[str, Any]:
 def _errors(backend: dict[str, Any]) -> int:
     """Failed requests in every load run of a backend: figures of a run with errors mislead."""
     levels = [backend["latency"]["warm_c1"], *backend["latency"]["throughput"]]
-    runs = [t[side] for t in levels for side in SIDES]
+    # a level skipped whole (too few containers started in time) ran no load
+    runs = [t[side] for t in levels if "skipped" not in t for side in SIDES]
     runs += [backend["connections"], backend["connections_new_per_call"]]
     runs += [backend["web"][side] for side in ("invoke", "web") if "web" in backend]
     if "async" in backend:
@@ -197,6 +198,9 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
     rows = [("1 (warm latency run)", b["latency"]["warm_c1"])]
     rows += [(str(t["concurrency"]), t) for t in b["latency"]["throughput"]]
     for label, t in rows:
+        if "skipped" in t:
+            lines.append(f"| {label} | not measured: {t['skipped']} |||||||")
+            continue
         missing = [f"{side}: {t[side]['skipped']}" for side in SIDES if "skipped" in t[side]]
         if missing:
             lines.append(f"| {label} | not measured: {'; '.join(missing)} |||||||")

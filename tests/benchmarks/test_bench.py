@@ -144,6 +144,19 @@ def test_a_side_that_could_not_be_measured_is_reported_without_a_ratio(figures):
 
 
 @pytest.mark.unit
+def test_a_level_whose_containers_did_not_all_start_is_reported_as_not_measured(figures, tmp_path):
+    skipped = {"concurrency": 256, "skipped": "only 188 containers started in time"}
+    figures["backends"]["process"]["latency"]["throughput"].append(skipped)
+    figures["summary"] = report.summarise(figures)
+
+    text = report.write_results(figures, tmp_path)
+
+    assert "| 256 | not measured: only 188 containers started in time |" in text
+    assert figures["summary"]["errors_in_load_runs"] == 0
+    assert (tmp_path / "throughput.png").exists()
+
+
+@pytest.mark.unit
 def test_errors_in_a_load_run_are_counted_and_shown(figures):
     figures["backends"]["process"]["latency"]["throughput"][1]["through_main"]["errors"] = 7
     figures["summary"] = report.summarise(figures)
