@@ -69,7 +69,7 @@ def test_a_restart_keeps_the_asynchronous_keys_and_drops_the_rest(dev):
     proc, log_path = dev("server")
     client = _redis(log_path)
     client.hset(event, mapping={"status": "queued"})
-    client.xadd(async_keys.STREAM, {"id": "before-kill"})
+    client.xadd(async_keys.stream("default"), {"id": "before-kill"})
     client.rpush(stale, "an idle container of the last run")
     client.close()
     # killed: no shutdown of its own, and its redis-server is killed with it
@@ -79,7 +79,9 @@ def test_a_restart_keeps_the_asynchronous_keys_and_drops_the_rest(dev):
     proc, log_path = dev("server")
     client = _redis(log_path)
     assert client.hgetall(event) == {b"status": b"queued"}
-    assert [fields for _, fields in client.xrange(async_keys.STREAM)] == [{b"id": b"before-kill"}]
+    assert [fields for _, fields in client.xrange(async_keys.stream("default"))] == [
+        {b"id": b"before-kill"}
+    ]
     assert not client.exists(stale)
     dropped = re.findall(
         r"embedded Redis: dropped (\d+) keys of the last run", log_path.read_text()

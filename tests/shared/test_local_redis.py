@@ -116,13 +116,13 @@ def local_redis(binary):
 @pytest.mark.integration
 def test_its_data_survives_a_stop_and_a_start_on_the_same_directory(tmp_path, local_redis):
     server, client = local_redis(tmp_path / "redis")
-    client.xadd(async_keys.STREAM, {"id": "r1"})
+    client.xadd(async_keys.stream("default"), {"id": "r1"})
     client.set("plain", "v")
     client.close()
     server.stop()
 
     _, again = local_redis(tmp_path / "redis")
-    assert again.xrange(async_keys.STREAM)[0][1] == {b"id": b"r1"}
+    assert again.xrange(async_keys.stream("default"))[0][1] == {b"id": b"r1"}
     assert again.get("plain") == b"v"
     again.close()
 
@@ -165,8 +165,8 @@ def test_the_last_runs_keys_are_dropped_but_the_asynchronous_ones(tmp_path, loca
         for key in kept | stale:
             pipe.set(key, "1")
         pipe.execute()
-    client.xadd(async_keys.STREAM, {"id": "r1"})
-    kept.add(async_keys.STREAM.encode())
+    client.xadd(async_keys.stream("default"), {"id": "r1"})
+    kept.add(async_keys.stream("default").encode())
 
     # small batches: the keys span several SCAN rounds and UNLINKs
     assert unlink_all_but(client, async_keys.PREFIX, batch=50) == len(stale)
