@@ -65,7 +65,7 @@ def _throughput(ran: dict[str, dict[str, Any]], path: Path) -> Path:
         all_levels = backend["latency"]["throughput"]
         xs = [t["concurrency"] for t in all_levels]
         for path_name in ("through_main", "direct"):
-            levels = [t for t in all_levels if "skipped" not in t[path_name]]
+            levels = [t for t in all_levels if "skipped" not in t.get(path_name, t)]
             colour = COLOURS[path_name]
             at = [t["concurrency"] for t in levels]
             axes[0][col].plot(at, [t[path_name]["rps"] for t in levels], "o-", color=colour,

@@ -13,6 +13,7 @@ TARGETS = (
     ("warm_overhead_p99_ms", "warm overhead over a direct call, c=1, p99 (ms)", 2.0, "max"),
     ("web_overhead_p50_ms", "web route (/fn/) overhead over /invoke, c=1, p50 (ms)", 0.05, "max"),
     ("throughput_ratio_c64", "throughput through Main / direct, c=64", 0.5, "min"),
+    ("async_start_p50_ms", "async event, idle: 202 to handler start, p50 (ms)", 5.0, "max"),
     ("cold_prewarmed_p50_ms", "cold start, pre-warmed container, p50 (ms)", 50.0, "max"),
     ("cold_fresh_docker_p50_ms", "cold start, fresh Docker container, p50 (ms)", 400.0, "max"),
     ("time_wait_after_run", "TIME_WAIT sockets after the connection run", 100, "max"),
@@ -84,18 +85,58 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         "warm_overhead_p99_ms_by_backend": {b: w and w["overhead_p99_ms"] for b, w in warm.items()},
         "throughput_ratio_c64_by_backend": ratio,
         "idle_container_rss_mib_by_backend": memory,
+        **_async_summary(primary.get("async") if primary else None),
     }
     summary["errors_in_load_runs"] = sum(_errors(b) for b in ran.values())
     summary["targets"] = _targets(summary)
     return summary
 
 
+ASYNC_KEYS = (
+    "async_accepts_per_s", "async_accepts_sync_calls_per_s", "async_accepts_ratio",
+    "async_start_p50_ms", "async_start_p99_ms", "async_backlog_events",
+    "async_drain_events_per_s", "async_drain_sync_calls_per_s", "async_drain_ratio",
+    "async_events_accepted", "async_events_not_succeeded",
+)  # fmt: skip
+
+
+def _async_summary(figures: dict[str, Any] | None) -> dict[str, Any]:
+    """The asynchronous headline figures (of benchmarks.async_invocations), null if none."""
+    if figures is None:
+        return dict.fromkeys(ASYNC_KEYS)
+    accepts, idle, backlog = figures["accepts"], figures["idle_start"], figures["backlog"]
+    # the backlog's events, and those that held the consumer while it was accepted
+    ended = [accepts["async"]["ended"], backlog["async"]["ended"]]
+    ended.append(backlog["async"].get("holders_ended", {}))
+    accepted = idle["events"] + sum(sum(counts.values()) for counts in ended)
+    succeeded = sum(counts.get("succeeded", 0) for counts in ended)
+    succeeded += idle["events"] - idle["not_succeeded"]
+    return {
+        "async_accepts_per_s": accepts["async"]["per_s"],
+        "async_accepts_sync_calls_per_s": accepts["sync"]["per_s"],
+        "async_accepts_ratio": accepts.get("ratio"),
+        "async_start_p50_ms": idle["from_202_p50_ms"],
+        "async_start_p99_ms": idle["from_202_p99_ms"],
+        "async_backlog_events": backlog["events"],
+        "async_drain_events_per_s": backlog["async"].get("per_s"),
+        "async_drain_sync_calls_per_s": backlog["sync"]["per_s"],
+        "async_drain_ratio": backlog.get("ratio"),
+        # every event looked up after its run: one not ended "succeeded" is a failure
+        "async_events_accepted": accepted,
+        "async_events_not_succeeded": accepted - succeeded,
+    }
+
+
 def _errors(backend: dict[str, Any]) -> int:
     """Failed requests in every load run of a backend: figures of a run with errors mislead."""
     levels = [backend["latency"]["warm_c1"], *backend["latency"]["throughput"]]
-    runs = [t[side] for t in levels for side in SIDES]
+    # a level skipped whole (too few containers started in time) ran no load
+    runs = [t[side] for t in levels if "skipped" not in t for side in SIDES]
     runs += [backend["connections"], backend["connections_new_per_call"]]
     runs += [backend["web"][side] for side in ("invoke", "web") if "web" in backend]
+    if "async" in backend:
+        accepts, backlog = backend["async"]["accepts"], backend["async"]["backlog"]
+        runs += [accepts["async"], accepts["sync"], backlog["sync"], backlog["async"]["accept"]]
     return sum(run.get("errors", 0) for run in runs)
 
 
@@ -157,6 +198,9 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
     rows = [("1 (warm latency run)", b["latency"]["warm_c1"])]
     rows += [(str(t["concurrency"]), t) for t in b["latency"]["throughput"]]
     for label, t in rows:
+        if "skipped" in t:
+            lines.append(f"| {label} | not measured: {t['skipped']} |||||||")
+            continue
         missing = [f"{side}: {t[side]['skipped']}" for side in SIDES if "skipped" in t[side]]
         if missing:
             lines.append(f"| {label} | not measured: {'; '.join(missing)} |||||||")
@@ -170,6 +214,7 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
             f"{_fmt(main['errors'])} / {_fmt(direct['errors'])} |"
         )
     lines += _web_table(b.get("web"))
+    lines += _async_table(b.get("async"))
     cold = b["cold_start"]
     lines += ["", "| cold start | p50 (ms) | p95 (ms) | placement | code fetch | container start "
               "| init |", "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -223,6 +268,36 @@ def _web_table(web: dict[str, Any] | None) -> list[str]:
     if conversion:
         lines += ["", "web conversion in Main, in process (µs): "
                   + ", ".join(f"{k} {_fmt(v)}" for k, v in conversion.items())]  # fmt: skip
+    return lines
+
+
+def _async_table(figures: dict[str, Any] | None) -> list[str]:
+    if figures is None:
+        return []
+    accepts, idle, backlog = figures["accepts"], figures["idle_start"], figures["backlog"]
+    drain = backlog["async"]
+    lines = [
+        "", "| asynchronous | async | synchronous baseline | async / sync | errors |",
+        "|---|---|---|---|---|",
+        f"| {_fmt(accepts['async']['requests'])} accepts (202/s) against calls/s, "
+        f"{accepts['async']['clients']} clients | {_fmt(accepts['async']['per_s'])} | "
+        f"{_fmt(accepts['sync']['per_s'])} | {_fmt(accepts.get('ratio'))} | "
+        f"{_fmt(accepts['async']['errors'])} / {_fmt(accepts['sync']['errors'])} |",
+        f"| a backlog of {_fmt(backlog['events'])}, events/s from the first start to the last "
+        f"finish ({_fmt(backlog.get('held_slots'))} at once), against calls/s at "
+        f"c={backlog['concurrency']} | "
+        f"{_fmt(drain.get('per_s'))} | {_fmt(backlog['sync']['per_s'])} | "
+        f"{_fmt(backlog.get('ratio'))} | {_fmt(drain['accept']['errors'])} / "
+        f"{_fmt(backlog['sync']['errors'])} |",
+        "",
+        f"idle, one event at a time: 202 to the handler's start p50 "
+        f"{_fmt(idle['from_202_p50_ms'])} ms, p99 {_fmt(idle['from_202_p99_ms'])} ms (from the "
+        f"request's start: {_fmt(idle['from_request_p50_ms'])} / "
+        f"{_fmt(idle['from_request_p99_ms'])} ms); backlog events that started before the "
+        f"last was accepted: {_fmt(drain.get('started_before_last_accept'))}; events that did "
+        "not end succeeded: "
+        f"{_fmt(_async_summary(figures)['async_events_not_succeeded'])}",
+    ]  # fmt: skip
     return lines
 
 

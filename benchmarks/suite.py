@@ -1,5 +1,6 @@
-"""``hotpool bench``: every latency, throughput, cold-start, connection and memory figure of
-hotpool in one run, per container backend, written as JSON, a Markdown table and PNG plots.
+"""``hotpool bench``: every latency, throughput, asynchronous, cold-start, connection and memory
+figure of hotpool in one run, per container backend, written as JSON, a Markdown table and PNG
+plots.
 
     hotpool bench [--quick] [--backends process,docker] [--json FILE] [--out DIR]
 
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hotpool.benchmarks import cold_start, connections, latency, memory
+from hotpool.benchmarks import async_invocations, cold_start, connections, latency, memory
 from hotpool.benchmarks.devserver import bench_zip, dev_server
 from hotpool.benchmarks.loadgen import pick_tool
 from hotpool.benchmarks.report import summarise, write_results
@@ -54,10 +55,14 @@ class Plan:
     cold_n: int
     memory_duration_s: float
     warm_up_timeout_s: float
+    async_clients: int  # connections sending events (and the baseline's calls) at once
+    async_accepts: int
+    async_idle_events: int
+    async_backlog: int
 
 
-QUICK = Plan(2, 1, (1, 8, 64), 1, 1, 5_000, 5_000, 3, 2, 30)
-FULL = Plan(5, 3, (1, 8, 64, 256), 5, 2, 100_000, 20_000, 20, 5, 180)
+QUICK = Plan(2, 1, (1, 8, 64), 1, 1, 5_000, 5_000, 3, 2, 30, 16, 1_000, 30, 500)
+FULL = Plan(5, 3, (1, 8, 64, 256), 5, 2, 100_000, 20_000, 20, 5, 180, 64, 10_000, 500, 10_000)
 
 
 def machine(tool: str) -> dict[str, Any]:
@@ -135,6 +140,15 @@ def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, An
             server, BENCH_FUNCTION, invocations=plan.variant_invocations,
             rps_hint=rps_hint / 2, concurrency=8, tool=tool,
         )  # fmt: skip
+    log(
+        f"asynchronous invocations: {plan.async_accepts} accepts, {plan.async_idle_events} "
+        f"idle starts, a backlog of {plan.async_backlog}"
+    )
+    figures["async"] = async_invocations.measure(
+        backend, clients=plan.async_clients, accepts=plan.async_accepts,
+        idle_events=plan.async_idle_events, backlog=plan.async_backlog, tool=tool,
+        warm_up_timeout_s=plan.warm_up_timeout_s,
+    )  # fmt: skip
     log("cold starts")
     figures["cold_start"] = cold_start.measure(backend, plan.cold_n)
     log("memory and CPU")

@@ -27,7 +27,34 @@ SUMMARY_KEYS = {
     "warm_overhead_p50_ms", "warm_overhead_p99_ms", "throughput_ratio_c64",
     "cold_prewarmed_p50_ms", "cold_fresh_p50_ms", "time_wait_after_run",
     "invocations_in_connection_run", "idle_container_rss_mib", "web_overhead_p50_ms",
+    "async_accepts_per_s", "async_accepts_sync_calls_per_s", "async_start_p50_ms",
+    "async_start_p99_ms", "async_drain_events_per_s", "async_drain_sync_calls_per_s",
+    "async_drain_ratio", "async_events_not_succeeded",
 }  # fmt: skip
+
+
+def _burst(requests: int, per_s: float, status: int, errors: int = 0) -> dict:
+    return {"requests": requests, "clients": 16, "elapsed_s": requests / per_s, "per_s": per_s,
+            "p50_ms": 5.0, "p99_ms": 20.0, "errors": errors,
+            "statuses": {str(status): requests - errors}}  # fmt: skip
+
+
+def _async_figures() -> dict:
+    idle = {"events": 30, "not_succeeded": 0, "from_202_p50_ms": 1.5, "from_202_p99_ms": 8.0,
+            "from_request_p50_ms": 4.0, "from_request_p99_ms": 16.0,
+            "from_accepted_at_p50_ms": 2.5, "from_accepted_at_p99_ms": 12.0}  # fmt: skip
+    return {
+        "containers": 16, "async_concurrency": 16, "idle_start": idle,
+        "accepts": {"async": {**_burst(1000, 2000.0, 202), "drained": True,
+                              "ended": {"succeeded": 1000}},
+                    "sync": _burst(1000, 1000.0, 200), "ratio": 2.0},
+        "backlog": {"events": 500, "concurrency": 16, "held_slots": 15,
+                    "sync": _burst(500, 800.0, 200),
+                    "async": {"accept": _burst(500, 1500.0, 202), "drained": True,
+                              "ended": {"succeeded": 500}, "holders_ended": {"succeeded": 16},
+                              "drain_s": 1.0, "per_s": 600.0, "started_before_last_accept": 0},
+                    "ratio": 0.75},
+    }  # fmt: skip
 
 
 def _level(concurrency: int, main_rps: float, direct_rps: float, main_p50: float) -> dict:
@@ -57,6 +84,7 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
                 "web": {**side, "p50_ms": 0.43, "p99_ms": 1.0},
                 "overhead_p50_ms": 0.03, "overhead_p99_ms": 0.1, "overhead_main_cpu_us": 21.0,
                 "conversion_us": {"event_2_0": 5.0, "response_2_0": 3.0}},
+        "async": _async_figures(),
         "connections": conn,
         "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
         "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
@@ -92,12 +120,15 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert summary["idle_container_rss_mib"] == 14.8  # the larger of the two backends
     assert summary["web_overhead_p50_ms"] == 0.03
     assert summary["web_conversion_us"] == {"event_2_0": 5.0, "response_2_0": 3.0}
+    assert summary["async_accepts_ratio"] == 2.0 and summary["async_drain_ratio"] == 0.75
+    assert summary["async_events_accepted"] == 1546
+    assert summary["async_events_not_succeeded"] == 0
     met = {row["target"]: row["met"] for row in summary["targets"]}
     assert met["throughput through Main / direct, c=64"] is False
     assert met["cold start, fresh Docker container, p50 (ms)"] is True
     assert met["TIME_WAIT sockets after the connection run"] is True
+    assert met["async event, idle: 202 to handler start, p50 (ms)"] is True
     assert all(row["met"] is not None for row in summary["targets"])
-    assert summary["errors_in_load_runs"] == 0
 
 
 @pytest.mark.unit
@@ -113,12 +144,37 @@ def test_a_side_that_could_not_be_measured_is_reported_without_a_ratio(figures):
 
 
 @pytest.mark.unit
+def test_a_level_whose_containers_did_not_all_start_is_reported_as_not_measured(figures, tmp_path):
+    skipped = {"concurrency": 256, "skipped": "only 188 containers started in time"}
+    figures["backends"]["process"]["latency"]["throughput"].append(skipped)
+    figures["summary"] = report.summarise(figures)
+
+    text = report.write_results(figures, tmp_path)
+
+    assert "| 256 | not measured: only 188 containers started in time |" in text
+    assert figures["summary"]["errors_in_load_runs"] == 0
+    assert (tmp_path / "throughput.png").exists()
+
+
+@pytest.mark.unit
 def test_errors_in_a_load_run_are_counted_and_shown(figures):
     figures["backends"]["process"]["latency"]["throughput"][1]["through_main"]["errors"] = 7
     figures["summary"] = report.summarise(figures)
 
     assert figures["summary"]["errors_in_load_runs"] == 7
     assert "errors in load runs: 7" in report.markdown(figures)
+
+
+@pytest.mark.unit
+def test_async_events_that_did_not_succeed_and_refused_accepts_are_counted(figures):
+    backlog = figures["backends"]["process"]["async"]["backlog"]
+    backlog["async"]["ended"] = {"succeeded": 497, "failed": 1, "queued": 2}
+    backlog["async"]["accept"] = _burst(500, 1500.0, 202, errors=3)
+    figures["summary"] = report.summarise(figures)
+
+    assert figures["summary"]["async_events_not_succeeded"] == 3
+    assert figures["summary"]["errors_in_load_runs"] == 3
+    assert "events that did not end succeeded: 3" in report.markdown(figures)
 
 
 @pytest.mark.unit
@@ -145,6 +201,9 @@ def test_results_folder_holds_json_markdown_and_plots(figures, tmp_path):
     assert "| 64 | 2,400 | 10,000 | 0.24 |" in text
     assert "| web overhead | 0.03 | 0.1 | | 21 | |" in text
     assert "web conversion in Main, in process (µs): event_2_0 5, response_2_0 3" in text
+    assert "clients | 2,000 | 1,000 | 2 | 0 / 0 |" in text
+    assert "(15 at once), against calls/s at c=16 | 600 | 800 | 0.75 | 0 / 0 |" in text
+    assert "202 to the handler's start p50 1.5 ms, p99 8 ms" in text
     assert "errors in load runs" not in text
     assert (tmp_path / "report.md").read_text().startswith(text)
     for name in ("warm_latency", "throughput", "cold_start", "connections", "memory"):
@@ -220,14 +279,14 @@ def test_an_unknown_load_generator_is_refused():
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(330)
 def test_quick_bench_runs_and_prints_the_table(tmp_path):
     summary_path = tmp_path / "summary.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
     done = subprocess.run(
         [sys.executable, "-m", "hotpool.main_server.cli", "bench", "--quick", "--json",
          str(summary_path), "--out", str(tmp_path / "results")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=230,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=320,
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr[-3000:]
@@ -242,5 +301,13 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     assert summary["invocations_in_connection_run"] >= 1000
     assert summary["time_wait_new_connection_per_call"] > summary["time_wait_after_run"]
     assert 5 < summary["idle_container_rss_mib"] < 100
+    # the asynchronous section ran against the same embedded hotpool: every event it
+    # accepted ended succeeded, and each figure is a measurement (no thresholds on time)
+    assert summary["async_events_accepted"] >= 1000 + 500 + 30 + 16
+    assert summary["async_events_not_succeeded"] == 0
+    for key in ("async_accepts_per_s", "async_accepts_sync_calls_per_s",
+                "async_drain_events_per_s", "async_drain_sync_calls_per_s"):  # fmt: skip
+        assert summary[key] > 0, key
+    assert summary["async_start_p99_ms"] >= summary["async_start_p50_ms"]
     (run,) = (tmp_path / "results").iterdir()
     assert {p.name for p in run.glob("*.png")} >= {"warm_latency.png", "throughput.png"}
