@@ -197,7 +197,8 @@ async def _run_dev(settings: Settings) -> None:
     if created:
         print(
             f"created an admin API key (shown once; also stored in "
-            f"{settings.state_dir / ADMIN_KEY_FILE}, where the CLI finds it):\n  {created}",
+            f"{settings.state_dir / ADMIN_KEY_FILE}, where the CLI finds it when run with "
+            f"the same HOTPOOL_STATE_DIR):\n  {created}",
             flush=True,
         )
     local = None

@@ -208,7 +208,10 @@ class Settings:
         _retry_delays(self.async_retry_delays_s)
         if not 0 < self.async_share <= 1:
             raise SettingsError(f"{ENV_PREFIX}ASYNC_SHARE must be a fraction > 0 and <= 1")
-        for positive in ("auth_failures_per_s", "public_rate_per_s", "async_concurrency"):
+        for positive in (
+            "auth_failures_per_s", "public_rate_per_s", "async_concurrency",
+            "async_result_ttl_s", "async_idempotency_ttl_s", "async_dead_letter_ttl_s",
+        ):  # fmt: skip
             if not getattr(self, positive) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
         for f in fields(self):
