@@ -25,6 +25,14 @@ def _ledger(event, context, phase="start"):
         f.write(json.dumps(line) + "\\n")
 """
 
+# retries, throttle backoff and reclaims short enough for a test to wait them out
+FAST = {
+    "async_retry_delays_s": "0.05,0.1",
+    "async_throttle_delay_s": 0.05,
+    "async_consumer_timeout_s": 1,
+    "lease_grace_s": 0.5,
+}
+
 
 def ledger_zip(body: str = "return {'ok': True}") -> bytes:
     """A package whose handler writes its ledger line, then runs ``body``."""

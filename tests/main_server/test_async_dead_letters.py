@@ -11,6 +11,7 @@ import pytest
 
 from hotpool.shared import async_keys
 from tests.main_server.async_events import (
+    FAST,
     ledger,
     ledger_zip,
     records,
@@ -22,12 +23,6 @@ from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
-FAST = {
-    "async_retry_delays_s": "0.05,0.1",
-    "async_throttle_delay_s": 0.05,
-    "async_consumer_timeout_s": 1,
-    "lease_grace_s": 0.5,
-}
 FAILING = ledger_zip("raise RuntimeError(f'cannot handle {event}')")
 FIXED = ledger_zip("return {'handled': event}")
 

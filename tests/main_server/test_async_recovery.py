@@ -28,20 +28,21 @@ from hotpool.main_server.state import ASYNC_CONSUMER
 from hotpool.shared import async_keys
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.redis_conn import make_redis
-from tests.main_server.async_events import ledger, ledger_zip, records, send, wait_status
+from tests.main_server.async_events import (
+    FAST,
+    ledger,
+    ledger_zip,
+    records,
+    send,
+    wait_status,
+)
 from tests.services import RedisProcess, missing_service
 from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
-FAST = {
-    "async_retry_delays_s": "0.05,0.1",
-    "async_throttle_delay_s": 0.05,
-    "async_consumer_timeout_s": 1,
-    "lease_grace_s": 0.5,
-    # an attempt's deadline counts the cold-start bound too: a short one reruns sooner
-    "cold_start_timeout_s": 3,
-}
+# an attempt's deadline counts the cold-start bound too: a short one reruns sooner
+QUICK_RERUN = {**FAST, "cold_start_timeout_s": 3}
 # sleeps event["s"] seconds (its timeout is 2 s), then writes an "end" line to its ledger
 SLOW = ledger_zip(
     "time.sleep(event['s'])\n_ledger(event, context, 'end')\nreturn {'attempt': context.attempt}"
@@ -63,7 +64,7 @@ async def test_an_event_whose_replica_dies_mid_call_runs_again_on_another(
     redis_url, hotpool_stack, tmp_path
 ):
     # replica A gets no time to finish what it runs when it stops: as if it died
-    stack = await hotpool_stack(redis_url=redis_url, drain_timeout_s=0, **FAST)
+    stack = await hotpool_stack(redis_url=redis_url, drain_timeout_s=0, **QUICK_RERUN)
     path = tmp_path / "ledger"
     await stack.deploy("slow", SLOW, timeout_s=2, env={"LEDGER": str(path)})
     replica_a = stack.client.app[ASYNC_CONSUMER]
@@ -120,7 +121,7 @@ async def test_an_event_whose_replica_dies_mid_call_runs_again_on_another(
 async def test_an_event_taken_from_a_replica_that_was_alive_after_all_runs_once(
     hotpool_stack, tmp_path
 ):
-    stack = await hotpool_stack(**FAST)
+    stack = await hotpool_stack(**QUICK_RERUN)
     path = tmp_path / "ledger"
     await stack.deploy("slow", SLOW, timeout_s=2, env={"LEDGER": str(path)})
     request_id = await send(stack.client, "slow", {"s": 1})
@@ -152,7 +153,7 @@ async def test_a_redis_that_comes_back_empty_is_reported(
     redis_url, hotpool_stack, tmp_path, caplog
 ):
     caplog.set_level(logging.ERROR, logger="hotpool.main_server.async_consumer")
-    stack = await hotpool_stack(redis_url=redis_url, **FAST)
+    stack = await hotpool_stack(redis_url=redis_url, **QUICK_RERUN)
     path = tmp_path / "ledger"
     await stack.deploy("steady", ledger_zip(), env={"LEDGER": str(path)})
     before = await send(stack.client, "steady", {"n": 1})

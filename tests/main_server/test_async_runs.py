@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from tests.main_server.async_events import (
+    FAST,
     ledger,
     ledger_zip,
     records,
@@ -20,12 +21,6 @@ from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
-FAST = {
-    "async_retry_delays_s": "0.05,0.1",
-    "async_throttle_delay_s": 0.05,
-    "async_consumer_timeout_s": 1,
-    "lease_grace_s": 0.5,
-}
 
 # fails on its first two attempts, succeeds on the third
 FLAKY = ledger_zip(
