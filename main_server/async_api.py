@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hotpool.main_server.async_outcome import new_event
 from hotpool.main_server.auth import PRINCIPAL
+from hotpool.main_server.request_input import read_limited, target
 from hotpool.main_server.state import ASYNC_CONSUMER, ASYNC_QUEUE, FUNCTIONS, SETTINGS
 from hotpool.shared.async_queue import Accepted
 from hotpool.shared.auth import Principal
@@ -26,7 +27,7 @@ from hotpool.shared.errors import (
     TooManyRequests,
 )
 from hotpool.shared.http import json_response
-from hotpool.shared.models import FunctionVersion, qualify, split_qualified, validate_name
+from hotpool.shared.models import FunctionVersion, split_qualified
 from hotpool.shared.redis_conn import redis_errors
 
 routes = web.RouteTableDef()
@@ -36,6 +37,8 @@ IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,256}\Z")
 REQUEST_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 max_dead_letters_page = 1000
 max_redrive_ids = 1000
+# {"request_ids": [...]} of max_redrive_ids ids, with room for spacing
+max_redrive_body_bytes = 64 * 1024
 queue_full_retry_after_s = 1.0
 # the status's own fields, as they are in Redis and as the API names them
 TIMESTAMPS = ("accepted_at", "started_at", "finished_at", "next_at")
@@ -182,12 +185,8 @@ def describe(state: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-async def _function(request: web.Request, scopes: tuple[str, ...]) -> FunctionVersion:
-    principal = request[PRINCIPAL]
-    namespace = principal.namespace(request.query.get("namespace"))
-    name = validate_name(request.match_info["name"])
-    _visible(principal, qualify(namespace, name), scopes)
-    return await request.app[FUNCTIONS].get(qualify(namespace, name), fresh=True)
+async def _function(request: web.Request, scope: str) -> FunctionVersion:
+    return await request.app[FUNCTIONS].get(target(request, scope), fresh=True)
 
 
 @routes.get("/v1/functions/{name}/dead-letters")
@@ -195,7 +194,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_dead_letters_page:
         raise InvalidRequest(f"limit must be a whole number from 1 to {max_dead_letters_page}")
-    fv = await _function(request, ("read",))
+    fv = await _function(request, "read")
     with redis_errors("the asynchronous queue"):
         letters = await request.app[ASYNC_QUEUE].dead_letters(fv.name, int(raw_limit))
     return json_response(
@@ -206,9 +205,9 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 @routes.post("/v1/functions/{name}/dead-letters/redrive")
 async def redrive_dead_letters(request: web.Request) -> web.Response:
     """Queue dead letters again: all of them (up to 1000), or ``{"request_ids": [...]}``."""
-    fv = await _function(request, ("invoke",))
+    fv = await _function(request, "invoke")
     queue = request.app[ASYNC_QUEUE]
-    raw = await request.read() if request.can_read_body else b""
+    raw = await read_limited(request, max_redrive_body_bytes, "the redrive body")
     with redis_errors("the asynchronous queue"):
         if raw.strip():
             ids = _redrive_ids(raw)
@@ -249,7 +248,7 @@ def _redriven(fv: FunctionVersion, letter: dict[str, Any]) -> dict[str, Any]:
 
 @routes.delete("/v1/functions/{name}/dead-letters/{request_id}")
 async def delete_dead_letter(request: web.Request) -> web.Response:
-    fv = await _function(request, ("invoke",))
+    fv = await _function(request, "invoke")
     request_id = request.match_info["request_id"]
     with redis_errors("the asynchronous queue"):
         removed = REQUEST_ID_RE.match(request_id) and await request.app[

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hotpool.main_server.auth import PRINCIPAL
-from hotpool.main_server.routes import read_limited
+from hotpool.main_server.request_input import read_limited
 from hotpool.main_server.state import FUNCTIONS, LAYERS
 from hotpool.shared.errors import InvalidRequest
 from hotpool.shared.http import json_response

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import BodyPartReader, web
@@ -14,6 +12,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from hotpool.main_server.async_api import accept as accept_async
 from hotpool.main_server.async_api import wants_async
 from hotpool.main_server.auth import AUTHENTICATOR, PRINCIPAL
+from hotpool.main_server.request_input import body_deadline, read_limited, target
 from hotpool.main_server.state import (
     ASYNC_CONSUMER,
     ASYNC_QUEUE,
@@ -34,10 +33,9 @@ from hotpool.shared.errors import (
     InvalidEvent,
     InvalidRequest,
     PayloadTooLarge,
-    RequestTimeout,
 )
 from hotpool.shared.http import error_response, json_response
-from hotpool.shared.models import FunctionConfig, qualify, validate_name
+from hotpool.shared.models import FunctionConfig
 from hotpool.shared.paging import Position
 from hotpool.shared.redis_conn import redis_errors
 
@@ -49,37 +47,9 @@ max_invocations_limit = 1000
 max_multipart_parts = 16
 
 
-@contextlib.asynccontextmanager
-async def _body_deadline(request: web.Request) -> AsyncIterator[None]:
-    """Bound the time a body takes to arrive: a client trickling one (slowloris) is cut off."""
-    timeout_s = request.app[SETTINGS].http_body_timeout_s
-    try:
-        async with asyncio.timeout(timeout_s):
-            yield
-    except TimeoutError:
-        raise RequestTimeout(
-            f"the request body did not arrive within {timeout_s:g} s (HOTPOOL_HTTP_BODY_TIMEOUT_S)"
-        ) from None
-
-
-async def read_limited(request: web.Request, limit: int, what: str) -> bytes:
-    """The body, refusing anything over ``limit`` bytes before and while reading it."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"{what} is {request.content_length} bytes; the limit is {limit}")
-    chunks = []
-    size = 0
-    async with _body_deadline(request):
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
     try:
-        async with _body_deadline(request):
+        async with body_deadline(request):
             return await _parse_multipart(request, limit)
     except (BadHttpMessage, ValueError) as exc:
         # aiohttp's reader raises these for a missing boundary, a bad part header or a body
@@ -121,18 +91,6 @@ async def _read_part(part: BodyPartReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _target(request: web.Request, scope: str) -> str:
-    """The qualified function name (or, without one in the path, the namespace) a request
-    may act on with ``scope``: another tenant's is a 404, never a 403 that confirms it."""
-    principal = request[PRINCIPAL]
-    namespace = principal.namespace(request.query.get("namespace"))
-    name = request.match_info.get("name")
-    if name is not None:
-        validate_name(name)
-    principal.check(scope, namespace, name)
-    return qualify(namespace, name) if name is not None else namespace
-
-
 def check_event(event: bytes, max_depth: int) -> bytes:
     """The event as sent, once it is known to be JSON no deeper than ``max_depth``."""
     if not event.strip():
@@ -170,7 +128,7 @@ def _depth(event: bytes) -> int:
 
 @routes.put("/v1/functions/{name}")
 async def put_function(request: web.Request) -> web.Response:
-    target = _target(request, "deploy")
+    qualified = target(request, "deploy")
     settings_limit = request.app[FUNCTIONS].package_limit_bytes
     content_type = request.content_type
     if content_type == "multipart/form-data":
@@ -188,26 +146,26 @@ async def put_function(request: web.Request) -> web.Response:
             f"or as multipart/form-data with a 'code' file; got {content_type!r}",
         )
     config = FunctionConfig.from_params(params)
-    fv = await request.app[FUNCTIONS].deploy(target, config, data)
+    fv = await request.app[FUNCTIONS].deploy(qualified, config, data)
     return json_response(fv.to_dict(), status=201 if fv.version == 1 else 200)
 
 
 @routes.get("/v1/functions")
 async def list_functions(request: web.Request) -> web.Response:
-    namespace = _target(request, "read")
+    namespace = target(request, "read")
     functions = await request.app[FUNCTIONS].list(namespace)
     return json_response({"functions": [fv.to_dict() for fv in functions]})
 
 
 @routes.get("/v1/functions/{name}")
 async def get_function(request: web.Request) -> web.Response:
-    fv = await request.app[FUNCTIONS].get(_target(request, "read"), fresh=True)
+    fv = await request.app[FUNCTIONS].get(target(request, "read"), fresh=True)
     return json_response(fv.to_dict())
 
 
 @routes.delete("/v1/functions/{name}")
 async def delete_function(request: web.Request) -> web.Response:
-    fv, removed = await request.app[FUNCTIONS].delete(_target(request, "deploy"))
+    fv, removed = await request.app[FUNCTIONS].delete(target(request, "deploy"))
     with redis_errors("the asynchronous queue"):
         await request.app[ASYNC_QUEUE].forget_function(fv.name)
     return json_response(
@@ -226,7 +184,7 @@ async def invoke(request: web.Request) -> web.Response:
     headers = {"X-Hotpool-Request-Id": request_id}
     functions, authenticator = request.app[FUNCTIONS], request.app[AUTHENTICATOR]
     try:
-        name = _target(request, "invoke")
+        name = target(request, "invoke")
         asynchronous = wants_async(request)
         # the hot path meters the key in the pool's first script; a function that is not
         # cached is metered first, so no request reaches the database unmetered
@@ -279,7 +237,7 @@ async def list_invocations(request: web.Request) -> web.Response:
         raise InvalidRequest(f"limit must be a whole number from 1 to {max_invocations_limit}")
     cursor = request.query.get("cursor")
     after = Position.from_cursor(cursor) if cursor is not None else None
-    fv = await request.app[FUNCTIONS].get(_target(request, "read"), fresh=True)
+    fv = await request.app[FUNCTIONS].get(target(request, "read"), fresh=True)
     page = await request.app[LOGS].page(
         fv.name, int(raw_limit), after=after, max_bytes=request.app[SETTINGS].max_listing_bytes
     )

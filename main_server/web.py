@@ -37,7 +37,7 @@ from hotpool.main_server import web_cors, web_http_api, web_rest_api
 from hotpool.main_server.auth import AUTHENTICATOR, Authenticator
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invocation
-from hotpool.main_server.routes import read_limited
+from hotpool.main_server.request_input import read_limited
 from hotpool.main_server.state import FUNCTIONS, INVOKER, SETTINGS, WEB_COUNTERS
 from hotpool.main_server.web_request import MalformedResult, WebRequest, WebResponse
 from hotpool.shared.auth import Principal, parse_token
