@@ -33,6 +33,7 @@ import aiohttp
 from hotpool.benchmarks.devserver import DevServer, bench_zip, dev_server
 from hotpool.benchmarks.latency import warm_up
 from hotpool.benchmarks.loadgen import percentile
+from hotpool.shared.async_keys import FINAL
 from hotpool.shared.settings import Settings
 
 ASYNC_FUNCTION = "benchasync"
@@ -53,7 +54,6 @@ def handler(event, context):
     return {"started": started}
 """
 EVENT = b'{"name": "bench"}'
-FINAL = ("succeeded", "failed", "expired")
 unmeasured_idle_events = 3  # the first events pay for connections and caches
 first_poll_s = 0.02  # an idle event's status is not asked for before this: no noise meanwhile
 poll_s = 0.005

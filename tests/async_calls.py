@@ -22,7 +22,7 @@ from tests.stack import Stack, StackFactory, wait_for
 REAL_REDIS_DB = 12
 EVENT = {"X-Hotpool-Invocation-Type": "Event"}
 JSON = {"Content-Type": "application/json"}
-ENDED = ("succeeded", "failed", "expired")
+ENDED = async_keys.FINAL
 
 # returns what it saw, and appends one line per run to the $LEDGER file
 LEDGER = handler_zip(

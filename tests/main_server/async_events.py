@@ -9,9 +9,8 @@ from typing import Any
 
 import orjson
 
+from hotpool.shared.async_keys import FINAL
 from tests.helpers import handler_zip
-
-FINAL = ("succeeded", "failed", "expired")
 
 # every run appends a line to the file $LEDGER names as it starts (the request id, the
 # attempt, the event, the time); a body may add a line of another phase, "end" say
