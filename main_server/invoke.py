@@ -30,6 +30,7 @@ from hotpool.main_server.ports import (
     FunctionVersions,
     ManagerApi,
     RecordSink,
+    ResultStream,
 )
 from hotpool.shared.errors import (
     ContainerFailed,
@@ -72,6 +73,9 @@ class Invocation:
     duration_ms: float
     function_error: str | None = None
     result: Any = None  # the handler's return value, as decoded (the web trigger reads it)
+    # set instead of body/result when the handler streams (returned a generator); read it
+    # inside the invocation's block, which records the stream once it has ended
+    stream: ResultStream | None = None
 
 
 @dataclass

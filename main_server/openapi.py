@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotpool.main_server import openapi_async
+from hotpool.main_server import openapi_async, openapi_ws
 from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
 from hotpool.main_server.openapi_schemas import (
     ENV_KEY_PATTERN,
@@ -147,6 +147,7 @@ def _settings_params() -> list[Schema]:
             "content": json_content(_CORS),
         },
         *openapi_async.settings_params(),
+        *openapi_ws.settings_params(),
     ]
 
 

@@ -166,6 +166,8 @@ def schemas() -> dict[str, Schema]:
                 "max_event_age_s": integer,
                 "on_success": string,
                 "on_failure": string,
+                "websocket": string,
+                "ws_route_selection": string,
             }
         ),
         "FunctionList": object_schema({"functions": {"type": "array", "items": ref("Function")}}),

@@ -16,6 +16,7 @@ A port's failures, most specific first:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -61,6 +62,27 @@ class ColdStart:
             "manager_total_ms": self.total_ms,
             "prewarmed": self.prewarmed,
         }
+
+
+class ResultStream(Protocol):
+    """A handler's streamed result (it returned a generator), read inside the block of
+    ``Invoker.invocation`` as the container produces it (see main_server.stream).
+
+    Iterating gives ``(chunk, ends_item)``: the bytes of one item arrive in one or more chunks,
+    the last with ``ends_item`` true. When iteration ends, ``error`` says how the stream ended
+    if not well (a function error after the first byte, a timeout, over the byte limit).
+    """
+
+    # the web response head ({statusCode, headers, cookies, ...}) when the handler returned a
+    # response whose body is a generator; None for a plain streamed result
+    head: dict[str, Any] | None
+    error: Exception | None
+
+    def __aiter__(self) -> AsyncIterator[tuple[bytes, bool]]: ...
+
+    def abort(self) -> None:
+        """The client went away: the handler's generator is closed (GeneratorExit)."""
+        ...
 
 
 class ContainerTransport(Protocol):

@@ -47,6 +47,9 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 HTTP_MODES = ("key", "public", "off")
 HTTP_PAYLOADS = ("2.0", "1.0")
+WEBSOCKET_MODES = ("off", "key", "public")
+# API Gateway's default route selection expression for WebSocket APIs
+DEFAULT_ROUTE_SELECTION = "$request.body.action"
 
 
 DEFAULT_NAMESPACE = "default"
@@ -110,6 +113,10 @@ class FunctionConfig:
     max_event_age_s: int = 21_600
     on_success: str = ""
     on_failure: str = ""
+    # the /ws/ WebSocket route (API Gateway WebSocket API semantics): a Bearer key with invoke
+    # (header or ?token=), "public", or "off"; and how a message's routeKey is chosen
+    websocket: str = "off"
+    ws_route_selection: str = DEFAULT_ROUTE_SELECTION
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -136,6 +143,7 @@ class FunctionConfig:
         _choice("log_level", self.log_level, LOG_LEVELS)
         _choice("http", self.http, HTTP_MODES)
         _choice("http_payload", self.http_payload, HTTP_PAYLOADS)
+        _choice("websocket", self.websocket, WEBSOCKET_MODES)
         _in_range("async_retries", self.async_retries, ASYNC_RETRIES_RANGE)
         _in_range("max_event_age_s", self.max_event_age_s, MAX_EVENT_AGE_S_RANGE)
         for name in ("on_success", "on_failure"):
@@ -179,6 +187,7 @@ class FunctionConfig:
 OPTION_NAMES = (
     "layers", "log_format", "log_level", "http", "http_payload", "cors",
     "async_retries", "max_event_age_s", "on_success", "on_failure",
+    "websocket", "ws_route_selection",
 )  # fmt: skip
 
 
@@ -276,6 +285,8 @@ _PARSERS: dict[str, Any] = {
     "max_event_age_s": lambda raw: _parse_number(raw, "max_event_age_s", int),
     "on_success": str,
     "on_failure": str,
+    "websocket": lambda raw: raw.strip().lower(),
+    "ws_route_selection": str,
 }
 
 

@@ -176,6 +176,24 @@ class Settings:
     async_wait_replicas: int = 0
     async_wait_timeout_s: float = 1.0
 
+    # streamed responses (a handler that returns a generator): the most bytes one call may
+    # stream (Lambda's response-streaming limit), and what Main holds of one stream before it
+    # stops reading the container (back-pressure), see main_server.stream
+    max_stream_bytes: int = 20 * 1024 * 1024
+    stream_buffer_bytes: int = 256 * 1024
+
+    # WebSocket functions (/ws/, API Gateway WebSocket semantics and limits): one message's
+    # size, a connection's idle time and lifetime, connections one replica holds, and messages
+    # a connection may send per second (with a burst of as many)
+    ws_max_message_bytes: int = 128 * 1024
+    ws_idle_timeout_s: float = 600.0
+    ws_max_lifetime_s: float = 7200.0
+    ws_max_connections: int = 10_000
+    ws_messages_per_s: float = 100.0
+    # the @connections endpoint as functions reach it (HOTPOOL_CONNECTIONS_URL in their
+    # environment); empty = http://{host}:{port}/ws of this Main
+    connections_url: str = ""
+
     # input limits
     max_package_bytes: int = 50 * 1024 * 1024
     max_unzipped_bytes: int = 250 * 1024 * 1024
