@@ -18,6 +18,7 @@ TARGETS = (
     ("cold_fresh_docker_p50_ms", "cold start, fresh Docker container, p50 (ms)", 400.0, "max"),
     ("time_wait_after_run", "TIME_WAIT sockets after the connection run", 100, "max"),
     ("idle_container_rss_mib", "idle warm Python container RSS (MiB)", 15.0, "max"),
+    ("ws_idle_kib_per_connection", "Main's memory per idle WebSocket connection (KiB)", 50, "max"),
 )
 
 
@@ -86,6 +87,7 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         "throughput_ratio_c64_by_backend": ratio,
         "idle_container_rss_mib_by_backend": memory,
         **_async_summary(primary.get("async") if primary else None),
+        **_streaming_summary(primary.get("streaming") if primary else None),
     }
     summary["errors_in_load_runs"] = sum(_errors(b) for b in ran.values())
     summary["targets"] = _targets(summary)
@@ -124,6 +126,35 @@ def _async_summary(figures: dict[str, Any] | None) -> dict[str, Any]:
         # every event looked up after its run: one not ended "succeeded" is a failure
         "async_events_accepted": accepted,
         "async_events_not_succeeded": accepted - succeeded,
+    }
+
+
+STREAMING_KEYS = (
+    "stream_first_byte_p50_ms", "stream_first_byte_direct_p50_ms", "stream_first_byte_ratio",
+    "ws_round_trip_p50_ms", "ws_round_trip_p99_ms", "ws_round_trip_sync_p50_ms",
+    "ws_messages_per_s", "ws_messages_sync_calls_per_s", "ws_messages_ratio",
+    "ws_idle_connections", "ws_idle_kib_per_connection",
+)  # fmt: skip
+
+
+def _streaming_summary(figures: dict[str, Any] | None) -> dict[str, Any]:
+    """The streaming and WebSocket headline figures (of benchmarks.streaming), null if none."""
+    if figures is None:
+        return dict.fromkeys(STREAMING_KEYS)
+    ttfb, idle = figures["time_to_first_byte"], figures["idle_connections"]
+    trip, rates = figures["websocket"]["round_trip"], figures["websocket"]["messages_per_s"]
+    return {
+        "stream_first_byte_p50_ms": ttfb["through_main"]["p50_ms"],
+        "stream_first_byte_direct_p50_ms": ttfb["direct"]["p50_ms"],
+        "stream_first_byte_ratio": ttfb["ratio_p50"],
+        "ws_round_trip_p50_ms": trip["websocket"]["p50_ms"],
+        "ws_round_trip_p99_ms": trip["websocket"]["p99_ms"],
+        "ws_round_trip_sync_p50_ms": trip["sync_invoke"]["p50_ms"],
+        "ws_messages_per_s": rates["websocket"],
+        "ws_messages_sync_calls_per_s": rates["sync_invoke"],
+        "ws_messages_ratio": rates["ratio"],
+        "ws_idle_connections": idle["connections"],
+        "ws_idle_kib_per_connection": idle["kib_per_connection"],
     }
 
 

@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hotpool.benchmarks import async_invocations, cold_start, connections, latency, memory
+from hotpool.benchmarks import (
+    async_invocations,
+    cold_start,
+    connections,
+    latency,
+    memory,
+    streaming,
+)
 from hotpool.benchmarks.devserver import bench_zip, dev_server
 from hotpool.benchmarks.loadgen import pick_tool
 from hotpool.benchmarks.report import summarise, write_results
@@ -59,10 +66,17 @@ class Plan:
     async_accepts: int
     async_idle_events: int
     async_backlog: int
+    stream_calls: int  # streamed calls timed to their first byte, through Main and direct
+    ws_messages: int  # WebSocket round trips (and the synchronous baseline's calls)
+    ws_clients: int  # connections sending messages at once, for messages per second
+    ws_idle_connections: int  # open at once on one Main, for its memory per connection
 
 
-QUICK = Plan(2, 1, (1, 8, 64), 1, 1, 5_000, 5_000, 3, 2, 30, 16, 1_000, 30, 500)
-FULL = Plan(5, 3, (1, 8, 64, 256), 5, 2, 100_000, 20_000, 20, 5, 180, 64, 10_000, 500, 10_000)
+QUICK = Plan(2, 1, (1, 8, 64), 1, 1, 5_000, 5_000, 3, 2, 30, 16, 1_000, 30, 500, 100, 400, 8, 200)
+FULL = Plan(
+    5, 3, (1, 8, 64, 256), 5, 2, 100_000, 20_000, 20, 5, 180, 64, 10_000, 500, 10_000,
+    1_000, 5_000, 16, 1_000,
+)  # fmt: skip
 
 
 def machine(tool: str) -> dict[str, Any]:
@@ -148,6 +162,14 @@ def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, An
         backend, clients=plan.async_clients, accepts=plan.async_accepts,
         idle_events=plan.async_idle_events, backlog=plan.async_backlog, tool=tool,
         warm_up_timeout_s=plan.warm_up_timeout_s,
+    )  # fmt: skip
+    log(
+        f"streaming: {plan.stream_calls} first bytes, {plan.ws_messages} WebSocket messages, "
+        f"{plan.ws_idle_connections} idle connections"
+    )
+    figures["streaming"] = streaming.measure(
+        backend, ttfb_calls=plan.stream_calls, messages=plan.ws_messages,
+        clients=plan.ws_clients, idle_connections=plan.ws_idle_connections,
     )  # fmt: skip
     log("cold starts")
     figures["cold_start"] = cold_start.measure(backend, plan.cold_n)
