@@ -248,20 +248,24 @@ class SseEncoder:
     def __init__(self) -> None:
         self._open = False  # inside an item
         self._cr = False  # the last chunk ended with CR: a LF opening the next one is its pair
+        self._held = False  # a line break held back: the item's last one is dropped
 
     def encode(self, chunk: bytes, ends_item: bool) -> bytes:
         if self._cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._cr = chunk.endswith(b"\r")
         text = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if ends_item and text.endswith(b"\n"):
+        if self._held:
+            text = b"\n" + text
+        self._held = text.endswith(b"\n")
+        if self._held:
             text = text[:-1]
         out = text.replace(b"\n", b"\ndata: ")
         if not self._open:
             out = b"data: " + out
         self._open = not ends_item
         if ends_item:
-            self._cr = False
+            self._cr = self._held = False
             out += b"\n\n"
         return out
 
@@ -298,6 +302,7 @@ async def relay(
     that goes away aborts the stream."""
     sse = SseEncoder() if form == "sse" else None
     watcher = asyncio.create_task(_watch_client(request, stream))
+    done = False
     try:
         await response.prepare(request)
         async for chunk, ends_item in stream:
@@ -311,13 +316,17 @@ async def relay(
                 log.info("web stream %s ended in error: %s", request_id, fields)
                 if request.transport is not None:
                     request.transport.close()  # the client sees the body cut short
+                done = True
                 return
             await response.write(SseEncoder.error(fields) if sse else raw_error(fields))
         await response.write_eof()
+        done = True
     except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
-        stream.abort()
+        pass
     finally:
         watcher.cancel()
+        if not done:  # the client left: a failed write, or the handler was cancelled
+            stream.abort()
 
 
 async def _watch_client(request: web.Request, stream: ResultStream) -> None:
