@@ -7,7 +7,7 @@ every chunk is one frame, a kind byte and its payload.
 
 ``ChunkDecoder`` is pure: fed the bytes as they arrive, split anywhere, it returns the whole
 frames and keeps the rest. A peer that breaks the rules (a chunk over ``max_frame_bytes``, an
-unknown kind, an empty chunk that is not the terminator's, bad framing) is refused with
+unknown kind, trailers or bytes after the terminator, bad framing) is refused with
 ``CallFailed``: the container is hostile or broken, and its connection is dropped.
 """
 

@@ -18,6 +18,11 @@ whose request made Main read the database counts as a failed authentication of i
 so guessing names is throttled as guessing keys is. A function error, a crash, a timeout or a
 result that is not a response of the format is a 502 ``{"message": "Internal Server Error"}``:
 the details stay in the execution record.
+
+A result whose ``body`` is a generator streams (``main_server.stream``): the rest of the
+result (``statusCode``, ``headers``, ``cookies``...) comes first and is converted as a whole
+result would be, then the body is relayed chunked as it is produced. A failure after that is
+the response cut short (no last chunk), as a function URL's stream ends.
 """
 
 from __future__ import annotations
