@@ -204,7 +204,9 @@ async def invocations(app: web.Application) -> AsyncIterator[None]:
     """The invoke path, with its kept-alive connections to containers."""
     settings = app[SETTINGS]
     containers = ContainerClient(
-        keepalive=settings.container_keepalive, max_answer_bytes=answer_limit_bytes(settings)
+        keepalive=settings.container_keepalive,
+        max_answer_bytes=answer_limit_bytes(settings),
+        stream_buffer_bytes=settings.stream_buffer_bytes,
     )
     app[INVOKER] = Invoker(
         settings,

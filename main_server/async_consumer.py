@@ -26,6 +26,7 @@ from redis.exceptions import ResponseError
 from hotpool.main_server.async_outcome import Decision, Outcome, decide, destination_event
 from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker
+from hotpool.main_server.stream import collect
 from hotpool.shared.async_queue import AsyncQueue, Attempt, Entry, new_epoch
 from hotpool.shared.errors import HotpoolError, NotFound
 from hotpool.shared.models import FunctionVersion
@@ -318,7 +319,13 @@ class AsyncConsumer:
                 trigger=attempt.state.get("trigger", "async"),
                 attempt=attempt.number,
             ) as result:
-                return Outcome.from_invocation(result)
+                if result.stream is None:
+                    return Outcome.from_invocation(result)
+                # a streamed result is kept as one, within the bound of a kept result
+                body = await collect(result.stream, self._settings.async_max_result_bytes)
+                if result.stream.error is not None:
+                    return Outcome.from_error(result.stream.error)
+                return Outcome("success", body)
         except HotpoolError as exc:
             return Outcome.from_error(exc)
 

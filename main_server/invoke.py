@@ -6,6 +6,10 @@ and goes to another, up to ``max_delivery_attempts`` times; a call that broke af
 sent is never sent again, and becomes the function error its container's exit status names
 (an OOM kill, a crash) or else ContainerFailed; a timeout discards the container. The outside
 world is reached through the Protocols of ``main_server.ports``.
+
+A handler that returns a generator streams (``main_server.stream``): the invocation hands the
+caller its ``stream``, and writes the record once the stream has ended, when the caller's
+block exits (a stream left unread is aborted first). ``timeout_s`` bounds the whole stream.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from hotpool.main_server.ports import (
     RecordSink,
     ResultStream,
 )
+from hotpool.main_server.reply import fill_record, function_error
+from hotpool.main_server.stream import RelayedStream, open_stream
 from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
@@ -96,6 +102,7 @@ class _Attempt:
     # container is sound and goes back to the pool, the client gets this error
     error: HotpoolError | None = None
     result: bytes = b""
+    stream: RelayedStream | None = None
 
 
 class Invoker:
@@ -172,8 +179,18 @@ class Invoker:
                     self._records.submit(record)
                 raise
             record["duration_ms"] = _ms_since(begun)
-            self._records.submit(record)  # journaled before the client hears of the call
-            yield _outcome(call, request_id, record["duration_ms"])
+            if call.stream is None:
+                self._records.submit(record)  # journaled before the client hears of the call
+                yield _outcome(call, request_id, record["duration_ms"])
+            else:
+                cold = call.cold is not None
+                try:
+                    yield Invocation(
+                        request_id, 200, b"", cold, record["duration_ms"], stream=call.stream
+                    )
+                finally:
+                    if not await self._settle(call, call.stream, record, begun):
+                        call = None  # discarded, not released
         finally:
             if call is not None:
                 await self._release(call.entry, slot)
@@ -208,7 +225,7 @@ class Invoker:
                 manager_id=attempt.entry.manager_id,
             )
             try:
-                attempt.reply = await self._call(
+                answer = await self._call(
                     attempt.entry, fv, event, request_id, record.get("attempt")
                 )
             except AnswerTooLarge:
@@ -239,7 +256,13 @@ class Invoker:
                     status="error", error={"type": error.error_type, "message": error.message}
                 )
                 raise error from exc
-            self._fill_record(record, attempt.reply, attempt.cold)
+            if isinstance(answer, RelayedStream):
+                self._counters["streams"] += 1
+                record["streamed"] = True
+                attempt.stream = answer
+                return attempt
+            attempt.reply = answer
+            fill_record(record, attempt.reply, attempt.cold)
             if attempt.reply["status"] == "success":
                 attempt.result = orjson.dumps(attempt.reply.get("result"))
                 if len(attempt.result) > self._settings.max_response_bytes:
@@ -254,7 +277,7 @@ class Invoker:
         event: bytes,
         request_id: str,
         attempt: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | RelayedStream:
         headers = {
             "Content-Type": "application/json",
             "X-Hotpool-Request-Id": request_id,
@@ -263,10 +286,16 @@ class Invoker:
         }
         if attempt is not None:
             headers["X-Hotpool-Attempt"] = str(attempt)
+        timeout_s = fv.config.timeout_s
         try:
-            status, raw = await self._containers.post(
-                entry.address, "/invoke", event, headers, fv.config.timeout_s + transport_margin_s
+            status, raw = await self._containers.call(
+                entry.address, "/invoke", event, headers, timeout_s + transport_margin_s
             )
+            if not isinstance(raw, bytes):
+                limit = self._settings.max_stream_bytes
+                return await open_stream(
+                    raw, status, name=fv.name, timeout_s=timeout_s, max_bytes=limit
+                )
         except TimeoutError:
             raise InvocationTimeout(
                 f"{fv.name} ran past its timeout of {fv.config.timeout_s:g} s; "
@@ -296,25 +325,27 @@ class Invoker:
         record.update(status="error", error={"type": error.error_type, "message": error.message})
         return error
 
-    @staticmethod
-    def _fill_record(
-        record: dict[str, Any], reply: dict[str, Any], cold: ColdStart | None = None
-    ) -> None:
-        stdout, stderr = reply.get("stdout", ""), reply.get("stderr", "")
-        if cold is not None and isinstance(stdout, str) and isinstance(stderr, str):
-            # a cold call's record begins with what the module printed at import, as Lambda's
-            # log stream does; each part is bounded by log_limit_bytes, so the whole by twice
-            stdout, stderr = cold.init_stdout + stdout, cold.init_stderr + stderr
-        record.update(
-            status=reply["status"],
-            handler_ms=reply.get("duration_ms"),
-            peak_memory_mb=reply.get("peak_memory_mb"),
-            stdout=stdout,
-            stderr=stderr,
-        )
-        if reply["status"] != "success":
-            error = reply.get("error") or {}
-            record["error"] = {"type": error.get("type"), "message": error.get("message")}
+    async def _settle(
+        self, call: _Attempt, stream: RelayedStream, record: dict[str, Any], begun: float
+    ) -> bool:
+        """Record a stream once it has ended (aborting it if the caller left it early);
+        whether its container is sound, else it was discarded."""
+        await stream.settle()
+        self._counters["streams_aborted"] += stream.aborted
+        self._counters["responses_too_large"] += isinstance(stream.error, ResponseTooLarge)
+        if stream.summary is not None:
+            fill_record(record, stream.summary, call.cold)
+        stream.describe(record, begun)
+        record["duration_ms"] = _ms_since(begun)
+        sound = stream.fate == "ok"
+        if not sound:
+            self._counters["timeouts" if stream.fate == "timeout" else "container_failed"] += 1
+            ended = await self._discard(call.entry, failed=stream.fate == "failed")
+            if ended is not None:  # it died under the stream: an OOM kill or a crash
+                error = {"type": ended["error_type"], "message": ended["message"]}
+                record.update(status="error", error=error)
+        self._records.submit(record)
+        return sound
 
     async def _release(self, entry: PoolEntry, slot: _Slot) -> None:
         try:
@@ -364,17 +395,9 @@ def _outcome(attempt: _Attempt, request_id: str, duration_ms: float) -> Invocati
         return Invocation(
             request_id, 200, attempt.result, cold, duration_ms, result=reply.get("result")
         )
-    error = reply.get("error") or {}
-    error_type = str(error.get("type", "Error"))
-    stack_trace = error.get("stack_trace")
-    if not isinstance(stack_trace, list) or not all(isinstance(f, str) for f in stack_trace):
-        stack_trace = []
-    body = FunctionError(
-        str(error.get("message", "")),
-        error_type=error_type,
-        traceback=str(error.get("traceback", "")),
-    ).invoke_body(request_id, stack_trace)
-    return Invocation(request_id, 500, orjson.dumps(body), cold, duration_ms, error_type)
+    error, stack_trace = function_error(reply)
+    body = error.invoke_body(request_id, stack_trace)
+    return Invocation(request_id, 500, orjson.dumps(body), cold, duration_ms, error.error_type)
 
 
 def _ms_since(begun: float) -> float:

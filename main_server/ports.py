@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hotpool.shared.errors import HotpoolError
 from hotpool.shared.models import FunctionVersion, PoolEntry
 
 
@@ -76,23 +77,44 @@ class ResultStream(Protocol):
     # the web response head ({statusCode, headers, cookies, ...}) when the handler returned a
     # response whose body is a generator; None for a plain streamed result
     head: dict[str, Any] | None
-    error: Exception | None
+    error: HotpoolError | None
 
     def __aiter__(self) -> AsyncIterator[tuple[bytes, bool]]: ...
 
     def abort(self) -> None:
-        """The client went away: the handler's generator is closed (GeneratorExit)."""
+        """The client went away: the handler's generator is closed (GeneratorExit), and
+        iterating ends."""
+        ...
+
+
+class ContainerStream(Protocol):
+    """A container's streamed answer, frame by frame (main_server.frames: a kind byte and its
+    payload), as the container sends it; every read is bounded by the call's deadline."""
+
+    async def frame(self) -> bytes | None:
+        """The next frame, None once the stream has ended (its connection is then free);
+        raises CallFailed (broken or hostile framing) or TimeoutError (past the deadline)."""
+        ...
+
+    def half_close(self) -> None:
+        """Send EOF to the container (SHUT_WR): its cue to close the handler's generator and
+        end the stream with an aborted summary."""
+        ...
+
+    def close(self) -> None:
+        """Drop the connection unless the stream was read to its end."""
         ...
 
 
 class ContainerTransport(Protocol):
     """Calls containers directly, one request per connection at a time."""
 
-    async def post(
+    async def call(
         self, address: str, path: str, body: bytes, headers: dict[str, str], timeout_s: float
-    ) -> tuple[int, bytes]:
-        """(status, body) of one request; raises NotDelivered, CallFailed (AnswerTooLarge
-        for an answer over the transport's limit) or TimeoutError."""
+    ) -> tuple[int, bytes | ContainerStream]:
+        """(status, body) of one request, the body a ``ContainerStream`` when the container
+        streams its answer (read within the same ``timeout_s``); raises NotDelivered,
+        CallFailed (AnswerTooLarge for an answer over the transport's limit) or TimeoutError."""
         ...
 
     def forget(self, address: str) -> None:

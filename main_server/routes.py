@@ -26,6 +26,7 @@ from hotpool.main_server.state import (
     SETTINGS,
     WEB_COUNTERS,
 )
+from hotpool.main_server.stream import SSE_TYPE, relay, stream_response
 from hotpool.shared.errors import (
     Forbidden,
     FunctionError,
@@ -179,7 +180,7 @@ async def delete_function(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/functions/{name}/invoke", name="invoke")
-async def invoke(request: web.Request) -> web.Response:
+async def invoke(request: web.Request) -> web.StreamResponse:
     request_id = str(uuid.uuid4())
     headers = {"X-Hotpool-Request-Id": request_id}
     functions, authenticator = request.app[FUNCTIONS], request.app[AUTHENTICATOR]
@@ -213,6 +214,13 @@ async def invoke(request: web.Request) -> web.Response:
             headers["X-Hotpool-Duration-Ms"] = f"{result.duration_ms:.3f}"
             if result.function_error is not None:
                 headers["X-Hotpool-Function-Error"] = result.function_error
+            if result.stream is not None:
+                # relayed as the items come; the record is written once the stream ends
+                sse = SSE_TYPE in request.headers.get("Accept", "")
+                response = stream_response(headers, sse=sse)
+                form = "sse" if sse else "raw"
+                await relay(request, response, result.stream, request_id, form=form)
+                return response
             response = web.Response(
                 body=result.body, status=result.status, content_type="application/json",
                 headers=headers,

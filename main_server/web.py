@@ -18,6 +18,11 @@ whose request made Main read the database counts as a failed authentication of i
 so guessing names is throttled as guessing keys is. A function error, a crash, a timeout or a
 result that is not a response of the format is a 502 ``{"message": "Internal Server Error"}``:
 the details stay in the execution record.
+
+A result whose ``body`` is a generator streams (``main_server.stream``): the rest of the
+result (``statusCode``, ``headers``, ``cookies``...) comes first and is converted as a whole
+result would be, then the body is relayed chunked as it is produced. A failure after that is
+the response cut short (no last chunk), as a function URL's stream ends.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invocation
 from hotpool.main_server.request_input import read_limited
 from hotpool.main_server.state import FUNCTIONS, INVOKER, SETTINGS, WEB_COUNTERS
+from hotpool.main_server.stream import RAW_TYPE, relay
 from hotpool.main_server.web_request import MalformedResult, WebRequest, WebResponse
 from hotpool.shared.auth import Principal, parse_token
 from hotpool.shared.errors import (
@@ -272,6 +278,9 @@ async def web_function(request: web.Request) -> web.StreamResponse:
             response = _answer(result, to_response, headers, fv.name, counters)
             if cors is not None:
                 web_cors.apply(cors, origin, response.headers)  # type: ignore[arg-type]
+            if result.stream is not None and not isinstance(response, web.Response):
+                await relay(request, response, result.stream, request_id, form="web")
+                return response
             # answered before the container is released, as /invoke answers
             with contextlib.suppress(ConnectionResetError):
                 await response.prepare(request)
@@ -293,7 +302,7 @@ async def web_function(request: web.Request) -> web.StreamResponse:
 def _answer(
     result: Invocation, to_response: Callable[[Any, bytes], WebResponse],
     headers: CIMultiDict[str], name: str, counters: Counter[str],
-) -> web.Response:  # fmt: skip
+) -> web.StreamResponse:  # fmt: skip
     headers["X-Hotpool-Cold-Start"] = "true" if result.cold_start else "false"
     headers["X-Hotpool-Duration-Ms"] = f"{result.duration_ms:.3f}"
     if result.function_error is not None:
@@ -301,6 +310,8 @@ def _answer(
         counters["web_bad_gateway"] += 1
         return _bad_gateway(headers)
     try:
+        if result.stream is not None:
+            return _stream_head(result.stream.head, to_response, headers)
         out = to_response(result.result, result.body)
     except MalformedResult as exc:
         # the client learns nothing of it; the operator finds the request id here
@@ -310,6 +321,23 @@ def _answer(
         return _bad_gateway(headers)
     response = web.Response(status=out.status, headers=out.headers, body=out.body)
     response.headers.update(headers)  # hotpool's own, whatever the function set
+    return response
+
+
+def _stream_head(
+    head: dict[str, Any] | None, to_response: Callable[[Any, bytes], WebResponse],
+    headers: CIMultiDict[str],
+) -> web.StreamResponse:  # fmt: skip
+    """The response a streamed body is relayed in: status and headers from the handler's
+    response head (its result without ``body``), converted as a whole result would be; a
+    bare generator (no head) is a 200 of ``application/octet-stream``."""
+    if head is None:
+        out = WebResponse(200, CIMultiDict({"Content-Type": RAW_TYPE}))
+    else:
+        out = to_response(head, b"")
+    response = web.StreamResponse(status=out.status, headers=out.headers)
+    response.headers.update(headers)  # hotpool's own, whatever the function set
+    response.headers["X-Hotpool-Streamed"] = "true"
     return response
 
 

@@ -20,9 +20,55 @@ from hotpool.main_server.ports import ColdStart
 from hotpool.shared.errors import NotFound
 from hotpool.shared.models import FunctionConfig, FunctionVersion, PoolEntry
 
-# what a container does with one POST: answer (status, body), or raise (NotDelivered,
+
+class FakeStream:
+    """A ``ContainerStream`` answering the scripted ``frames`` in order (an exception among
+    them is raised when reached). ``half_close`` does what the bootstrap does: the frames not
+    yet read are dropped and an aborted summary ``E`` follows, unless ``deaf`` (a container
+    that ignores the EOF and goes on)."""
+
+    def __init__(self, *frames: bytes | BaseException, deaf: bool = False) -> None:
+        self.frames: deque[bytes | BaseException] = deque(frames)
+        self.deaf = deaf
+        self.read: list[bytes] = []
+        self.half_closed = False
+        self.closed = False
+        self.ended = False  # read to its terminator: its connection was given back
+
+    async def frame(self) -> bytes | None:
+        assert not self.closed, "a frame read from a closed stream"
+        if not self.frames:
+            self.ended = True
+            return None
+        frame = self.frames.popleft()
+        if isinstance(frame, BaseException):
+            raise frame
+        self.read.append(frame)
+        return frame
+
+    def half_close(self) -> None:
+        self.half_closed = True
+        if not self.deaf:
+            summary = {"status": "success", "duration_ms": 1.0, "aborted": True}
+            self.frames = deque([b"E" + orjson.dumps(summary)])
+
+    def close(self) -> None:
+        if not self.ended:
+            self.closed = True
+
+
+def streamed(*items: bytes, head: dict[str, Any] | None = None, **summary: Any) -> FakeStream:
+    """The bootstrap's streamed answer: a head (the web form), one ``D`` frame per item, and a
+    summary ``E`` (``status`` success unless given)."""
+    frames = [] if head is None else [b"H" + orjson.dumps(head)]
+    frames += [b"D" + item for item in items]
+    end = {"status": "success", "duration_ms": 2.0, "bytes": sum(map(len, items)), **summary}
+    return FakeStream(*frames, b"E" + orjson.dumps(end))
+
+
+# what a container does with one POST: answer (status, body), stream, or raise (NotDelivered,
 # CallFailed, TimeoutError)
-Outcome = tuple[int, bytes] | BaseException
+Outcome = tuple[int, bytes] | FakeStream | BaseException
 
 
 # a deployed function version as the invoke path and the Manager client see it
@@ -59,7 +105,8 @@ class Post:
 
 
 class FakeTransport:
-    """A ``ContainerTransport``: each POST gets the next scripted outcome, whatever its address.
+    """A ``ContainerTransport``: each POST gets the next scripted outcome, whatever its address
+    (a ``FakeStream`` is a streamed answer).
 
     A POST with nothing left to answer fails the test with an AssertionError.
     """
@@ -72,15 +119,17 @@ class FakeTransport:
     def script(self, *outcomes: Outcome) -> None:
         self._outcomes.extend(outcomes)
 
-    async def post(
+    async def call(
         self, address: str, path: str, body: bytes, headers: dict[str, str], timeout_s: float
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes | FakeStream]:
         self.posts.append(Post(address, path, body, dict(headers), timeout_s))
         if not self._outcomes:
             raise AssertionError(f"unscripted POST {path} to {address}")
         outcome = self._outcomes.popleft()
         if isinstance(outcome, BaseException):
             raise outcome
+        if isinstance(outcome, FakeStream):
+            return 200, outcome
         return outcome
 
     def forget(self, address: str) -> None:

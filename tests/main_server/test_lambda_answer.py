@@ -6,8 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from hotpool.main_server.invoke import Invoker, _Attempt, _outcome
+from hotpool.main_server.invoke import _Attempt, _outcome
 from hotpool.main_server.ports import ColdStart
+from hotpool.main_server.reply import fill_record
 from hotpool.shared.models import PoolEntry
 
 pytestmark = pytest.mark.unit
@@ -21,19 +22,19 @@ REPLY = {"status": "success", "result": 1, "stdout": "call out\n", "stderr": ""}
 
 def test_cold_record_begins_with_the_init_output():
     record: dict = {}
-    Invoker._fill_record(record, REPLY, COLD)
+    fill_record(record, REPLY, COLD)
     assert (record["stdout"], record["stderr"]) == ("init out\ncall out\n", "warn\n")
 
 
 def test_warm_record_has_the_call_output_only():
     record: dict = {}
-    Invoker._fill_record(record, REPLY, None)
+    fill_record(record, REPLY, None)
     assert (record["stdout"], record["stderr"]) == ("call out\n", "")
 
 
 def test_an_answer_that_is_not_text_is_kept_as_is():
     record: dict = {}
-    Invoker._fill_record(record, {**REPLY, "stdout": 5}, COLD)
+    fill_record(record, {**REPLY, "stdout": 5}, COLD)
     assert record["stdout"] == 5
 
 

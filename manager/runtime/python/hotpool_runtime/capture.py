@@ -76,11 +76,22 @@ class CapturedOutput:
         self.stderr = CaptureStream("stderr", limit_bytes)
 
     def __enter__(self) -> CapturedOutput:
-        self._saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = self.stdout, self.stderr
+        self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Capture from now on (what the with-block does on entry)."""
+        self._saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+
+    def stop(self) -> None:
+        """Restore the streams saved by ``start``; a second call does nothing. A streamed
+        result stops the capture only once its last item is produced."""
+        if self.stdout._released:
+            return
         sys.stdout, sys.stderr = self._saved
         self.stdout.release()
         self.stderr.release()

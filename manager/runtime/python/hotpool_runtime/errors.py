@@ -60,3 +60,14 @@ def _user_frames(exc: BaseException) -> TracebackType | None:
     while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _RUNTIME_DIR:
         tb = tb.tb_next
     return tb or exc.__traceback__
+
+
+def marshal_error(exc: Exception) -> dict[str, Any]:
+    """The ``error`` field for a result that cannot be encoded, named as Lambda's runtime
+    names it (awslambdaric's FaultException)."""
+    return {
+        "type": "Runtime.MarshalError",
+        "message": f"Unable to marshal response: {exc}",
+        "traceback": "",
+        "stack_trace": [],
+    }

@@ -9,7 +9,8 @@ after answering: malformed request line or header -> 400, request line and heade
 body is read, on every path). Unknown paths are 404, a wrong method 405.
 
 It knows nothing of functions: ``serve`` takes a table of routes, each a method and a callable
-``(body, headers, started) -> JSON-able dict or encoded bytes`` that may raise RequestError.
+``(body, headers, started) -> JSON-able dict, encoded bytes or StreamingBody`` that may raise
+RequestError.
 http.server is not used: it imports email and more, which every idle container would pay for.
 """
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
     from collections.abc import Callable, Mapping
     from typing import Any
 
-    Handler = Callable[[bytes, Mapping[str, str], float], "dict[str, Any] | bytes"]
+    Handler = Callable[[bytes, Mapping[str, str], float], "dict[str, Any] | bytes | StreamingBody"]
     Routes = Mapping[str, tuple[str, Handler]]
 
 MAX_BODY_BYTES = 300 * 1024 * 1024
@@ -87,6 +88,27 @@ class Request:
         self.keep_alive = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
         self.body: bytes = b""
         self.started = time.monotonic()
+
+
+class StreamingBody:
+    """A route's answer that writes itself to the socket (status line included), for answers
+    sent while they are produced; callables in ``on_end`` run once it is written, whatever
+    happened."""
+
+    def __init__(self) -> None:
+        self.on_end: list[Callable[[], None]] = []
+
+    def respond(self, sock: socket.socket, keep_alive: bool) -> bool:
+        """Write the whole answer; True when the connection may serve another request."""
+        try:
+            return self.write(sock, keep_alive)
+        finally:
+            for call in self.on_end:
+                call()
+
+    def write(self, sock: socket.socket, keep_alive: bool) -> bool:
+        """Send the answer (subclasses); never raises OSError: a broken socket means False."""
+        raise NotImplementedError
 
 
 class RequestReader:
@@ -178,6 +200,10 @@ def serve_connection(sock: socket.socket, routes: Routes, secret: bytes) -> None
                 if request is None:
                     return
                 status, payload = _dispatch(routes, request)
+                if isinstance(payload, StreamingBody):
+                    if not payload.respond(sock, request.keep_alive):
+                        break
+                    continue
                 sock.sendall(_response(status, payload, request.keep_alive))
                 if not request.keep_alive:
                     break
@@ -196,7 +222,9 @@ def _linger(sock: socket.socket) -> None:
         pass
 
 
-def _dispatch(routes: Routes, request: Request) -> tuple[int, dict[str, Any] | bytes]:
+def _dispatch(
+    routes: Routes, request: Request
+) -> tuple[int, dict[str, Any] | bytes | StreamingBody]:
     method, handler = routes.get(request.target.split("?", 1)[0], (None, None))
     try:
         if handler is None:

@@ -12,7 +12,7 @@ import time
 from . import logs, reaping
 from .capture import CapturedOutput
 from .context import LambdaContext
-from .errors import bad_request, describe
+from .errors import bad_request, describe, marshal_error
 from .http11 import parse_json
 
 TYPE_CHECKING = False
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
     from typing import Any
 
     from .loader import LoadedFunction
+    from .stream import StreamedResult
 
 # Header names are lower-cased on parsing.
 REQUEST_ID_HEADER = "x-hotpool-request-id"
@@ -29,10 +30,20 @@ DEADLINE_HEADER = "x-hotpool-deadline-ms"
 ATTEMPT_HEADER = "x-hotpool-attempt"
 
 
+async def _async_generator() -> Any:
+    yield
+
+
+# types.GeneratorType and types.AsyncGeneratorType, made as types makes them: importing types
+# would cost every idle container its memory
+GENERATOR_TYPES = (type((lambda: (yield))()), type(_async_generator()))
+
+
 def invoke(
     loaded: LoadedFunction, body: bytes, headers: Mapping[str, str], started: float
-) -> bytes:
-    """Run the handler on one event and return the encoded /invoke response.
+) -> bytes | StreamedResult:
+    """Run the handler on one event and return the encoded /invoke response, or the stream
+    that sends the items of a generator it returned (``stream``).
 
     ``started`` is the monotonic time the request arrived; the deadline counts from it.
     """
@@ -47,20 +58,36 @@ def invoke(
     logs.settings.request_id = request_id
     # before: what /init or a thread of the last call started after it returned
     reaping.kill_leftovers()
+    answer: bytes | StreamedResult = b""
     try:
-        return _run_handler(loaded, event, context)
+        answer = _run_handler(loaded, event, context, deadline_ms)
+        return answer
     finally:
-        reaping.kill_leftovers()
+        if type(answer) is bytes:  # a stream kills them once its last item is sent
+            reaping.kill_leftovers()
 
 
-def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> bytes:
-    with CapturedOutput(loaded.config.log_limit_bytes) as output:
+def _run_handler(
+    loaded: LoadedFunction, event: Any, context: LambdaContext, deadline_ms: float
+) -> bytes | StreamedResult:
+    output = CapturedOutput(loaded.config.log_limit_bytes)
+    output.start()
+    try:
         started = time.perf_counter()
         try:
             result, error = loaded.call(event, context), None
         except BaseException as exc:  # the server must outlive anything user code raises
             result, error = None, describe(exc)
+        if error is None and _is_stream(result):
+            from .stream import StreamedResult
+
+            # the capture goes on while the items are produced; the stream stops it
+            return StreamedResult(loaded, result, output, started, context, deadline_ms)
         duration_ms = (time.perf_counter() - started) * 1000
+    except BaseException:
+        output.stop()
+        raise
+    output.stop()
     summary = {
         "duration_ms": duration_ms,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -69,22 +96,23 @@ def _run_handler(loaded: LoadedFunction, event: Any, context: LambdaContext) -> 
     if error is None:
         try:
             # allow_nan=False: NaN/Infinity would make the response invalid JSON.
-            result_json = json.dumps(result, allow_nan=False, default=_lambda_default)
+            result_json = json.dumps(result, allow_nan=False, default=lambda_default)
         except Exception as exc:
-            # Lambda's runtime names this failure so (awslambdaric's FaultException)
-            error = {
-                "type": "Runtime.MarshalError",
-                "message": f"Unable to marshal response: {exc}",
-                "traceback": "",
-                "stack_trace": [],
-            }
+            error = marshal_error(exc)
     if error is not None:
         return json.dumps({"status": "error", "error": error, **summary}).encode()
     # Splice the already-encoded result in rather than encoding it a second time.
     return f'{{"status": "success", "result": {result_json}, {json.dumps(summary)[1:]}'.encode()
 
 
-def _lambda_default(value: Any) -> Any:
+def _is_stream(result: Any) -> bool:
+    """A generator or async generator, or a dict (the web form) whose ``body`` is one."""
+    if isinstance(result, dict):
+        result = result.get("body")
+    return isinstance(result, GENERATOR_TYPES)
+
+
+def lambda_default(value: Any) -> Any:
     """What Lambda's encoder (awslambdaric's lambda_runtime_marshaller) adds to JSON: Decimal,
     as DynamoDB reads give numbers, is a number. Lambda writes its exact digits; the stdlib
     can only write an int or a float, so 9.50 comes back as 9.5."""

@@ -38,13 +38,14 @@ class LoadedFunction:
         # Sync handlers that call asyncio.get_event_loop() get the persistent loop too; a
         # handler that never imported asyncio cannot call it, so it need not be imported.
         if "asyncio" in sys.modules:
-            sys.modules["asyncio"].set_event_loop(self._event_loop())
+            sys.modules["asyncio"].set_event_loop(self.event_loop())
         outcome = self.handler(event, context)
         if hasattr(outcome, "__await__"):
-            return self._event_loop().run_until_complete(outcome)
+            return self.event_loop().run_until_complete(outcome)
         return outcome
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The persistent loop every awaitable and async generator of this function runs on."""
         # Only one invocation runs at a time, so creating it here cannot race.
         if self._loop is None:
             import asyncio

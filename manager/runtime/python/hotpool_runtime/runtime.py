@@ -11,7 +11,7 @@ from . import environment, invoke, logs
 from .capture import CapturedOutput
 from .config import FunctionConfig, field
 from .errors import RequestError, bad_request
-from .http11 import parse_json
+from .http11 import StreamingBody, parse_json
 from .layers import install_layers
 from .loader import LoadedFunction, load_handler, unpack_code
 
@@ -96,14 +96,24 @@ class Runtime:
             self._loaded = LoadedFunction(config, handler, log_stream)
             return {"init_ms": (time.perf_counter() - began) * 1000, **captured}
 
-    def invoke(self, body: bytes, headers: Mapping[str, str], started: float) -> bytes:
-        """Run the handler on one event, one invocation at a time; see ``invoke.invoke``."""
+    def invoke(
+        self, body: bytes, headers: Mapping[str, str], started: float
+    ) -> bytes | StreamingBody:
+        """Run the handler on one event, one invocation at a time (a streamed one until its
+        last frame is sent); see ``invoke.invoke``."""
         loaded = self._loaded
         if loaded is None:
             raise RequestError(503, "NotInitialized", "container has not been initialised")
         if not self._invoke_lock.acquire(blocking=False):
             raise RequestError(409, "Busy", "container is already running an invocation")
         try:
-            return invoke.invoke(loaded, body, headers, started)
-        finally:
+            answer = invoke.invoke(loaded, body, headers, started)
+        except BaseException:
             self._invoke_lock.release()
+            raise
+        if isinstance(answer, StreamingBody):
+            # a streamed call runs on until its last frame is sent: still one call at a time
+            answer.on_end.append(self._invoke_lock.release)
+        else:
+            self._invoke_lock.release()
+        return answer
