@@ -49,8 +49,12 @@ from hotpool.main_server.state import (
     REGISTRY,
     SETTINGS,
     WEB_COUNTERS,
+    WS_HUB,
+    WS_TOKENS,
 )
 from hotpool.main_server.web import routes as web_routes
+from hotpool.main_server.ws_hub import ConnectionHub
+from hotpool.main_server.ws_management import routes as ws_management_routes
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
@@ -63,6 +67,7 @@ from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.settings import Settings
 from hotpool.shared.stores import open_code_store, open_execution_log, open_metadata
+from hotpool.shared.ws_token import ConnectionTokens
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +116,20 @@ def create_app(
             layer_service,
             invocations,
             asynchronous_invocations,
+            websocket_connections,
             lease_reaper,
         ]
     )
+    # sockets close on shutdown, before aiohttp waits for (then cancels) the handlers: their
+    # loops deliver $disconnect meanwhile (https://docs.aiohttp.org/en/stable/web_advanced.html#graceful-shutdown)
+    app.on_shutdown.append(close_websockets)
     app.add_routes(routes)
     app.add_routes(key_routes)
     app.add_routes(layer_routes)
     app.add_routes(openapi_routes)
     app.add_routes(web_routes)
     app.add_routes(async_routes)
+    app.add_routes(ws_management_routes)
     return app
 
 
@@ -255,6 +265,23 @@ async def layer_service(app: web.Application) -> AsyncIterator[None]:
     layers = SqlLayerStore(app[METADATA])
     app[LAYERS] = LayerService(app[SETTINGS], layers=layers, code_store=app[CODE_STORE])
     yield
+
+
+async def websocket_connections(app: web.Application) -> AsyncIterator[None]:
+    """This replica's WebSocket connections, registered in Redis and reachable from every
+    replica through its channel; the replica is known by its async consumer's name."""
+    hub = ConnectionHub(app[SETTINGS], app[REDIS], replica_id=app[ASYNC_CONSUMER].name)
+    app[WS_HUB] = hub
+    app[WS_TOKENS] = ConnectionTokens(app[REDIS])
+    await hub.start()
+    yield
+    await hub.stop()
+
+
+async def close_websockets(app: web.Application) -> None:
+    """Close every socket of this replica with 1001 (going away); each gets $disconnect."""
+    if WS_HUB in app:
+        await app[WS_HUB].stop()
 
 
 async def lease_reaper(app: web.Application) -> AsyncIterator[None]:

@@ -25,6 +25,7 @@ from hotpool.main_server.state import (
     REGISTRY,
     SETTINGS,
     WEB_COUNTERS,
+    WS_HUB,
 )
 from hotpool.shared.errors import (
     Forbidden,
@@ -307,6 +308,7 @@ async def system_status(request: web.Request) -> web.Response:
                 + app[REAPER].counters
                 + app[WEB_COUNTERS]
                 + app[ASYNC_CONSUMER].counters
+                + app[WS_HUB].counters
             ),
         }
     )

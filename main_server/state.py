@@ -14,6 +14,7 @@ from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
+from hotpool.main_server.ws_hub import ConnectionHub
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
@@ -21,6 +22,7 @@ from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.settings import Settings
+from hotpool.shared.ws_token import ConnectionTokens
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
@@ -40,3 +42,6 @@ ASYNC_QUEUE = web.AppKey("async_queue", AsyncQueue)
 ASYNC_CONSUMER = web.AppKey("async_consumer", AsyncConsumer)
 # what the web route (/fn/) did on this replica: calls, preflights, 502s, malformed results
 WEB_COUNTERS = web.AppKey("web_counters", Counter)
+# this replica's WebSocket connections and the way to every replica's; the connection tokens
+WS_HUB = web.AppKey("ws_hub", ConnectionHub)
+WS_TOKENS = web.AppKey("ws_tokens", ConnectionTokens)

@@ -40,6 +40,8 @@ RESERVED_ENV = frozenset(
         "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API",
         "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+        # a WebSocket function's @connections endpoint and credential (shared.ws_token)
+        "HOTPOOL_CONNECTIONS_URL", "HOTPOOL_CONNECTIONS_TOKEN",
     }
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")

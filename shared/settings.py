@@ -264,6 +264,16 @@ class Settings:
         return self.manager_url or f"http://{self.manager_host}:{self.manager_port}"
 
     @property
+    def effective_connections_url(self) -> str:
+        """The @connections endpoint functions are told: ``connections_url``, else this Main's
+        own ``/ws`` (``hotpool dev`` runs Main and Manager with the same settings)."""
+        if self.connections_url:
+            return self.connections_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/ws"
+
+    @property
     def effective_manager_id(self) -> str:
         # stable across restarts, so a restarted Manager finds and reconciles its containers
         return self.manager_id or f"{socket.gethostname()}-{self.manager_port}"
