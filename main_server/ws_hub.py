@@ -64,9 +64,9 @@ class LocalConnection(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
-def not_found(connection_id: str) -> NotFound:
+def not_found() -> NotFound:
     """The one answer for an unknown id and another tenant's: nothing tells them apart."""
-    return NotFound(f"connection {connection_id} does not exist")
+    return NotFound("no such connection: check the connectionId")
 
 
 def as_message(data: bytes) -> bytes | str:
@@ -95,6 +95,7 @@ class ConnectionHub:
         self._synced: dict[str, float] = {}  # last_active_at last written, by connection
         self._tasks: list[asyncio.Task[None]] = []
         self._emptied = asyncio.Event()
+        self._burying = 0  # removals still writing to Redis
         self.stopping = False
 
     async def start(self) -> None:
@@ -130,7 +131,7 @@ class ConnectionHub:
         self._tasks = []
 
     async def _all_ended(self, timeout_s: float) -> bool:
-        if self._local:
+        if self._local or self._burying:
             self._emptied.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._emptied.wait(), timeout_s)
@@ -153,10 +154,15 @@ class ConnectionHub:
         tombstone (its tenant hears 410 Gone for ``gone_ttl_s``)."""
         conn = self._local.pop(connection_id, None)
         self._synced.pop(connection_id, None)
-        if not self._local:
-            self._emptied.set()
-        if conn is not None:
+        if conn is None:
+            return
+        self._burying += 1
+        try:
             await self._bury(connection_id, conn.namespace, conn.function)
+        finally:
+            self._burying -= 1
+            if not self._local and not self._burying:  # stopping waits for a clean registry
+                self._emptied.set()
 
     def local(self) -> list[LocalConnection]:
         return list(self._local.values())
@@ -220,7 +226,7 @@ class ConnectionHub:
             owner = orjson.loads(tombstone)
             _check(caller, connection_id, owner["namespace"], owner["function"])
             raise gone(connection_id)
-        raise not_found(connection_id)
+        raise not_found()
 
     async def _bury(self, connection_id: str, namespace: str, function: str) -> None:
         owner = orjson.dumps({"namespace": namespace, "function": function})
@@ -309,7 +315,7 @@ def _check(caller: Scope, connection_id: str, namespace: str, function: str) -> 
         caller.namespace(namespace)
         caller.check("invoke", namespace, split_qualified(function)[1])
     except NotFound:
-        raise not_found(connection_id) from None
+        raise not_found() from None
 
 
 def _encode(connection_id: str, delivery: Delivery) -> bytes:
