@@ -49,8 +49,12 @@ from hotpool.main_server.state import (
     REGISTRY,
     SETTINGS,
     WEB_COUNTERS,
+    WS_SOCKETS,
 )
 from hotpool.main_server.web import routes as web_routes
+from hotpool.main_server.ws import close_websockets
+from hotpool.main_server.ws import routes as ws_routes
+from hotpool.main_server.ws_connection import SocketTable
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
@@ -92,6 +96,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[WEB_COUNTERS] = Counter()
+    app[WS_SOCKETS] = SocketTable(settings.ws_max_connections)
     given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
     for key, client in given:
         if client is not None:
@@ -120,6 +125,9 @@ def create_app(
     app.add_routes(openapi_routes)
     app.add_routes(web_routes)
     app.add_routes(async_routes)
+    app.add_routes(ws_routes)
+    # WebSockets close (and get their $disconnect) before aiohttp waits for its handlers
+    app.on_shutdown.append(close_websockets)
     return app
 
 

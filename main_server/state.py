@@ -14,6 +14,7 @@ from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
+from hotpool.main_server.ws_connection import Hub, SocketTable
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
@@ -40,3 +41,8 @@ ASYNC_QUEUE = web.AppKey("async_queue", AsyncQueue)
 ASYNC_CONSUMER = web.AppKey("async_consumer", AsyncConsumer)
 # what the web route (/fn/) did on this replica: calls, preflights, 502s, malformed results
 WEB_COUNTERS = web.AppKey("web_counters", Counter)
+# this replica's WebSocket connections (main_server.ws) and their counters
+WS_SOCKETS = web.AppKey("ws_sockets", SocketTable)
+# the connection hub (main_server.ws_hub): @connections and the other replicas reach a
+# connection through it; the app may have none
+WS_HUB = web.AppKey("ws_hub", Hub)

@@ -60,7 +60,7 @@ def _app_path(request: web.Request) -> str:
     return "/" + rest[3] if len(rest) > 3 else "/"
 
 
-def _headers(request: web.Request, source_ip: str) -> tuple[tuple[str, str], ...]:
+def forwarded_headers(request: web.Request, source_ip: str) -> tuple[tuple[str, str], ...]:
     """The request's headers, plus the X-Forwarded-* ones function URLs add (kept when a proxy
     in front of Main set them): adapters build absolute URLs from them, and without a proto
     assume https."""
@@ -89,7 +89,7 @@ def _web_request(
         method=request.method,
         raw_path=_app_path(request),
         raw_query=request.rel_url.raw_query_string,
-        headers=_headers(request, source_ip),
+        headers=forwarded_headers(request, source_ip),
         body=body,
         source_ip=source_ip,
         protocol=f"HTTP/{version.major}.{version.minor}",

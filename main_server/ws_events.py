@@ -11,11 +11,18 @@ execution record's id), ``requestTime``, ``domainName`` (the Host header), ``sta
 A message's ``routeKey`` comes from the function's route selection expression
 ``$request.body.<dotted.path>``: the string at that path of a JSON-object body, else
 ``$default`` (a binary message, a body that is not JSON, a missing or non-string value).
+
+What the client gets back (``reply_of``): a result with a string ``body`` sends it (a text
+message; ``isBase64Encoded`` decodes it into a binary one); any other ``body`` value goes as
+its JSON text; a result without ``body``, or ``None``, sends nothing; a result that is not an
+object (a list, a string, a number) goes as its JSON text. ``statusCode`` is ignored, as API
+Gateway ignores it on message routes.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 import secrets
 import time
@@ -149,3 +156,30 @@ def route_key(path: tuple[str, ...], data: str | bytes) -> str:
             return DEFAULT_ROUTE
         value = value[part]
     return value if isinstance(value, str) and value else DEFAULT_ROUTE
+
+
+class NoReply(ValueError):
+    """The handler's result cannot be sent back (bad base64, over the message limit)."""
+
+
+def reply_of(result: Any, result_json: bytes, limit_bytes: int) -> str | bytes | None:
+    """The message a handler's ``result`` (``result_json``: its JSON) sends back, or None."""
+    if result is None:
+        return None
+    if not isinstance(result, dict):
+        out: str | bytes = result_json.decode()
+    elif result.get("body") is None:
+        return None
+    elif not isinstance(body := result["body"], str):
+        out = orjson.dumps(body).decode()
+    elif result.get("isBase64Encoded") is True:
+        try:
+            out = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise NoReply("isBase64Encoded is true but body is not base64") from None
+    else:
+        out = body
+    size = len(out) if isinstance(out, bytes) else len(out.encode())
+    if size > limit_bytes:
+        raise NoReply(f"the reply is {size} bytes, over the message limit of {limit_bytes}")
+    return out
