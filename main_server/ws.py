@@ -163,10 +163,14 @@ async def _connect(
         return refusal
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(
-        max_msg_size=settings.ws_max_message_bytes,
+        # aiohttp refuses a message of max_msg_size itself; the setting is the largest allowed
+        max_msg_size=settings.ws_max_message_bytes + 1,
         protocols=(protocol,) if protocol else (),
         timeout=close_timeout_s,
         autoping=True,
+        # no permessage-deflate, as API Gateway: its zlib state would cost each idle
+        # connection hundreds of KiB
+        compress=False,
     )
     ws.headers["X-Hotpool-Request-Id"] = request_id
     await ws.prepare(request)

@@ -159,7 +159,8 @@ class WsConnection:
             if msg.type is WSMsgType.CLOSE:  # the client's close frame
                 return int(msg.data or 0), str(msg.extra or "")
             if msg.type is WSMsgType.ERROR:  # over the size limit (1009), or a bad frame
-                code = ws.close_code or ABNORMAL
+                # the status this side closed with (a WebSocketError's), not the peer's reply
+                code = getattr(msg.data, "code", None) or ABNORMAL
                 self._counters["ws_messages_too_big" if code == 1009 else "ws_errors"] += 1
                 return code, "Message too big" if code == 1009 else str(msg.data)[:120]
             break  # CLOSING (this side closed) or CLOSED (the peer vanished)
