@@ -50,9 +50,13 @@ from hotpool.main_server.state import (
     SETTINGS,
     WEB_COUNTERS,
     WS_HUB,
+    WS_SOCKETS,
     WS_TOKENS,
 )
 from hotpool.main_server.web import routes as web_routes
+from hotpool.main_server.ws import close_websockets
+from hotpool.main_server.ws import routes as ws_routes
+from hotpool.main_server.ws_connection import SocketTable
 from hotpool.main_server.ws_hub import ConnectionHub
 from hotpool.main_server.ws_management import routes as ws_management_routes
 from hotpool.shared.async_queue import AsyncQueue
@@ -97,6 +101,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[WEB_COUNTERS] = Counter()
+    app[WS_SOCKETS] = SocketTable(settings.ws_max_connections)
     given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
     for key, client in given:
         if client is not None:
@@ -120,16 +125,17 @@ def create_app(
             lease_reaper,
         ]
     )
-    # sockets close on shutdown, before aiohttp waits for (then cancels) the handlers: their
-    # loops deliver $disconnect meanwhile (https://docs.aiohttp.org/en/stable/web_advanced.html#graceful-shutdown)
-    app.on_shutdown.append(close_websockets)
     app.add_routes(routes)
     app.add_routes(key_routes)
     app.add_routes(layer_routes)
     app.add_routes(openapi_routes)
     app.add_routes(web_routes)
     app.add_routes(async_routes)
+    # before /ws/{function}: a path with "@connections" is the management API's
     app.add_routes(ws_management_routes)
+    app.add_routes(ws_routes)
+    # WebSockets close (and get their $disconnect) before aiohttp waits for its handlers
+    app.on_shutdown.append(close_websockets)
     return app
 
 
@@ -269,19 +275,15 @@ async def layer_service(app: web.Application) -> AsyncIterator[None]:
 
 async def websocket_connections(app: web.Application) -> AsyncIterator[None]:
     """This replica's WebSocket connections, registered in Redis and reachable from every
-    replica through its channel; the replica is known by its async consumer's name."""
+    replica through its channel; the replica is known by its async consumer's name. The
+    sockets close on shutdown (close_websockets); stopping the hub then closes any left and
+    stops listening."""
     hub = ConnectionHub(app[SETTINGS], app[REDIS], replica_id=app[ASYNC_CONSUMER].name)
     app[WS_HUB] = hub
     app[WS_TOKENS] = ConnectionTokens(app[REDIS])
     await hub.start()
     yield
     await hub.stop()
-
-
-async def close_websockets(app: web.Application) -> None:
-    """Close every socket of this replica with 1001 (going away); each gets $disconnect."""
-    if WS_HUB in app:
-        await app[WS_HUB].stop()
 
 
 async def lease_reaper(app: web.Application) -> AsyncIterator[None]:

@@ -388,8 +388,20 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**paths, **openapi_async.paths(), **web_paths(), **connections_paths()},
-        "components": components(extra_schemas={**layer_schemas(), **openapi_async.schemas()}),
+        "paths": {
+            **paths,
+            **openapi_async.paths(),
+            **web_paths(),
+            **openapi_ws.paths(),
+            **connections_paths(),
+        },
+        "components": components(
+            extra_schemas={
+                **layer_schemas(),
+                **openapi_async.schemas(),
+                "WebSocketStatus": openapi_ws.status_schema(),
+            }
+        ),
     }
 
 

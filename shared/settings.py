@@ -229,6 +229,8 @@ class Settings:
         for positive in (
             "auth_failures_per_s", "public_rate_per_s", "async_concurrency",
             "async_result_ttl_s", "async_idempotency_ttl_s", "async_dead_letter_ttl_s",
+            # a WebSocket limit of 0 would disable it (aiohttp's max_msg_size) or close at once
+            "ws_max_message_bytes", "ws_idle_timeout_s", "ws_max_lifetime_s", "ws_messages_per_s",
         ):  # fmt: skip
             if not getattr(self, positive) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
