@@ -49,8 +49,16 @@ from hotpool.main_server.state import (
     REGISTRY,
     SETTINGS,
     WEB_COUNTERS,
+    WS_HUB,
+    WS_SOCKETS,
+    WS_TOKENS,
 )
 from hotpool.main_server.web import routes as web_routes
+from hotpool.main_server.ws import close_websockets
+from hotpool.main_server.ws import routes as ws_routes
+from hotpool.main_server.ws_connection import SocketTable
+from hotpool.main_server.ws_hub import ConnectionHub
+from hotpool.main_server.ws_management import routes as ws_management_routes
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
@@ -63,6 +71,7 @@ from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.settings import Settings
 from hotpool.shared.stores import open_code_store, open_execution_log, open_metadata
+from hotpool.shared.ws_token import ConnectionTokens
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +101,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[WEB_COUNTERS] = Counter()
+    app[WS_SOCKETS] = SocketTable(settings.ws_max_connections)
     given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
     for key, client in given:
         if client is not None:
@@ -111,6 +121,7 @@ def create_app(
             layer_service,
             invocations,
             asynchronous_invocations,
+            websocket_connections,
             lease_reaper,
         ]
     )
@@ -120,6 +131,11 @@ def create_app(
     app.add_routes(openapi_routes)
     app.add_routes(web_routes)
     app.add_routes(async_routes)
+    # before /ws/{function}: a path with "@connections" is the management API's
+    app.add_routes(ws_management_routes)
+    app.add_routes(ws_routes)
+    # WebSockets close (and get their $disconnect) before aiohttp waits for its handlers
+    app.on_shutdown.append(close_websockets)
     return app
 
 
@@ -257,6 +273,19 @@ async def layer_service(app: web.Application) -> AsyncIterator[None]:
     layers = SqlLayerStore(app[METADATA])
     app[LAYERS] = LayerService(app[SETTINGS], layers=layers, code_store=app[CODE_STORE])
     yield
+
+
+async def websocket_connections(app: web.Application) -> AsyncIterator[None]:
+    """This replica's WebSocket connections, registered in Redis and reachable from every
+    replica through its channel; the replica is known by its async consumer's name. The
+    sockets close on shutdown (close_websockets); stopping the hub then closes any left and
+    stops listening."""
+    hub = ConnectionHub(app[SETTINGS], app[REDIS], replica_id=app[ASYNC_CONSUMER].name)
+    app[WS_HUB] = hub
+    app[WS_TOKENS] = ConnectionTokens(app[REDIS])
+    await hub.start()
+    yield
+    await hub.stop()
 
 
 async def lease_reaper(app: web.Application) -> AsyncIterator[None]:

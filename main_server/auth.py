@@ -31,8 +31,10 @@ OPEN_PATHS = frozenset({"/healthz"})
 # routes that meter the key's rate themselves, in the same Redis round trip as their own work
 SELF_METERED = frozenset({"invoke"})
 # routes that authenticate (or not) themselves: a public web function needs no key, and its
-# Authorization header belongs to the app (main_server.web)
-SELF_AUTHENTICATED = frozenset({"web", "web_root"})
+# Authorization header belongs to the app (main_server.web); a WebSocket's key may come as a
+# query parameter (main_server.ws); the @connections API also takes a function's connections
+# token (main_server.ws_management)
+SELF_AUTHENTICATED = frozenset({"web", "web_root", "ws", "ws_connection"})
 # blocks expire within 1/auth_failures_per_s; past this many, the expired ones are dropped
 MAX_BLOCKED_ADDRESSES = 10_000
 

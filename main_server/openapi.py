@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from hotpool.main_server import openapi_async, openapi_ws
+from hotpool.main_server.openapi_connections import connections_paths
 from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
 from hotpool.main_server.openapi_schemas import (
     ENV_KEY_PATTERN,
@@ -405,8 +406,20 @@ def openapi_document() -> dict[str, Any]:
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**paths, **openapi_async.paths(), **web_paths()},
-        "components": components(extra_schemas={**layer_schemas(), **openapi_async.schemas()}),
+        "paths": {
+            **paths,
+            **openapi_async.paths(),
+            **web_paths(),
+            **openapi_ws.paths(),
+            **connections_paths(),
+        },
+        "components": components(
+            extra_schemas={
+                **layer_schemas(),
+                **openapi_async.schemas(),
+                "WebSocketStatus": openapi_ws.status_schema(),
+            }
+        ),
     }
 
 

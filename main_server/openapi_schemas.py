@@ -297,6 +297,7 @@ def schemas() -> dict[str, Schema]:
                 "invocations_in_flight": integer,
                 "busy_containers": integer,
                 "async": ref("AsyncQueueStatus"),
+                "websocket": ref("WebSocketStatus"),
                 "counters": {"type": "object", "additionalProperties": integer},
             }
         ),

@@ -1,13 +1,16 @@
 """The WebSocket part of the OpenAPI document: the function settings of ``/ws/{function}``
 (its routes and the ``@connections`` management API are described here too).
 
-``main_server.openapi`` merges these in.
+``main_server.openapi`` merges these in. OpenAPI describes the upgrade request only: the
+messages that follow are API Gateway's (see the README).
 """
 
 from __future__ import annotations
 
-from hotpool.main_server.openapi_schemas import Schema, query_param
-from hotpool.shared.models import DEFAULT_ROUTE_SELECTION, WEBSOCKET_MODES
+from hotpool.main_server.openapi_schemas import NAME_PATTERN, Schema, object_schema, query_param
+from hotpool.shared.models import DEFAULT_ROUTE_SELECTION, ROUTE_SELECTION_RE, WEBSOCKET_MODES
+
+_FUNCTION_PATTERN = rf"^({NAME_PATTERN[1:-1]}\.)?{NAME_PATTERN[1:-1]}$"
 
 
 def settings_params() -> list[Schema]:
@@ -21,8 +24,70 @@ def settings_params() -> list[Schema]:
         ),
         query_param(
             "ws_route_selection",
-            {"type": "string", "default": DEFAULT_ROUTE_SELECTION},
+            {
+                "type": "string",
+                "default": DEFAULT_ROUTE_SELECTION,
+                "pattern": ROUTE_SELECTION_RE.pattern.replace(r"\Z", "$"),
+            },
             "API Gateway's route selection expression: a message's `routeKey` is the value "
             "at `$request.body.<path>` of its JSON body, else `$default`.",
         ),
     ]
+
+
+def _error(status: int) -> Schema:
+    return {"$ref": f"#/components/responses/E{status}"}
+
+
+def paths() -> dict[str, Schema]:
+    """``GET /ws/{function}``: the WebSocket upgrade."""
+    function = {
+        "name": "function",
+        "in": "path",
+        "required": True,
+        "description": "`name` (default namespace) or `namespace.name`.",
+        "schema": {"type": "string", "pattern": _FUNCTION_PATTERN},
+    }
+    token = query_param(
+        "token",
+        {"type": "string"},
+        "The key, for clients that cannot set headers (browsers); never passed to the "
+        "function. `Authorization: Bearer <key>` works too.",
+    )
+    refused = "The function's `$connect` answered this status (its body and headers)."
+    return {
+        "/ws/{function}": {
+            "parameters": [function],
+            "get": {
+                "operationId": "connectWebSocket",
+                "summary": "Open a WebSocket to a function (API Gateway WebSocket API)",
+                "description": "The function gets `$connect` before the upgrade (a result "
+                "with a non-2xx `statusCode` refuses), one event per message with the "
+                "`routeKey` of its `ws_route_selection`, and `$disconnect`. `websocket=key` "
+                "functions need a key with `invoke` on their namespace, `public` ones none, "
+                "`off` ones are a 404.",
+                "security": [{"bearerAuth": []}, {}],
+                "parameters": [token],
+                "responses": {
+                    "101": {"description": "Switching Protocols: the WebSocket is open."},
+                    "400": _error(400),
+                    "401": _error(401),
+                    "403": _error(403),
+                    "404": _error(404),
+                    "429": _error(429),
+                    "502": {
+                        "description": "`$connect` failed or timed out; the details are in "
+                        "its execution record."
+                    },
+                    "503": _error(503),
+                    "default": {"description": refused},
+                },
+            },
+        },
+    }
+
+
+def status_schema() -> Schema:
+    """The ``websocket`` part of ``/system/status``."""
+    integer = {"type": "integer"}
+    return object_schema({"connections_here": integer, "max_connections_here": integer})

@@ -25,6 +25,8 @@ from hotpool.main_server.state import (
     REGISTRY,
     SETTINGS,
     WEB_COUNTERS,
+    WS_HUB,
+    WS_SOCKETS,
 )
 from hotpool.main_server.stream import SSE_TYPE, relay, stream_response
 from hotpool.shared.errors import (
@@ -309,12 +311,18 @@ async def system_status(request: web.Request) -> web.Response:
                 **backlog,
                 "in_flight_here": app[ASYNC_CONSUMER].in_flight,
             },
+            "websocket": {
+                "connections_here": len(app[WS_SOCKETS].live),
+                "max_connections_here": app[WS_SOCKETS].limit,
+            },
             # this replica's counters since it started
             "counters": dict(
                 app[INVOKER].counters
                 + app[REAPER].counters
                 + app[WEB_COUNTERS]
                 + app[ASYNC_CONSUMER].counters
+                + app[WS_SOCKETS].counters
+                + app[WS_HUB].counters
             ),
         }
     )

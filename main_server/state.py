@@ -14,6 +14,8 @@ from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
+from hotpool.main_server.ws_connection import SocketTable
+from hotpool.main_server.ws_hub import ConnectionHub
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.execlog import ExecutionLog, RecordWriter
@@ -21,6 +23,7 @@ from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.settings import Settings
+from hotpool.shared.ws_token import ConnectionTokens
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
@@ -40,3 +43,9 @@ ASYNC_QUEUE = web.AppKey("async_queue", AsyncQueue)
 ASYNC_CONSUMER = web.AppKey("async_consumer", AsyncConsumer)
 # what the web route (/fn/) did on this replica: calls, preflights, 502s, malformed results
 WEB_COUNTERS = web.AppKey("web_counters", Counter)
+# this replica's WebSocket connections (main_server.ws) and their counters
+WS_SOCKETS = web.AppKey("ws_sockets", SocketTable)
+# the connection hub (main_server.ws_hub): @connections and the other replicas reach a
+# connection through it; and the functions' connection tokens
+WS_HUB = web.AppKey("ws_hub", ConnectionHub)
+WS_TOKENS = web.AppKey("ws_tokens", ConnectionTokens)

@@ -64,7 +64,7 @@ class WebRequest:
 
     def request_time(self) -> str:
         """``12/Mar/2020:19:03:58 +0000``, as API Gateway writes ``time``."""
-        return _request_time(self.epoch_ms // 1000)
+        return request_time(self.epoch_ms // 1000)
 
     def body_field(self, content_type: str | None) -> tuple[str | None, bool]:
         """The event's ``body`` and ``isBase64Encoded`` for a body of ``content_type``: text
@@ -80,7 +80,8 @@ class WebRequest:
 
 
 @functools.lru_cache(maxsize=4)
-def _request_time(epoch_s: int) -> str:
+def request_time(epoch_s: int) -> str:
+    """``12/Mar/2020:19:03:58 +0000`` of a Unix time, as API Gateway writes it."""
     # a handful of seconds cached: every request of the same second shares its text
     t = time.gmtime(epoch_s)
     return (

@@ -20,7 +20,7 @@ from hotpool.manager.backend import (
 from hotpool.manager.containers import LOADED, ContainerTable, Record
 from hotpool.manager.eviction import IdleContainer, NodeUse, choose_victims
 from hotpool.manager.prewarm import PrewarmPool
-from hotpool.manager.specialise import CreateRequest, load_code
+from hotpool.manager.specialise import CreateRequest, connections_env, load_code
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
     ContainerFailed,
@@ -34,6 +34,7 @@ from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors
 from hotpool.shared.registry import ManagerRegistration
 from hotpool.shared.settings import Settings
+from hotpool.shared.ws_token import ConnectionTokens
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ManagerService:
         self._backend = backend
         self._code = code_store
         self._pool = Pool(redis)
+        self._tokens = ConnectionTokens(redis)
         self._registration = ManagerRegistration(
             redis, manager_id, alive_ttl_s=settings.heartbeat_ttl_s
         )
@@ -97,6 +99,7 @@ class ManagerService:
         if not self.accepting:
             raise NoCapacity(f"manager {self.manager_id} is shutting down")
         await self._make_room(request)
+        platform_env = await connections_env(request, self.settings, self._tokens)
         # the start counts against capacity from now on, while the code downloads
         starting = self.containers.begin(request.config.runtime, request.config.memory_mb)
         begun = time.perf_counter()
@@ -127,6 +130,7 @@ class ManagerService:
                 request,
                 code,
                 layers=tuple(layers),
+                platform_env=platform_env,
                 log_limit_bytes=self.settings.log_limit_bytes,
                 timeout_s=self.settings.container_ready_timeout_s,
                 region=self.settings.function_region,

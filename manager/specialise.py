@@ -18,6 +18,9 @@ from hotpool.shared.models import (
     FunctionConfig,
     validate_qualified,
 )
+from hotpool.shared.redis_conn import redis_errors
+from hotpool.shared.settings import Settings
+from hotpool.shared.ws_token import ConnectionTokens
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,21 @@ class Loaded:
     stderr: str = ""
 
 
+async def connections_env(
+    request: CreateRequest, settings: Settings, tokens: ConnectionTokens
+) -> dict[str, str]:
+    """What hotpool adds to a WebSocket function's env: the @connections endpoint, and the
+    token that reaches its own connections. Other functions get nothing."""
+    if request.config.websocket == "off":
+        return {}
+    with redis_errors("the connections signing key"):
+        token = await tokens.token(request.function)
+    return {
+        "HOTPOOL_CONNECTIONS_URL": settings.effective_connections_url,
+        "HOTPOOL_CONNECTIONS_TOKEN": token,
+    }
+
+
 def _layer_keys(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
         raise InvalidRequest("layer_keys must be a list of code package keys")
@@ -87,12 +105,14 @@ async def load_code(
     code: bytes,
     *,
     layers: tuple[bytes, ...] = (),
+    platform_env: dict[str, str] | None = None,
     log_limit_bytes: int,
     timeout_s: float,
     region: str = "us-east-1",
 ) -> Loaded:
     """Load the function's code into a generic container through its bootstrap's ``/init``.
 
+    ``platform_env`` is set over the function's own env (names it may not set itself).
     Raises FunctionError when the code fails to load (the function's fault) and
     ContainerFailed when the container does."""
     body = {
@@ -101,7 +121,7 @@ async def load_code(
         "handler": request.config.handler,
         "memory_mb": request.config.memory_mb,
         "timeout_s": request.config.timeout_s,
-        "env": dict(request.config.env),
+        "env": {**request.config.env, **(platform_env or {})},
         "log_limit_bytes": log_limit_bytes,
         "region": region,
         "log_format": request.config.log_format,

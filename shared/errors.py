@@ -11,6 +11,7 @@
     │   ├── Forbidden                 403 the key lacks the scope (inside its own namespace)
     │   ├── NotFound                  404 unknown function or container (or another tenant's)
     │   ├── RequestTimeout            408 the request body did not arrive in time
+    │   ├── Gone                      410 the caller's WebSocket connection has ended
     │   ├── PayloadTooLarge           413 body over its limit
     │   └── TooManyRequests           429 over a concurrency limit; carries retry_after_s
     ├── FunctionError                 500 the user's code failed (exception, init failure, OOM)
@@ -93,6 +94,13 @@ class NotFound(ClientError):
 class RequestTimeout(ClientError):
     status = 408
     code = "RequestTimeout"
+
+
+class Gone(ClientError):
+    """The caller's own WebSocket connection has ended (API Gateway's GoneException)."""
+
+    status = 410
+    code = "GoneException"
 
 
 class PayloadTooLarge(ClientError):
@@ -225,8 +233,9 @@ def error_from_body(status: int, body: Any) -> HotpoolError:
     message = str(fields.pop("message", f"HTTP {status}"))
     by_code = {cls.code: cls for cls in all_error_classes()}
     by_status: dict[int, type[HotpoolError]] = {
-        401: Unauthorized, 403: Forbidden, 404: NotFound, 408: RequestTimeout, 413: PayloadTooLarge,
-        429: TooManyRequests, 502: ContainerFailed, 503: NoCapacity, 504: InvocationTimeout,
+        401: Unauthorized, 403: Forbidden, 404: NotFound, 408: RequestTimeout, 410: Gone,
+        413: PayloadTooLarge, 429: TooManyRequests,
+        502: ContainerFailed, 503: NoCapacity, 504: InvocationTimeout,
     }  # fmt: skip
     cls = by_code.get(code) or by_status.get(status)
     if cls is None:

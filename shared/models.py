@@ -40,6 +40,8 @@ RESERVED_ENV = frozenset(
         "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API",
         "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+        # a WebSocket function's @connections endpoint and credential (shared.ws_token)
+        "HOTPOOL_CONNECTIONS_URL", "HOTPOOL_CONNECTIONS_TOKEN",
     }
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
@@ -50,6 +52,8 @@ HTTP_PAYLOADS = ("2.0", "1.0")
 WEBSOCKET_MODES = ("off", "key", "public")
 # API Gateway's default route selection expression for WebSocket APIs
 DEFAULT_ROUTE_SELECTION = "$request.body.action"
+# the route selection expressions hotpool evaluates: a dotted path into a JSON message body
+ROUTE_SELECTION_RE = re.compile(r"^\$request\.body(\.[A-Za-z0-9_-]{1,64}){1,8}\Z")
 
 
 DEFAULT_NAMESPACE = "default"
@@ -144,6 +148,14 @@ class FunctionConfig:
         _choice("http", self.http, HTTP_MODES)
         _choice("http_payload", self.http_payload, HTTP_PAYLOADS)
         _choice("websocket", self.websocket, WEBSOCKET_MODES)
+        if not isinstance(self.ws_route_selection, str) or not ROUTE_SELECTION_RE.match(
+            self.ws_route_selection
+        ):
+            raise InvalidRequest(
+                f"ws_route_selection {str(self.ws_route_selection)[:80]!r} must be "
+                "'$request.body.<name>' or a dotted path such as '$request.body.message.type' "
+                "(names of letters, digits, '_' and '-')"
+            )
         _in_range("async_retries", self.async_retries, ASYNC_RETRIES_RANGE)
         _in_range("max_event_age_s", self.max_event_age_s, MAX_EVENT_AGE_S_RANGE)
         for name in ("on_success", "on_failure"):
@@ -286,7 +298,7 @@ _PARSERS: dict[str, Any] = {
     "on_success": str,
     "on_failure": str,
     "websocket": lambda raw: raw.strip().lower(),
-    "ws_route_selection": str,
+    "ws_route_selection": lambda raw: raw.strip(),
 }
 
 

@@ -229,6 +229,8 @@ class Settings:
         for positive in (
             "auth_failures_per_s", "public_rate_per_s", "async_concurrency",
             "async_result_ttl_s", "async_idempotency_ttl_s", "async_dead_letter_ttl_s",
+            # a WebSocket limit of 0 would disable it (aiohttp's max_msg_size) or close at once
+            "ws_max_message_bytes", "ws_idle_timeout_s", "ws_max_lifetime_s", "ws_messages_per_s",
         ):  # fmt: skip
             if not getattr(self, positive) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
@@ -262,6 +264,16 @@ class Settings:
     @property
     def effective_manager_url(self) -> str:
         return self.manager_url or f"http://{self.manager_host}:{self.manager_port}"
+
+    @property
+    def effective_connections_url(self) -> str:
+        """The @connections endpoint functions are told: ``connections_url``, else this Main's
+        own ``/ws`` (``hotpool dev`` runs Main and Manager with the same settings)."""
+        if self.connections_url:
+            return self.connections_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/ws"
 
     @property
     def effective_manager_id(self) -> str:

@@ -136,7 +136,9 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
             main_redis = fakeredis.FakeAsyncRedis(server=server)
         manager_server = TestServer(create_manager_app(settings, redis=manager_redis), port=port)
         await manager_server.start_server()
-        client = TestClient(TestServer(create_app(settings, redis=main_redis)))
+        # Main listens on ``port`` when a test names it (functions told its URL reach it)
+        main_port = settings.port if "port" in overrides else None
+        client = TestClient(TestServer(create_app(settings, redis=main_redis), port=main_port))
         await client.start_server()
         # every request of the test client carries an admin key of all namespaces
         key, _ = await client.app[AUTHENTICATOR].keystore.create(
