@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -96,6 +97,7 @@ class WsConnection:
         self._inbox: asyncio.Queue[object] = asyncio.Queue(inbox_messages)
         self._send_lock = asyncio.Lock()
         self._closed_with: tuple[int, str] | None = None  # when this side closed
+        self._streaming: ResultStream | None = None  # the result being relayed
 
     def _touch(self) -> None:
         self._active = time.monotonic()
@@ -125,6 +127,8 @@ class WsConnection:
         worker = asyncio.create_task(self._work(), name=f"ws-{self.connection_id}")
         try:
             code, reason = await self._read()
+            if self._streaming is not None:
+                self._streaming.abort()  # no one to send it to: close the handler's generator
             await self._inbox.put(_END)
             await worker  # the messages already read are handled first
         finally:
@@ -215,7 +219,11 @@ class WsConnection:
 
     async def _reply(self, result: Invocation) -> None:
         if result.stream is not None:
-            await self._relay(result.stream, result.request_id)
+            self._streaming = result.stream
+            try:
+                await self._relay(result.stream, result.request_id)
+            finally:
+                self._streaming = None
             return
         if result.function_error is not None:
             self._counters["ws_message_errors"] += 1
@@ -266,14 +274,17 @@ class WsConnection:
             await self.send(orjson.dumps(body).decode())
 
     async def _disconnect(self, code: int, reason: str) -> None:
-        """``$disconnect``, best effort: its result goes nowhere, its failure only to the log."""
+        """``$disconnect``, best effort (the namespace's concurrency limit still applies): its
+        result goes nowhere, its failure only to the log."""
         self._counters["ws_disconnects"] += 1
         request_id = str(uuid.uuid4())
         event = ws_events.disconnect_event(self._origin, request_id, code, reason)
         target = self._target
+        # not metered: a rate spent by the messages must not cost the function its cleanup
+        admission = dataclasses.replace(target.admission, rate_per_s=0.0)
         try:
             async with self._invoker.invocation(
-                target.fv, event, request_id, target.admission, trigger="websocket"
+                target.fv, event, request_id, admission, trigger="websocket"
             ) as result:
                 if result.stream is not None:
                     async for _ in result.stream:

@@ -181,3 +181,17 @@ async def test_messages_reach_the_function_in_order_one_at_a_time(hotpool_stack,
     assert [json.loads(line["event"]["body"])["n"] for line in starts] == list(range(10))
     for previous, start in zip(ends, starts[1:], strict=False):
         assert start["at"] >= previous["at"]  # each began after the one before it ended
+
+
+async def test_a_connect_and_message_round_trip(hotpool_stack):
+    stack = await hotpool_stack()
+    await deploy(stack, "echo", ECHO)
+    async with stack.client.ws_connect("/ws/echo") as ws:
+        for n in range(2):  # cold, then warm
+            await ws.send_str(json.dumps({"action": "echo", "n": n}))
+            event = json.loads((await ws.receive(timeout=60)).data)
+            assert event["requestContext"]["routeKey"] == "echo"
+            assert json.loads(event["body"]) == {"action": "echo", "n": n}
+    found = await records(stack, "echo", 4)  # $connect, 2 messages, $disconnect
+    assert [r["trigger"] for r in found] == ["websocket"] * 4
+    assert {r["status"] for r in found} == {"success"}
