@@ -26,6 +26,8 @@ from hotpool.main_server.cli_async import (
 )
 from hotpool.main_server.cli_client import CliError, _check, _print, _request
 from hotpool.main_server.cli_layers import add_layer_commands, package_of
+from hotpool.main_server.cli_ws import add_ws_command, add_ws_settings, ws_settings
+from hotpool.main_server.cli_ws import invoke as invoke_streamed
 from hotpool.shared.errors import HotpoolError
 from hotpool.shared.models import HTTP_MODES, HTTP_PAYLOADS, LOG_FORMATS
 from hotpool.shared.settings import Settings, SettingsError
@@ -58,6 +60,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if getattr(args, setting) is not None:
             params[setting] = getattr(args, setting)
     params.update(async_settings(args))
+    params.update(ws_settings(args))
     name = args.name or path.stem
     query = f"?namespace={urllib.parse.quote(args.namespace)}" if args.namespace else ""
     # multipart, so settings (env secrets included) stay out of URLs and access logs
@@ -98,22 +101,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         return invoke_async(args, event)
     if args.idempotency_key is not None:
         raise CliError("--idempotency-key is for asynchronous calls: add --async")
-    status, headers, body = _request(
-        "POST", f"/v1/functions/{urllib.parse.quote(args.name)}/invoke", event,
-        content_type="application/json",
-    )  # fmt: skip
-    if args.verbose:
-        for key in ("X-Hotpool-Request-Id", "X-Hotpool-Cold-Start", "X-Hotpool-Duration-Ms"):
-            if key in headers:
-                print(f"{key}: {headers[key]}", file=sys.stderr)
-    if status == 500 and "X-Hotpool-Function-Error" in headers:
-        error = json.loads(body)["error"]
-        print(f"function error {error['type']}: {error['message']}", file=sys.stderr)
-        print(error.get("traceback", ""), file=sys.stderr)
-        return 1
-    data = _check(status, body)
-    _print(data)
-    return 0
+    return invoke_streamed(args.name, event, args.verbose)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -337,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-payload", choices=HTTP_PAYLOADS, help="web event format (2.0)")
     p.add_argument("--cors", metavar="JSON", help='e.g. {"allow_origins": ["*"]}')
     add_async_settings(p)
+    add_ws_settings(p)
     p.set_defaults(func=cmd_deploy)
     add_layer_commands(sub)
 
@@ -351,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idempotency-key", metavar="K", help="with --async: queue K only once")
     p.set_defaults(func=cmd_invoke)
     add_async_commands(sub)
+    add_ws_command(sub)
 
     p = sub.add_parser("ls", help="list functions")
     p.set_defaults(func=cmd_ls)

@@ -6,9 +6,11 @@ as ``python -m hotpool.main_server.cli`` (which loads that module a second time 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from hotpool.shared.settings import client_api_key, client_key_file, client_url
@@ -26,6 +28,37 @@ def _request(
     content_type: str = "",
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
+    req = _prepare(method, path, body, content_type=content_type, headers=headers)
+    with opened(req) as (status, response_headers, resp):
+        return status, response_headers, resp.read()
+
+
+@contextlib.contextmanager
+def opened(req: urllib.request.Request) -> Iterator[tuple[int, dict[str, str], Any]]:
+    """The answer to ``req`` as (status, headers, a file to read the body from), also for an
+    error status; no server is a CliError."""
+    try:
+        with urllib.request.urlopen(req, timeout=960) as resp:
+            yield resp.status, dict(resp.headers), resp
+    except urllib.error.HTTPError as exc:
+        yield exc.code, dict(exc.headers), exc
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(
+            f"no hotpool server answers at {client_url()} ({reason}); start one with "
+            "'hotpool dev' or set HOTPOOL_URL"
+        ) from None
+
+
+def _prepare(
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    content_type: str = "",
+    headers: dict[str, str] | None = None,
+) -> urllib.request.Request:
+    """A request to Main with the CLI's key."""
     base = client_url()
     if not base.startswith(("http://", "https://")):
         raise CliError(f"HOTPOOL_URL={base!r} must start with http:// or https://")
@@ -41,17 +74,7 @@ def _request(
             "no API key: set HOTPOOL_API_KEY, or run the CLI where 'hotpool dev' keeps its "
             f"state (it looked for {client_key_file()})"
         )
-    try:
-        with urllib.request.urlopen(req, timeout=960) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CliError(
-            f"no hotpool server answers at {client_url()} ({reason}); start one with "
-            "'hotpool dev' or set HOTPOOL_URL"
-        ) from None
+    return req
 
 
 def _check(status: int, body: bytes) -> Any:
