@@ -54,6 +54,9 @@ GENS_SOURCE = textwrap.dedent(
         yield "tw\\u00f6"
         yield {"n": 3}
 
+    def one(event):
+        yield "1"
+
     def empty(event):
         yield from ()
 
@@ -322,7 +325,7 @@ def abort_after_first_item(bootstrap: Bootstrap, mode: str, marker: Path) -> tup
     with socket.create_connection(("127.0.0.1", bootstrap.port), timeout=10) as sock:
         sock.sendall(stream_request(mode, path=str(marker)))
         reader = FrameReader(sock)
-        reader.head()
+        assert reader.head()[0] == 200
         first = reader.frame()
         assert first == ("D", b"first")
         wait_for_mark(marker, "waiting")
@@ -396,6 +399,24 @@ def test_a_reader_that_stops_reading_stops_the_generator_and_the_container_stays
         time.sleep(0.01)
 
 
+def test_the_next_call_finds_the_container_free_once_the_summary_arrived(gens):
+    # as Main does: it releases the container when the E frame is in, and the next call may
+    # come on another kept-alive connection at once
+    with (
+        socket.create_connection((LOCAL, gens.port), timeout=10) as streamed,
+        socket.create_connection((LOCAL, gens.port), timeout=10) as other,
+    ):
+        reader, other_reader = FrameReader(streamed), FrameReader(other)
+        for _ in range(100):
+            streamed.sendall(stream_request("one"))
+            reader.head()
+            assert summary(reader.frames())["status"] == "success"
+            other.sendall(stream_request("plain"))
+            status, headers = other_reader.head()
+            body = json.loads(other_reader._take(int(headers["content-length"])))
+            assert (status, body.get("result")) == (200, {"ok": True}), body
+
+
 @pytest.mark.parametrize("mode", ["forever", "async_forever"])
 def test_a_stream_past_its_deadline_ends_in_a_timeout_summary(gens, mode):
     frames = run_stream(LOCAL, gens.port, mode, headers={"X-Hotpool-Deadline-Ms": "1000"})
@@ -412,7 +433,7 @@ def abort_at_once(host: str, port: int, secret: str) -> list[tuple[str, bytes]]:
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(stream_request("slow_async", secret))
         reader = FrameReader(sock)
-        reader.head()
+        assert reader.head()[0] == 200
         assert reader.frame() == ("D", b"first")
         sock.shutdown(socket.SHUT_WR)
         return reader.frames()

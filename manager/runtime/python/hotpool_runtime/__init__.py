@@ -24,7 +24,8 @@ POST /invoke   headers X-Hotpool-Request-Id (default uuid4), X-Hotpool-Deadline-
                   chunked, Content-Type application/x-hotpool-stream, one frame a chunk:
                   H head (web form), d/D item parts, E summary (``stream``).
                -> 400 body not JSON / bad deadline; 409 Busy (one invocation at a time, a
-                  stream until its E frame; refused, never queued); 503 NotInitialized.
+                  stream until its generator is done; refused, never queued); 503
+                  NotInitialized.
 Other errors are {"error": {"type", "message"}}: 404 NotFound, 405 MethodNotAllowed, and the
 HTTP-level ones of ``http11`` (BadRequest, RequestHeaderFieldsTooLarge, LengthRequired,
 PayloadTooLarge).
