@@ -4,6 +4,7 @@ chunked frames H / d / D / E, with back-pressure, abort, and the call's deadline
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import textwrap
@@ -12,9 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from hotpool.manager.backend import ContainerBackend, ContainerSpec
+from tests.manager.test_backend_contract import backend  # noqa: F401 (a fixture)
 from tests.manager.test_bootstrap import (  # noqa: F401 (start_bootstrap: a fixture)
+    SECRET,
+    SECRET_HEADER,
     Bootstrap,
     call,
     closed_by_server,
@@ -22,13 +28,13 @@ from tests.manager.test_bootstrap import (  # noqa: F401 (start_bootstrap: a fix
     init_body,
     invoke,
     make_zip,
-    raw_request,
     start_bootstrap,
 )
 
 pytestmark = pytest.mark.integration
 
 FRAME_BYTES = 64 * 1024
+LOCAL = "127.0.0.1"
 # one handler, its behaviour chosen by the event's "mode"; markers go to the event's "path"
 GENS_SOURCE = textwrap.dedent(
     """
@@ -47,6 +53,12 @@ GENS_SOURCE = textwrap.dedent(
         yield ""  # empty: skipped
         yield "tw\\u00f6"
         yield {"n": 3}
+
+    def one(event):
+        yield "1"
+
+    def empty(event):
+        yield from ()
 
     def big(event):
         yield bytes(range(256)) * 800  # 200 KiB
@@ -72,6 +84,8 @@ GENS_SOURCE = textwrap.dedent(
             yield f"item {n}"
 
     def mark(event, text):
+        if "path" not in event:
+            return
         with open(event["path"], "a") as f:
             f.write(text + " ")
 
@@ -99,6 +113,7 @@ GENS_SOURCE = textwrap.dedent(
             mark(event, "CancelledError")
             raise
         finally:
+            print("closed")
             mark(event, "finally")
 
     def counted(event):
@@ -173,9 +188,13 @@ class FrameReader:
         return frames
 
 
-def stream_request(mode: str, **event: Any) -> bytes:
-    headers = event.pop("headers", {})
-    return raw_request("POST", "/invoke", json.dumps({"mode": mode, **event}).encode(), **headers)
+def stream_request(mode: str, secret: str = SECRET, **event: Any) -> bytes:
+    headers = {"Content-Type": "application/json", SECRET_HEADER: secret}
+    headers |= event.pop("headers", {})
+    body = json.dumps({"mode": mode, **event}).encode()
+    lines = ["POST /invoke HTTP/1.1", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def summary(frames: list[tuple[str, bytes]]) -> dict[str, Any]:
@@ -209,9 +228,11 @@ def gens(start_bootstrap: Callable[[], Bootstrap]) -> Bootstrap:  # noqa: F811
     return bootstrap
 
 
-def run_stream(bootstrap: Bootstrap, mode: str, **event: Any) -> list[tuple[str, bytes]]:
-    with socket.create_connection(("127.0.0.1", bootstrap.port), timeout=10) as sock:
-        sock.sendall(stream_request(mode, **event))
+def run_stream(
+    host: str, port: int, mode: str, secret: str = SECRET, **event: Any
+) -> list[tuple[str, bytes]]:
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(stream_request(mode, secret, **event))
         reader = FrameReader(sock)
         status, headers = reader.head()
         assert (status, headers["transfer-encoding"]) == (200, "chunked")
@@ -220,7 +241,7 @@ def run_stream(bootstrap: Bootstrap, mode: str, **event: Any) -> list[tuple[str,
 
 
 def test_a_generators_items_arrive_as_one_frame_each_then_the_summary(gens):
-    frames = run_stream(gens, "three")
+    frames = run_stream(LOCAL, gens.port, "three")
 
     assert [kind for kind, _ in frames] == ["D", "D", "D", "E"]
     assert items(frames) == [b"one", "twö".encode(), b'{"n": 3}\n']
@@ -233,8 +254,16 @@ def test_a_generators_items_arrive_as_one_frame_each_then_the_summary(gens):
     assert end["peak_memory_mb"] > 0
 
 
+def test_an_empty_generator_sends_only_the_summary(gens):
+    frames = run_stream(LOCAL, gens.port, "empty")
+
+    assert [kind for kind, _ in frames] == ["E"]
+    end = summary(frames)
+    assert (end["status"], end["bytes"], end["first_byte_ms"]) == ("success", 0, None)
+
+
 def test_an_item_over_64_kib_is_split_into_parts(gens):
-    frames = run_stream(gens, "big")
+    frames = run_stream(LOCAL, gens.port, "big")
 
     assert [kind for kind, _ in frames] == ["d", "d", "d", "D", "E"]
     assert [len(payload) for _, payload in frames[:4]] == [FRAME_BYTES] * 3 + [8192]
@@ -243,7 +272,7 @@ def test_an_item_over_64_kib_is_split_into_parts(gens):
 
 
 def test_the_web_form_sends_its_head_first(gens):
-    frames = run_stream(gens, "web")
+    frames = run_stream(LOCAL, gens.port, "web")
 
     assert [kind for kind, _ in frames] == ["H", "D", "D", "E"]
     assert json.loads(frames[0][1]) == {"statusCode": 201, "headers": {"Content-Type": "text/html"}}
@@ -251,7 +280,7 @@ def test_the_web_form_sends_its_head_first(gens):
 
 
 def test_an_async_generator_streams(gens):
-    frames = run_stream(gens, "async_three")
+    frames = run_stream(LOCAL, gens.port, "async_three")
 
     assert items(frames) == [b"item 0", b"item 1", b"item 2"]
     assert summary(frames)["status"] == "success"
@@ -276,7 +305,7 @@ def test_an_error_after_two_items_ends_in_an_error_summary_and_the_connection_se
 
 
 def test_an_item_that_cannot_be_encoded_is_a_marshal_error(gens):
-    frames = run_stream(gens, "unencodable")
+    frames = run_stream(LOCAL, gens.port, "unencodable")
 
     assert items(frames) == [b"fine"]
     assert summary(frames)["error"]["type"] == "Runtime.MarshalError"
@@ -296,7 +325,7 @@ def abort_after_first_item(bootstrap: Bootstrap, mode: str, marker: Path) -> tup
     with socket.create_connection(("127.0.0.1", bootstrap.port), timeout=10) as sock:
         sock.sendall(stream_request(mode, path=str(marker)))
         reader = FrameReader(sock)
-        reader.head()
+        assert reader.head()[0] == 200
         first = reader.frame()
         assert first == ("D", b"first")
         wait_for_mark(marker, "waiting")
@@ -370,12 +399,60 @@ def test_a_reader_that_stops_reading_stops_the_generator_and_the_container_stays
         time.sleep(0.01)
 
 
+def test_the_next_call_finds_the_container_free_once_the_summary_arrived(gens):
+    # as Main does: it releases the container when the E frame is in, and the next call may
+    # come on another kept-alive connection at once
+    with (
+        socket.create_connection((LOCAL, gens.port), timeout=10) as streamed,
+        socket.create_connection((LOCAL, gens.port), timeout=10) as other,
+    ):
+        reader, other_reader = FrameReader(streamed), FrameReader(other)
+        for _ in range(100):
+            streamed.sendall(stream_request("one"))
+            reader.head()
+            assert summary(reader.frames())["status"] == "success"
+            other.sendall(stream_request("plain"))
+            status, headers = other_reader.head()
+            body = json.loads(other_reader._take(int(headers["content-length"])))
+            assert (status, body.get("result")) == (200, {"ok": True}), body
+
+
 @pytest.mark.parametrize("mode", ["forever", "async_forever"])
 def test_a_stream_past_its_deadline_ends_in_a_timeout_summary(gens, mode):
-    frames = run_stream(gens, mode, headers={"X-Hotpool-Deadline-Ms": "1000"})
+    frames = run_stream(LOCAL, gens.port, mode, headers={"X-Hotpool-Deadline-Ms": "1000"})
 
     assert items(frames)[0] == b"tick"
     end = summary(frames)
     assert (end["status"], end["error"]["type"]) == ("error", "Sandbox.Timedout")
     assert "Task timed out after 1.00 seconds" in end["error"]["message"]
     assert end["aborted"] is False
+
+
+def abort_at_once(host: str, port: int, secret: str) -> list[tuple[str, bytes]]:
+    """An async generator's stream half-closed after its first frame: the frames up to E."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(stream_request("slow_async", secret))
+        reader = FrameReader(sock)
+        assert reader.head()[0] == 200
+        assert reader.frame() == ("D", b"first")
+        sock.shutdown(socket.SHUT_WR)
+        return reader.frames()
+
+
+async def test_a_container_of_either_backend_streams_and_hears_an_abort(
+    backend: ContainerBackend,  # noqa: F811
+):
+    container = await backend.start(ContainerSpec("python", 128))
+    body = init_body("gens.dispatch", code_zip_b64=make_zip({"gens.py": GENS_SOURCE}))
+    async with aiohttp.ClientSession(headers={SECRET_HEADER: container.secret}) as http:
+        async with http.post(f"http://{container.address}/init", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+    host, port = container.address.rsplit(":", 1)
+
+    three = await asyncio.to_thread(run_stream, host, int(port), "three", container.secret)
+    frames = await asyncio.to_thread(abort_at_once, host, int(port), container.secret)
+
+    assert items(three) == [b"one", "twö".encode(), b'{"n": 3}\n']
+    # closed well before its 10 s sleep ended: the half-close went through the port mapping
+    end = summary(frames)
+    assert (end["aborted"], end["stdout"]) == (True, "closed\n")

@@ -19,8 +19,13 @@ POST /invoke   headers X-Hotpool-Request-Id (default uuid4), X-Hotpool-Deadline-
                   "duration_ms",
                   "peak_memory_mb", "stdout", "stderr"; unserialisable result -> error
                   Runtime.MarshalError, as Lambda names it.
-               -> 400 body not JSON / bad deadline; 409 Busy (one invocation at a time,
-                  refused, never queued); 503 NotInitialized.
+               -> a handler returning a generator or an async generator (or a dict whose
+                  "body" is one: the web form) streams instead: 200, Transfer-Encoding:
+                  chunked, Content-Type application/x-hotpool-stream, one frame a chunk:
+                  H head (web form), d/D item parts, E summary (``stream``).
+               -> 400 body not JSON / bad deadline; 409 Busy (one invocation at a time, a
+                  stream until its generator is done; refused, never queued); 503
+                  NotInitialized.
 Other errors are {"error": {"type", "message"}}: 404 NotFound, 405 MethodNotAllowed, and the
 HTTP-level ones of ``http11`` (BadRequest, RequestHeaderFieldsTooLarge, LengthRequired,
 PayloadTooLarge).
@@ -31,7 +36,8 @@ arranges for Lambda's root log handler (``logs``, ``log_handler``).
 
 Modules: ``http11`` the raw-socket HTTP/1.1 server; ``runtime`` the three routes; ``config``
 the /init fields; ``loader`` the zip and the handler import; ``invoke`` one call with its
-``context`` and ``capture``d output; ``reaping`` kills what a call leaves running (before and
+``context`` and ``capture``d output; ``stream`` the chunked answer of a generator;
+``reaping`` kills what a call leaves running (before and
 after each /invoke); ``errors`` how failures are reported; ``environment`` Lambda's
 variables; ``logs`` and ``log_handler`` Lambda's log lines. The entry point is
 the ``__main__.py`` beside this package.

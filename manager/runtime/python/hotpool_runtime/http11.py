@@ -92,8 +92,9 @@ class Request:
 
 class StreamingBody:
     """A route's answer that writes itself to the socket (status line included), for answers
-    sent while they are produced; callables in ``on_end`` run once it is written, whatever
-    happened."""
+    sent while they are produced. The callables in ``on_end`` run once its work is done: just
+    before its last bytes go out (``end``), as a route's work is done before its answer is
+    sent, so a client that has read the answer finds the route free; or if ``write`` fails."""
 
     def __init__(self) -> None:
         self.on_end: list[Callable[[], None]] = []
@@ -103,8 +104,13 @@ class StreamingBody:
         try:
             return self.write(sock, keep_alive)
         finally:
-            for call in self.on_end:
-                call()
+            self.end()
+
+    def end(self) -> None:
+        """Run the ``on_end`` callables, once."""
+        callables, self.on_end = self.on_end, []
+        for call in callables:
+            call()
 
     def write(self, sock: socket.socket, keep_alive: bool) -> bool:
         """Send the answer (subclasses); never raises OSError: a broken socket means False."""

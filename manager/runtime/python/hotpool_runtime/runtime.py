@@ -112,7 +112,7 @@ class Runtime:
             self._invoke_lock.release()
             raise
         if isinstance(answer, StreamingBody):
-            # a streamed call runs on until its last frame is sent: still one call at a time
+            # a streamed call runs on until its generator is done: still one call at a time
             answer.on_end.append(self._invoke_lock.release)
         else:
             self._invoke_lock.release()

@@ -151,8 +151,11 @@ class StreamedResult(StreamingBody):
             "first_byte_ms": self.first_byte_ms,
             "aborted": self.aborted,
         }
+        last = chunk(b"E", json.dumps(summary).encode()) + LAST_CHUNK
+        # the call is over: Main may hand the container to another call the moment E is in
+        self.end()
         try:
-            sock.sendall(chunk(b"E", json.dumps(summary).encode()) + LAST_CHUNK)
+            sock.sendall(last)
         except OSError:
             return False
         return keep_alive and not self.aborted
