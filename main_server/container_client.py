@@ -125,7 +125,7 @@ class _Connection(asyncio.Protocol):
 
     def _begin_stream(self, status: int, close: bool) -> None:
         assert self._answer is not None
-        self._decoder = ChunkDecoder()
+        self._decoder = ChunkDecoder(self.max_answer_bytes)
         self._frames.clear()
         self._held = 0
         self._error = None
@@ -160,6 +160,11 @@ class _Connection(asyncio.Protocol):
                 return None
             if self._error is not None:
                 raise self._error
+            if self._paused and not self.closed:
+                # nothing whole is held, only part of a frame (a long summary): read on
+                self._paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

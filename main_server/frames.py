@@ -6,9 +6,11 @@ every chunk is one frame, a kind byte and its payload.
 - ``E`` + JSON object: the summary, always the last frame; then the terminating chunk.
 
 ``ChunkDecoder`` is pure: fed the bytes as they arrive, split anywhere, it returns the whole
-frames and keeps the rest. A peer that breaks the rules (a chunk over ``max_frame_bytes``, an
-unknown kind, trailers or bytes after the terminator, bad framing) is refused with
-``CallFailed``: the container is hostile or broken, and its connection is dropped.
+frames and keeps the rest. A peer that breaks the rules (an ``H``/``d``/``D`` chunk over
+``max_frame_bytes``, an ``E`` over the decoder's ``max_summary_bytes``, an unknown kind,
+trailers or bytes after the terminator, bad framing) is refused with ``CallFailed``: the
+container is hostile or broken, and its connection is dropped. The summary may be longer than
+an item's frame: it carries the call's stdout and stderr, each up to the log limit.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ max_size_line_bytes = 256
 class ChunkDecoder:
     """Turns a chunked body into frames; ``done`` once the terminating chunk was read."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_summary_bytes: int = max_frame_bytes) -> None:
+        self._max_chunk_bytes = max(max_frame_bytes, max_summary_bytes)
         self._buffer = bytearray()
         self._size = -1  # the size of the chunk being read, -1 while reading its size line
         self.done = False
@@ -55,7 +58,7 @@ class ChunkDecoder:
                     if len(buffer) - pos > max_size_line_bytes:
                         raise CallFailed("the container's chunk size line is too long")
                     break
-                self._size = _chunk_size(bytes(buffer[pos:end]))
+                self._size = _chunk_size(bytes(buffer[pos:end]), self._max_chunk_bytes)
                 pos = end + 2
             if self._size == 0:  # the terminator: no trailers, just the final CRLF
                 if len(buffer) - pos < 2:
@@ -65,6 +68,11 @@ class ChunkDecoder:
                 pos += 2
                 self.done = True
                 break
+            if self._size > max_frame_bytes and len(buffer) > pos and buffer[pos] != END:
+                # only the summary may be longer: refused before the rest of it is read
+                raise CallFailed(
+                    f"the container sent a frame of {self._size} bytes; at most {max_frame_bytes}"
+                )
             if len(buffer) - pos < self._size + 2:
                 break
             stop = pos + self._size
@@ -80,11 +88,11 @@ class ChunkDecoder:
         return frames
 
 
-def _chunk_size(line: bytes) -> int:
+def _chunk_size(line: bytes, limit: int) -> int:
     text = line.partition(b";")[0].strip()
     if not text or len(text) > 8 or not all(c in b"0123456789abcdefABCDEF" for c in text):
         raise CallFailed(f"the container sent a bad chunk size {line[:40]!r}")
     size = int(text, 16)
-    if size > max_frame_bytes:
-        raise CallFailed(f"the container sent a frame of {size} bytes; at most {max_frame_bytes}")
+    if size > limit:
+        raise CallFailed(f"the container sent a frame of {size} bytes; at most {limit}")
     return size

@@ -84,6 +84,10 @@ def flood(event):
 def empty(event):
     return
     yield
+
+def chatty(event):
+    print(chr(34) * 60000)  # JSON-escaped, the summary that carries it is over 64 KiB
+    yield "said\\n"
 """
     }
 )
@@ -130,6 +134,16 @@ async def test_items_reach_the_client_as_the_handler_yields_them(hotpool_stack):
     assert 0 < record["first_byte_ms"] < record["duration_ms"]
     assert record["duration_ms"] >= 900  # the whole stream, not its head
     await stack.idle_entries("gens", 1)
+
+
+async def test_a_summary_longer_than_an_item_frame_ends_the_stream_well(hotpool_stack):
+    stack = await hotpool_stack()
+    await deployed(stack)
+    resp = await stack.invoke("gens", {"mode": "chatty"})
+    assert resp.status == 200 and await resp.read() == b"said\n"
+    [record] = await records(stack, "gens", 1)
+    assert record["status"] == "success" and record["stdout"].startswith('"' * 60000)
+    await stack.idle_entries("gens", 1)  # the container went back healthy
 
 
 async def test_server_sent_events_one_event_per_item(hotpool_stack):

@@ -118,6 +118,22 @@ def test_the_largest_frame_passes():
     assert ChunkDecoder().feed(body(frame)) == [frame]
 
 
+def test_a_summary_may_be_longer_than_an_item_frame_but_not_longer_than_its_bound():
+    # the summary carries stdout and stderr, each up to the log limit, JSON-escaped
+    summary = b"E" + b" " * (3 * max_frame_bytes)
+    assert ChunkDecoder(4 * max_frame_bytes).feed(body(summary)) == [summary]
+    with pytest.raises(CallFailed, match="at most"):
+        ChunkDecoder(2 * max_frame_bytes).feed(body(summary))
+
+
+def test_only_the_summary_may_be_longer_than_an_item_frame():
+    part = b"d" + b"x" * max_frame_bytes
+    decoder = ChunkDecoder(4 * max_frame_bytes)
+    # refused at its kind byte, before the rest of it arrives
+    with pytest.raises(CallFailed, match="at most"):
+        decoder.feed(f"{len(part):x}\r\n".encode() + part[:1])
+
+
 # --- ContainerClient ----------------------------------------------------------------------------
 
 
