@@ -416,7 +416,7 @@ EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
 
 def test_all_examples_present():
     names = [p.name for p in EXAMPLE_DIRS]
-    assert names == ["async_hello", "hello", "printer", "raises", "slow"]
+    assert names == ["async_hello", "hello", "printer", "raises", "slow", "ws_problem"]
 
 
 @pytest.mark.parametrize("example", EXAMPLE_DIRS, ids=lambda p: p.name)
