@@ -17,7 +17,7 @@ import time
 import urllib.request
 
 STEPS = ("choosing the numbers", "building the expression", "computing the answer", "checking it")
-OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+OPERATORS = ("+", "-", "*")
 
 
 def handler(event, context):
@@ -42,13 +42,11 @@ def generate(request):
     difficulty = max(1, min(int(request.get("difficulty", 2)), 5))
     delay_s = float(request.get("step_delay_s", 0.2))
     numbers = [rng.randint(2, 10**difficulty) for _ in range(difficulty + 1)]
-    operators = [rng.choice(list(OPERATORS)) for _ in numbers[1:]]
+    operators = [rng.choice(OPERATORS) for _ in numbers[1:]]
     for n, step in enumerate(STEPS, 1):
         time.sleep(delay_s)  # the real work of a step
         yield {"type": "progress", "step": n, "of": len(STEPS), "doing": step, "at": time.time()}
-    answer = numbers[0]
-    for operator, number in zip(operators, numbers[1:], strict=True):
-        answer = OPERATORS[operator](answer, number)
+    answer = evaluate(numbers, operators)
     text = " ".join(f"{o} {n}" for o, n in zip(["", *operators], numbers, strict=True)).strip()
     yield {
         "type": "result",
@@ -57,6 +55,17 @@ def generate(request):
         "answer": answer,
         "at": time.time(),
     }
+
+
+def evaluate(numbers, operators):
+    """The value of the expression as it reads: products first, then sums left to right."""
+    terms = [numbers[0]]
+    for operator, number in zip(operators, numbers[1:], strict=True):
+        if operator == "*":
+            terms[-1] *= number
+        else:
+            terms.append(number if operator == "+" else -number)
+    return sum(terms)
 
 
 def post_to_connection(connection_id, message):

@@ -20,6 +20,7 @@ import pytest
 
 from hotpool.benchmarks import connections, report
 from hotpool.benchmarks.loadgen import Target, pick_tool, run_load
+from hotpool.benchmarks.suite import QUICK
 from tests.services import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,10 @@ SUMMARY_KEYS = {
     "async_accepts_per_s", "async_accepts_sync_calls_per_s", "async_start_p50_ms",
     "async_start_p99_ms", "async_drain_events_per_s", "async_drain_sync_calls_per_s",
     "async_drain_ratio", "async_events_not_succeeded",
+    "stream_first_byte_p50_ms", "stream_first_byte_direct_p50_ms", "ws_round_trip_p50_ms",
+    "ws_round_trip_p99_ms", "ws_messages_per_s", "ws_idle_kib_per_connection",
 }  # fmt: skip
+IDLE_TARGET = "Main's memory per idle WebSocket connection (KiB)"
 
 
 def _burst(requests: int, per_s: float, status: int, errors: int = 0) -> dict:
@@ -54,6 +58,28 @@ def _async_figures() -> dict:
                               "ended": {"succeeded": 500}, "holders_ended": {"succeeded": 16},
                               "drain_s": 1.0, "per_s": 600.0, "started_before_last_accept": 0},
                     "ratio": 0.75},
+    }  # fmt: skip
+
+
+def _latencies(p50_ms: float, p99_ms: float, n: int = 400) -> dict:
+    return {"n": n, "p50_ms": p50_ms, "p99_ms": p99_ms}
+
+
+def _streaming_figures(kib_per_connection: float) -> dict:
+    """Shaped as benchmarks.streaming.measure returns them."""
+    return {
+        "time_to_first_byte": {"through_main": _latencies(1.2, 3.0, 100),
+                               "direct": _latencies(0.8, 2.0, 100),
+                               "overhead_p50_ms": 0.4, "ratio_p50": 1.5},
+        "websocket": {
+            "round_trip": {"websocket": _latencies(0.9, 2.5), "sync_invoke": _latencies(1.1, 3.0),
+                           "ratio_p50": 0.818},
+            "messages_per_s": {"websocket": 1500.0, "sync_invoke": 1000.0, "ratio": 1.5,
+                               "clients": 8},
+        },
+        "idle_connections": {"connections": 1000, "main_rss_before_mib": 100.0,
+                             "main_rss_after_mib": 100.0 + kib_per_connection * 1000 / 1024,
+                             "kib_per_connection": kib_per_connection},
     }  # fmt: skip
 
 
@@ -85,6 +111,7 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
                 "overhead_p50_ms": 0.03, "overhead_p99_ms": 0.1, "overhead_main_cpu_us": 21.0,
                 "conversion_us": {"event_2_0": 5.0, "response_2_0": 3.0}},
         "async": _async_figures(),
+        "streaming": _streaming_figures(31.5),
         "connections": conn,
         "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
         "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
@@ -123,12 +150,45 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert summary["async_accepts_ratio"] == 2.0 and summary["async_drain_ratio"] == 0.75
     assert summary["async_events_accepted"] == 1546
     assert summary["async_events_not_succeeded"] == 0
+    assert (summary["stream_first_byte_p50_ms"], summary["stream_first_byte_direct_p50_ms"]) == (
+        1.2, 0.8,
+    )  # fmt: skip
+    assert summary["stream_first_byte_ratio"] == 1.5
+    assert (summary["ws_round_trip_p50_ms"], summary["ws_round_trip_p99_ms"]) == (0.9, 2.5)
+    assert summary["ws_round_trip_sync_p50_ms"] == 1.1
+    assert (summary["ws_messages_per_s"], summary["ws_messages_sync_calls_per_s"]) == (1500, 1000)
+    assert summary["ws_messages_ratio"] == 1.5
+    assert (summary["ws_idle_connections"], summary["ws_idle_kib_per_connection"]) == (1000, 31.5)
     met = {row["target"]: row["met"] for row in summary["targets"]}
     assert met["throughput through Main / direct, c=64"] is False
     assert met["cold start, fresh Docker container, p50 (ms)"] is True
     assert met["TIME_WAIT sockets after the connection run"] is True
     assert met["async event, idle: 202 to handler start, p50 (ms)"] is True
+    assert met[IDLE_TARGET] is True
     assert all(row["met"] is not None for row in summary["targets"])
+
+
+@pytest.mark.unit
+def test_the_idle_connection_target_is_judged_on_the_embedded_default(figures):
+    figures["backends"]["process"]["streaming"] = _streaming_figures(64.0)
+    figures["backends"]["docker"]["streaming"] = _streaming_figures(20.0)
+    figures["summary"] = report.summarise(figures)
+
+    (row,) = [row for row in figures["summary"]["targets"] if row["target"] == IDLE_TARGET]
+    assert (row["measured"], row["limit"], row["kind"], row["met"]) == (64.0, 50, "max", False)
+    assert f"| {IDLE_TARGET} | ≤ 50 | 64 | **no** |" in report.markdown(figures)
+
+
+@pytest.mark.unit
+def test_a_run_without_the_streaming_section_gives_nulls(figures):
+    for backend in figures["backends"].values():
+        del backend["streaming"]
+
+    summary = report.summarise(figures)
+
+    assert all(summary[key] is None for key in report.STREAMING_KEYS)
+    (row,) = [row for row in summary["targets"] if row["target"] == IDLE_TARGET]
+    assert row["met"] is None
 
 
 @pytest.mark.unit
@@ -309,5 +369,16 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
                 "async_drain_events_per_s", "async_drain_sync_calls_per_s"):  # fmt: skip
         assert summary[key] > 0, key
     assert summary["async_start_p99_ms"] >= summary["async_start_p50_ms"]
+    # the streaming section ran too: measurements, no thresholds on time or memory
+    measured = (
+        "stream_first_byte_p50_ms", "stream_first_byte_direct_p50_ms", "ws_round_trip_p50_ms",
+        "ws_messages_per_s", "ws_messages_sync_calls_per_s",
+    )  # fmt: skip
+    for key in measured:
+        assert summary[key] > 0, key
+    assert summary["ws_round_trip_p99_ms"] >= summary["ws_round_trip_p50_ms"]
+    assert summary["ws_idle_connections"] == QUICK.ws_idle_connections
+    assert isinstance(summary["ws_idle_kib_per_connection"], float)
+    assert IDLE_TARGET in done.stdout
     (run,) = (tmp_path / "results").iterdir()
     assert {p.name for p in run.glob("*.png")} >= {"warm_latency.png", "throughput.png"}
