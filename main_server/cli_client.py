@@ -38,16 +38,18 @@ def opened(req: urllib.request.Request) -> Iterator[tuple[int, dict[str, str], A
     """The answer to ``req`` as (status, headers, a file to read the body from), also for an
     error status; no server is a CliError."""
     try:
-        with urllib.request.urlopen(req, timeout=960) as resp:
-            yield resp.status, dict(resp.headers), resp
+        resp = urllib.request.urlopen(req, timeout=960)
     except urllib.error.HTTPError as exc:
-        yield exc.code, dict(exc.headers), exc
+        resp = exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CliError(
             f"no hotpool server answers at {client_url()} ({reason}); start one with "
             "'hotpool dev' or set HOTPOOL_URL"
         ) from None
+    # a failure while the body is read is not "no server": it is raised as it is
+    with resp:
+        yield resp.code, dict(resp.headers), resp
 
 
 def _prepare(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import sys
 import urllib.parse
@@ -19,6 +20,15 @@ from hotpool.shared.models import WEBSOCKET_MODES
 from hotpool.shared.settings import client_api_key, client_url
 
 read_bytes = 64 * 1024
+# what a refused upgrade means (Main says no more before the upgrade: the same 404 whatever
+# the reason, so that nothing tells another tenant's function from an unknown one)
+REFUSALS = {
+    401: "no valid key: set HOTPOOL_API_KEY",
+    403: "the key lacks the invoke scope, or $connect refused",
+    404: "no such function in the key's namespace, or its websocket setting is off",
+    429: "too many requests or connections; try again later",
+    502: "$connect failed: see hotpool logs NAME",
+}
 
 
 def add_ws_settings(deploy: argparse.ArgumentParser) -> None:
@@ -63,11 +73,18 @@ def _copy(resp: Any) -> int:
     """Each part of a streamed answer to stdout as soon as it is in; 1 when it ended with
     hotpool's error line."""
     last = b""
-    while chunk := resp.read1(read_bytes):
+    while chunk := _read_part(resp):
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
         last = (last + chunk)[-read_bytes:]
     return 1 if b'\n{"hotpoolStreamError":' in last else 0
+
+
+def _read_part(resp: Any) -> bytes:
+    try:
+        return resp.read1(read_bytes)
+    except (ConnectionError, TimeoutError, http.client.IncompleteRead) as exc:
+        raise CliError(f"the stream broke off: {exc!r}") from None
 
 
 def add_ws_command(sub: Any) -> None:
@@ -105,7 +122,8 @@ async def _converse(name: str, namespace: str | None, messages: list[str], wait_
         try:
             ws = await session.ws_connect(url, headers=headers)
         except aiohttp.WSServerHandshakeError as exc:
-            raise CliError(f"the WebSocket was refused: {exc.status} {exc.message}") from None
+            reason = REFUSALS.get(exc.status, exc.message)
+            raise CliError(f"the WebSocket was refused: {exc.status} ({reason})") from None
         except aiohttp.ClientConnectionError as exc:
             raise CliError(f"no hotpool server answers at {client_url()} ({exc})") from None
         async with ws:
