@@ -54,7 +54,8 @@ def invoke(name: str, event: bytes, verbose: bool) -> int:
     req = _prepare("POST", path, event, content_type="application/json")
     with opened(req) as (status, headers, resp):
         if verbose:
-            for key in ("X-Hotpool-Request-Id", "X-Hotpool-Cold-Start", "X-Hotpool-Duration-Ms"):
+            shown = ("Request-Id", "Cold-Start", "Duration-Ms", "Streamed", "Function-Error")
+            for key in (f"X-Hotpool-{part}" for part in shown):
                 if key in headers:
                     print(f"{key}: {headers[key]}", file=sys.stderr)
         if status == 200 and headers.get("X-Hotpool-Streamed") == "true":
@@ -114,8 +115,9 @@ def _stdin_lines() -> list[str]:
 
 async def _converse(name: str, namespace: str | None, messages: list[str], wait_s: float) -> int:
     base = client_url().replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    query = f"?namespace={urllib.parse.quote(namespace)}" if namespace else ""
-    url = f"{base}/ws/{urllib.parse.quote(name)}{query}"
+    # /ws/ names a function as /fn/ does: "name" in the key's namespace, or "namespace.name"
+    qualified = f"{namespace}.{name}" if namespace else name
+    url = f"{base}/ws/{urllib.parse.quote(qualified)}"
     key = client_api_key()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with aiohttp.ClientSession() as session:

@@ -232,7 +232,7 @@ class WsConnection:
         try:
             out = reply_of(result.result, result.body, self._settings.ws_max_message_bytes)
         except NoReply as exc:
-            self._counters["ws_message_errors"] += 1
+            self._counters["ws_replies_refused"] += 1  # bad base64, or over the size limit
             log.info("message %s of %s: %s", result.request_id, self.function, exc)
             await self._tell(FAILED, result.request_id)
             return

@@ -10,7 +10,9 @@ execution record's id), ``requestTime``, ``domainName`` (the Host header), ``sta
 
 A message's ``routeKey`` comes from the function's route selection expression
 ``$request.body.<dotted.path>``: the string at that path of a JSON-object body, else
-``$default`` (a binary message, a body that is not JSON, a missing or non-string value).
+``$default`` (a binary message, a body that is not JSON, a missing or non-string value, or a
+value beginning with ``$``: the reserved ``$connect`` and ``$disconnect`` are never a
+message's).
 
 What the client gets back (``reply_of``): a result with a string ``body`` sends it (a text
 message; ``isBase64Encoded`` decodes it into a binary one); any other ``body`` value goes as
@@ -155,7 +157,9 @@ def route_key(path: tuple[str, ...], data: str | bytes) -> str:
         if not isinstance(value, dict) or part not in value:
             return DEFAULT_ROUTE
         value = value[part]
-    return value if isinstance(value, str) and value else DEFAULT_ROUTE
+    # "$connect", "$disconnect" and the like name the platform's own events: a client may not
+    # choose them (a handler cleaning up on "$disconnect" must not be fooled mid-connection)
+    return value if isinstance(value, str) and value and value[0] != "$" else DEFAULT_ROUTE
 
 
 class NoReply(ValueError):

@@ -19,6 +19,7 @@ ENV_PREFIX = "HOTPOOL_"
 BACKENDS = ("process", "docker")
 EMBEDDED_REDIS = ("auto", "server", "inprocess")
 REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}\Z")
+HTTP_URL_RE = re.compile(r"^https?://[^/?#\s]+(/\S*)?\Z")
 
 
 class SettingsError(ValueError):
@@ -231,9 +232,16 @@ class Settings:
             "async_result_ttl_s", "async_idempotency_ttl_s", "async_dead_letter_ttl_s",
             # a WebSocket limit of 0 would disable it (aiohttp's max_msg_size) or close at once
             "ws_max_message_bytes", "ws_idle_timeout_s", "ws_max_lifetime_s", "ws_messages_per_s",
+            # a stream limit of 0 would end every stream at its first byte
+            "max_stream_bytes", "stream_buffer_bytes",
         ):  # fmt: skip
             if not getattr(self, positive) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
+        if self.connections_url and not HTTP_URL_RE.match(self.connections_url):
+            raise SettingsError(
+                f"{ENV_PREFIX}CONNECTIONS_URL={self.connections_url!r} must be an http:// or "
+                "https:// URL of Main's /ws that containers can reach, e.g. http://10.0.0.5:8080/ws"
+            )
         for f in fields(self):
             value = getattr(self, f.name)
             # "not >= 0" also refuses NaN, which would make a sleep or a timeout last forever

@@ -24,7 +24,10 @@ def handler(event, context):
     route = event["requestContext"]["routeKey"]
     if route in ("$connect", "$disconnect"):
         return {"statusCode": 200}
-    request = json.loads(event.get("body") or "{}")
+    try:
+        request = json.loads(event.get("body") or "{}")
+    except ValueError:
+        return {"statusCode": 400, "body": json.dumps({"error": "send a JSON object"})}
     if route != "generateProblem":
         return {"statusCode": 400, "body": json.dumps({"error": f"unknown action {route!r}"})}
     messages = generate(request)

@@ -42,6 +42,12 @@ def test_the_default_route_selection(body, expected):
     assert route_key(ACTION, body) == expected
 
 
+@pytest.mark.parametrize("chosen", ["$connect", "$disconnect", "$default", "$anything"])
+def test_a_client_cannot_choose_a_reserved_route(chosen):
+    path = selection_path("$request.body.action")
+    assert route_key(path, orjson.dumps({"action": chosen}).decode()) == "$default"
+
+
 def test_a_nested_route_selection():
     path = selection_path("$request.body.msg.type")
     assert route_key(path, '{"msg": {"type": "chat"}}') == "chat"

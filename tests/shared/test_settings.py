@@ -186,3 +186,15 @@ def test_function_region_defaults_to_us_east_1_and_is_checked():
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"HOTPOOL_FUNCTION_REGION": "Not A Region"})
     assert "HOTPOOL_FUNCTION_REGION" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://x/ws", "http://", "http://a b/ws"])
+def test_a_connections_url_that_is_not_http_stops_start_up_naming_it(url):
+    with pytest.raises(SettingsError, match="HOTPOOL_CONNECTIONS_URL"):
+        Settings.from_env({"HOTPOOL_CONNECTIONS_URL": url})
+
+
+@pytest.mark.parametrize("name", ["HOTPOOL_MAX_STREAM_BYTES", "HOTPOOL_STREAM_BUFFER_BYTES"])
+def test_a_stream_limit_of_zero_is_refused(name):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: "0"})
