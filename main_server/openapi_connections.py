@@ -39,8 +39,10 @@ def _operation(operation_id: str, summary: str, ok: dict[str, Schema], *errors: 
         "operationId": operation_id,
         "summary": summary,
         "description": "`Authorization: Bearer` an API key with `invoke` on the connection's "
-        "namespace, or the `HOTPOOL_CONNECTIONS_TOKEN` of the connection's function. Any Main "
-        "replica answers for a connection held by any other.",
+        "namespace, or the `HOTPOOL_CONNECTIONS_TOKEN` of the connection's function; or "
+        "`AWS4-HMAC-SHA256` (SigV4, service `execute-api`) signed with the function's "
+        "`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, as boto3 does. Any Main replica answers "
+        "for a connection held by any other.",
         "responses": {**ok, **{str(s): _error(s) for s in (400, 401, 404, 429, 503, *errors)}},
     }
 
@@ -56,10 +58,10 @@ def connections_paths() -> dict[str, Schema]:
     time = {"type": "string", "format": "date-time"}
     described = object_schema(
         {
-            "ConnectedAt": time,
-            "LastActiveAt": time,
-            "Identity": object_schema(
-                {"SourceIp": {"type": "string"}, "UserAgent": {"type": "string"}}
+            "connectedAt": time,
+            "lastActiveAt": time,
+            "identity": object_schema(
+                {"sourceIp": {"type": "string"}, "userAgent": {"type": "string"}}
             ),
         }
     )

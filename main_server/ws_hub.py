@@ -178,7 +178,8 @@ class ConnectionHub:
         self.counters["ws_deleted"] += 1
 
     async def describe(self, caller: Scope, connection_id: str) -> dict[str, Any]:
-        """API Gateway's GetConnection answer for a connection on any replica."""
+        """API Gateway's GetConnection answer for a connection on any replica, in its wire
+        names (the SDKs show them as ConnectedAt, LastActiveAt, Identity)."""
         conn = self._local.get(connection_id)
         if conn is not None:
             _check(caller, connection_id, conn.namespace, conn.function)
@@ -186,9 +187,9 @@ class ConnectionHub:
         else:
             fields = await self._lookup(caller, connection_id)
         return {
-            "ConnectedAt": iso8601(float(fields["connected_at"])),
-            "LastActiveAt": iso8601(float(fields["last_active_at"])),
-            "Identity": {"SourceIp": fields["source_ip"], "UserAgent": fields["user_agent"]},
+            "connectedAt": iso8601(float(fields["connected_at"])),
+            "lastActiveAt": iso8601(float(fields["last_active_at"])),
+            "identity": {"sourceIp": fields["source_ip"], "userAgent": fields["user_agent"]},
         }
 
     async def _deliver(self, caller: Scope, connection_id: str, delivery: Delivery) -> None:

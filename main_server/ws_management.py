@@ -5,7 +5,9 @@
 These routes authenticate themselves (``auth.SELF_AUTHENTICATED``): the Bearer credential is an
 API key with ``invoke`` on the connection's namespace, or the connections token a WebSocket
 function finds in ``HOTPOOL_CONNECTIONS_TOKEN`` (``shared.ws_token``), which reaches that one
-function's connections. A failed credential counts against the address like any other.
+function's connections; an AWS SigV4 signature made with the AWS credentials derived from that
+token (``ws_sigv4``, what boto3 sends) reaches the same. A failed credential counts against the
+address like any other.
 
 Errors carry API Gateway's type in ``x-amzn-ErrorType`` and a top-level ``message`` beside
 hotpool's ``error`` object, so AWS SDKs report them by their usual names.
@@ -13,6 +15,7 @@ hotpool's ``error`` object, so AWS SDKs report them by their usual names.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 
@@ -22,6 +25,7 @@ from hotpool.main_server.auth import AUTHENTICATOR
 from hotpool.main_server.request_input import read_limited
 from hotpool.main_server.state import SETTINGS, WS_HUB, WS_TOKENS
 from hotpool.main_server.ws_hub import Scope
+from hotpool.main_server.ws_sigv4 import is_sigv4, verify
 from hotpool.shared.auth import Principal
 from hotpool.shared.errors import HotpoolError, InvalidRequest, TooManyRequests, Unauthorized
 from hotpool.shared.http import Handler, json_response
@@ -73,18 +77,23 @@ def token_principal(function: str) -> Principal:
     )
 
 
-async def caller(request: web.Request) -> Scope:
-    """Who is calling, from the Bearer API key or connections token; metered like a key."""
+async def caller(request: web.Request) -> tuple[Scope, bytes]:
+    """Who is calling, from the Bearer API key or connections token or a SigV4 signature
+    (which covers the body: it is read first, bounded); metered like a key. And the body."""
     authenticator = request.app[AUTHENTICATOR]
     address = request.remote or ""
     authenticator.check_address(address)
+    limit = request.app[SETTINGS].ws_max_message_bytes
+    body = await read_limited(request, limit, "the message (HOTPOOL_WS_MAX_MESSAGE_BYTES)")
     header = request.headers.get("Authorization")
     scheme, _, credential = (header or "").partition(" ")
     credential = credential.strip()
     try:
-        if scheme.lower() == "bearer" and looks_like_token(credential):
-            function = await request.app[WS_TOKENS].verify(credential)
-            principal = token_principal(function)
+        if is_sigv4(header):
+            now = datetime.datetime.now(datetime.UTC)
+            principal = token_principal(await verify(request, body, request.app[WS_TOKENS], now))
+        elif scheme.lower() == "bearer" and looks_like_token(credential):
+            principal = token_principal(await request.app[WS_TOKENS].verify(credential))
         else:
             principal = await authenticator.authenticate(header)
     except Unauthorized:
@@ -92,7 +101,7 @@ async def caller(request: web.Request) -> Scope:
             await authenticator.failed(address)
         raise
     await authenticator.meter(principal)
-    return principal
+    return principal, body
 
 
 def connection_id(request: web.Request) -> str:
@@ -108,19 +117,16 @@ def connection_id(request: web.Request) -> str:
 @api_gateway_errors
 async def post_to_connection(request: web.Request) -> web.Response:
     """Send the body to the connection: a text frame when it is UTF-8, else binary."""
-    scope = await caller(request)
-    target = connection_id(request)
-    limit = request.app[SETTINGS].ws_max_message_bytes
-    data = await read_limited(request, limit, "the message (HOTPOOL_WS_MAX_MESSAGE_BYTES)")
-    await request.app[WS_HUB].send(scope, target, data)
+    scope, data = await caller(request)
+    await request.app[WS_HUB].send(scope, connection_id(request), data)
     return web.Response(status=200)
 
 
 @routes.get(PATH, name=ROUTE_NAME)
 @api_gateway_errors
 async def get_connection(request: web.Request) -> web.Response:
-    """ConnectedAt, LastActiveAt and Identity (SourceIp, UserAgent) of the connection."""
-    scope = await caller(request)
+    """connectedAt, lastActiveAt and identity (sourceIp, userAgent) of the connection."""
+    scope, _ = await caller(request)
     return json_response(await request.app[WS_HUB].describe(scope, connection_id(request)))
 
 
@@ -128,6 +134,6 @@ async def get_connection(request: web.Request) -> web.Response:
 @api_gateway_errors
 async def delete_connection(request: web.Request) -> web.Response:
     """Close the connection (1000); the function then gets ``$disconnect``."""
-    scope = await caller(request)
+    scope, _ = await caller(request)
     await request.app[WS_HUB].close(scope, connection_id(request))
     return web.Response(status=204)

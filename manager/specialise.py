@@ -20,7 +20,20 @@ from hotpool.shared.models import (
 )
 from hotpool.shared.redis_conn import redis_errors
 from hotpool.shared.settings import Settings
-from hotpool.shared.ws_token import ConnectionTokens
+from hotpool.shared.ws_token import ConnectionTokens, access_key_id
+
+# any of these in a function's own env means it brings its own AWS credentials, which the
+# ones hotpool derives for the @connections API must not shadow (env credentials come first
+# in the SDKs' chain, before a profile, a web identity or a container's credentials)
+USER_AWS_CREDENTIALS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
 
 
 @dataclass(frozen=True)
@@ -78,16 +91,22 @@ class Loaded:
 async def connections_env(
     request: CreateRequest, settings: Settings, tokens: ConnectionTokens
 ) -> dict[str, str]:
-    """What hotpool adds to a WebSocket function's env: the @connections endpoint, and the
-    token that reaches its own connections. Other functions get nothing."""
+    """What hotpool adds to a WebSocket function's env: the @connections endpoint, the token
+    that reaches its own connections, and that token as AWS credentials for boto3's
+    ``apigatewaymanagementapi`` client unless the function brings its own. Other functions
+    get nothing."""
     if request.config.websocket == "off":
         return {}
     with redis_errors("the connections signing key"):
         token = await tokens.token(request.function)
-    return {
+    env = {
         "HOTPOOL_CONNECTIONS_URL": settings.effective_connections_url,
         "HOTPOOL_CONNECTIONS_TOKEN": token,
     }
+    if not any(name in request.config.env for name in USER_AWS_CREDENTIALS):
+        env["AWS_ACCESS_KEY_ID"] = access_key_id(token)
+        env["AWS_SECRET_ACCESS_KEY"] = token
+    return env
 
 
 def _layer_keys(raw: Any) -> tuple[str, ...]:

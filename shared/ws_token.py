@@ -8,6 +8,10 @@ constant-time comparison with the token derived again; nothing is stored per tok
 
 A token never expires: it is good while the signing key lives (delete the key to revoke every
 token at once; containers started after that get new ones).
+
+For AWS SDKs the token is also a pair of AWS credentials: the access key id is its
+``hpc_<function>`` part (it names the function, in the clear, in every SigV4 signature), the
+secret access key the whole token (``main_server.ws_sigv4`` checks such signatures).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from hotpool.shared.ttlcache import TtlCache
 
 PREFIX = "hpc_"
 INVALID_TOKEN = "the connections token is not valid"
+UNKNOWN_ACCESS_KEY = (
+    "the AWS access key id is not one hotpool gave out: use the AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY of the WebSocket function's environment"
+)
 
 
 def looks_like_token(credential: str) -> bool:
@@ -42,18 +50,36 @@ def derive(signing_key: bytes, function: str) -> str:
     return f"{PREFIX}{name}_{digest}"
 
 
+def access_key_id(token: str) -> str:
+    """The AWS access key id of a token: its ``hpc_<function>`` part, without the digest
+    (base64url has no '/', which SigV4's credential scope is split on)."""
+    return token.rpartition("_")[0]
+
+
 def function_of(token: str) -> str:
     """The qualified function a token names (not yet verified), or Unauthorized."""
     body = token[len(PREFIX) :] if token.startswith(PREFIX) else ""
     # base64url may contain '_', the hex digest never does: the last '_' splits them
     name, _, digest = body.rpartition("_")
+    function = _decode_name(name, INVALID_TOKEN)
+    if len(digest) != hashlib.sha256().digest_size * 2:
+        raise Unauthorized(INVALID_TOKEN)
+    return function
+
+
+def function_of_access_key(access_key: str) -> str:
+    """The qualified function an access key id names (not yet verified), or Unauthorized."""
+    if not access_key.startswith(PREFIX):
+        raise Unauthorized(UNKNOWN_ACCESS_KEY)
+    return _decode_name(access_key[len(PREFIX) :], UNKNOWN_ACCESS_KEY)
+
+
+def _decode_name(name: str, refusal: str) -> str:
     try:
         function = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
         validate_qualified(function)
     except (binascii.Error, UnicodeDecodeError, ValueError, InvalidRequest):
-        raise Unauthorized(INVALID_TOKEN) from None
-    if len(digest) != hashlib.sha256().digest_size * 2:
-        raise Unauthorized(INVALID_TOKEN)
+        raise Unauthorized(refusal) from None
     return function
 
 
@@ -88,3 +114,13 @@ class ConnectionTokens:
         if not hmac.compare_digest(expected.encode(), token.encode()):
             raise Unauthorized(INVALID_TOKEN)
         return function
+
+    async def secret_of(self, access_key: str) -> tuple[str, str]:
+        """The function an access key id names and its token, the secret access key its
+        signatures are made with; Unauthorized for an access key no token has."""
+        function = function_of_access_key(access_key)
+        token = derive(await self.signing_key(), function)
+        # base64 decodes some strings it never encodes: only the canonical name is a key
+        if not hmac.compare_digest(access_key_id(token).encode(), access_key.encode()):
+            raise Unauthorized(UNKNOWN_ACCESS_KEY)
+        return function, token

@@ -59,9 +59,9 @@ async def test_a_registered_connection_is_described_from_its_registry_entry(hubs
     other = await hubs("b")
     for replica in (hub, other):
         assert await replica.describe(key(), conn.connection_id) == {
-            "ConnectedAt": "2023-11-14T22:13:20.250Z",
-            "LastActiveAt": "2023-11-14T22:14:20.500Z",
-            "Identity": {"SourceIp": "203.0.113.7", "UserAgent": "stand-in/1.0"},
+            "connectedAt": "2023-11-14T22:13:20.250Z",
+            "lastActiveAt": "2023-11-14T22:14:20.500Z",
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "stand-in/1.0"},
         }
 
 

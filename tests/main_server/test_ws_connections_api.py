@@ -49,8 +49,9 @@ async def test_send_describe_and_close_through_either_replica(two_mains):
     resp = await two.client.get(path, headers=headers)
     described = await resp.json()
     assert resp.status == 200
-    assert described["Identity"] == {"SourceIp": "203.0.113.7", "UserAgent": "curl/8.0"}
-    assert described["ConnectedAt"].endswith("Z") and described["LastActiveAt"].endswith("Z")
+    # API Gateway's wire names (the SDKs show them capitalised)
+    assert described["identity"] == {"sourceIp": "203.0.113.7", "userAgent": "curl/8.0"}
+    assert described["connectedAt"].endswith("Z") and described["lastActiveAt"].endswith("Z")
 
     resp = await two.client.delete(path, headers=headers)
     assert resp.status == 204
@@ -130,6 +131,6 @@ async def test_the_token_reaches_its_function_connections_over_http(hotpool_stac
         async with session.post(target, data=b"progress 1/3", headers=bearer(token)) as resp:
             assert resp.status == 200, await resp.text()
         async with session.get(target, headers=bearer(token)) as resp:
-            assert (await resp.json())["Identity"]["UserAgent"] == "stand-in/1.0"
+            assert (await resp.json())["identity"]["userAgent"] == "stand-in/1.0"
 
     assert conn.received == ["progress 1/3"]

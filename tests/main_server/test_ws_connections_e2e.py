@@ -58,8 +58,8 @@ async def test_a_function_posts_progress_to_its_own_connection_from_inside(hotpo
     assert got[:2] == ["step 1", "step 2"]
     final = json.loads(got[2])
     assert final["result"] == "done"
-    assert final["seen"]["Identity"]["SourceIp"] == "127.0.0.1"
-    assert final["seen"]["Identity"]["UserAgent"].startswith("Python/")
+    assert final["seen"]["identity"]["sourceIp"] == "127.0.0.1"
+    assert final["seen"]["identity"]["userAgent"].startswith("Python/")
 
 
 async def test_a_client_is_reached_from_outside_with_a_namespace_key(hotpool_stack, tmp_path):
@@ -104,7 +104,7 @@ async def test_a_send_and_a_close_through_a_second_replica(two_mains, tmp_path):
         got = [await asyncio.wait_for(ws.recv(), 10) for _ in range(20)]
         assert got == [f"via two {n}" for n in range(20)]
         described = await (await two.client.get(path, headers=bearer(key))).json()
-        assert described["Identity"]["SourceIp"] == "127.0.0.1"
+        assert described["identity"]["sourceIp"] == "127.0.0.1"
         assert (await two.client.delete(path, headers=bearer(key))).status == 204
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)

@@ -1,14 +1,21 @@
 """Helpers of the WebSocket tests: a function that keeps a ledger of the events it got (and
-echoes a message's event back), and ways to read that ledger and connect."""
+echoes a message's event back), ways to read that ledger and connect, and botocore's SigV4
+signature of a request to the @connections API."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
+from hotpool.shared.ws_token import access_key_id
 from tests.helpers import handler_zip
 from tests.stack import wait_for
 
@@ -123,3 +130,25 @@ async def records(stack: Any, name: str, n: int, namespace: str = "default") -> 
 async def settle() -> None:
     """Let the server's side of a close run (it shares the test's loop)."""
     await asyncio.sleep(0.05)
+
+
+def sigv4_headers(
+    method: str,
+    url: str,
+    body: bytes,
+    token: str,
+    *,
+    service: str = "execute-api",
+    at: datetime.datetime | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The headers botocore's SigV4 signer adds to a request with the AWS credentials of a
+    connections token (X-Amz-Date, Authorization), signed as of ``at`` (UTC) or now."""
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    signer = SigV4Auth(Credentials(access_key_id(token), token), service, "us-east-1")
+    if at is None:
+        signer.add_auth(request)
+    else:
+        with mock.patch("botocore.auth.get_current_datetime", return_value=at):
+            signer.add_auth(request)
+    return dict(request.headers.items())
