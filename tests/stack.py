@@ -62,6 +62,19 @@ class Stack:
         )
         return resp
 
+    async def records(self, name: str, n: int) -> list[dict]:
+        """The function's newest execution records, once there are at least ``n``."""
+        found: list[dict] = []
+
+        async def arrived() -> bool:
+            nonlocal found
+            resp = await self.client.get(f"/v1/functions/{name}/invocations")
+            found = (await resp.json())["invocations"]
+            return len(found) >= n
+
+        assert await wait_for(arrived), found
+        return found
+
     async def invoke(self, name: str, event: Any = None, *, raw: bytes | None = None) -> Any:
         data = raw if raw is not None else orjson.dumps(event)
         return await self.client.post(

@@ -98,19 +98,6 @@ async def deployed(stack: Stack, name: str = "gens", **params) -> None:
     assert resp.status in (200, 201), await resp.text()
 
 
-async def records(stack: Stack, name: str, n: int) -> list[dict]:
-    found: list[dict] = []
-
-    async def arrived() -> bool:
-        nonlocal found
-        resp = await stack.client.get(f"/v1/functions/{name}/invocations")
-        found = (await resp.json())["invocations"]
-        return len(found) >= n
-
-    assert await wait_for(arrived), found
-    return found
-
-
 async def test_items_reach_the_client_as_the_handler_yields_them(hotpool_stack):
     stack = await hotpool_stack()
     await deployed(stack)
@@ -127,7 +114,7 @@ async def test_items_reach_the_client_as_the_handler_yields_them(hotpool_stack):
     first_arrived, last_made = items[0][0], items[-1][1]["at"]
     assert first_arrived < last_made  # the first item was out before the handler made the last
     assert items[-1][0] - first_arrived >= 0.5
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["streamed"] is True and record["status"] == "success"
     assert record["aborted"] is False
     assert record["bytes_streamed"] == received
@@ -141,7 +128,7 @@ async def test_a_summary_longer_than_an_item_frame_ends_the_stream_well(hotpool_
     await deployed(stack)
     resp = await stack.invoke("gens", {"mode": "chatty"})
     assert resp.status == 200 and await resp.read() == b"said\n"
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["status"] == "success" and record["stdout"].startswith('"' * 60000)
     await stack.idle_entries("gens", 1)  # the container went back healthy
 
@@ -184,7 +171,7 @@ async def test_an_error_after_the_first_byte_ends_the_stream_with_a_marker(hotpo
     assert error == {
         "errorType": "ValueError", "errorMessage": "broke after one", "requestId": request_id,
     }  # fmt: skip
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["status"] == "error" and record["error"]["type"] == "ValueError"
     assert record["bytes_streamed"] == len(b"first\n")
     await stack.idle_entries("gens", 1)  # a function error: the container is sound
@@ -204,7 +191,7 @@ async def test_a_web_function_streams_its_body_after_the_heads_status_and_header
     rest = await resp.read()
     assert (first, rest) == (b"<p>", b"hi</p>")
     assert time.monotonic() - first_at >= 0.15  # the first part came before the second was made
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["trigger"] == "web" and record["streamed"] is True
 
 
@@ -235,7 +222,7 @@ async def test_a_client_that_leaves_closes_the_generator_and_the_container_serve
     assert time.monotonic() - left_at < 1.0
     assert marker.read_text() in ("GeneratorExit", "CancelledError")
     (entry,) = await stack.idle_entries("gens", 1)  # back in the pool, healthy
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["aborted"] is True and record["status"] == "success"
     assert record["bytes_streamed"] >= 4
     # the same container serves the next call
@@ -274,7 +261,7 @@ async def test_a_slow_client_holds_the_handler_back_and_main_holds_a_bounded_amo
     assert made_while_slow < count // 2, made_while_slow
     # and Main (with the Manager and the client, all in this process) held a bounded amount
     assert peak - baseline < 20 * MiB, (peak - baseline) / MiB
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["bytes_streamed"] == count * 65536 and record["streamed"] is True
     assert record["first_byte_ms"] is not None and record["aborted"] is False
 
@@ -287,7 +274,7 @@ async def test_over_max_stream_bytes_the_stream_is_cut_with_response_too_large(h
     error = orjson.loads(body.rstrip(b"\n").rsplit(b"\n", 1)[-1])["hotpoolStreamError"]
     assert error["errorType"] == "ResponseTooLarge"
     assert len(body) - len(orjson.dumps({"hotpoolStreamError": error})) - 2 <= MiB
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["error"]["type"] == "ResponseTooLarge" and record["aborted"] is True
     await stack.idle_entries("gens", 1)  # the function's doing: its container is sound
 

@@ -15,7 +15,6 @@ import pytest
 from multidict import CIMultiDict
 
 from tests.helpers import handler_zip
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,19 +48,6 @@ async def _echo(stack, path: str, **kwargs) -> tuple[object, dict]:
     return resp, json.loads(await resp.read())
 
 
-async def _records(stack, name: str, n: int) -> list[dict]:
-    found: list[dict] = []
-
-    async def arrived() -> bool:
-        nonlocal found
-        resp = await stack.client.get(f"/v1/functions/{name}/invocations")
-        found = (await resp.json())["invocations"]
-        return len(found) >= n
-
-    assert await wait_for(arrived), found
-    return found
-
-
 async def test_a_get_reaches_the_app_as_a_function_url_event(hotpool_stack):
     stack = await hotpool_stack()
     assert (await stack.deploy("echo", ECHO)).status == 201
@@ -92,7 +78,7 @@ async def test_a_get_reaches_the_app_as_a_function_url_event(hotpool_stack):
     assert event["headers"]["x-forwarded-port"] == str(stack.client.server.port)
     assert resp.headers["X-Hotpool-Cold-Start"] == "true"
     assert float(resp.headers["X-Hotpool-Duration-Ms"]) > 0
-    records = await _records(stack, "echo", 1)
+    records = await stack.records("echo", 1)
     assert records[0]["trigger"] == "web"
     assert records[0]["request_id"] == context["requestId"]
 
@@ -198,7 +184,7 @@ async def test_errors_and_malformed_results_are_a_bare_502(hotpool_stack):
     assert json.loads(body) == {"message": "Internal Server Error"}
     assert b"secret" not in body and b"Traceback" not in body
     assert resp.headers["X-Hotpool-Function-Error"] == "KeyError"
-    record = (await _records(stack, "boom", 1))[0]
+    record = (await stack.records("boom", 1))[0]
     assert record["status"] == "error" and "secret detail" in record["error"]["message"]
     for path, result in [
         ("/fn/mirror", {"statusCode": "abc"}),
@@ -297,7 +283,7 @@ async def test_invoke_records_say_sync(hotpool_stack):
     stack = await hotpool_stack()
     assert (await stack.deploy("echo", ECHO)).status == 201
     assert (await stack.invoke("echo", {"x": 1})).status == 200
-    assert (await _records(stack, "echo", 1))[0]["trigger"] == "sync"
+    assert (await stack.records("echo", 1))[0]["trigger"] == "sync"
 
 
 async def test_head_and_empty_bodies(hotpool_stack):
