@@ -9,7 +9,6 @@ import pytest
 
 from tests.main_server.test_streaming import (  # noqa: F401  (collected here on Docker)
     deployed,
-    records,
     test_a_web_function_streams_its_body_after_the_heads_status_and_headers,
     test_an_error_after_the_first_byte_ends_the_stream_with_a_marker,
     test_items_reach_the_client_as_the_handler_yields_them,
@@ -31,7 +30,7 @@ async def test_a_client_that_leaves_aborts_the_stream_and_the_container_serves_o
     assert await resp.content.readline() == b"0\n"
     resp.close()  # the client hangs up mid-stream
     (entry,) = await stack.idle_entries("gens", 1)  # back in the pool, healthy
-    [record] = await records(stack, "gens", 1)
+    [record] = await stack.records("gens", 1)
     assert record["aborted"] is True and record["status"] == "success"
     again = await stack.invoke("gens", {"mode": "lines"})
     assert await again.read() == b'two\nlines{"n": 2}\n'
