@@ -318,8 +318,26 @@ def test_a_streamed_body_is_its_items_or_says_why_it_stopped(body, cause):
     assert judge_body(body, "t", 3)[0] == cause
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        (b"data: t:0\n\ndata: t:1\n\ndata: t:2\n\n", "ok"),
+        (b"data: t:0\n\ndata: t:1\n\n", "wrong_body"),
+        # cut inside an event, an event in the raw form, an item in two data lines
+        (b"data: t:0\n\ndata: t:1\n\ndata: t:2\n", "wrong_body"),
+        (b"data: t:0\n\ndata: t:1\n\nt:2\n\n", "wrong_body"),
+        (b"data: t:0\n\ndata: t:1\n\ndata: t:\ndata: 2\n\n", "wrong_body"),
+        (b'data: t:0\n\nevent: error\ndata: {"errorType":"Sandbox.Timedout"}\n\n',
+         "stream_error Sandbox.Timedout"),
+    ],
+)  # fmt: skip
+def test_a_streamed_sse_body_is_one_event_per_item_or_an_error_event(body, cause):
+    assert judge_body(body, "t", 3, sse=True)[0] == cause
+
+
 def _stream(cause: str, received: int = 12) -> StreamSent:
-    sent = StreamSent(0, "t", 0, 3, cause == "left", 0.0, 1.0, 200, "r1")
+    sent = StreamSent(0, "t", 0, 3, cause == "left", False, 0.0, 1.0, 200, "r1")
     sent.cause, sent.received = cause, received
     return sent
 

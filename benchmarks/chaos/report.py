@@ -225,7 +225,8 @@ def print_summary(report: dict[str, Any]) -> None:
                 "async_success_records_wrong", "stream_records_wrong", "stream_bodies_wrong",
                 "stream_aborts_ignored", "ws_records_missing", "ws_duplicates",
                 "ws_wrong_replies", "ws_kills_unnoticed", "ws_drops_unexplained"):  # fmt: skip
-        for item in list(d[key])[:10]:
+        found = d[key]
+        for item in list(found.items() if isinstance(found, dict) else found)[:10]:
             out(f"  {key}: {item}")
     for manager_id, ids in d["untracked"].items():
         out(f"  untracked on {manager_id}: {ids}")

@@ -1,8 +1,9 @@
 """Streamed calls in the chaos run: the clients that read them, and the checks of their
 ledger lines and execution records.
 
-Each client streams from ``SLOW_FUNCTION`` through ``/invoke`` (raw chunked), alternating
-between the Mains; the function yields ``<token>:<i>\\n`` items. Every
+Each client streams from ``SLOW_FUNCTION`` through ``/invoke``, alternating between the
+Mains and between the two forms (raw chunked, and Server-Sent Events); the function yields
+``<token>:<i>\\n`` items. Every
 ``STREAM_LEAVE_EVERY``-th stream's client closes its connection after the first item, with
 seconds of items still to come, so Main must stop the handler's generator.
 """
@@ -39,6 +40,8 @@ from hotpool.benchmarks.chaos.config import (
 # client left, up to a quarter second, and the handler reaches its next item)
 RECORD_MARGIN_S = 2.0
 _ERROR_MARK = b'\n{"hotpoolStreamError":'
+SSE_TYPE = "text/event-stream"
+RAW_TYPE = "application/octet-stream"
 
 
 @dataclass
@@ -50,12 +53,13 @@ class StreamSent:
     main: int
     items: int
     leave: bool  # the client leaves after the first item
+    sse: bool  # asked for text/event-stream
     sent_at: float
     done_at: float = 0.0
     status: int | None = None
     request_id: str | None = None
     streamed_header: bool = False
-    received: int = 0  # body bytes read
+    received: int = 0  # the items' bytes read (an SSE event's data and its line break)
     cause: str = "pending"  # ok | left | stream_error <type> | wrong_body | <status> <code> | ...
     message: str = ""
 
@@ -68,11 +72,34 @@ def expected_body(token: str, items: int) -> bytes:
     return "".join(f"{token}:{i}\n" for i in range(items)).encode()
 
 
-def judge_body(body: bytes, token: str, items: int) -> tuple[str, str]:
+def sse_payload(body: bytes) -> bytes | None:
+    """A Server-Sent Events body of one-line items back in the raw form: each event's data
+    and a line break, an ``event: error`` as the raw error line; None if it is not that."""
+    *events, rest = body.split(b"\n\n")
+    if rest:
+        return None  # cut inside an event
+    raw = bytearray()
+    for event in events:
+        lines = event.split(b"\n")
+        if lines[0] == b"event: error" and len(lines) == 2 and lines[1].startswith(b"data: "):
+            raw += b'\n{"hotpoolStreamError":' + lines[1][6:] + b"}\n"
+        elif len(lines) == 1 and lines[0].startswith(b"data: "):
+            raw += lines[0][6:] + b"\n"
+        else:
+            return None
+    return bytes(raw)
+
+
+def judge_body(body: bytes, token: str, items: int, *, sse: bool = False) -> tuple[str, str]:
     """A 200 stream's body: ``ok`` (every item), ``stream_error <type>`` (items, then the
-    error line of a stream that ended in error) or ``wrong_body`` (anything else: a stream cut
-    short without saying so, or foreign bytes)."""
+    error line or event of a stream that ended in error) or ``wrong_body`` (anything else: a
+    stream cut short without saying so, or foreign bytes)."""
     expected = expected_body(token, items)
+    if sse:
+        raw = sse_payload(body)
+        if raw is None:
+            return "wrong_body", repr(body[-160:])
+        body = raw
     head, mark, tail = body.partition(_ERROR_MARK)
     if not mark:
         return ("ok", "") if body == expected else ("wrong_body", repr(body[-160:]))
@@ -100,13 +127,15 @@ class StreamLoad:
         leave = n % STREAM_LEAVE_EVERY == STREAM_LEAVE_EVERY - 1
         items = STREAM_LEAVE_ITEMS if leave else self.rng.randint(*STREAM_ITEMS)
         gap_ms = STREAM_LEAVE_GAP_MS if leave else self.rng.randint(*STREAM_GAP_MS)
-        sent = StreamSent(n, f"s{self.seed}-t{n}", main, items, leave, time.time())
+        sse = n // STREAM_LEAVE_EVERY % 2 == 1  # the leavers take turns too
+        sent = StreamSent(n, f"s{self.seed}-t{n}", main, items, leave, sse, time.time())
         self.sent.append(sent)
         event = {"token": sent.token, "stream": items, "gap_ms": gap_ms}
         try:
             async with http.post(
                 f"{self.cluster.main_url(main)}/v1/functions/{SLOW_FUNCTION}/invoke",
                 json=event,
+                headers={"Accept": SSE_TYPE} if sse else None,
                 timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S),
             ) as resp:
                 sent.status = resp.status
@@ -135,18 +164,18 @@ class StreamLoad:
                 sent.cause, sent.message = f"{resp.status} ?", repr(body[:200])
             return
         if sent.leave:
-            first = await resp.content.readline()
-            sent.received = len(first)
+            first = await (resp.content.readuntil(b"\n\n") if sent.sse else resp.content.readline())
             resp.close()  # the client is gone: the connection closes under Main
-            expected = expected_body(sent.token, 1)
-            sent.cause = "left" if first == expected else "wrong_body"
-            sent.message = "" if first == expected else repr(first[:160])
+            ok = judge_body(first, sent.token, 1, sse=sent.sse)[0] == "ok"
+            sent.cause, sent.message = ("left", "") if ok else ("wrong_body", repr(first[:160]))
             return
         body = await resp.read()
-        sent.received = len(body)
-        sent.cause, sent.message = judge_body(body, sent.token, sent.items)
+        sent.cause, sent.message = judge_body(body, sent.token, sent.items, sse=sent.sse)
+        sent.received = len(sse_payload(body) or b"") if sent.sse else len(body)
         if sent.cause == "ok" and not sent.streamed_header:
             sent.cause, sent.message = "wrong_body", "a 200 without X-Hotpool-Streamed: true"
+        elif sent.cause == "ok" and resp.content_type != (SSE_TYPE if sent.sse else RAW_TYPE):
+            sent.cause, sent.message = "wrong_body", f"Content-Type {resp.content_type}"
 
     async def run(self, http: aiohttp.ClientSession, stop_at: float) -> None:
         async def client(k: int) -> None:
