@@ -365,6 +365,9 @@ _GOOD = {"streamed": True, "status": "success", "aborted": False, "bytes_streame
          ["its client left, the record is not aborted (success)"]),
         # its container died before Main saw the client go
         ("left", [_KILLED], {**_GOOD, "status": "failed"}, False, []),
+        ("left", [_KILLED], {**_GOOD, "status": "error"}, False, []),
+        ("left", [_KILLED], _GOOD, False,
+         ["its client left, the record is not aborted (success)"]),
         ("left", [_CLOSED], {**_GOOD, "status": "failed"}, False,
          ["its client left, the record is not aborted (failed)"]),
         ("left", [_CLOSED], _GOOD, True, []),

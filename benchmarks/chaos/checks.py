@@ -221,8 +221,9 @@ def killed_under(outcome: Outcome, events: list[dict[str, Any]], t0: float) -> b
     )  # fmt: skip
 
 
-def main_killed(events: list[dict[str, Any]], t0: float, main: int, since: float,
-                until: float) -> bool:  # fmt: skip
+def main_killed(
+    events: list[dict[str, Any]], t0: float, main: int, since: float, until: float
+) -> bool:
     """Main ``main`` was killed between the unix times ``since`` and ``until``."""
     return any(
         e["kind"] == "kill_main" and e["main"] == main and since <= t0 + e["t"] <= until

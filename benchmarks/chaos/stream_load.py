@@ -232,8 +232,9 @@ def stream_faults(
         if runs and runs[0].get("aborted") is not False:
             wrong.append(f"generator ended aborted={runs[0].get('aborted')}")
     elif sent.cause == "left" and not main_killed and record.get("aborted") is not True:
-        # its container may have died before Main saw the client go: no end line then
-        died = bool(runs) and runs[0].get("end") is None and record.get("status") == "failed"
+        # its container may have died before Main saw the client go (no end line then): the
+        # record tells the container's death (failed, or the RuntimeExited function error)
+        died = bool(runs) and runs[0].get("end") is None and record.get("status") != "success"
         if not died:
             wrong.append(f"its client left, the record is not aborted ({record.get('status')})")
     return wrong
