@@ -53,10 +53,12 @@ settle, and counts:
   streams_failed_by_cause; stream_duplicates (a stream run twice), stream_records_wrong (a
   stream that reached a container without exactly the record it should have: a completed one
   ``streamed``, success, not aborted, ``bytes_streamed`` equal to what its client read; a left
-  one ``aborted``; a missing record is excused only by a Main killed under it or right after),
+  one ``aborted``, or its container's death when that came first; a missing record is excused
+  only by a Main killed under it or right after),
   stream_bodies_wrong (a 200 body other than the items, with the error line of a stream that
   failed mid-way), stream_aborts_ignored (a generator that ran to its end after its client
-  left), stream_abort_close_max_s (the longest a left stream's generator ran on);
+  left), stream_handed_busy (a stream given a container still running another call: it
+  answered 409), stream_abort_close_max_s (the longest a left stream's generator ran on);
 - ws_connections, ws_messages_sent, ws_messages_answered (the reply was the message's token),
   ws_messages_failed_by_cause; ws_duplicates (a message, ``$connect`` or ``$disconnect`` run
   twice), ws_records_missing (an answered message that did not run exactly once with a

@@ -91,8 +91,9 @@ BREAKS = (
     "wrong_version", "wrong_result", "executed_unrecorded", "orphan_processes",
     "untracked_processes", "handed_busy", "async_lost", "async_unexplained",
     "async_success_records_wrong", "async_redis_data_lost", "stream_duplicates",
-    "stream_records_wrong", "stream_bodies_wrong", "stream_aborts_ignored", "ws_duplicates",
-    "ws_records_missing", "ws_wrong_replies", "ws_kills_unnoticed", "ws_drops_unexplained",
+    "stream_records_wrong", "stream_bodies_wrong", "stream_aborts_ignored", "stream_handed_busy",
+    "ws_duplicates", "ws_records_missing", "ws_wrong_replies", "ws_kills_unnoticed",
+    "ws_drops_unexplained",
 )  # fmt: skip
 
 

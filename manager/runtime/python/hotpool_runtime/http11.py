@@ -92,8 +92,8 @@ class Request:
 
 class StreamingBody:
     """A route's answer that writes itself to the socket (status line included), for answers
-    sent while they are produced; callables in ``on_end`` run once it is written, whatever
-    happened."""
+    sent while they are produced; callables in ``on_end`` run once, when ``write`` calls
+    ``finish`` or else once it is written, whatever happened."""
 
     def __init__(self) -> None:
         self.on_end: list[Callable[[], None]] = []
@@ -103,8 +103,12 @@ class StreamingBody:
         try:
             return self.write(sock, keep_alive)
         finally:
-            for call in self.on_end:
-                call()
+            self.finish()
+
+    def finish(self) -> None:
+        """Run the ``on_end`` callables, if they have not run yet."""
+        while self.on_end:
+            self.on_end.pop(0)()
 
     def write(self, sock: socket.socket, keep_alive: bool) -> bool:
         """Send the answer (subclasses); never raises OSError: a broken socket means False."""

@@ -100,7 +100,7 @@ class Runtime:
         self, body: bytes, headers: Mapping[str, str], started: float
     ) -> bytes | StreamingBody:
         """Run the handler on one event, one invocation at a time (a streamed one until its
-        last frame is sent); see ``invoke.invoke``."""
+        generator is done, just before its last frame is sent); see ``invoke.invoke``."""
         loaded = self._loaded
         if loaded is None:
             raise RequestError(503, "NotInitialized", "container has not been initialised")
@@ -112,7 +112,7 @@ class Runtime:
             self._invoke_lock.release()
             raise
         if isinstance(answer, StreamingBody):
-            # a streamed call runs on until its last frame is sent: still one call at a time
+            # a streamed call runs on until its generator is done: still one call at a time
             answer.on_end.append(self._invoke_lock.release)
         else:
             self._invoke_lock.release()

@@ -151,6 +151,10 @@ class StreamedResult(StreamingBody):
             "first_byte_ms": self.first_byte_ms,
             "aborted": self.aborted,
         }
+        # the call is over: free the container before its last frame, as a non-streamed reply
+        # does before it is sent; once Main has the summary it may hand the container to the
+        # next call, which must not find it still busy
+        self.finish()
         try:
             sock.sendall(chunk(b"E", json.dumps(summary).encode()) + LAST_CHUNK)
         except OSError:
