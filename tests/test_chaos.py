@@ -19,6 +19,10 @@ import pytest
 from hotpool.benchmarks.chaos import (
     MAJOR_FAULTS,
     PoolState,
+    StreamSent,
+    WsMessage,
+    WsSocket,
+    after_kill,
     analyse_pool,
     classify_events,
     explain_rerun,
@@ -26,9 +30,14 @@ from hotpool.benchmarks.chaos import (
     fault_windows,
     find_duplicates,
     find_overlaps,
+    judge_body,
+    judge_reply,
+    missing_records,
     plan_faults,
     runs_by_token,
+    stream_faults,
     success_records,
+    unnoticed_kills,
     wrong_success_records,
 )
 from tests.services import missing_service
@@ -38,8 +47,15 @@ REQUIRED_KEYS = {
     "sent", "succeeded", "failed_by_cause", "containers_started", "leaked", "duplicates",
     "sent_to_dead", "records_missing", "overlaps", "stale_entries", "duration_s", "seed",
     "faults", "async_accepted", "async_succeeded", "async_dead_lettered", "async_lost",
-    "async_extra_executions", "async_unexplained",
+    "async_extra_executions", "async_unexplained", "streams_sent", "streams_completed",
+    "streams_aborted_by_client", "ws_messages_sent", "ws_messages_answered",
 }  # fmt: skip
+# the streams' and the WebSocket traffic's invariants: each must be zero
+TRIGGER_BREAKS = (
+    "stream_duplicates", "stream_records_wrong", "stream_bodies_wrong", "stream_aborts_ignored",
+    "stream_handed_busy", "ws_duplicates", "ws_records_missing", "ws_wrong_replies",
+    "ws_kills_unnoticed", "ws_drops_unexplained",
+)  # fmt: skip
 
 
 def _run(token: str, container: str, pid: int, start: float, end: float) -> dict:
@@ -188,9 +204,9 @@ def test_runs_join_each_start_with_its_end_oldest_first():
         {**line, "phase": "end", "attempt": 1, "start": 1.0, "end": 1.5, "failed": True},
     ]
     runs = runs_by_token(ledger)["t"]
-    assert [(r["attempt"], r["end"], r["failed"]) for r in runs] == [
-        (1, 1.5, True),
-        (2, None, False),
+    assert [(r["attempt"], r["end"], r["failed"], r["aborted"]) for r in runs] == [
+        (1, 1.5, True, None),
+        (2, None, False, None),
     ]
 
 
@@ -278,6 +294,177 @@ def test_fault_windows_are_the_kills_with_the_containers_each_took_down():
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# streamed calls
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        (b"t:0\nt:1\nt:2\n", "ok"),
+        # cut short, or an item too many, without saying so
+        (b"t:0\nt:1\n", "wrong_body"),
+        (b"t:0\nt:1\nt:2\nt:3\n", "wrong_body"),
+        (b"t:0\nu:1\nt:2\n", "wrong_body"),
+        # the items so far, then the error line of a stream that failed mid-way
+        (b't:0\n\n{"hotpoolStreamError":{"errorType":"ContainerFailed","errorMessage":"x"}}\n',
+         "stream_error ContainerFailed"),
+        (b't:0\nX\n{"hotpoolStreamError":{"errorType":"ContainerFailed"}}\n', "wrong_body"),
+        (b't:0\n\n{"hotpoolStreamError": garbage\n', "wrong_body"),
+    ],
+)  # fmt: skip
+def test_a_streamed_body_is_its_items_or_says_why_it_stopped(body, cause):
+    assert judge_body(body, "t", 3)[0] == cause
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        (b"data: t:0\n\ndata: t:1\n\ndata: t:2\n\n", "ok"),
+        (b"data: t:0\n\ndata: t:1\n\n", "wrong_body"),
+        # cut inside an event, an event in the raw form, an item in two data lines
+        (b"data: t:0\n\ndata: t:1\n\ndata: t:2\n", "wrong_body"),
+        (b"data: t:0\n\ndata: t:1\n\nt:2\n\n", "wrong_body"),
+        (b"data: t:0\n\ndata: t:1\n\ndata: t:\ndata: 2\n\n", "wrong_body"),
+        (b'data: t:0\n\nevent: error\ndata: {"errorType":"Sandbox.Timedout"}\n\n',
+         "stream_error Sandbox.Timedout"),
+    ],
+)  # fmt: skip
+def test_a_streamed_sse_body_is_one_event_per_item_or_an_error_event(body, cause):
+    assert judge_body(body, "t", 3, sse=True)[0] == cause
+
+
+def _stream(cause: str, received: int = 12) -> StreamSent:
+    status = int(cause.split()[0]) if cause[0].isdigit() else 200
+    sent = StreamSent(0, "t", 0, 3, cause == "left", False, 0.0, 1.0, status, "r1")
+    sent.cause, sent.received = cause, received
+    return sent
+
+
+_FINISHED = {"request_id": "r1", "end": 1.0, "aborted": False}
+_CLOSED = {"request_id": "r1", "end": 1.2, "aborted": True}
+_KILLED = {"request_id": "r1", "end": None, "aborted": None}
+_GOOD = {"streamed": True, "status": "success", "aborted": False, "bytes_streamed": 12}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("cause", "runs", "record", "killed", "wrong"),
+    [
+        ("ok", [_FINISHED], _GOOD, False, []),
+        ("ok", [_FINISHED, _FINISHED], _GOOD, False, ["ran 2 times"]),
+        ("ok", [_FINISHED], None, False, ["ran without a record"]),
+        # the record went down with its Main; never a wrong record
+        ("ok", [_FINISHED], None, True, []),
+        ("ok", [_FINISHED], {**_GOOD, "bytes_streamed": 8}, True, ["record bytes 8 != read 12"]),
+        ("ok", [_FINISHED], {**_GOOD, "streamed": False}, False, ["record not streamed"]),
+        ("ok", [_CLOSED], _GOOD, False, ["generator ended aborted=True"]),
+        ("left", [_CLOSED], {**_GOOD, "aborted": True}, False, []),
+        ("left", [_CLOSED], _GOOD, False,
+         ["its client left, the record is not aborted (success)"]),
+        # its container died before Main saw the client go
+        ("left", [_KILLED], {**_GOOD, "status": "failed"}, False, []),
+        ("left", [_KILLED], {**_GOOD, "status": "error"}, False, []),
+        ("left", [_KILLED], _GOOD, False,
+         ["its client left, the record is not aborted (success)"]),
+        ("left", [_CLOSED], {**_GOOD, "status": "failed"}, False,
+         ["its client left, the record is not aborted (failed)"]),
+        ("left", [_CLOSED], _GOOD, True, []),
+        # refused before any container: nothing ran, nothing to record
+        ("503 StoreUnavailable", [], None, False, []),
+        # refused by its container before it ran: a record, not a streamed one
+        ("502 ContainerFailed", [], {"status": "failed"}, False, []),
+        ("client_error ServerDisconnectedError", [_KILLED], None, True, []),
+    ],
+)  # fmt: skip
+def test_a_stream_that_ran_has_the_record_its_client_saw(cause, runs, record, killed, wrong):
+    assert stream_faults(_stream(cause), runs, record, killed) == wrong
+
+
+# ---------------------------------------------------------------------------------------------
+# WebSocket traffic
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("reply", "cause"),
+    [
+        ("t", "ok"),
+        ('{"message": "Internal server error", "connectionId": "c"}',
+         "ws_error Internal server error"),
+        ("u", "wrong_reply"),
+        ('"t"', "wrong_reply"),
+        ('{"token": "t"}', "wrong_reply"),
+    ],
+)  # fmt: skip
+def test_a_message_is_answered_by_its_token_or_an_error_message(reply, cause):
+    assert judge_reply(reply, "t") == cause
+
+
+def _message(token: str, cause: str = "ok", main: int = 0) -> WsMessage:
+    return WsMessage(0, token, 0, main, 0.0, 1.0, cause)
+
+
+def _ws_run(request_id: str, start: float = 1.0, end: float | None = 1.1, domain: str = "") -> dict:
+    return {"request_id": request_id, "start": start, "end": end, "domain": domain}
+
+
+_WS = {"trigger": "websocket"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("runs", "records", "messages", "killed", "missing"),
+    [
+        ({"m": [_ws_run("r")]}, {"r": _WS}, [_message("m")], False, {}),
+        ({"m": [_ws_run("r")]}, {}, [_message("m")], False, {"m": "no record"}),
+        # an answered message's record was journaled before the reply: no excuse
+        ({"m": [_ws_run("r")]}, {}, [_message("m")], True, {"m": "no record"}),
+        ({"m": [_ws_run("r")]}, {"r": {"trigger": "sync"}}, [_message("m")], False,
+         {"m": "trigger sync"}),
+        ({"m": [_ws_run("r"), _ws_run("s")]}, {"r": _WS, "s": _WS}, [_message("m")], False,
+         {"m": "answered, ran 2 times"}),
+        ({}, {}, [_message("m")], False, {"m": "answered, never ran"}),
+        # its socket dropped with its Main: excused; dropped for nothing: not
+        ({"m": [_ws_run("r", end=None)]}, {}, [_message("m", "dropped")], True, {}),
+        ({"m": [_ws_run("r", end=None)]}, {}, [_message("m", "dropped")], False,
+         {"m": "no record"}),
+        # $connect and $disconnect: their Main comes from the ledger's domain
+        ({"ws-connect-c": [_ws_run("r", domain="h:1")]}, {}, [], True, {}),
+        ({"ws-connect-c": [_ws_run("r", domain="h:1")]}, {}, [], False,
+         {"ws-connect-c": "no record"}),
+        ({"ws-connect-c": [_ws_run("r", domain="h:9")]}, {}, [], True,
+         {"ws-connect-c": "no record"}),
+    ],
+)  # fmt: skip
+def test_every_websocket_execution_has_its_record(runs, records, messages, killed, missing):
+    seen = []
+
+    def killed_at(main: int, since: float, until: float) -> bool:
+        seen.append((main, since, until))
+        return killed
+
+    found = missing_records(runs, records, {m.token: m for m in messages}, {"h:1": 1}, killed_at)
+    assert found == missing
+    assert all(since < 1.0 < until for _, since, until in seen)
+
+
+@pytest.mark.unit
+def test_a_killed_main_must_drop_the_sockets_open_on_it():
+    sockets = [
+        WsSocket(0, 0, 1.0, 10.2, dropped=True),  # dropped at once: fine
+        WsSocket(1, 0, 1.0, 20.0),  # stayed open long after: unnoticed
+        WsSocket(2, 1, 1.0, 20.0),  # on the other Main
+        WsSocket(3, 0, 11.0, 20.0),  # opened after the kill
+        WsSocket(4, 0, 1.0, 5.0),  # closed before it
+    ]
+    late = unnoticed_kills(sockets, [(0, 10.0)])
+    assert [s["client"] for s in late] == [1]
+    assert [after_kill(s, [(0, 10.0)]) for s in sockets] == [True, False, False, False, False]
+
+
 @pytest.mark.integration
 def test_quick_chaos_run_keeps_every_invariant():
     if shutil.which("redis-server") is None:
@@ -304,6 +491,9 @@ def test_quick_chaos_run_keeps_every_invariant():
     assert summary["sent"] > 0 and summary["succeeded"] > 0, summary
     assert summary["async_accepted"] > 0 and summary["async_succeeded"] > 0, summary
     assert summary["async_dead_lettered"] > 0, summary  # the events that asked to fail
+    assert summary["streams_completed"] > 0 and summary["streams_aborted_by_client"] > 0, summary
+    assert summary["ws_messages_answered"] > 0, summary
+    assert {k: summary[k] for k in TRIGGER_BREAKS} == dict.fromkeys(TRIGGER_BREAKS, 0), summary
     assert proc.returncode == 0, (
         f"invariants broken: {summary.get('invariant_breaks')}\n" + "\n".join(lines[-60:])
     )

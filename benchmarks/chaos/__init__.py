@@ -13,11 +13,16 @@ Five functions deploy one package (``benchmarks/chaos_function``): it sleeps as 
 (5-50 ms; 3-8 s for the calls of three "slow" clients to ``chaos-slow``, which the other clients
 call quickly too) and appends one JSON line per call start and one per call end to
 ``<run dir>/executions.log`` (token, request id, pid, container, start, end). That file is the
-ground truth for "delivered exactly once" and for "one call at a time per container".
+ground truth for "delivered exactly once" and for "one call at a time per container". The
+functions are deployed with ``websocket=key``; streams go to ``chaos-slow`` (its 10 s timeout
+holds a long stream), WebSocket connections to the quick ones.
 
 While a load generator (16 concurrent clients, alternating between the Mains, one unique token
 per request) runs, two more clients queue asynchronous events (``?async=true``, a token each;
-every 20th asks the function to raise, so it is retried and dead-lettered) and faults planned from
+every 20th asks the function to raise, so it is retried and dead-lettered), two clients stream
+(``stream_load``: the function returns a generator; the client of every 10th stream leaves
+after its first item), one client per Main holds a WebSocket connection (``ws_load``: one
+message at a time, reconnecting to the other Main when its socket drops), and faults planned from
 the seed strike: SIGKILL of random containers, kill -9 and restart of a Manager (same id and
 port) and of a Main while it has requests in flight, and a restart of Redis (SIGTERM, which
 flushes its AOF, then a start from it on the same port: nothing is lost). Then the run waits
@@ -44,12 +49,30 @@ settle, and counts:
   async_success_records_wrong (a succeeded event without exactly one success record, two being
   allowed only after a killed consumer) and async_redis_data_lost (a Main found the queue gone:
   Redis came back without its AOF);
+- streams_sent, streams_completed, streams_aborted_by_client (left after the first item),
+  streams_failed_by_cause; stream_duplicates (a stream run twice), stream_records_wrong (a
+  stream that reached a container without exactly the record it should have: a completed one
+  ``streamed``, success, not aborted, ``bytes_streamed`` equal to what its client read; a left
+  one ``aborted``, or its container's death when that came first; a missing record is excused
+  only by a Main killed under it or right after),
+  stream_bodies_wrong (a 200 body other than the items, with the error line of a stream that
+  failed mid-way), stream_aborts_ignored (a generator that ran to its end after its client
+  left), stream_handed_busy (a stream given a container still running another call: it
+  answered 409), stream_abort_close_max_s (the longest a left stream's generator ran on);
+- ws_connections, ws_messages_sent, ws_messages_answered (the reply was the message's token),
+  ws_messages_failed_by_cause; ws_duplicates (a message, ``$connect`` or ``$disconnect`` run
+  twice), ws_records_missing (an answered message that did not run exactly once with a
+  ``websocket`` record, or any WebSocket execution without one whose Main was not killed under
+  it), ws_wrong_replies, ws_kills_unnoticed (a socket still open on a Main 3 s after it was
+  killed), ws_drops_unexplained (a socket that dropped with no Main killed), ws_drops,
+  ws_reconnects_elsewhere and ws_reconnect_max_s;
 - sent_to_dead and the other Main counters, banked before each Main kill (a restarted Main's
   counters start at zero; what a killed Main counted after the last poll, at most ~1 s, is lost).
 
 Records are read through each Main's API (newest 1000 per function) and, as a long run has more,
 straight from each Main's SQLite log in its state directory. A broken run keeps its directory
-(logs of every service, executions.log, outcomes.jsonl, report.json) and prints its path.
+(logs of every service, executions.log, outcomes.jsonl, streams.jsonl, ws_messages.jsonl,
+report.json) and prints its path.
 
 Prints a human summary, then one JSON object as the last line. Exit status: 0 clean, 1 an
 invariant broke, 2 the harness itself failed (a service would not start, no request succeeded).
@@ -69,10 +92,23 @@ from hotpool.benchmarks.chaos.checks import (
 )
 from hotpool.benchmarks.chaos.config import MAJOR_FAULTS, plan_faults
 from hotpool.benchmarks.chaos.observe import PoolState, analyse_pool
+from hotpool.benchmarks.chaos.stream_load import StreamSent, judge_body, stream_faults
+from hotpool.benchmarks.chaos.ws_load import (
+    WsMessage,
+    WsSocket,
+    after_kill,
+    judge_reply,
+    missing_records,
+    unnoticed_kills,
+)
 
 __all__ = [
     "MAJOR_FAULTS",
     "PoolState",
+    "StreamSent",
+    "WsMessage",
+    "WsSocket",
+    "after_kill",
     "analyse_pool",
     "classify_events",
     "explain_rerun",
@@ -80,8 +116,13 @@ __all__ = [
     "fault_windows",
     "find_duplicates",
     "find_overlaps",
+    "judge_body",
+    "judge_reply",
+    "missing_records",
     "plan_faults",
     "runs_by_token",
+    "stream_faults",
     "success_records",
+    "unnoticed_kills",
     "wrong_success_records",
 ]

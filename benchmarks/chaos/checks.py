@@ -106,7 +106,8 @@ def success_records(records: Iterable[dict[str, Any]]) -> Counter[str]:
 
 def runs_by_token(executions: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The ledger's runs of each token, oldest first: each start line with its end line's
-    ``end`` and ``failed`` (``end`` None when the run was cut short)."""
+    ``end``, ``failed`` and ``aborted`` (``end`` and ``aborted`` None when the run was cut
+    short)."""
     ends = {}
     for e in executions:
         if e.get("phase") == "end":
@@ -115,7 +116,10 @@ def runs_by_token(executions: Iterable[dict[str, Any]]) -> dict[str, list[dict[s
     for e in executions:
         if e.get("phase") == "start":
             end = ends.get((e["token"], e.get("attempt"), e["pid"], e["start"]), {})
-            runs[e["token"]].append({**e, "end": end.get("end"), "failed": bool(end.get("failed"))})
+            runs[e["token"]].append({
+                **e, "end": end.get("end"), "failed": bool(end.get("failed")),
+                "aborted": end.get("aborted"),
+            })  # fmt: skip
     for token_runs in runs.values():
         token_runs.sort(key=lambda r: r["start"])
     return dict(runs)
@@ -215,6 +219,16 @@ def killed_under(outcome: Outcome, events: list[dict[str, Any]], t0: float) -> b
         and outcome.sent_at - t0 <= e["t"] + 0.05 and e["t"] - 0.05 <= outcome.done_at - t0
         for e in events
     )  # fmt: skip
+
+
+def main_killed(
+    events: list[dict[str, Any]], t0: float, main: int, since: float, until: float
+) -> bool:
+    """Main ``main`` was killed between the unix times ``since`` and ``until``."""
+    return any(
+        e["kind"] == "kill_main" and e["main"] == main and since <= t0 + e["t"] <= until
+        for e in events
+    )
 
 
 async def settle(observer: Observer, max_s: float) -> tuple[PoolState | None, dict, float]:

@@ -39,6 +39,26 @@ ASYNC_FAIL_EVERY = 20
 # after the load: how long every accepted event may take to end (a consumer killed mid-call is
 # noticed after ASYNC_CONSUMER_TIMEOUT_S and its event rerun after the timeout + lease grace)
 ASYNC_DRAIN_MAX_S = 30.0
+# streamed calls beside the load: each client streams from the slow function (its 10 s timeout
+# leaves room for a long stream), alternating between the Mains. A stream is STREAM_ITEMS
+# items STREAM_GAP_MS apart; the client of every STREAM_LEAVE_EVERY-th stream leaves after the
+# first of STREAM_LEAVE_ITEMS items, so the handler has seconds left to be stopped
+# (GeneratorExit)
+STREAM_CLIENTS = 2
+STREAM_ITEMS = (3, 6)
+STREAM_GAP_MS = (10, 60)
+STREAM_LEAVE_EVERY = 10
+STREAM_LEAVE_ITEMS = 10
+STREAM_LEAVE_GAP_MS = 250
+# WebSocket clients per Main (each one connection to a quick function deployed with
+# websocket=key), sending one message at a time with a token each, SLEEP_MS long, WS_PAUSE_S
+# apart; a client whose socket drops reconnects to the other Main, and each client closes its
+# socket after WS_SOCKET_S and connects to its own Main again
+WS_CLIENTS_PER_MAIN = 1
+WS_PAUSE_S = 0.02
+WS_SOCKET_S = 6.0
+# a socket open on a Main killed this long ago must have seen the drop
+WS_DROP_NOTICE_S = 3.0
 # the services' settings; lease and heartbeat timings are short so recovery fits in the run
 SERVICE_SETTINGS = {
     "BACKEND": "process",
@@ -70,7 +90,10 @@ BREAKS = (
     "leaked", "duplicates", "overlaps", "records_missing", "stale_entries", "double_placed",
     "wrong_version", "wrong_result", "executed_unrecorded", "orphan_processes",
     "untracked_processes", "handed_busy", "async_lost", "async_unexplained",
-    "async_success_records_wrong", "async_redis_data_lost",
+    "async_success_records_wrong", "async_redis_data_lost", "stream_duplicates",
+    "stream_records_wrong", "stream_bodies_wrong", "stream_aborts_ignored", "stream_handed_busy",
+    "ws_duplicates", "ws_records_missing", "ws_wrong_replies", "ws_kills_unnoticed",
+    "ws_drops_unexplained",
 )  # fmt: skip
 
 

@@ -9,6 +9,14 @@ whose [start, end] intervals overlap ran at once; a start without an end was cut
 An asynchronous event's lines also carry its attempt number (``context.attempt``; the request
 id stays the same across attempts). An event with ``"fail": true`` raises after its end line,
 so it is retried and then dead-lettered.
+
+An event with ``"stream": n`` returns a generator of n items (``"<token>:<i>\\n"``), sleeping
+``gap_ms`` between them; its lines say ``"kind": "stream"``, and its end line is written when
+the generator finishes or is closed early (``"aborted": true``: its client left, or Main
+stopped it). A WebSocket event (API Gateway's, with ``requestContext.eventType``) leaves lines
+with ``"kind": "ws"`` and the Main's host (``domain``): ``$connect`` and ``$disconnect`` under
+the token ``ws-<event type>-<connection id>``, a message under the token of its JSON body,
+whose reply is that token.
 """
 
 import json
@@ -28,9 +36,9 @@ def _append(line):
         os.close(fd)
 
 
-def handler(event, context):
-    evidence = {
-        "token": event["token"],
+def _evidence(token, context, **extra):
+    return {
+        "token": token,
         "request_id": context.aws_request_id,
         "attempt": getattr(context, "attempt", 1),
         "function": context.function_name,
@@ -38,10 +46,54 @@ def handler(event, context):
         "pid": os.getpid(),
         # the process backend runs the code in <containers>/<container id>/code
         "container": os.path.basename(os.path.dirname(os.getcwd())),
+        **extra,
         "start": time.time(),
     }
+
+
+def _sleep(ms):
+    time.sleep(max(0, min(int(ms), 9000)) / 1000)
+
+
+def _items(evidence, count, gap_ms):
+    aborted = True
+    try:
+        for i in range(count):
+            if i:
+                _sleep(gap_ms)
+            yield f"{evidence['token']}:{i}\n"
+        aborted = False
+    finally:  # GeneratorExit lands here too: the client left, or Main stopped the stream
+        _append({"phase": "end", **evidence, "end": time.time(), "failed": False,
+                 "aborted": aborted})  # fmt: skip
+
+
+def _websocket(event, context):
+    request = event["requestContext"]
+    kind = request["eventType"]
+    domain = request.get("domainName", "")
+    if kind == "MESSAGE":
+        message = json.loads(event["body"])
+        token, sleep_ms = message["token"], message.get("sleep_ms", 10)
+    else:
+        token, sleep_ms = f"ws-{kind.lower()}-{request['connectionId']}", 0
+    evidence = _evidence(token, context, kind="ws", domain=domain)
     _append({"phase": "start", **evidence})
-    time.sleep(max(0, min(int(event.get("sleep_ms", 10)), 9000)) / 1000)
+    _sleep(sleep_ms)
+    _append({"phase": "end", **evidence, "end": time.time(), "failed": False})
+    return {"statusCode": 200, "body": token} if kind != "DISCONNECT" else None
+
+
+def handler(event, context):
+    if "requestContext" in event:
+        return _websocket(event, context)
+    if "stream" in event:
+        evidence = _evidence(event["token"], context, kind="stream")
+        _append({"phase": "start", **evidence})
+        return _items(evidence, int(event["stream"]), event.get("gap_ms", 10))
+    evidence = _evidence(event["token"], context)
+    _append({"phase": "start", **evidence})
+    _sleep(event.get("sleep_ms", 10))
     failing = bool(event.get("fail"))
     _append({"phase": "end", **evidence, "end": time.time(), "failed": failing})
     if failing:

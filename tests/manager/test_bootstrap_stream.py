@@ -131,6 +131,10 @@ GENS_SOURCE = textwrap.dedent(
         while True:
             yield "tick"
             await asyncio.sleep(10)
+
+    def chatty(event):
+        print("x" * 4_000_000)  # the summary carries it: megabytes
+        yield "done"
     """
 )
 
@@ -456,3 +460,30 @@ async def test_a_container_of_either_backend_streams_and_hears_an_abort(
     # closed well before its 10 s sleep ended: the half-close went through the port mapping
     end = summary(frames)
     assert (end["aborted"], end["stdout"]) == (True, "closed\n")
+
+
+def test_the_container_is_free_before_the_summary_is_sent(start_bootstrap):  # noqa: F811
+    # once Main has read the summary it gives the container to the next call, which must not
+    # find it busy; a summary of megabytes that its reader does not take shows the order
+    bootstrap = start_bootstrap()
+    conn = bootstrap.connect()
+    source = make_zip({"gens.py": GENS_SOURCE})
+    body = init_body("gens.dispatch", code_zip_b64=source, log_limit_bytes=8_000_000)
+    assert init(conn, body)[0] == 200
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, FRAME_BYTES)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", bootstrap.port))
+        sock.sendall(stream_request("chatty"))
+        reader = FrameReader(sock)
+        reader.head()
+        assert reader.frame() == ("D", b"done")
+        # the summary's send is stuck on this unread socket; the container is free all the same
+        deadline = time.monotonic() + 5
+        while call(conn, "GET", "/healthz")[1]["busy"]:
+            assert time.monotonic() < deadline, "busy while only its summary was left to send"
+            time.sleep(0.01)
+        status, answer = invoke(conn, {"mode": "plain"})
+        assert (status, answer["result"]) == (200, {"ok": True})
+        end = summary(reader.frames())
+    assert end["status"] == "success" and len(end["stdout"]) > 3_000_000

@@ -100,7 +100,7 @@ class Runtime:
         self, body: bytes, headers: Mapping[str, str], started: float
     ) -> bytes | StreamingBody:
         """Run the handler on one event, one invocation at a time (a streamed one until its
-        last frame is sent); see ``invoke.invoke``."""
+        generator is done, just before its last frame is sent); see ``invoke.invoke``."""
         loaded = self._loaded
         if loaded is None:
             raise RequestError(503, "NotInitialized", "container has not been initialised")
