@@ -25,6 +25,7 @@ from hotpool.main_server.openapi_schemas import (
     query_param,
     ref,
     responses,
+    streamed,
 )
 from hotpool.main_server.openapi_web import web_paths
 from hotpool.main_server.routes import max_invocations_limit
@@ -268,7 +269,7 @@ def _invoke_operation() -> Schema:
     }
     answers = responses(
         {
-            200: _streamed(answer("The handler's return value.", {}, headers=success_headers)),
+            200: streamed(answer("The handler's return value.", {}, headers=success_headers)),
             202: openapi_async.accepted_response(),
             500: answer(
                 "The function raised or failed to load (a function error).",
@@ -303,24 +304,6 @@ def _invoke_operation() -> Schema:
         },
         "responses": answers,
     }
-
-
-def _streamed(ok: Schema) -> Schema:
-    """The 200 of /invoke, with the answers of a handler that returned a generator: its
-    items chunked as they come, or one Server-Sent Event each (``Accept: text/event-stream``)."""
-    text = {"type": "string", "format": "binary"}
-    ok["description"] += (
-        " A handler that returns a generator streams (`X-Hotpool-Streamed: true`): its items "
-        "chunked as produced, or with `Accept: text/event-stream` one Server-Sent Event each; "
-        "an error after the first byte ends the stream with an `event: error` or a final "
-        '`{"hotpoolStreamError": {...}}` line.'
-    )
-    ok["content"] = {
-        **ok["content"],
-        "application/octet-stream": {"schema": text},
-        "text/event-stream": {"schema": text},
-    }
-    return ok
 
 
 def _key_paths() -> dict[str, Schema]:

@@ -356,3 +356,21 @@ def components(extra_schemas: dict[str, Schema] | None = None) -> Schema:
         "responses": responses,
         "schemas": {**schemas(), **(extra_schemas or {})},
     }
+
+
+def streamed(ok: Schema) -> Schema:
+    """The 200 of /invoke, with the answers of a handler that returned a generator: its
+    items chunked as they come, or one Server-Sent Event each (``Accept: text/event-stream``)."""
+    text = {"type": "string", "format": "binary"}
+    ok["description"] += (
+        " A handler that returns a generator streams (`X-Hotpool-Streamed: true`): its items "
+        "chunked as produced, or with `Accept: text/event-stream` one Server-Sent Event each; "
+        "an error after the first byte ends the stream with an `event: error` or a final "
+        '`{"hotpoolStreamError": {...}}` line.'
+    )
+    ok["content"] = {
+        **ok["content"],
+        "application/octet-stream": {"schema": text},
+        "text/event-stream": {"schema": text},
+    }
+    return ok
