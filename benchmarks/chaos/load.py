@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -116,26 +119,20 @@ class Load:
         }
         self.in_flight[main] += 1
         try:
-            async with http.post(
-                f"{self.cluster.main_url(main)}/v1/functions/{function}/invoke",
-                json=event,
-                timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S),
-            ) as resp:
-                body = await resp.read()
-                outcome.status = resp.status
-                outcome.request_id = resp.headers.get("X-Hotpool-Request-Id")
-                outcome.function_error = resp.headers.get("X-Hotpool-Function-Error")
-                outcome.cause, outcome.message = _cause(
-                    resp.status, body, outcome.function_error, token
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            outcome.cause = f"client_error {type(exc).__name__}"
-            outcome.message = str(exc)[:200]
-        except asyncio.CancelledError:
-            outcome.cause = "client_error Cancelled"
-            raise
+            with client_errors(outcome):
+                async with http.post(
+                    f"{self.cluster.main_url(main)}/v1/functions/{function}/invoke",
+                    json=event,
+                    timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S),
+                ) as resp:
+                    body = await resp.read()
+                    outcome.status = resp.status
+                    outcome.request_id = resp.headers.get("X-Hotpool-Request-Id")
+                    outcome.function_error = resp.headers.get("X-Hotpool-Function-Error")
+                    outcome.cause, outcome.message = _cause(
+                        resp.status, body, outcome.function_error, token
+                    )
         finally:
-            outcome.done_at = time.time()
             self.in_flight[main] -= 1
         return outcome
 
@@ -186,10 +183,31 @@ class Load:
 
         tasks = [asyncio.create_task(client(slow=i < SLOW_CLIENTS)) for i in range(CONCURRENCY)]
         tasks += [asyncio.create_task(async_client(k)) for k in range(ASYNC_CLIENTS)]
-        try:
-            # the last requests get a moment to finish; stragglers are cancelled and counted
-            await asyncio.wait(tasks, timeout=max(0.0, stop_at - time.time()) + 5.0)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_clients(tasks, stop_at)
+
+
+async def run_clients(tasks: list[asyncio.Task[None]], stop_at: float) -> None:
+    """Wait for the load's clients until ``stop_at``; the last requests get a moment to finish,
+    stragglers are cancelled (and counted by their outcomes)."""
+    try:
+        await asyncio.wait(tasks, timeout=max(0.0, stop_at - time.time()) + 5.0)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.contextmanager
+def client_errors(outcome: Any) -> Iterator[None]:
+    """Note on ``outcome`` (its ``cause``, ``message``, ``done_at``) how a request failed on
+    the client's side, and when it ended."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        outcome.cause = f"client_error {type(exc).__name__}"
+        outcome.message = str(exc)[:200]
+    except asyncio.CancelledError:
+        outcome.cause = "client_error Cancelled"
+        raise
+    finally:
+        outcome.done_at = time.time()

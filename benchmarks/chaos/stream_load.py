@@ -34,6 +34,7 @@ from hotpool.benchmarks.chaos.config import (
     STREAM_LEAVE_GAP_MS,
     STREAM_LEAVE_ITEMS,
 )
+from hotpool.benchmarks.chaos.load import client_errors, run_clients
 
 # a stream's record is written once it has ended: a Main killed this long after its client
 # was done may have taken the record with it (an aborted stream ends after Main notices the
@@ -131,7 +132,7 @@ class StreamLoad:
         sent = StreamSent(n, f"s{self.seed}-t{n}", main, items, leave, sse, time.time())
         self.sent.append(sent)
         event = {"token": sent.token, "stream": items, "gap_ms": gap_ms}
-        try:
+        with client_errors(sent):
             async with http.post(
                 f"{self.cluster.main_url(main)}/v1/functions/{SLOW_FUNCTION}/invoke",
                 json=event,
@@ -142,14 +143,6 @@ class StreamLoad:
                 sent.request_id = resp.headers.get("X-Hotpool-Request-Id")
                 sent.streamed_header = resp.headers.get("X-Hotpool-Streamed") == "true"
                 await self._read(resp, sent)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            sent.cause = f"client_error {type(exc).__name__}"
-            sent.message = str(exc)[:200]
-        except asyncio.CancelledError:
-            sent.cause = "client_error Cancelled"
-            raise
-        finally:
-            sent.done_at = time.time()
         return sent
 
     @staticmethod
@@ -187,12 +180,7 @@ class StreamLoad:
                     await asyncio.sleep(0.1)  # a Main is down or full: do not spin
 
         tasks = [asyncio.create_task(client(k)) for k in range(STREAM_CLIENTS)]
-        try:
-            await asyncio.wait(tasks, timeout=max(0.0, stop_at - time.time()) + 5.0)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_clients(tasks, stop_at)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from hotpool.benchmarks.chaos.config import (
     WS_PAUSE_S,
     WS_SOCKET_S,
 )
+from hotpool.benchmarks.chaos.load import run_clients
 
 # an execution whose record is missing is excused when its Main was killed while it ran or
 # within this long after it ended (its record was not yet journaled)
@@ -162,12 +163,7 @@ class WsLoad:
             asyncio.create_task(self.client(http, k, stop_at))
             for k in range(WS_CLIENTS_PER_MAIN * MAINS)
         ]
-        try:
-            await asyncio.wait(tasks, timeout=max(0.0, stop_at - time.time()) + 5.0)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_clients(tasks, stop_at)
 
 
 # ---------------------------------------------------------------------------------------------
