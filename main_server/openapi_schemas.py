@@ -57,8 +57,26 @@ def responses(ok: dict[int, Schema], *errors: int, auth: bool = True) -> dict[st
     """Success responses plus the error statuses, each with the shared error body."""
     out: dict[str, Schema] = {str(status): body for status, body in ok.items()}
     for status in sorted({*errors, *(AUTH_STATUSES if auth else ())}):
-        out[str(status)] = {"$ref": f"#/components/responses/E{status}"}
+        out[str(status)] = error_ref(status)
     return out
+
+
+def error_ref(status: int) -> Schema:
+    """The shared error response of ``status``."""
+    return {"$ref": f"#/components/responses/E{status}"}
+
+
+def function_param() -> Schema:
+    """The ``{function}`` of /fn/ and /ws/: a name in the key's namespace or
+    ``namespace.name``."""
+    plain = NAME_PATTERN[1:-1]
+    return {
+        "name": "function",
+        "in": "path",
+        "required": True,
+        "description": "`name` (default namespace) or `namespace.name`.",
+        "schema": {"type": "string", "pattern": rf"^({plain}\.)?{plain}$"},
+    }
 
 
 def query_param(name: str, schema: Schema, description: str) -> Schema:

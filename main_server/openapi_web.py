@@ -7,15 +7,10 @@ headers it adds.
 
 from __future__ import annotations
 
-from hotpool.main_server.openapi_schemas import NAME_PATTERN, Schema, json_content
+from hotpool.main_server.openapi_schemas import Schema, error_ref, function_param, json_content
 
 # the methods the route serves, as documented ("*" in aiohttp's table)
 WEB_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-_FUNCTION_PATTERN = rf"^({NAME_PATTERN[1:-1]}\.)?{NAME_PATTERN[1:-1]}$"
-
-
-def _error(status: int) -> Schema:
-    return {"$ref": f"#/components/responses/E{status}"}
 
 
 def _operation(method: str, root: bool) -> Schema:
@@ -49,19 +44,19 @@ def _operation(method: str, root: bool) -> Schema:
                 "headers": hotpool_headers,
                 "content": {"*/*": {"schema": {}}},
             },
-            "400": _error(400),
-            "401": _error(401),
-            "403": _error(403),
-            "404": _error(404),
+            "400": error_ref(400),
+            "401": error_ref(401),
+            "403": error_ref(403),
+            "404": error_ref(404),
             "408": {"description": "The request body did not arrive in time."},
-            "413": _error(413),
-            "429": _error(429),
+            "413": error_ref(413),
+            "429": error_ref(429),
             "502": {
                 "description": "The function failed, timed out or returned a result that is "
                 "not a response; the details are in its execution record.",
                 "content": bad_gateway,
             },
-            "503": _error(503),
+            "503": error_ref(503),
         },
     }
     if method not in ("get", "head", "options", "delete"):
@@ -75,13 +70,7 @@ def _operation(method: str, root: bool) -> Schema:
 
 
 def web_paths() -> dict[str, Schema]:
-    function = {
-        "name": "function",
-        "in": "path",
-        "required": True,
-        "description": "`name` (default namespace) or `namespace.name`.",
-        "schema": {"type": "string", "pattern": _FUNCTION_PATTERN},
-    }
+    function = function_param()
     path = {
         "name": "path",
         "in": "path",

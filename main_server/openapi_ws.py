@@ -7,10 +7,14 @@ messages that follow are API Gateway's (see the README).
 
 from __future__ import annotations
 
-from hotpool.main_server.openapi_schemas import NAME_PATTERN, Schema, object_schema, query_param
+from hotpool.main_server.openapi_schemas import (
+    Schema,
+    error_ref,
+    function_param,
+    object_schema,
+    query_param,
+)
 from hotpool.shared.models import DEFAULT_ROUTE_SELECTION, ROUTE_SELECTION_RE, WEBSOCKET_MODES
-
-_FUNCTION_PATTERN = rf"^({NAME_PATTERN[1:-1]}\.)?{NAME_PATTERN[1:-1]}$"
 
 
 def settings_params() -> list[Schema]:
@@ -35,19 +39,9 @@ def settings_params() -> list[Schema]:
     ]
 
 
-def _error(status: int) -> Schema:
-    return {"$ref": f"#/components/responses/E{status}"}
-
-
 def paths() -> dict[str, Schema]:
     """``GET /ws/{function}``: the WebSocket upgrade."""
-    function = {
-        "name": "function",
-        "in": "path",
-        "required": True,
-        "description": "`name` (default namespace) or `namespace.name`.",
-        "schema": {"type": "string", "pattern": _FUNCTION_PATTERN},
-    }
+    function = function_param()
     token = query_param(
         "token",
         {"type": "string"},
@@ -70,16 +64,16 @@ def paths() -> dict[str, Schema]:
                 "parameters": [token],
                 "responses": {
                     "101": {"description": "Switching Protocols: the WebSocket is open."},
-                    "400": _error(400),
-                    "401": _error(401),
-                    "403": _error(403),
-                    "404": _error(404),
-                    "429": _error(429),
+                    "400": error_ref(400),
+                    "401": error_ref(401),
+                    "403": error_ref(403),
+                    "404": error_ref(404),
+                    "429": error_ref(429),
                     "502": {
                         "description": "`$connect` failed or timed out; the details are in "
                         "its execution record."
                     },
-                    "503": _error(503),
+                    "503": error_ref(503),
                     "default": {"description": refused},
                 },
             },
