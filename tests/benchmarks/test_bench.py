@@ -356,7 +356,7 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     # every scenario ran on the embedded default
     assert summary["warm_overhead_p50_ms"] is not None and summary["warm_overhead_p50_ms"] > 0
     assert summary["web_overhead_p50_ms"] is not None  # the web route ran beside /invoke
-    assert 0 < summary["throughput_ratio_c64"]
+    _assert_c64_measured_or_explained(tmp_path / "results")
     assert summary["cold_prewarmed_p50_ms"]["process"] > 0
     assert summary["invocations_in_connection_run"] >= 1000
     assert summary["time_wait_new_connection_per_call"] > summary["time_wait_after_run"]
@@ -382,3 +382,17 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     assert IDLE_TARGET in done.stdout
     (run,) = (tmp_path / "results").iterdir()
     assert {p.name for p in run.glob("*.png")} >= {"warm_latency.png", "throughput.png"}
+
+
+def _assert_c64_measured_or_explained(results: Path) -> None:
+    """c=64 is a measurement, or the figures say why not: 64 load threads on a loaded 2-core
+    machine may fall behind their own clock, and the bench then refuses the figure rather than
+    print an inflated one (loadgen.LoadDistorted)."""
+    (figures_path,) = results.glob("*/figures.json")
+    levels = json.loads(figures_path.read_text())["backends"]["process"]["latency"]["throughput"]
+    (c64,) = [t for t in levels if t["concurrency"] == 64]
+    if c64.get("throughput_ratio") is not None:
+        assert c64["throughput_ratio"] > 0
+        return
+    reasons = [c64[side].get("skipped") for side in ("through_main", "direct")]
+    assert any(reasons), c64
