@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from hotpool.shared.settings import client_api_key, client_key_file, client_url
+from hotpool.shared.client_config import client_api_key, client_key_file, client_url
 
 
 class CliError(Exception):

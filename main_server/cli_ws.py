@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 
 from hotpool.main_server.cli_client import CliError, _check, _prepare, opened
+from hotpool.shared.client_config import client_api_key, client_url
 from hotpool.shared.models import WEBSOCKET_MODES
-from hotpool.shared.settings import client_api_key, client_url
 
 read_bytes = 64 * 1024
 # what a refused upgrade means (Main says no more before the upgrade: the same 404 whatever

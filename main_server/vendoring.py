@@ -146,7 +146,7 @@ def build_package(
     if not build or not requirements.is_file():
         return zip_directory(directory)
     if cache_dir is None:
-        from hotpool.shared.settings import client_cache_dir
+        from hotpool.shared.client_config import client_cache_dir
 
         cache_dir = client_cache_dir()
     site = vendor(requirements, cache_dir)

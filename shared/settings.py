@@ -195,6 +195,23 @@ class Settings:
     # environment); empty = http://{host}:{port}/ws of this Main
     connections_url: str = ""
 
+    # scheduled functions (main_server.scheduler): the leader's Redis lease (another replica
+    # takes over within it), how far back a new leader fires the ticks it missed (older ones
+    # are counted as missed), the shortest interval an expression may have, and schedules
+    # one namespace may hold
+    scheduler_lease_s: float = 10.0
+    schedule_catch_up_s: float = 300.0
+    schedule_min_interval_s: float = 1.0
+    schedule_max_per_namespace: int = 100
+
+    # Prometheus metrics (shared.metrics): Main's and the Manager's /metrics listen on their
+    # own port (0 = off), on metrics_host (empty = the service's own host); functions beyond
+    # metrics_max_functions share the label value "other"
+    metrics_host: str = ""
+    metrics_port: int = 9464
+    manager_metrics_port: int = 9465
+    metrics_max_functions: int = 200
+
     # input limits
     max_package_bytes: int = 50 * 1024 * 1024
     max_unzipped_bytes: int = 250 * 1024 * 1024
@@ -234,6 +251,8 @@ class Settings:
             "ws_max_message_bytes", "ws_idle_timeout_s", "ws_max_lifetime_s", "ws_messages_per_s",
             # a stream limit of 0 would end every stream at its first byte
             "max_stream_bytes", "stream_buffer_bytes",
+            # a lease of 0 would have no leader; a folding limit of 0 would fold every function
+            "scheduler_lease_s", "schedule_min_interval_s", "metrics_max_functions",
         ):  # fmt: skip
             if not getattr(self, positive) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
@@ -343,38 +362,3 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
     return raw
-
-
-def client_api_key(environ: Mapping[str, str] | None = None) -> str:
-    """The API key the CLI sends: ``HOTPOOL_API_KEY``, else the one ``hotpool dev`` stored
-    in its state directory."""
-    env = os.environ if environ is None else environ
-    if env.get("HOTPOOL_API_KEY"):
-        return env["HOTPOOL_API_KEY"].strip()
-    try:
-        return client_key_file(env).read_text().strip()
-    except OSError:
-        return ""
-
-
-def client_key_file(environ: Mapping[str, str] | None = None) -> Path:
-    """Where ``hotpool dev`` stores its admin key for the CLI."""
-    env = os.environ if environ is None else environ
-    return Path(env.get("HOTPOOL_STATE_DIR", ".hotpool")) / "admin.key"
-
-
-def client_url(environ: Mapping[str, str] | None = None) -> str:
-    """The Main URL the CLI talks to (``HOTPOOL_URL``)."""
-    env = os.environ if environ is None else environ
-    return env.get("HOTPOOL_URL", "http://127.0.0.1:8080").rstrip("/")
-
-
-def client_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where the CLI caches what it builds (vendored requirements): ``HOTPOOL_CACHE_DIR``,
-    else ``$XDG_CACHE_HOME/hotpool``, else ``~/.cache/hotpool``."""
-    env = os.environ if environ is None else environ
-    if env.get("HOTPOOL_CACHE_DIR"):
-        return Path(env["HOTPOOL_CACHE_DIR"])
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]) / "hotpool"
-    return Path.home() / ".cache" / "hotpool"
