@@ -14,6 +14,7 @@ from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
+from hotpool.main_server.scheduler import Scheduler
 from hotpool.main_server.ws_connection import SocketTable
 from hotpool.main_server.ws_hub import ConnectionHub
 from hotpool.shared.async_queue import AsyncQueue
@@ -49,3 +50,5 @@ WS_SOCKETS = web.AppKey("ws_sockets", SocketTable)
 # connection through it; and the functions' connection tokens
 WS_HUB = web.AppKey("ws_hub", ConnectionHub)
 WS_TOKENS = web.AppKey("ws_tokens", ConnectionTokens)
+# this replica's scheduler (main_server.scheduler): every replica runs one, the leader fires
+SCHEDULER = web.AppKey("scheduler", Scheduler)
