@@ -31,6 +31,7 @@ from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
+from hotpool.main_server.scheduler import Scheduler
 from hotpool.main_server.state import (
     ASYNC_CONSUMER,
     ASYNC_QUEUE,
@@ -47,6 +48,7 @@ from hotpool.main_server.state import (
     RECORDS,
     REDIS,
     REGISTRY,
+    SCHEDULER,
     SETTINGS,
     WEB_COUNTERS,
     WS_HUB,
@@ -69,6 +71,7 @@ from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.registry import ManagerRegistry
+from hotpool.shared.schedule_store import SqlScheduleStore
 from hotpool.shared.settings import Settings
 from hotpool.shared.stores import open_code_store, open_execution_log, open_metadata
 from hotpool.shared.ws_token import ConnectionTokens
@@ -121,6 +124,7 @@ def create_app(
             layer_service,
             invocations,
             asynchronous_invocations,
+            schedules,
             websocket_connections,
             lease_reaper,
         ]
@@ -250,6 +254,23 @@ async def asynchronous_invocations(app: web.Application) -> AsyncIterator[None]:
     consuming = asyncio.create_task(consumer.run_forever(), name="async-consumer")
     yield
     await consumer.stop(consuming, settings.drain_timeout_s)
+
+
+async def schedules(app: web.Application) -> AsyncIterator[None]:
+    """This replica's scheduler: every replica runs one, the one holding the lease fires the
+    schedules' ticks into the asynchronous queue. On shutdown it hands the lease back."""
+    scheduler = Scheduler(
+        app[SETTINGS],
+        app[REDIS],
+        SqlScheduleStore(app[METADATA]),
+        app[ASYNC_QUEUE],
+        app[FUNCTIONS],
+        notice=app[ASYNC_CONSUMER].notice,
+    )
+    app[SCHEDULER] = scheduler
+    running = asyncio.create_task(scheduler.run_forever(), name="scheduler")
+    yield
+    await scheduler.stop(running)
 
 
 async def function_service(app: web.Application) -> AsyncIterator[None]:
