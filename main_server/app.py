@@ -32,6 +32,7 @@ from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
 from hotpool.main_server.scheduler import Scheduler
+from hotpool.main_server.schedules_api import routes as schedule_routes
 from hotpool.main_server.state import (
     ASYNC_CONSUMER,
     ASYNC_QUEUE,
@@ -49,6 +50,7 @@ from hotpool.main_server.state import (
     REDIS,
     REGISTRY,
     SCHEDULER,
+    SCHEDULES,
     SETTINGS,
     WEB_COUNTERS,
     WS_HUB,
@@ -122,6 +124,7 @@ def create_app(
             placement,
             function_service,
             layer_service,
+            schedule_store,
             invocations,
             asynchronous_invocations,
             schedules,
@@ -132,6 +135,7 @@ def create_app(
     app.add_routes(routes)
     app.add_routes(key_routes)
     app.add_routes(layer_routes)
+    app.add_routes(schedule_routes)
     app.add_routes(openapi_routes)
     app.add_routes(web_routes)
     app.add_routes(async_routes)
@@ -262,7 +266,7 @@ async def schedules(app: web.Application) -> AsyncIterator[None]:
     scheduler = Scheduler(
         app[SETTINGS],
         app[REDIS],
-        SqlScheduleStore(app[METADATA]),
+        app[SCHEDULES],
         app[ASYNC_QUEUE],
         app[FUNCTIONS],
         notice=app[ASYNC_CONSUMER].notice,
@@ -293,6 +297,12 @@ async def layer_service(app: web.Application) -> AsyncIterator[None]:
     """Layer versions, in the metadata database, with their packages in the code store."""
     layers = SqlLayerStore(app[METADATA])
     app[LAYERS] = LayerService(app[SETTINGS], layers=layers, code_store=app[CODE_STORE])
+    yield
+
+
+async def schedule_store(app: web.Application) -> AsyncIterator[None]:
+    """Schedules, in the metadata database (the scheduler fires them)."""
+    app[SCHEDULES] = SqlScheduleStore(app[METADATA])
     yield
 
 

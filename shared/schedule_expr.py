@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 MAX_EXPRESSION_CHARS = 256
 RATE_UNITS_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 YEAR_RANGE = (1970, 2099)  # croniter's; EventBridge's goes to 2199
-# croniter scans year by year for a match: enough to reach 2099 from 1970
-MAX_YEARS_BETWEEN_MATCHES = 200
+# croniter scans month by month for a match, at most this many years: 1970 to 2099
+MAX_YEARS_BETWEEN_MATCHES = 130
 # cron fires on whole minutes: only a minimum interval above this needs sampling
 CRON_RESOLUTION_S = 60
 INTERVAL_SAMPLE = 100  # fire times sampled for the shortest interval of a cron expression
@@ -168,7 +168,9 @@ class ScheduleExpression:
         while True:
             try:
                 wall: datetime = walk.get_next()
-            except CroniterBadDateError:  # no more matches (a year field in the past)
+            except (CroniterBadDateError, ValueError):  # no match within its years
+                return
+            if wall.year > YEAR_RANGE[1]:  # e.g. only ever a wall time the clock skips
                 return
             local = wall.replace(tzinfo=zone)  # fold=0: the first pass of a repeated time
             if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:
@@ -332,9 +334,11 @@ def _croniter_check(
     ``shown``) where one field alone is to blame."""
     try:
         croniter(" ".join(parts), 0, max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES)
-        return
     except CroniterError as exc:
         reason = str(exc)
+    else:
+        _check_days_exist(text, parts, names)
+        return
     for index in range(len(parts) if len(parts) > 1 else 0):
         probe = ["0" if name == "seconds" else "*" for name in names]
         probe[index] = parts[index]
@@ -352,3 +356,17 @@ def _croniter_check(
             ) from None
     log.debug("croniter refused %r: %s", text, reason)
     raise InvalidRequest(f"{text[:80]!r} is not a valid cron expression; use e.g. {EXAMPLES}")
+
+
+def _check_days_exist(text: str, parts: Sequence[str], names: Sequence[str]) -> None:
+    """Refuse a day of the month that none of its months has (the 30th of February) at once,
+    rather than after croniter's search through every year for it."""
+    if "day-of-week" not in names or parts[names.index("day-of-week")] != "*":
+        return  # a day-of-week: Unix cron fires on either day field
+    try:
+        croniter.expand(" ".join(parts), strict=True)
+    except CroniterError:
+        raise InvalidRequest(
+            f"{text[:80]!r} never fires: no month it names has that day-of-month "
+            "(like the 30th of February)"
+        ) from None

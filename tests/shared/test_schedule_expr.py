@@ -305,7 +305,11 @@ def test_an_interval_shorter_than_the_minimum_is_refused_naming_the_setting():
         ("cron(0 12 * * ? 2300)", "the year field '2300' is not a year or range in 1970-2099"),
         ("cron(0 12 * * ? 99999999999)", "the year field"),
         ("cron(0 0 LW * ? *)", "LW is not supported"),
-        ("cron(0 0 30 2 ? *)", "names no time after 2026-03-01T00:00:00Z: check its fields"),
+        ("cron(0 0 30 2 ? *)", "never fires: no month it names has that day-of-month"),
+        ("cron(0 0 31 4,6,9,11 ? *)", "never fires: no month it names has that day-of-month"),
+        ("cron(0 0 29 2 ? 2097)", "never fires: no month it names has that day-of-month"),
+        ("0 0 31 2 *", "never fires: no month it names has that day-of-month"),
+        ("cron(0 0 1 1 ? 2025)", "names no time after 2026-03-01T00:00:00Z: check its fields"),
         ("cron(0 0 1 1 ? 2020)", "names no time after"),
         ("cron(0 0 * * ? *); rm -rf /)", "has 9 fields; it needs 6"),
         ("* * * * * *", "is not a schedule expression. Use rate(N unit)"),
@@ -328,6 +332,20 @@ def test_a_bad_expression_is_a_400_saying_what_is_wrong(text, says):
     assert info.value.status == 400
     assert says in info.value.message
     assert len(info.value.message) < 600 and "\n" not in info.value.message
+
+
+def test_an_expression_naming_only_wall_times_the_clock_skips_never_fires():
+    # 02:00 on New York's second Sunday of March is its spring-forward gap, every year
+    with pytest.raises(InvalidRequest, match="names no time after"):
+        parse("cron(0 2 ? 3 1#2 *)", NEW_YORK, anchor=at("2026-01-01T00:00:00"))
+    assert parse("cron(0 2 ? 3 1#2 *)", anchor=at("2026-01-01T00:00:00")).kind == "cron"
+
+
+def test_unix_cron_fires_on_either_day_field():
+    # day 31 or any Monday of February: the Mondays
+    expr = parse("0 0 31 2 1", anchor=at("2026-01-01T00:00:00"))
+
+    assert utc(expr.next_after(at("2026-01-01T00:00:00"))) == "2026-02-02T00:00:00Z"
 
 
 @pytest.mark.parametrize(
