@@ -12,9 +12,10 @@ two things, both in Redis:
   event is in the asynchronous queue, then ``done`` (or ``missed`` when it could not be fired).
   A claim lives ``claim_ttl_s`` (catch-up + a day): longer than any tick can still be fired.
 - ``hp:sched:state:{schedule_id}``  HASH ``last_tick_ms`` (every tick up to it is done or
-  counted missed; it only moves forward), ``fires``, ``missed``, ``last_request_id``,
-  ``last_late_s`` (how late the last fire was), ``paused_at`` (the schedule was seen disabled
-  or gone: the ticks up to its re-enabling are not due).
+  counted missed; it only moves forward), ``fires``, ``missed``, ``last_fired_ms`` (the
+  latest tick fired), its ``last_request_id`` and ``last_late_s`` (how late it fired),
+  ``paused_at`` (the schedule was seen disabled or gone: the ticks up to its re-enabling are
+  not due).
 - ``hp:sched:epoch``   STRING: when the scheduler's state in this Redis began (unix s, set once).
   A schedule without a state hash (new, or its Redis lost its data) starts from the later of its
   ``created_at`` and this time, so a Redis that comes back empty fires no tick a second time.
@@ -106,7 +107,10 @@ if tonumber(ARGV[2]) > last then
 end
 if ARGV[1] == 'done' then
   redis.call('HINCRBY', KEYS[2], 'fires', 1)
-  redis.call('HSET', KEYS[2], 'last_request_id', ARGV[3], 'last_late_s', ARGV[4])
+  if tonumber(ARGV[2]) > tonumber(redis.call('HGET', KEYS[2], 'last_fired_ms') or '-1') then
+    redis.call('HSET', KEYS[2], 'last_fired_ms', ARGV[2], 'last_request_id', ARGV[3],
+      'last_late_s', ARGV[4])
+  end
 else
   redis.call('HINCRBY', KEYS[2], 'missed', 1)
 end

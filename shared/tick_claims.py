@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
 from hotpool.shared import schedule_keys as k
 from hotpool.shared.redis_conn import text
+from hotpool.shared.schedules import iso_time
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ScheduleState:
     paused_at: float | None = None
     fires: int = 0
     missed: int = 0
+    last_fired: float | None = None
     last_request_id: str = ""
     last_late_s: float = 0.0
     raw_last_tick_ms: str = ""  # as stored, for SKIP's compare-and-set
@@ -52,15 +55,22 @@ class ScheduleState:
     def from_hash(cls, raw: dict[str, str]) -> ScheduleState:
         last_ms = raw.get("last_tick_ms", "")
         paused = raw.get("paused_at")
+        fired_ms = raw.get("last_fired_ms")
         return cls(
             last_tick=int(last_ms) / 1000 if last_ms else None,
             paused_at=float(paused) if paused else None,
             fires=int(raw.get("fires", "0")),
             missed=int(raw.get("missed", "0")),
+            last_fired=int(fired_ms) / 1000 if fired_ms else None,
             last_request_id=raw.get("last_request_id", ""),
             last_late_s=float(raw.get("last_late_s", "0")),
             raw_last_tick_ms=last_ms,
         )
+
+    def progress(self) -> dict[str, Any]:
+        """What the schedules API shows of it: the latest tick fired, fires and misses."""
+        last = iso_time(self.last_fired) if self.last_fired is not None else None
+        return {"last_fired": last, "fires": self.fires, "missed": self.missed}
 
 
 def fence_of(owner: str, token: int) -> str:

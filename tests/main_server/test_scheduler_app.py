@@ -1,17 +1,12 @@
-"""The scheduler wired into Main (cleanup_ctx ``schedules``): a stored schedule fires through the
-asynchronous path into the function, its records say trigger ``schedule``, and /system/status
-shows who leads."""
+"""The scheduler wired into Main (cleanup_ctx ``schedules``): a schedule made through the API
+fires through the asynchronous path into the function, its records say trigger ``schedule``,
+/system/status shows who leads, and the schedule's answer shows its fires."""
 
 from __future__ import annotations
 
-import time
-import uuid
-
 import pytest
 
-from hotpool.main_server.state import METADATA, SCHEDULER
-from hotpool.shared.schedule_store import SqlScheduleStore
-from hotpool.shared.schedules import Schedule
+from hotpool.main_server.state import SCHEDULER
 from tests.async_calls import ledger_stack, runs
 from tests.stack import wait_for
 
@@ -22,13 +17,10 @@ async def test_a_stored_schedule_fires_into_the_function_with_trigger_schedule(
     hotpool_stack, tmp_path
 ):
     stack = await ledger_stack(hotpool_stack, tmp_path)
-    now = time.time()
-    every = Schedule(
-        id=uuid.uuid4().hex, namespace="default", function="fn", name="each-second",
-        expression="rate(1 second)", timezone="UTC", event=None, enabled=True,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
-    await SqlScheduleStore(stack.client.app[METADATA]).put(every)
+    resp = await stack.client.put(
+        "/v1/functions/fn/schedules/each-second", json={"expression": "rate(1 second)"}
+    )
+    assert resp.status == 201, await resp.text()
 
     async def fired_twice() -> bool:
         return len(runs(tmp_path)) >= 2
@@ -43,3 +35,10 @@ async def test_a_stored_schedule_fires_into_the_function_with_trigger_schedule(
     assert part["leader"] == stack.client.app[SCHEDULER].owner
     assert part["leading_here"] and part["schedules"] == 1
     assert part["fires"] >= 2 and part["missed"] == 0
+
+    resp = await stack.client.get("/v1/functions/fn/schedules/each-second")
+    shown = await resp.json()
+    assert shown["fires"] >= 2 and shown["missed"] == 0
+    assert shown["last_fired"].endswith("Z")
+    listed = await (await stack.client.get("/v1/functions/fn/schedules")).json()
+    assert listed["schedules"][0]["fires"] >= 2
