@@ -15,7 +15,6 @@ import math
 import os
 import random
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,9 +27,6 @@ import redis.asyncio
 from hotpool.benchmarks.chaos.cluster import Cluster
 from hotpool.benchmarks.chaos.config import SERVICE_SETTINGS, HarnessError
 from hotpool.shared import async_keys, schedule_keys
-from hotpool.shared.metadata import SqlMetadataStore
-from hotpool.shared.schedule_store import SqlScheduleStore
-from hotpool.shared.schedules import Schedule
 from tests.helpers import handler_zip
 from tests.services import missing_service
 
@@ -77,13 +73,13 @@ def main_of(cluster: Cluster, leader: bytes | None) -> str | None:
     return next((n for n, p in cluster.procs.items() if p.pid == pid and cluster.up(n)), None)
 
 
-async def kill_leaders(cluster: Cluster, store: redis.asyncio.Redis, until: float) -> list[float]:
+async def kill_leaders(cluster: Cluster, shared: redis.asyncio.Redis, until: float) -> list[float]:
     """SIGKILL whichever Main leads, every few seconds, and start it again; the kill times."""
     rng = random.Random(16)
     kills = []
     while time.time() + 4 < until:
         await asyncio.sleep(rng.uniform(3.0, 7.0))
-        name = main_of(cluster, await store.get(schedule_keys.LEADER))
+        name = main_of(cluster, await shared.get(schedule_keys.LEADER))
         if name is None:
             continue
         cluster.kill(name)
@@ -124,7 +120,7 @@ async def test_three_replicas_fire_every_tick_once_while_the_leader_is_killed(tm
         await cluster.start_manager(0)
         for i in range(MAINS):
             await cluster.start_main(i)
-        store = redis.asyncio.Redis(port=cluster.redis_port)
+        shared = redis.asyncio.Redis(port=cluster.redis_port)
         async with aiohttp.ClientSession(headers=cluster.headers) as http:
             base = cluster.main_url(0)
             env = orjson.dumps({"LEDGER": str(ledger)}).decode()
@@ -132,46 +128,33 @@ async def test_three_replicas_fire_every_tick_once_while_the_leader_is_killed(tm
                 http, f"{base}/v1/functions/ticker", data=LEDGER, params={"env": env},
                 headers={"Content-Type": "application/zip"},
             )  # fmt: skip
-        created = await _schedule(cluster.db_url)
-        kills = await kill_leaders(cluster, store, until=time.time() + WINDOW_S)
-        window_end = math.floor(time.time()) - 1
-        expected = {
-            (name, float(t))
-            for name, at in created.items()
-            for t in range(math.floor(at) + 1, window_end + 1)
-        }
-        runs = await arrivals(ledger, expected, deadline_s=60)
-        accepted = await _accepted_states(store, {r["request_id"] for r in runs})
-        await store.aclose()
+            created = {}
+            for name in SCHEDULES:
+                body = {"expression": "rate(1 second)"}
+                made = await put(http, f"{base}/v1/functions/ticker/schedules/{name}", json=body)
+                created[name] = tick_of(made["created_at"])
+        try:
+            kills = await kill_leaders(cluster, shared, until=time.time() + WINDOW_S)
+            window_end = math.floor(time.time()) - 1
+            expected = {
+                (name, float(t))
+                for name, at in created.items()
+                for t in range(math.floor(at) + 1, window_end + 1)
+            }
+            runs = await arrivals(ledger, expected, deadline_s=60)
+            accepted = await _accepted_states(shared, {r["request_id"] for r in runs})
+        finally:
+            await shared.aclose()
     finally:
         await asyncio.to_thread(cluster.teardown)
     _check(runs, expected, accepted, kills)
 
 
-async def _schedule(database_url: str) -> dict[str, float]:
-    """Store the per-second schedules (in the database every Main reads); their creation."""
-    metadata = SqlMetadataStore.from_url(database_url)
-    try:
-        created = {}
-        for name in SCHEDULES:
-            now = time.time()
-            await SqlScheduleStore(metadata).put(
-                Schedule(
-                    id=uuid.uuid4().hex, namespace="default", function="ticker", name=name,
-                    expression="rate(1 second)", timezone="UTC", event=None, enabled=True,
-                    created_at=now, updated_at=now,
-                )
-            )  # fmt: skip
-            created[name] = now
-        return created
-    finally:
-        await metadata.close()
-
-
-async def _accepted_states(store: redis.asyncio.Redis, ids: set[str]) -> dict[str, dict]:
+async def _accepted_states(shared: redis.asyncio.Redis, ids: set[str]) -> dict[str, dict]:
+    """The queue's state of each event (accepted_at, reclaimed) by request id."""
     states = {}
     for request_id in ids:
-        raw = await store.hgetall(async_keys.inv(request_id))
+        raw = await shared.hgetall(async_keys.inv(request_id))
         states[request_id] = {a.decode(): b.decode() for a, b in raw.items()}
     return states
 
