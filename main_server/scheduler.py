@@ -135,6 +135,7 @@ class Scheduler:
         self._parsed: dict[str, tuple[Schedule, Ticking | None]] = {}
         self._next_at: dict[str, float] = {}  # when each schedule has a tick due, as last seen
         self._loaded_at = -math.inf
+        self._renewed_at = -math.inf  # monotonic time of the last lease taken or kept
         self._epoch: float | None = None
         self._stopping = False
 
@@ -148,12 +149,19 @@ class Scheduler:
             try:
                 delay = await self.turn()
             except REDIS_ERRORS as exc:
-                log.warning("scheduler: Redis unreachable (%s); retrying", exc)
-                delay = retry_s
+                delay = self._unreachable(exc)
             except Exception:
                 log.exception("scheduler turn failed; trying again")
                 delay = retry_s
             await asyncio.sleep(delay)
+
+    def _unreachable(self, exc: Exception) -> float:
+        """Redis is away: past its lease this replica no longer leads (another may by now)."""
+        log.warning("scheduler: Redis unreachable (%s); retrying", exc)
+        if self._token and time.monotonic() - self._renewed_at > self._settings.scheduler_lease_s:
+            log.warning("scheduler: the lease of %s ran out while Redis was away", self.owner)
+            self._step_down()
+        return retry_s
 
     async def stop(self, running: asyncio.Task[None]) -> None:
         """Stop firing, and hand the lease back so another replica takes over at once."""
@@ -169,12 +177,14 @@ class Scheduler:
     async def turn(self) -> float:
         """One turn; how long to wait before the next."""
         lease_s = self._settings.scheduler_lease_s
+        asked_at = time.monotonic()
         lease = await self.claims.acquire(self.owner, self._token, lease_s)
         if not lease.leading:
             if self._token:
                 log.warning("scheduler: the lease went to %s; following", lease.holder)
             self._step_down()
             return min(lease_s * follow_fraction, follow_poll_max_s)
+        self._renewed_at = asked_at  # the lease runs from before it was asked for
         if lease.outcome == "acquired":
             self._begin_term(lease.token)
         now = self._clock()
@@ -216,6 +226,8 @@ class Scheduler:
             if known is None or known.updated_at != schedule.updated_at:
                 self._next_at.pop(schedule_id, None)
         self._schedules = enabled
+        self._parsed = {i: p for i, p in self._parsed.items() if i in enabled}
+        self._next_at = {i: t for i, t in self._next_at.items() if i in enabled}
         self._loaded_at = now
         self.stats.schedules = len(enabled)
         epoch = await self.claims.epoch(now)

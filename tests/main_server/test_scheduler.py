@@ -188,6 +188,17 @@ async def test_two_schedulers_that_both_believe_they_lead_never_fire_a_tick_twic
     ]
 
 
+async def test_a_leader_cut_off_from_redis_past_its_lease_no_longer_says_it_leads(redis):
+    clock = Clock(T0 + 0.5)
+    leader = scheduler(redis, Store(), clock, "a")
+    await leader.turn()
+    leader._unreachable(ConnectionError("a short outage"))
+    assert leader.stats.leading
+    leader._renewed_at -= SETTINGS.scheduler_lease_s + 0.1
+    leader._unreachable(ConnectionError("past the lease"))
+    assert not leader.stats.leading and leader.stats.fencing_token == 0
+
+
 async def test_a_tick_claimed_by_a_leader_that_died_before_queueing_it_fires_once(redis):
     clock = Clock(T0 + 1.5)
     every = schedule()
