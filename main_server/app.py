@@ -31,6 +31,7 @@ from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
+from hotpool.main_server.schedules_api import routes as schedule_routes
 from hotpool.main_server.state import (
     ASYNC_CONSUMER,
     ASYNC_QUEUE,
@@ -47,6 +48,7 @@ from hotpool.main_server.state import (
     RECORDS,
     REDIS,
     REGISTRY,
+    SCHEDULES,
     SETTINGS,
     WEB_COUNTERS,
     WS_HUB,
@@ -69,6 +71,7 @@ from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.registry import ManagerRegistry
+from hotpool.shared.schedule_store import SqlScheduleStore
 from hotpool.shared.settings import Settings
 from hotpool.shared.stores import open_code_store, open_execution_log, open_metadata
 from hotpool.shared.ws_token import ConnectionTokens
@@ -119,6 +122,7 @@ def create_app(
             placement,
             function_service,
             layer_service,
+            schedule_store,
             invocations,
             asynchronous_invocations,
             websocket_connections,
@@ -128,6 +132,7 @@ def create_app(
     app.add_routes(routes)
     app.add_routes(key_routes)
     app.add_routes(layer_routes)
+    app.add_routes(schedule_routes)
     app.add_routes(openapi_routes)
     app.add_routes(web_routes)
     app.add_routes(async_routes)
@@ -272,6 +277,12 @@ async def layer_service(app: web.Application) -> AsyncIterator[None]:
     """Layer versions, in the metadata database, with their packages in the code store."""
     layers = SqlLayerStore(app[METADATA])
     app[LAYERS] = LayerService(app[SETTINGS], layers=layers, code_store=app[CODE_STORE])
+    yield
+
+
+async def schedule_store(app: web.Application) -> AsyncIterator[None]:
+    """Schedules, in the metadata database (the scheduler fires them)."""
+    app[SCHEDULES] = SqlScheduleStore(app[METADATA])
     yield
 
 

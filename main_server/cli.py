@@ -1,5 +1,5 @@
 """The ``hotpool`` command line: run the services, and deploy, invoke and inspect functions
-(layers: ``cli_layers``; asynchronous invocations: ``cli_async``).
+(layers: ``cli_layers``; asynchronous invocations: ``cli_async``; schedules: ``cli_schedule``).
 
 Client commands talk to ``HOTPOOL_URL`` (default http://127.0.0.1:8080) with the standard
 library only, so they start fast.
@@ -26,6 +26,7 @@ from hotpool.main_server.cli_async import (
 )
 from hotpool.main_server.cli_client import CliError, _check, _print, _request
 from hotpool.main_server.cli_layers import add_layer_commands, package_of
+from hotpool.main_server.cli_schedule import add_schedule_commands
 from hotpool.main_server.cli_ws import add_ws_command, add_ws_settings, ws_settings
 from hotpool.main_server.cli_ws import invoke as invoke_streamed
 from hotpool.shared.errors import HotpoolError
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_invoke)
     add_async_commands(sub)
     add_ws_command(sub)
+    add_schedule_commands(sub)
 
     p = sub.add_parser("ls", help="list functions")
     p.set_defaults(func=cmd_ls)

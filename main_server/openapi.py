@@ -14,6 +14,7 @@ from aiohttp import web
 from hotpool.main_server import openapi_async, openapi_ws
 from hotpool.main_server.openapi_connections import connections_paths
 from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
+from hotpool.main_server.openapi_schedules import schedule_paths, schedule_schemas
 from hotpool.main_server.openapi_schemas import (
     ENV_KEY_PATTERN,
     HANDLER_PATTERN,
@@ -391,6 +392,7 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "paths": {
             **paths,
+            **schedule_paths(),
             **openapi_async.paths(),
             **web_paths(),
             **openapi_ws.paths(),
@@ -399,6 +401,7 @@ def openapi_document() -> dict[str, Any]:
         "components": components(
             extra_schemas={
                 **layer_schemas(),
+                **schedule_schemas(),
                 **openapi_async.schemas(),
                 "WebSocketStatus": openapi_ws.status_schema(),
             }

@@ -22,6 +22,7 @@ from hotpool.shared.execlog import ExecutionLog, RecordWriter
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.pool import Pool
 from hotpool.shared.registry import ManagerRegistry
+from hotpool.shared.schedule_store import SqlScheduleStore
 from hotpool.shared.settings import Settings
 from hotpool.shared.ws_token import ConnectionTokens
 
@@ -49,3 +50,6 @@ WS_SOCKETS = web.AppKey("ws_sockets", SocketTable)
 # connection through it; and the functions' connection tokens
 WS_HUB = web.AppKey("ws_hub", ConnectionHub)
 WS_TOKENS = web.AppKey("ws_tokens", ConnectionTokens)
+
+# scheduled functions: the schedules in the metadata database (main_server.schedules_api)
+SCHEDULES = web.AppKey("schedules", SqlScheduleStore)

@@ -46,6 +46,7 @@ from hotpool.shared.tables import (  # noqa: F401
     FunctionRow,
     KeyRow,
     LayerVersionRow,
+    ScheduleRow,
     UserRow,
     VersionRow,
 )
@@ -232,6 +233,12 @@ class SqlMetadataStore:
             if fn is None or fn.deleted_at is not None:
                 raise NotFound(f"function {name!r} does not exist")
             fn.deleted_at = _now()
+            # its schedules go with it, in one transaction (shared.schedule_store)
+            await session.execute(
+                delete(ScheduleRow).where(
+                    ScheduleRow.namespace == split_qualified(name)[0], ScheduleRow.function == name
+                )
+            )
         return latest
 
     @translate_errors

@@ -2,7 +2,8 @@
 
 The Alembic migrations in ``migrations/`` make them; ``tests/shared/test_schema.py`` checks that
 the migrated schema matches these models. The stores that read and write them are
-``shared.metadata`` (functions), ``shared.keystore`` (keys) and ``shared.layer_store`` (layers).
+``shared.metadata`` (functions), ``shared.keystore`` (keys), ``shared.layer_store`` (layers) and
+``shared.schedule_store`` (schedules).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
@@ -99,6 +102,31 @@ class LayerVersionRow(Base):
     description: Mapped[str] = mapped_column(String(255), nullable=False, server_default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+# a schedule's fixed event: up to 256 KiB of JSON, more than MySQL's TEXT (64 KiB) holds
+EventText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
+class ScheduleRow(Base):
+    """One schedule of one function (``shared.schedule_store``)."""
+
+    __tablename__ = "schedules"
+    # also the index of a namespace's count and a function's listing
+    __table_args__ = (UniqueConstraint("namespace", "function", "name", name="uq_schedule"),)
+
+    # uuid4 hex: the scheduler's Redis keys name it, so it stays across updates
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63), nullable=False)
+    # namespace-qualified, as FunctionRow.name
+    function: Mapped[str] = mapped_column(String(127), nullable=False)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    expression: Mapped[str] = mapped_column(String(256), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False)
+    event: Mapped[str | None] = mapped_column(EventText, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False)
 
 
 class UserRow(Base):

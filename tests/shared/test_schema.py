@@ -26,7 +26,9 @@ from hotpool.shared.schema import (
 )
 from hotpool.shared.settings import SettingsError
 
-HOTPOOL_TABLES = {"functions", "function_versions", "users", "api_keys", "layer_versions"}
+HOTPOOL_TABLES = {
+    "functions", "function_versions", "users", "api_keys", "layer_versions", "schedules",
+}  # fmt: skip
 UNREACHABLE_URL = "mysql+asyncmy://root:hunter2@127.0.0.1:1/x"  # nothing listens on port 1
 
 
@@ -48,7 +50,7 @@ async def tables(url: str) -> set[str]:
 async def test_migrate_creates_the_tables_and_their_constraints(database_url):
     revision = await migrate(database_url)
 
-    assert revision == head_revision() == "0005"
+    assert revision == head_revision() == "0006"
     assert await current_revision(database_url) == revision
 
     def describe(conn: Connection) -> dict[str, Any]:
@@ -72,6 +74,7 @@ async def test_migrate_creates_the_tables_and_their_constraints(database_url):
         ("users", "uq_users_name", ("name",)),
         ("api_keys", "uq_api_keys_key_id", ("key_id",)),
         ("layer_versions", "uq_layer_version", ("namespace", "name", "version")),
+        ("schedules", "uq_schedule", ("namespace", "function", "name")),
     }
     [fk] = found["fks"]  # of function_versions
     assert fk["name"] == "fk_function_versions_function_id_functions"
@@ -209,6 +212,8 @@ async def test_mariadb_timestamps_keep_microseconds(mariadb_url):
         "api_keys.created_at": 6,
         "api_keys.revoked_at": 6,
         "function_versions.created_at": 6,
+        "schedules.created_at": 6,
+        "schedules.updated_at": 6,
     }
 
 
