@@ -31,6 +31,7 @@ from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
+from hotpool.main_server.scheduler import Scheduler
 from hotpool.main_server.schedules_api import routes as schedule_routes
 from hotpool.main_server.state import (
     ASYNC_CONSUMER,
@@ -48,6 +49,7 @@ from hotpool.main_server.state import (
     RECORDS,
     REDIS,
     REGISTRY,
+    SCHEDULER,
     SCHEDULES,
     SETTINGS,
     WEB_COUNTERS,
@@ -125,6 +127,7 @@ def create_app(
             schedule_store,
             invocations,
             asynchronous_invocations,
+            schedules,
             websocket_connections,
             lease_reaper,
         ]
@@ -255,6 +258,23 @@ async def asynchronous_invocations(app: web.Application) -> AsyncIterator[None]:
     consuming = asyncio.create_task(consumer.run_forever(), name="async-consumer")
     yield
     await consumer.stop(consuming, settings.drain_timeout_s)
+
+
+async def schedules(app: web.Application) -> AsyncIterator[None]:
+    """This replica's scheduler: every replica runs one, the one holding the lease fires the
+    schedules' ticks into the asynchronous queue. On shutdown it hands the lease back."""
+    scheduler = Scheduler(
+        app[SETTINGS],
+        app[REDIS],
+        app[SCHEDULES],
+        app[ASYNC_QUEUE],
+        app[FUNCTIONS],
+        notice=app[ASYNC_CONSUMER].notice,
+    )
+    app[SCHEDULER] = scheduler
+    running = asyncio.create_task(scheduler.run_forever(), name="scheduler")
+    yield
+    await scheduler.stop(running)
 
 
 async def function_service(app: web.Application) -> AsyncIterator[None]:

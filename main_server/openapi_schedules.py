@@ -65,6 +65,14 @@ def schedule_schemas() -> dict[str, Schema]:
                 "items": time,
                 "description": "The next fire times (UTC); none while disabled.",
             },
+            # the scheduler's progress
+            "last_fired": {**time, "nullable": True, "description": "The latest tick fired."},
+            "fires": {"type": "integer", "description": "Ticks fired."},
+            "missed": {
+                "type": "integer",
+                "description": "Ticks not fired: older than the catch-up window, or their "
+                "function was gone.",
+            },
         }
     )
     body = object_schema(

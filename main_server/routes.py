@@ -23,6 +23,7 @@ from hotpool.main_server.state import (
     REAPER,
     REDIS,
     REGISTRY,
+    SCHEDULER,
     SETTINGS,
     WEB_COUNTERS,
     WS_HUB,
@@ -279,6 +280,7 @@ async def system_status(request: web.Request) -> web.Response:
         counts = await app[POOL].counts()
         depths = await app[ASYNC_QUEUE].depths()
         backlog = await app[ASYNC_QUEUE].backlog()
+        scheduler = await app[SCHEDULER].status()
     by_function: dict[str, dict[str, int]] = {}
     empty = {"warm": 0, "busy": 0, "starting": 0}
     for label, n in counts.idle.items():
@@ -311,6 +313,7 @@ async def system_status(request: web.Request) -> web.Response:
                 **backlog,
                 "in_flight_here": app[ASYNC_CONSUMER].in_flight,
             },
+            "scheduler": scheduler,
             "websocket": {
                 "connections_here": len(app[WS_SOCKETS].live),
                 "max_connections_here": app[WS_SOCKETS].limit,

@@ -15,10 +15,11 @@ import orjson
 from aiohttp import web
 
 from hotpool.main_server.request_input import read_limited, target
-from hotpool.main_server.state import FUNCTIONS, SCHEDULES, SETTINGS
+from hotpool.main_server.state import FUNCTIONS, SCHEDULER, SCHEDULES, SETTINGS
 from hotpool.shared.errors import InvalidRequest, NotFound
 from hotpool.shared.http import json_response
 from hotpool.shared.models import split_qualified, validate_name
+from hotpool.shared.redis_conn import redis_errors
 from hotpool.shared.schedules import (
     MAX_SCHEDULE_EVENT_BYTES,
     Schedule,
@@ -90,9 +91,11 @@ async def put_schedule(request: web.Request) -> web.Response:
         now=now,
         limits=_limits(settings),
     )
+    # read before the write: a Redis that is away fails the request before it changes anything
+    progress = await _progress(request.app, [schedule])
     stored = await store.put(schedule, max_in_namespace=settings.schedule_max_per_namespace)
     status = 201 if existing is None else 200
-    return json_response(describe(stored, settings, now), status=status)
+    return json_response(describe(stored, settings, now) | progress[schedule.id], status=status)
 
 
 @routes.get("/v1/functions/{name}/schedules")
@@ -102,7 +105,10 @@ async def list_schedules(request: web.Request) -> web.Response:
     await request.app[FUNCTIONS].get(qualified, fresh=True)
     settings, now = request.app[SETTINGS], time.time()
     found = await request.app[SCHEDULES].list_for(qualified)
-    return json_response({"schedules": [describe(s, settings, now) for s in found]})
+    progress = await _progress(request.app, found)
+    return json_response(
+        {"schedules": [describe(s, settings, now) | progress[s.id] for s in found]}
+    )
 
 
 @routes.get("/v1/functions/{name}/schedules/{schedule}")
@@ -111,7 +117,17 @@ async def get_schedule(request: web.Request) -> web.Response:
     name = _schedule_name(request)
     namespace = split_qualified(qualified)[0]
     schedule = await request.app[SCHEDULES].get(namespace, qualified, name)
-    return json_response(describe(schedule, request.app[SETTINGS], time.time()))
+    progress = await _progress(request.app, [schedule])
+    return json_response(
+        describe(schedule, request.app[SETTINGS], time.time()) | progress[schedule.id]
+    )
+
+
+async def _progress(app: web.Application, schedules: list[Schedule]) -> dict[str, dict[str, Any]]:
+    """Each schedule's latest tick fired, fires and misses, from the scheduler's state."""
+    with redis_errors("the scheduler's state"):
+        states = await app[SCHEDULER].claims.states(s.id for s in schedules)
+    return {schedule_id: state.progress() for schedule_id, state in states.items()}
 
 
 @routes.delete("/v1/functions/{name}/schedules/{schedule}")

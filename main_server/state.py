@@ -14,6 +14,7 @@ from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
 from hotpool.main_server.reaper import Reaper
+from hotpool.main_server.scheduler import Scheduler
 from hotpool.main_server.ws_connection import SocketTable
 from hotpool.main_server.ws_hub import ConnectionHub
 from hotpool.shared.async_queue import AsyncQueue
@@ -53,3 +54,5 @@ WS_TOKENS = web.AppKey("ws_tokens", ConnectionTokens)
 
 # scheduled functions: the schedules in the metadata database (main_server.schedules_api)
 SCHEDULES = web.AppKey("schedules", SqlScheduleStore)
+# this replica's scheduler (main_server.scheduler): every replica runs one, the leader fires
+SCHEDULER = web.AppKey("scheduler", Scheduler)

@@ -76,14 +76,23 @@ def bootstrap_processes(run_dir: Path) -> list[Bootstrap]:
 
 
 class Cluster:
-    """Redis, Managers and Mains of one run, each restartable on its own port."""
+    """Redis, Managers and Mains of one run, each restartable on its own port (the chaos run's
+    counts and settings unless told others: the scheduler's replica test uses it too)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        mains: int = MAINS,
+        managers: int = MANAGERS,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.run_dir = run_dir
+        self.settings = SERVICE_SETTINGS if settings is None else settings
         self.redis_port = _free_port()
-        self.manager_ports = [_free_port() for _ in range(MANAGERS)]
-        self.main_ports = [_free_port() for _ in range(MAINS)]
-        self.manager_ids = [f"chaos-m{i}" for i in range(MANAGERS)]
+        self.manager_ports = [_free_port() for _ in range(managers)]
+        self.main_ports = [_free_port() for _ in range(mains)]
+        self.manager_ids = [f"chaos-m{i}" for i in range(managers)]
         self.exec_log = run_dir / "executions.log"
         self.db_url = f"sqlite+aiosqlite:///{run_dir / 'hotpool.db'}"
         self.manager_secret = secrets.token_hex(16)
@@ -96,9 +105,9 @@ class Cluster:
             (run_dir / name).mkdir(exist_ok=True)
             (run_dir / name / "code").symlink_to(run_dir / "code", target_is_directory=True)
 
-    @staticmethod
-    def _service_names() -> list[str]:
-        return [f"main{i}" for i in range(MAINS)] + [f"mgr{i}" for i in range(MANAGERS)]
+    def _service_names(self) -> list[str]:
+        mains, managers = len(self.main_ports), len(self.manager_ports)
+        return [f"main{i}" for i in range(mains)] + [f"mgr{i}" for i in range(managers)]
 
     def main_url(self, i: int) -> str:
         return f"http://127.0.0.1:{self.main_ports[i]}"
@@ -112,7 +121,7 @@ class Cluster:
 
     def _env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
-        env.update({f"HOTPOOL_{k}": v for k, v in SERVICE_SETTINGS.items()})
+        env.update({f"HOTPOOL_{k}": v for k, v in self.settings.items()})
         env.update(
             HOTPOOL_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
             HOTPOOL_DATABASE_URL=self.db_url,

@@ -51,6 +51,7 @@ async def test_create_read_replace_list_and_delete_a_schedule(stack):
         "name": "nightly", "function": "report", "namespace": "default",
         "expression": "cron(0 12 * * ? *)", "timezone": "Europe/Berlin", "event": {"job": 1},
         "enabled": True, "created_at": None, "updated_at": None, "next_fires": None,
+        "last_fired": None, "fires": 0, "missed": 0,  # the scheduler's progress: none yet
     }  # fmt: skip
     fires = moments(created["next_fires"])
     assert len(fires) == 3 and fires == sorted(fires)

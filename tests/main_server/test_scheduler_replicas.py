@@ -1,0 +1,231 @@
+"""Exactly once across replicas, for real: three ``hotpool main`` processes, one ``hotpool
+manager`` (process backend), one Redis and one metadata database, per-second schedules, and the
+leading Main SIGKILLed again and again (and started again). A ledger written by the function
+shows every tick in the window fired exactly once, none missing, and no fire later than the
+lease plus a little.
+
+HOTPOOL_TEST_SCHEDULE_S sets how long the schedules run while the leaders die (120 s by
+default; shorten it locally). The counts and the worst delays are printed (``-s`` shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+import orjson
+import pytest
+import redis.asyncio
+
+from hotpool.benchmarks.chaos.cluster import Cluster
+from hotpool.benchmarks.chaos.config import SERVICE_SETTINGS, HarnessError
+from hotpool.shared import async_keys, schedule_keys
+from tests.helpers import handler_zip
+from tests.services import missing_service
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = float(os.environ.get("HOTPOOL_TEST_SCHEDULE_S", "120"))
+MAINS = 3
+LEASE_S = 2.0
+# beyond the lease: a follower's poll for it (lease / 5), the new leader's first turn, and the
+# lag of a loaded two-core CI machine
+SLACK_S = 2.0
+SCHEDULES = ("every-second-a", "every-second-b")
+SETTINGS = {
+    **SERVICE_SETTINGS,
+    "SCHEDULER_LEASE_S": str(LEASE_S),
+    "METRICS_PORT": "0",
+    "MANAGER_METRICS_PORT": "0",
+}
+# one line per run: which tick of which schedule, which event and request, when it arrived
+LEDGER = handler_zip(
+    """
+    line = json.dumps({
+        "schedule": event["resources"][0].rsplit("/", 1)[1], "time": event["time"],
+        "event_id": event["id"], "request_id": context.aws_request_id,
+        "attempt": context.attempt, "arrived": time.time(),
+    })
+    with open(os.environ["LEDGER"], "a") as ledger:
+        ledger.write(line + "\\n")
+    return "noted"
+    """,
+    prelude="import json, os, time",
+)
+
+
+def tick_of(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def main_of(cluster: Cluster, leader: bytes | None) -> str | None:
+    """The Main whose scheduler leads (its owner is ``host-pid-random``)."""
+    if leader is None:
+        return None
+    pid = int(leader.decode().rsplit(":", 1)[0].rsplit("-", 2)[1])
+    return next((n for n, p in cluster.procs.items() if p.pid == pid and cluster.up(n)), None)
+
+
+async def kill_leaders(cluster: Cluster, shared: redis.asyncio.Redis, until: float) -> list[float]:
+    """SIGKILL whichever Main leads, every few seconds, and start it again; the kill times."""
+    rng = random.Random(16)
+    kills = []
+    while time.time() + 4 < until:
+        await asyncio.sleep(rng.uniform(3.0, 7.0))
+        name = main_of(cluster, await shared.get(schedule_keys.LEADER))
+        if name is None:
+            continue
+        cluster.kill(name)
+        kills.append(time.time())
+        await asyncio.sleep(rng.uniform(0.2, 1.5))
+        await cluster.start_main(int(name.removeprefix("main")))
+    await asyncio.sleep(max(0.0, until - time.time()))
+    return kills
+
+
+async def put(http: aiohttp.ClientSession, url: str, **kwargs) -> dict:
+    async with http.put(url, **kwargs) as resp:
+        assert resp.status in (200, 201), await resp.text()
+        return await resp.json()
+
+
+async def arrivals(ledger, expected: set[tuple[str, float]], deadline_s: float) -> list[dict]:
+    """The ledger, once every expected tick arrived (or the deadline passed)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        runs = [orjson.loads(line) for line in ledger.read_text().splitlines()]
+        seen = {(r["schedule"], tick_of(r["time"])) for r in runs}
+        if expected <= seen or time.monotonic() > deadline:
+            return runs
+        await asyncio.sleep(0.5)
+
+
+async def test_three_replicas_fire_every_tick_once_while_the_leader_is_killed(tmp_path):
+    cluster = Cluster(tmp_path / "run", mains=MAINS, managers=1, settings=SETTINGS)
+    ledger = tmp_path / "ledger"
+    ledger.touch()
+    try:
+        try:
+            await cluster.start_redis()
+        except HarnessError as exc:
+            missing_service(str(exc))
+        await cluster.migrate()
+        await cluster.start_manager(0)
+        for i in range(MAINS):
+            await cluster.start_main(i)
+        shared = redis.asyncio.Redis(port=cluster.redis_port)
+        async with aiohttp.ClientSession(headers=cluster.headers) as http:
+            base = cluster.main_url(0)
+            env = orjson.dumps({"LEDGER": str(ledger)}).decode()
+            await put(
+                http, f"{base}/v1/functions/ticker", data=LEDGER, params={"env": env},
+                headers={"Content-Type": "application/zip"},
+            )  # fmt: skip
+            created = {}
+            for name in SCHEDULES:
+                body = {"expression": "rate(1 second)"}
+                made = await put(http, f"{base}/v1/functions/ticker/schedules/{name}", json=body)
+                created[name] = tick_of(made["created_at"])
+        try:
+            kills = await kill_leaders(cluster, shared, until=time.time() + WINDOW_S)
+            window_end = math.floor(time.time()) - 1
+            expected = {
+                (name, float(t))
+                for name, at in created.items()
+                for t in range(math.floor(at) + 1, window_end + 1)
+            }
+            runs = await arrivals(ledger, expected, deadline_s=60)
+            accepted = await _accepted_states(shared, {r["request_id"] for r in runs})
+        finally:
+            await shared.aclose()
+    finally:
+        await asyncio.to_thread(cluster.teardown)
+    _check(runs, expected, accepted, kills)
+
+
+async def _accepted_states(shared: redis.asyncio.Redis, ids: set[str]) -> dict[str, dict]:
+    """The queue's state of each event (accepted_at, reclaimed) by request id."""
+    states = {}
+    for request_id in ids:
+        raw = await shared.hgetall(async_keys.inv(request_id))
+        states[request_id] = {a.decode(): b.decode() for a, b in raw.items()}
+    return states
+
+
+@dataclass
+class Findings:
+    """What the ledger and the queue's states show about the ticks in the window."""
+
+    fired: dict[tuple[str, float], list[dict]]  # each expected tick's deliveries
+    missing: list[tuple[str, float]]
+    fired_twice: list[tuple[str, float]]  # ticks delivered as more than one event
+    redelivered: list[tuple[str, float]]  # one event, run again by the asynchronous path
+    attempt_twice: list[tuple[str, float]]  # one attempt delivered twice (never allowed)
+    fire_late: dict[tuple[str, float], float]  # accepted into the queue - tick
+    arrival_late: dict[tuple[str, float], float]  # first delivery - tick
+    reclaimed: set[tuple[str, float]]  # events taken from a killed replica's consumer
+
+
+def findings(runs: list[dict], expected: set, accepted: dict[str, dict]) -> Findings:
+    by_tick: dict[tuple[str, float], list[dict]] = defaultdict(list)
+    for run in runs:
+        by_tick[(run["schedule"], tick_of(run["time"]))].append(run)
+    fired = {tick: by_tick[tick] for tick in expected if tick in by_tick}
+
+    def state(deliveries: list[dict]) -> dict:
+        return accepted.get(deliveries[0]["request_id"], {})
+
+    return Findings(
+        fired=fired,
+        missing=sorted(expected - set(fired)),
+        fired_twice=[
+            t for t, rs in fired.items() if len({(r["event_id"], r["request_id"]) for r in rs}) > 1
+        ],
+        redelivered=[t for t, rs in fired.items() if len(rs) > 1],
+        attempt_twice=[t for t, rs in fired.items() if len({r["attempt"] for r in rs}) < len(rs)],
+        fire_late={
+            t: float(state(rs)["accepted_at"]) - t[1]
+            for t, rs in fired.items()
+            if "accepted_at" in state(rs)
+        },
+        arrival_late={t: min(r["arrived"] for r in rs) - t[1] for t, rs in fired.items()},
+        reclaimed={t for t, rs in fired.items() if state(rs).get("reclaimed")},
+    )
+
+
+def _check(runs: list[dict], expected: set, accepted: dict[str, dict], kills: list[float]) -> None:
+    found = findings(runs, expected, accepted)
+    worst_fire = max(found.fire_late.values(), default=0.0)
+    worst_arrival = max(found.arrival_late.values(), default=0.0)
+    direct = {t: v for t, v in found.arrival_late.items() if t not in found.reclaimed}
+    worst_direct = max(direct.values(), default=0.0)
+    deliveries = sum(len(rs) for rs in found.fired.values())
+    print(
+        f"\nscheduler replicas: {len(expected)} ticks expected ({len(SCHEDULES)} schedules, "
+        f"{WINDOW_S:g} s), {len(found.fired)} fired, {len(found.missing)} missing, "
+        f"{len(found.fired_twice)} fired twice; {deliveries} deliveries "
+        f"({len(found.redelivered)} ticks run again by the async path); {len(kills)} leaders "
+        f"killed; worst fire delay {worst_fire:.3f} s, worst arrival delay {worst_arrival:.3f} s "
+        f"({worst_direct:.3f} s without the {len(found.reclaimed)} events taken from a killed "
+        f"consumer); lease {LEASE_S:g} s"
+    )
+    assert not found.missing, f"ticks never fired: {found.missing[:10]}"
+    assert not found.fired_twice, f"ticks fired as two events: {found.fired_twice[:5]}"
+    event_ids = [rs[0]["event_id"] for rs in found.fired.values()]
+    assert len(event_ids) == len(set(event_ids))
+    assert not found.attempt_twice, f"one attempt delivered twice: {found.attempt_twice[:5]}"
+    assert len(kills) >= WINDOW_S / 10
+    assert len(found.fire_late) == len(found.fired), "a fired event's state is gone from Redis"
+    assert worst_fire <= LEASE_S + SLACK_S, _worst(found.fire_late)
+    assert worst_direct <= LEASE_S + SLACK_S, _worst(direct)
+
+
+def _worst(late: dict[tuple[str, float], float]) -> list:
+    return sorted(late.items(), key=lambda item: -item[1])[:5]
