@@ -35,7 +35,6 @@ from hotpool.shared.metrics import (
     StateCollector,
     known,
     probe,
-    state_read_timeout_s,
 )
 from hotpool.shared.models import split_qualified
 from hotpool.shared.pool import Pool, PoolCounts
@@ -213,7 +212,8 @@ class MainMetrics:
         state.redis_up, state.metadata_up = redis_down is None, metadata_down is None
         if state.redis_up:
             state.redis_rtt_s = time.perf_counter() - begun
-            await probe(self._read_redis(sources, state), state_read_timeout_s)
+            # a Redis that answers a ping but not the reads is down for what they show
+            state.redis_up = await probe(self._read_redis(sources, state)) is None
         self.state = state
 
     async def _read_redis(self, sources: MainSources, state: MainState) -> None:

@@ -109,9 +109,11 @@ class Exporter:
         return generate_latest(self.registry)
 
 
-async def probe(check: Awaitable[object], timeout_s: float = state_read_timeout_s) -> str | None:
-    """Run ``check``; None when it succeeded, else why not in a few words: the kind of error
-    only, as /readyz is open to anyone and a driver's message names hosts and ports."""
+async def probe(check: Awaitable[object], timeout_s: float | None = None) -> str | None:
+    """Run ``check`` for at most ``timeout_s`` (default ``state_read_timeout_s``); None when
+    it succeeded, else why not in a few words: the kind of error only, as /readyz is open to
+    anyone and a driver's message names hosts and ports."""
+    timeout_s = state_read_timeout_s if timeout_s is None else timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             await check
