@@ -106,3 +106,18 @@ async def test_nothing_secret_is_in_either_scrape(hotpool_stack):
         assert secret not in main, f"Main's /metrics shows {what}"
         assert secret not in manager, f"the Manager's /metrics shows {what}"
     assert orjson.dumps(event).decode() not in main
+
+
+@pytest.mark.unit
+async def test_a_container_lying_about_its_handler_time_spoils_no_histogram():
+    metrics = MainMetrics(FOLD)
+    base = {"function": "liar", "trigger": "sync", "status": "success", "cold_start": False}
+    for claimed in ("abc", float("nan"), float("inf"), -5.0, 10**30, None, 4.0):
+        metrics.observe({**base, "duration_ms": 5.0, "handler_ms": claimed})
+    text = (await metrics.exporter.scrape()).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    handler = {s.name: s.value for s in families["hotpool_handler_duration_seconds"].samples}
+    assert handler["hotpool_handler_duration_seconds_count"] == 1  # only the believable 4 ms
+    assert handler["hotpool_handler_duration_seconds_sum"] == pytest.approx(0.004)
+    invocations = families["hotpool_invocations"].samples
+    assert sum(s.value for s in invocations if s.name == "hotpool_invocations_total") == 7
