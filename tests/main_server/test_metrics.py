@@ -31,6 +31,7 @@ from hotpool.shared.schema import migrate
 from hotpool.shared.settings import Settings
 from tests.fakes import ECHO_V1, FakeManagers, FakeRecords, FakeTransport, FakeVersions, success
 from tests.helpers import free_port, handler_zip
+from tests.metric_names import exported_names
 from tests.services import RedisProcess, TcpProxy
 from tests.stack import wait_for
 
@@ -245,6 +246,29 @@ async def test_a_call_refused_at_admission_is_counted_throttled_without_a_record
     throttled = {"status": "throttled", "start": "none", "trigger": "web"}
     assert value(text, "hotpool_invocations_total", **throttled, **echo) == 1
     await redis.aclose()
+
+
+# the names DESIGN16.md (part C) gives deploy/'s dashboard and alert rules
+DESIGNED = {
+    "hotpool_invocations_total", "hotpool_invocation_duration_seconds_bucket",
+    "hotpool_handler_duration_seconds_bucket", "hotpool_invocation_overhead_seconds_bucket",
+    "hotpool_cold_starts_total", "hotpool_cold_start_phase_seconds_bucket", "hotpool_containers",
+    "hotpool_managers_alive", "hotpool_manager_containers",
+    "hotpool_manager_capacity_containers", "hotpool_manager_heartbeat_age_seconds",
+    "hotpool_async_queue_depth", "hotpool_async_oldest_age_seconds",
+    "hotpool_websocket_connections", "hotpool_record_writer_queue",
+    "hotpool_record_writer_spilled", "hotpool_redis_up", "hotpool_redis_rtt_seconds",
+    "hotpool_metadata_up", "hotpool_scheduler_leader", "hotpool_scheduler_fencing_token",
+    "hotpool_schedule_fires_total", "hotpool_schedule_missed_total",
+    "hotpool_scheduler_leader_changes_total", "hotpool_manager_containers_by_state",
+    "hotpool_manager_capacity", "hotpool_manager_container_starts_total",
+    "hotpool_manager_container_start_seconds_bucket", "hotpool_manager_backend_up",
+}  # fmt: skip
+
+
+@pytest.mark.unit
+async def test_every_designed_name_is_exported():
+    assert DESIGNED <= await exported_names()
 
 
 # -- on the embedded stack ---------------------------------------------------------------------
