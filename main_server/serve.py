@@ -95,11 +95,11 @@ def metrics_note(sites: list[Served]) -> str:
     """The ready line's mention of the metrics ports."""
     if not sites:
         return ""
-    return "; metrics: " + ", ".join(f"{address.url}/metrics" for _, address in sites)
+    return " (metrics: " + ", ".join(f"{address.url}/metrics" for _, address in sites) + ")"
 
 
 # the ready line names each service's URL: "... Main on http://h:p ... Manager on http://h:q"
-ANNOUNCED = re.compile(r"\b(main|manager) on (http://[^\s,]+)", re.IGNORECASE)
+ANNOUNCED = re.compile(r"\b(main|manager) on (http://[^\s,;()]+)", re.IGNORECASE)
 
 
 def announced_urls(output: str) -> dict[str, str]:

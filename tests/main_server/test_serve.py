@@ -36,9 +36,17 @@ def test_the_ready_lines_announce_each_services_url():
 
 
 def test_the_metrics_ports_are_mentioned_without_being_taken_for_a_service():
-    line = DEV_OUTPUT.replace("; Ctrl-C", metrics_note(_sites(Settings())) + "; Ctrl-C")
-    assert "metrics: http://127.0.0.1:9464/metrics, http://127.0.0.1:9465/metrics" in line
+    note = metrics_note(_sites(Settings()))
+    assert note == " (metrics: http://127.0.0.1:9464/metrics, http://127.0.0.1:9465/metrics)"
+    line = DEV_OUTPUT.replace("; Ctrl-C", note + "; Ctrl-C")
     assert announced_urls(line) == announced_urls(DEV_OUTPUT)
+    # hotpool main and hotpool manager end their line with it, right after their URL
+    assert announced_urls(f"hotpool main on http://10.0.0.1:8080{note}\n") == {
+        "main": "http://10.0.0.1:8080"
+    }
+    assert announced_urls(f"hotpool manager on http://10.0.0.2:9001{note}\n") == {
+        "manager": "http://10.0.0.2:9001"
+    }
 
 
 def _sites(settings: Settings) -> list:
