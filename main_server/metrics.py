@@ -2,8 +2,9 @@
 the invoke path, and the state of the pool, the Managers, the queues and the scheduler, read
 at scrape time.
 
-On the invoke path an invocation costs one dict lookup and four updates of labelled children
-cached by their label tuple (``hotpool bench`` measures it: ``metrics_us_per_invocation``).
+On the invoke path an invocation costs one dict lookup and four updates of labelled series
+cached by their label tuple, on ``shared.metrics``'s lock-free counters and histograms
+(``hotpool bench`` measures it: ``metrics_us_per_invocation``).
 Every function, namespace and status label goes through the ``LabelFolder``, so no tenant can
 grow the series without bound. The names are the ones ``deploy/`` (dashboard, alert rules)
 queries: change one only together with those.
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
@@ -33,6 +34,8 @@ from hotpool.shared.metrics import (
     PHASE_BUCKETS_S,
     Exporter,
     LabelFolder,
+    LoopCounter,
+    LoopHistogram,
     StateCollector,
     known,
     probe,
@@ -94,49 +97,45 @@ class MainMetrics:
     def __init__(self, max_functions: int) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.folder = LabelFolder(max_functions)
-        r = self.registry
-        self.invocations = Counter(
+        self.invocations = LoopCounter(
             "hotpool_invocations",
             "Invocations by outcome; status throttled: refused at admission (no record), "
             "start none",
             ["namespace", "function", "status", "start", "trigger"],
-            registry=r,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "hotpool_invocation_duration_seconds",
             "Main's time for an invocation, from admission to the record",
             ["namespace", "function"],
-            registry=r,
             buckets=DURATION_BUCKETS_S,
         )
-        self.handler = Histogram(
+        self.handler = LoopHistogram(
             "hotpool_handler_duration_seconds",
             "The handler's own time, as its container measured it",
             ["namespace", "function"],
-            registry=r,
             buckets=DURATION_BUCKETS_S,
         )
-        self.overhead = Histogram(
+        self.overhead = LoopHistogram(
             "hotpool_invocation_overhead_seconds",
             "Main's time around the handler (total minus handler) of warm invocations",
             ["trigger"],
-            registry=r,
             buckets=OVERHEAD_BUCKETS_S,
         )
-        self.cold_starts = Counter(
+        self.cold_starts = LoopCounter(
             "hotpool_cold_starts",
             "Invocations that started a container",
             ["namespace", "function", "prewarmed"],
-            registry=r,
         )
-        self.phases = Histogram(
+        self.phases = LoopHistogram(
             "hotpool_cold_start_phase_seconds",
             "Where cold starts' time went",
             ["phase"],
-            registry=r,
             buckets=PHASE_BUCKETS_S,
         )
         self._phases = {key: self.phases.labels(label) for key, label in PHASES.items()}
+        for counted in (self.invocations, self.duration, self.handler, self.overhead,
+                        self.cold_starts, self.phases):  # fmt: skip
+            self.registry.register(counted)
         self._children: dict[tuple[str, str, bool, str], tuple[Any, ...]] = {}
         self._sources: MainSources | None = None
         self.state = MainState()

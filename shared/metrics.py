@@ -15,17 +15,23 @@ target.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger(__name__)
 
+Child = TypeVar("Child")
 OTHER = "other"
 # a scrape's reads of Redis and the metadata store: a store that does not answer costs a scrape
 # this long, then shows as down (Prometheus's own scrape timeout defaults to 10 s)
@@ -77,6 +83,107 @@ def known(value: str, allowed: frozenset[str], otherwise: str = OTHER) -> str:
     """``value`` when it is one of ``allowed``, else ``otherwise``: a label whose values come
     from outside (a container's reply) must not mint new series."""
     return value if value in allowed else otherwise
+
+
+class CounterChild:
+    """One labelled series of a ``LoopCounter``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class HistogramChild:
+    """One labelled series of a ``LoopHistogram``: a count per bucket (``le`` semantics: a
+    value equal to a bound falls in that bound's bucket; the last is +Inf) and the sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class _LoopMetric(Collector, Generic[Child]):
+    """A labelled metric for the invoke path, its children made on first use.
+
+    prometheus_client's own ``Counter`` and ``Histogram`` take a lock on every update so that
+    threads may share them: 0.4 µs for an increment and 0.9 µs for an observation here,
+    which made 4.3-5.0 µs of every invocation. Main counts on its event loop only, and a
+    scrape reads on the same loop, so these keep plain numbers and hand them to
+    prometheus_client's metric families at scrape time (the README's "Metrics and health"
+    has both figures). Not for use from other threads.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str]) -> None:
+        self.name, self.documentation = name, documentation
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], Child] = {}
+
+    def labels(self, *values: str) -> Child:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._child()
+        return child
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def _child(self) -> Child:
+        raise NotImplementedError
+
+    def _family(self) -> Metric:
+        raise NotImplementedError
+
+
+class LoopCounter(_LoopMetric[CounterChild]):
+    """A labelled counter, exposed as ``CounterMetricFamily`` (``_total``)."""
+
+    def _child(self) -> CounterChild:
+        return CounterChild()
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for values, child in self._children.items():
+            family.add_metric(values, child.value)
+        yield family
+
+
+class LoopHistogram(_LoopMetric[HistogramChild]):
+    """A labelled histogram, exposed as ``HistogramMetricFamily``: cumulative ``_bucket``
+    series, ``_count`` and ``_sum``."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Iterable[str], buckets: Iterable[float]
+    ) -> None:
+        super().__init__(name, documentation, labelnames)
+        self.bounds = tuple(sorted(buckets))
+        self._les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+
+    def _child(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for values, child in self._children.items():
+            buckets = list(zip(self._les, itertools.accumulate(child.counts), strict=True))
+            family.add_metric(values, buckets, sum_value=child.sum)
+        yield family
 
 
 class StateCollector(Collector):

@@ -7,14 +7,19 @@ import asyncio
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry, Counter
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from hotpool.shared.metrics import (
+    DURATION_BUCKETS_S,
     OTHER,
     Exporter,
     LabelFolder,
+    LoopCounter,
+    LoopHistogram,
     StateCollector,
     known,
     metrics_app,
@@ -106,3 +111,39 @@ async def test_a_failed_read_still_answers_with_what_there_is(caplog):
     text = (await Exporter(registry, refresh).scrape()).decode()
     assert "things_total 1.0" in text
     assert "reading state for /metrics failed" in caplog.text
+
+
+def _samples(registry: CollectorRegistry) -> set[tuple[str, tuple, float]]:
+    """Every sample but the _created ones (the lock-free metrics have none)."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+values = st.floats(min_value=0, max_value=100, allow_nan=False) | st.sampled_from(
+    DURATION_BUCKETS_S
+)  # a value on a bound falls in that bound's bucket
+
+
+@pytest.mark.unit
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), values), max_size=50))
+def test_the_invoke_paths_metrics_expose_what_prometheus_clients_own_would(observations):
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    counter, histogram = (
+        LoopCounter("c", "C", ["k"]),
+        LoopHistogram("h", "H", ["k"], DURATION_BUCKETS_S),
+    )
+    ours.register(counter)
+    ours.register(histogram)
+    model_counter = Counter("c", "C", ["k"], registry=theirs)
+    model_histogram = Histogram("h", "H", ["k"], registry=theirs, buckets=DURATION_BUCKETS_S)
+    for key, value in observations:
+        counter.labels(key).inc(value)
+        histogram.labels(key).observe(value)
+        model_counter.labels(key).inc(value)
+        model_histogram.labels(key).observe(value)
+    assert _samples(ours) == _samples(theirs)
