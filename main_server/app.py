@@ -28,6 +28,7 @@ from hotpool.main_server.keys_api import routes as key_routes
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.layers_api import routes as layer_routes
 from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.metrics import MainMetrics, MainSources
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
@@ -44,6 +45,7 @@ from hotpool.main_server.state import (
     LOGS,
     MANAGERS,
     METADATA,
+    METRICS,
     POOL,
     REAPER,
     RECORDS,
@@ -105,6 +107,7 @@ def create_app(
         client_max_size=settings.max_package_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[METRICS] = MainMetrics(settings.metrics_max_functions)
     app[WEB_COUNTERS] = Counter()
     app[WS_SOCKETS] = SocketTable(settings.ws_max_connections)
     given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
@@ -130,6 +133,7 @@ def create_app(
             schedules,
             websocket_connections,
             lease_reaper,
+            metrics_sources,
         ]
     )
     app.add_routes(routes)
@@ -239,6 +243,8 @@ async def invocations(app: web.Application) -> AsyncIterator[None]:
         containers=containers,
         records=app[RECORDS],
         versions=app[FUNCTIONS],
+        # with /metrics off (port 0) nothing reads the counts: the invoke path skips them
+        metrics=app[METRICS] if settings.metrics_port else None,
     )
     yield
     await containers.close()
@@ -333,3 +339,20 @@ async def lease_reaper(app: web.Application) -> AsyncIterator[None]:
     yield
     await _cancel(reaping)
     await reaper.close()
+
+
+async def metrics_sources(app: web.Application) -> AsyncIterator[None]:
+    """What a scrape of /metrics reads (the metrics port is opened by main_server.serve)."""
+    app[METRICS].watch(
+        MainSources(
+            redis=app[REDIS],
+            metadata=app[METADATA],
+            pool=app[POOL],
+            registry=app[REGISTRY],
+            queue=app[ASYNC_QUEUE],
+            records=app[RECORDS],
+            websockets=lambda: len(app[WS_SOCKETS].live),
+            scheduler=lambda: app[SCHEDULER].stats,
+        )
+    )
+    yield

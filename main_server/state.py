@@ -13,6 +13,7 @@ from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.metrics import MainMetrics
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.scheduler import Scheduler
 from hotpool.main_server.ws_connection import SocketTable
@@ -56,3 +57,6 @@ WS_TOKENS = web.AppKey("ws_tokens", ConnectionTokens)
 SCHEDULES = web.AppKey("schedules", SqlScheduleStore)
 # this replica's scheduler (main_server.scheduler): every replica runs one, the leader fires
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+# metrics (issue 16): this app's Prometheus registry and its hot-path counters, served on the
+# metrics port by main_server.serve
+METRICS = web.AppKey("metrics", MainMetrics)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hotpool.benchmarks.devserver import wait_announced
+from tests.helpers import free_port, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 
 @pytest.fixture
 def dev(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     env["HOTPOOL_PREWARM_COUNT"] = "0"
     log = open(tmp_path / "dev.log", "wb")
     proc = subprocess.Popen(
@@ -148,8 +148,37 @@ def test_a_second_dev_on_the_same_state_folder_is_refused_and_the_first_goes_on(
     assert _cli("ls", env=env, cwd=cwd).returncode == 0
 
 
+def test_dev_serves_mains_and_its_managers_metrics_on_their_own_ports(tmp_path):
+    env = service_env()
+    env.update(HOTPOOL_PREWARM_COUNT="0", HOTPOOL_METRICS_PORT=str(free_port()),
+               HOTPOOL_MANAGER_METRICS_PORT=str(free_port()))  # fmt: skip
+    log_path = tmp_path / "dev.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        urls = wait_announced(log_path, ("main",), lambda: proc.poll() is None, 30)
+        main = _get(f"http://127.0.0.1:{env['HOTPOOL_METRICS_PORT']}/metrics")
+        manager = _get(f"http://127.0.0.1:{env['HOTPOOL_MANAGER_METRICS_PORT']}/metrics")
+        ready = json.loads(_get(urls["main"] + "/readyz"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "hotpool_redis_up 1.0" in main and "hotpool_managers_alive 1.0" in main
+    assert "hotpool_manager_backend_up 1.0" in manager
+    assert ready == {"ready": True, "checks": {"redis": "ok", "metadata": "ok"}}
+    assert f":{env['HOTPOOL_METRICS_PORT']}/metrics" in log_path.read_text()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
 def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -166,7 +195,7 @@ def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):
 def test_dev_on_free_ports_keeps_its_manager_id_across_restarts(tmp_path):
     """reconcile() finds what a crashed run left behind by the Manager id its containers carry:
     with --port 0 that id must not follow the port."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     env["HOTPOOL_PREWARM_COUNT"] = "0"
     ids = []
     for run in range(2):
