@@ -113,14 +113,20 @@ def _matchers(toks: list[tuple[str, str]], at: int, names: set[str]) -> int:
 def grafana_names(query: str) -> set[str]:
     """The metric names a Grafana query reads: a panel's PromQL (with ``$variables``) or a
     variable's ``label_values(...)`` / ``query_result(...)``."""
+    return metric_names(grafana_promql(query))
+
+
+def grafana_promql(query: str) -> str:
+    """The PromQL a Grafana query runs, variables replaced (``as_promql``): a panel's
+    query itself, the selector of ``label_values(selector, label)`` ("" for
+    ``label_values(label)``, which reads every series), the expression of
+    ``query_result(...)``."""
     if match := _LABEL_VALUES.match(query):
-        args = match.group("args")
-        # label_values(label) reads every series; label_values(selector, label) one metric
-        selector, _, _ = args.rpartition(",")
-        return metric_names(as_promql(selector)) if selector else set()
+        selector, _, _ = match.group("args").rpartition(",")
+        return as_promql(selector.strip())
     if match := _QUERY_RESULT.match(query):
-        return metric_names(as_promql(match.group("expr")))
-    return metric_names(as_promql(query))
+        return as_promql(match.group("expr").strip())
+    return as_promql(query)
 
 
 def as_promql(query: str) -> str:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.promql import as_promql, exposed_names, grafana_names, metric_names
+from tests.deploy.promql import (
+    as_promql,
+    exposed_names,
+    grafana_names,
+    grafana_promql,
+    metric_names,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -71,6 +77,7 @@ def test_grafana_variables_and_variable_queries():
     assert grafana_names('label_values(a{namespace=~"$namespace"}, function)') == {"a"}
     assert grafana_names("label_values(namespace)") == set()
     assert grafana_names("query_result(topk(5, sum by (function) (b)))") == {"b"}
+    assert grafana_promql('label_values(a{ns=~"$namespace"}, function)') == 'a{ns=~".*"}'
     assert grafana_names('sum(rate(c_total{function=~"$function"}[$__rate_interval]))') == {
         "c_total"
     }
