@@ -4,7 +4,9 @@ small synchronous client for its API and its Manager's.
 
 Each child listens on a port the system chose for it (port 0) and announces it in its ready
 line; the harness only ever talks to the URLs its own children announced, so another process
-that happens to hold some port can neither break a run nor answer in a child's place.
+that happens to hold some port can neither break a run nor answer in a child's place. Its
+/metrics ports (on, as in production, unless a run turns them off with 0) are free ports
+picked just before the start: nothing in the harness talks to them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -159,8 +162,16 @@ def _request(
 
 def _env(state: str, secret: str, settings: dict[str, object]) -> dict[str, str]:
     env = {**os.environ, "HOTPOOL_STATE_DIR": state, "HOTPOOL_MANAGER_SECRET": secret}
-    env.update({f"HOTPOOL_{k.upper()}": str(v) for k, v in {**BENCH_SETTINGS, **settings}.items()})
+    metrics = {"metrics_port": _free_port(), "manager_metrics_port": _free_port()}
+    merged = {**BENCH_SETTINGS, **metrics, **settings}
+    env.update({f"HOTPOOL_{k.upper()}": str(v) for k, v in merged.items()})
     return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

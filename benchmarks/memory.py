@@ -1,5 +1,5 @@
 """Memory and CPU: RSS of Main, of a Manager and of one idle warm container, and Main's CPU
-time per warm invocation.
+time per warm invocation, with /metrics on (as everywhere in the bench) and off.
 
 Main and the Manager run as two processes (``hotpool main``, ``hotpool manager``) so each has
 a figure of its own. An idle container is one that served calls and then sat idle for a
@@ -69,16 +69,29 @@ def measure(backend: str, redis_url: str, *, duration_s: float, tool: str) -> di
     Main's CPU per call, and an idle container's RSS."""
     with split_services(redis_url, backend=backend, prewarm_count=0) as server:
         assert server.manager_pid is not None
-        server.deploy("mem", bench_zip())
-        warm_up(server, "mem", 1, tool, timeout_s=60)
-        cpu_before = process_stats(server.pid)["cpu_s"]
-        result = run_load([main_target(server, "mem")], duration_s, tool)
-        cpu_s = process_stats(server.pid)["cpu_s"] - cpu_before
+        cpu_us, invocations = main_cpu_us(server, "mem", duration_s, tool)
         container = idle_container(server, "mem", backend)
-        return {
+        figures = {
             "main_rss_mib": round(process_stats(server.pid)["rss_mib"], 1),
             "manager_rss_mib": round(process_stats(server.manager_pid)["rss_mib"], 1),
-            "main_cpu_us_per_invocation": round(cpu_s / max(1, result.requests) * 1e6, 1),
-            "invocations": result.requests,
+            "main_cpu_us_per_invocation": cpu_us,
+            "invocations": invocations,
             "idle_container": container,
         }
+    # /metrics off: the invoke path counts nothing (a function of its own: the Redis is shared)
+    off = {"metrics_port": 0, "manager_metrics_port": 0}
+    with split_services(redis_url, backend=backend, prewarm_count=0, **off) as server:
+        figures["main_cpu_us_per_invocation_metrics_off"] = main_cpu_us(
+            server, "memoff", duration_s, tool
+        )[0]
+    return figures
+
+
+def main_cpu_us(server: DevServer, function: str, duration_s: float, tool: str):
+    """Main's CPU µs per warm invocation of a new ``function`` under load, and the count."""
+    server.deploy(function, bench_zip())
+    warm_up(server, function, 1, tool, timeout_s=60)
+    cpu_before = process_stats(server.pid)["cpu_s"]
+    result = run_load([main_target(server, function)], duration_s, tool)
+    cpu_s = process_stats(server.pid)["cpu_s"] - cpu_before
+    return round(cpu_s / max(1, result.requests) * 1e6, 1), result.requests

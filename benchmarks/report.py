@@ -19,6 +19,12 @@ TARGETS = (
     ("time_wait_after_run", "TIME_WAIT sockets after the connection run", 100, "max"),
     ("idle_container_rss_mib", "idle warm Python container RSS (MiB)", 15.0, "max"),
     ("ws_idle_kib_per_connection", "Main's memory per idle WebSocket connection (KiB)", 50, "max"),
+    (
+        "metrics_us_per_invocation",
+        "Prometheus metrics on the invoke path (µs per call)",
+        5.0,
+        "max",
+    ),
 )
 
 
@@ -80,6 +86,12 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         "idle_container_rss_mib": max((v for v in memory.values() if v), default=None),
         "main_cpu_us_per_invocation": by_backend(
             lambda b: b["memory"]["main_cpu_us_per_invocation"]
+        ),
+        "main_cpu_us_per_invocation_metrics_off": by_backend(
+            lambda b: b["memory"]["main_cpu_us_per_invocation_metrics_off"]
+        ),
+        "metrics_us_per_invocation": by_backend(lambda b: b["metrics"]["us_per_invocation"]).get(
+            name
         ),
         "summary_backend": name,
         "warm_overhead_p50_ms_by_backend": {b: w and w["overhead_p50_ms"] for b, w in warm.items()},

@@ -31,6 +31,7 @@ from hotpool.benchmarks import (
     connections,
     latency,
     memory,
+    metrics_cost,
     streaming,
 )
 from hotpool.benchmarks.devserver import bench_zip, dev_server
@@ -123,7 +124,8 @@ def private_redis(directory: Path) -> Iterator[str | None]:
 
 def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, Any]:
     log = _progress(backend)
-    figures: dict[str, Any] = {}
+    # Prometheus metrics on the invoke path, timed in this process
+    figures: dict[str, Any] = {"metrics": metrics_cost.measure()}
     with dev_server(backend=backend) as server:
         figures["redis"] = _dev_redis(Settings.from_env())
         server.deploy(BENCH_FUNCTION, bench_zip(), max_concurrency=max(plan.levels) + 44)

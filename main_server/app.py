@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from hotpool.main_server import state
 from hotpool.main_server.async_api import routes as async_routes
 from hotpool.main_server.async_consumer import AsyncConsumer
 from hotpool.main_server.auth import AUTHENTICATOR, Authenticator, auth_middleware
@@ -28,6 +29,7 @@ from hotpool.main_server.keys_api import routes as key_routes
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.layers_api import routes as layer_routes
 from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.metrics import MainMetrics, MainSources
 from hotpool.main_server.openapi import routes as openapi_routes
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.routes import routes
@@ -42,6 +44,7 @@ from hotpool.main_server.state import (
     LOGS,
     MANAGERS,
     METADATA,
+    METRICS,
     POOL,
     REAPER,
     RECORDS,
@@ -100,6 +103,7 @@ def create_app(
         client_max_size=settings.max_package_bytes + 1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[METRICS] = MainMetrics(settings.metrics_max_functions)
     app[WEB_COUNTERS] = Counter()
     app[WS_SOCKETS] = SocketTable(settings.ws_max_connections)
     given = ((REDIS, redis), (METADATA, metadata), (CODE_STORE, code_store), (LOGS, execution_log))
@@ -123,6 +127,7 @@ def create_app(
             asynchronous_invocations,
             websocket_connections,
             lease_reaper,
+            metrics_sources,
         ]
     )
     app.add_routes(routes)
@@ -231,6 +236,8 @@ async def invocations(app: web.Application) -> AsyncIterator[None]:
         containers=containers,
         records=app[RECORDS],
         versions=app[FUNCTIONS],
+        # with /metrics off (port 0) nothing reads the counts: the invoke path skips them
+        metrics=app[METRICS] if settings.metrics_port else None,
     )
     yield
     await containers.close()
@@ -302,3 +309,22 @@ async def lease_reaper(app: web.Application) -> AsyncIterator[None]:
     yield
     await _cancel(reaping)
     await reaper.close()
+
+
+async def metrics_sources(app: web.Application) -> AsyncIterator[None]:
+    """What a scrape of /metrics reads (the metrics port is opened by main_server.serve)."""
+    # the scheduler's key comes with the scheduler; until then the scrape has no scheduler part
+    scheduler_key = getattr(state, "SCHEDULER", None)
+    app[METRICS].watch(
+        MainSources(
+            redis=app[REDIS],
+            metadata=app[METADATA],
+            pool=app[POOL],
+            registry=app[REGISTRY],
+            queue=app[ASYNC_QUEUE],
+            records=app[RECORDS],
+            websockets=lambda: len(app[WS_SOCKETS].live),
+            scheduler=lambda: app.get(scheduler_key) if scheduler_key is not None else None,
+        )
+    )
+    yield

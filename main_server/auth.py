@@ -1,8 +1,8 @@
 """Authentication, rate limits and namespace concurrency for Main's API.
 
-Every request but ``/healthz`` carries ``Authorization: Bearer <key>``. What a key's lookup
-returns (its principal and the hash of its secret, which every request's secret is checked
-against) is cached for ``key_cache_ttl_s``; a revocation is announced on a Redis channel so
+Every request but ``/healthz`` and ``/readyz`` carries ``Authorization: Bearer <key>``. What a
+key's lookup returns (its principal and the hash of its secret, which every request's secret is
+checked against) is cached for ``key_cache_ttl_s``; a revocation is announced on a Redis channel so
 every replica drops its copy at once (and the TTL bounds it if that message is lost).
 """
 
@@ -27,7 +27,7 @@ from hotpool.shared.ttlcache import TtlCache
 log = logging.getLogger(__name__)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 # routes that meter the key's rate themselves, in the same Redis round trip as their own work
 SELF_METERED = frozenset({"invoke"})
 # routes that authenticate (or not) themselves: a public web function needs no key, and its

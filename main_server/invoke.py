@@ -32,6 +32,7 @@ from hotpool.main_server.ports import (
     ColdStart,
     ContainerTransport,
     FunctionVersions,
+    InvocationMetrics,
     ManagerApi,
     RecordSink,
     ResultStream,
@@ -117,8 +118,10 @@ class Invoker:
         containers: ContainerTransport,
         records: RecordSink,
         versions: FunctionVersions,
+        metrics: InvocationMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._acquirer = Acquirer(settings, pool=pool, managers=managers, versions=versions)
         self._counters: Counter[str] = Counter()
         self._pool = pool
@@ -176,11 +179,13 @@ class Invoker:
                 if "status" in record:  # it reached a container: it gets a record
                     record["duration_ms"] = _ms_since(begun)
                     record.setdefault("error", {"type": exc.code, "message": exc.message})
-                    self._records.submit(record)
+                    self._submit(record)
+                elif exc.status == 429 and self._metrics is not None:
+                    self._metrics.refused(record)  # refused at admission: counted, no record
                 raise
             record["duration_ms"] = _ms_since(begun)
             if call.stream is None:
-                self._records.submit(record)  # journaled before the client hears of the call
+                self._submit(record)  # journaled before the client hears of the call
                 yield _outcome(call, request_id, record["duration_ms"])
             else:
                 cold = call.cold is not None
@@ -344,8 +349,13 @@ class Invoker:
             if ended is not None:  # it died under the stream: an OOM kill or a crash
                 error = {"type": ended["error_type"], "message": ended["message"]}
                 record.update(status="error", error=error)
-        self._records.submit(record)
+        self._submit(record)
         return sound
+
+    def _submit(self, record: dict[str, Any]) -> None:
+        self._records.submit(record)
+        if self._metrics is not None:
+            self._metrics.observe(record)
 
     async def _release(self, entry: PoolEntry, slot: _Slot) -> None:
         try:

@@ -343,6 +343,7 @@ def _key_paths() -> dict[str, Schema]:
 
 def _system_paths() -> dict[str, Schema]:
     alive = object_schema({"status": {"type": "string", "enum": ["ok"]}})
+    ready = object_schema({"ready": {"type": "boolean"}, "checks": {"type": "object"}})
     return {
         "/healthz": {
             "get": {
@@ -350,6 +351,14 @@ def _system_paths() -> dict[str, Schema]:
                 "summary": "Liveness (no key needed)",
                 "security": [],
                 "responses": responses({200: answer("Alive.", alive)}, auth=False),
+            },
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: Redis and the metadata store answer (no key needed)",
+                "security": [],
+                "responses": {"200": answer("Ready.", ready), "503": answer("Not ready.", ready)},
             },
         },
         "/system/status": {
@@ -384,8 +393,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "hotpool",
             "version": _version(),
-            "description": "Self-hosted Function-as-a-Service. Every route but `/healthz` "
-            "needs `Authorization: Bearer hp_<id>_<secret>`. Errors are "
+            "description": "Self-hosted Function-as-a-Service. Every route but `/healthz` and "
+            "`/readyz` needs `Authorization: Bearer hp_<id>_<secret>`. Errors are "
             '`{"error": {"code": ..., "message": ...}}`.',
         },
         "security": [{"bearerAuth": []}],

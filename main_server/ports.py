@@ -151,3 +151,12 @@ class RecordSink(Protocol):
     """Takes execution records without waiting (``RecordWriter``)."""
 
     def submit(self, record: dict[str, Any]) -> None: ...
+
+
+class InvocationMetrics(Protocol):
+    """Counts invocations for Prometheus (``main_server.metrics.MainMetrics``): each from its
+    execution record, and those refused at admission (429) from what their record would hold."""
+
+    def observe(self, record: dict[str, Any]) -> None: ...
+
+    def refused(self, record: dict[str, Any]) -> None: ...

@@ -1,7 +1,8 @@
-"""Main's public REST API under /v1, plus /healthz and /system/status."""
+"""Main's public REST API under /v1, plus /healthz, /readyz and /system/status."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 
@@ -19,6 +20,7 @@ from hotpool.main_server.state import (
     FUNCTIONS,
     INVOKER,
     LOGS,
+    METADATA,
     POOL,
     REAPER,
     REDIS,
@@ -38,6 +40,7 @@ from hotpool.shared.errors import (
     PayloadTooLarge,
 )
 from hotpool.shared.http import error_response, json_response
+from hotpool.shared.metrics import probe
 from hotpool.shared.models import FunctionConfig
 from hotpool.shared.paging import Position
 from hotpool.shared.redis_conn import redis_errors
@@ -266,6 +269,17 @@ async def list_invocations(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness, for load balancers: 503 naming what is down while Redis or the metadata
+    store does not answer (``/healthz`` stays liveness: the process runs)."""
+    app = request.app
+    down = await asyncio.gather(probe(app[REDIS].ping()), probe(app[METADATA].ping()))
+    checks = {name: why or "ok" for name, why in zip(("redis", "metadata"), down, strict=True)}
+    ready = not any(down)
+    return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
 @routes.get("/system/status")

@@ -1,5 +1,9 @@
 """Running the services: ``hotpool dev`` (Main and Manager in one process, embedded stores),
-``hotpool main`` and ``hotpool manager`` (one service each, for production)."""
+``hotpool main`` and ``hotpool manager`` (one service each, for production).
+
+Each service's Prometheus ``/metrics`` listens on a port of its own (``metrics_port`` for
+Main, ``manager_metrics_port`` for a Manager; 0 = off), opened here and not by the apps, so
+the apps tests build bind nothing."""
 
 from __future__ import annotations
 
@@ -23,10 +27,13 @@ from aiohttp import web
 
 from hotpool.main_server.app import create_app
 from hotpool.main_server.connections import GuardedSite, connection_cap
+from hotpool.main_server.state import METRICS
+from hotpool.manager.app import METRICS as MANAGER_METRICS
 from hotpool.manager.app import create_manager_app
 from hotpool.shared.auth import ALL_NAMESPACES
 from hotpool.shared.keystore import SqlKeyStore
 from hotpool.shared.local_redis import LocalRedis, wanted_binary
+from hotpool.shared.metrics import Exporter, metrics_app
 from hotpool.shared.redis_conn import in_process_server, make_redis, uses_in_process_redis
 from hotpool.shared.settings import Settings, SettingsError
 from hotpool.shared.stores import open_metadata
@@ -73,6 +80,24 @@ class Address:
         )
 
 
+Served = tuple[web.Application, Address]
+
+
+def metrics_site(exporter: Exporter, host: str, port: int, settings: Settings) -> list[Served]:
+    """The ``/metrics`` app of a service listening on ``host``, on ``port`` (none when 0), on
+    ``metrics_host`` if that is set."""
+    if port == 0:
+        return []
+    return [(metrics_app(exporter), Address(settings.metrics_host or host, port))]
+
+
+def metrics_note(sites: list[Served]) -> str:
+    """The ready line's mention of the metrics ports."""
+    if not sites:
+        return ""
+    return "; metrics: " + ", ".join(f"{address.url}/metrics" for _, address in sites)
+
+
 # the ready line names each service's URL: "... Main on http://h:p ... Manager on http://h:q"
 ANNOUNCED = re.compile(r"\b(main|manager) on (http://[^\s,]+)", re.IGNORECASE)
 
@@ -87,9 +112,7 @@ def announced_urls(output: str) -> dict[str, str]:
     return urls
 
 
-async def _serve(
-    apps: list[tuple[web.Application, Address]], ready_message: str, settings: Settings
-) -> None:
+async def _serve(apps: list[Served], ready_message: str, settings: Settings) -> None:
     runners = []
     try:
         # every app is set up (the Manager registered in Redis) before any listens, and the
@@ -217,14 +240,25 @@ async def _run_dev(settings: Settings) -> None:
     main_redis = make_redis(settings, server)
     manager_redis = make_redis(settings, server)
     try:
+        main_app = create_app(settings, redis=main_redis)
+        manager_app = create_manager_app(settings, redis=manager_redis)
+        metrics = [
+            *metrics_site(
+                main_app[METRICS].exporter, settings.host, settings.metrics_port, settings
+            ),
+            *metrics_site(
+                manager_app[MANAGER_METRICS].exporter,
+                settings.manager_host,
+                settings.manager_metrics_port,
+                settings,
+            ),
+        ]
+        # the metrics sites first: they stop answering before the apps they read close
         await _serve(
-            [
-                (create_app(settings, redis=main_redis), main_at),
-                (create_manager_app(settings, redis=manager_redis), manager_at),
-            ],
+            [*metrics, (main_app, main_at), (manager_app, manager_at)],
             f"hotpool dev: Main on {main_at.url}, Manager on {manager_at.url} "
-            f"(state in {settings.state_dir}/, Redis: {local.url if local else 'in-process'}); "
-            "Ctrl-C stops it",
+            f"(state in {settings.state_dir}/, Redis: {local.url if local else 'in-process'})"
+            f"{metrics_note(metrics)}; Ctrl-C stops it",
             settings,
         )
     finally:
@@ -241,18 +275,27 @@ async def run_main(settings: Settings) -> None:
             "HOTPOOL_MANAGER_SECRET must be set to the secret the Managers were started with"
         )
     main_at = Address.claim(settings.host, settings.port)
+    app = create_app(settings.replace(port=main_at.port))
+    metrics = metrics_site(app[METRICS].exporter, settings.host, settings.metrics_port, settings)
     await _serve(
-        [(create_app(settings.replace(port=main_at.port)), main_at)],
-        f"hotpool main on {main_at.url}",
+        [*metrics, (app, main_at)],
+        f"hotpool main on {main_at.url}{metrics_note(metrics)}",
         settings,
     )
 
 
 async def run_manager(settings: Settings) -> None:
     manager_at = Address.claim(settings.manager_host, settings.manager_port)
+    app = create_manager_app(settings.replace(manager_port=manager_at.port))
+    metrics = metrics_site(
+        app[MANAGER_METRICS].exporter,
+        settings.manager_host,
+        settings.manager_metrics_port,
+        settings,
+    )
     await _serve(
-        [(create_manager_app(settings.replace(manager_port=manager_at.port)), manager_at)],
-        f"hotpool manager on {manager_at.url}",
+        [*metrics, (app, manager_at)],
+        f"hotpool manager on {manager_at.url}{metrics_note(metrics)}",
         settings,
     )
 

@@ -13,6 +13,7 @@ from hotpool.main_server.functions import FunctionService
 from hotpool.main_server.invoke import Invoker
 from hotpool.main_server.layers import LayerService
 from hotpool.main_server.manager_client import ManagerClient
+from hotpool.main_server.metrics import MainMetrics
 from hotpool.main_server.reaper import Reaper
 from hotpool.main_server.ws_connection import SocketTable
 from hotpool.main_server.ws_hub import ConnectionHub
@@ -49,3 +50,7 @@ WS_SOCKETS = web.AppKey("ws_sockets", SocketTable)
 # connection through it; and the functions' connection tokens
 WS_HUB = web.AppKey("ws_hub", ConnectionHub)
 WS_TOKENS = web.AppKey("ws_tokens", ConnectionTokens)
+
+# metrics (issue 16): this app's Prometheus registry and its hot-path counters, served on the
+# metrics port by main_server.serve
+METRICS = web.AppKey("metrics", MainMetrics)

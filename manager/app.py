@@ -4,6 +4,9 @@ POST   /v1/containers        start a container and load a function version's cod
 DELETE /v1/containers/{id}   remove a container
 GET    /v1/containers        the containers this Manager runs
 GET    /healthz              liveness and load
+GET    /readyz               readiness: backend reachable, registered, not draining
+
+``/metrics`` listens on its own port (``manager.metrics``, started by ``main_server.serve``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from redis.asyncio import Redis
 
 from hotpool.manager.backend import ContainerBackend
 from hotpool.manager.docker_backend import DockerBackend
+from hotpool.manager.metrics import ManagerMetrics
 from hotpool.manager.package_cache import PackageCache
 from hotpool.manager.process_backend import ProcessBackend
 from hotpool.manager.service import ManagerService
@@ -29,6 +33,7 @@ from hotpool.shared.codestore import CodeStore, LocalCodeStore
 from hotpool.shared.errors import Unauthorized
 from hotpool.shared.http import client_context, error_middleware, json_response, read_json
 from hotpool.shared.loops import every
+from hotpool.shared.metrics import probe
 from hotpool.shared.redis_conn import open_redis
 from hotpool.shared.settings import Settings, SettingsError
 from hotpool.shared.stores import open_code_store
@@ -41,11 +46,14 @@ BACKEND = web.AppKey("backend", ContainerBackend)
 CODE_STORE = web.AppKey("code_store", CodeStore)
 READER = web.AppKey("package_reader", CodeStore)  # the code store, or its disk cache
 SERVICE = web.AppKey("service", ManagerService)
+METRICS = web.AppKey("metrics", ManagerMetrics)
 
 
 async def create_container(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    result = await service.create(CreateRequest.from_json(await read_json(request)))
+    create = CreateRequest.from_json(await read_json(request))
+    result = await service.create(create)
+    request.app[METRICS].started(create.config.runtime, result)
     return json_response(result, status=201)
 
 
@@ -83,6 +91,27 @@ async def healthz(request: web.Request) -> web.Response:
         },
         status=200 if service.healthy else 503,
     )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the backend answers now (the Docker daemon), the last heartbeat reached Redis
+    within its TTL (Main sees this Manager), and it takes cold starts (not draining)."""
+    app = request.app
+    service, ttl_s = app[SERVICE], app[SETTINGS].heartbeat_ttl_s
+    backend = await probe(_answers(app[BACKEND]))
+    beat_age_s = time.time() - service.heartbeat_ok_at
+    checks = {
+        "backend": backend or "ok",
+        "registered": "ok" if beat_age_s <= ttl_s else f"no heartbeat reached Redis in {ttl_s:g} s",
+        "accepting": "ok" if service.accepting else "draining",
+    }
+    ready = all(v == "ok" for v in checks.values())
+    return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def _answers(backend: ContainerBackend) -> None:
+    if not await backend.healthy():
+        raise ConnectionError("the container backend does not answer")
 
 
 def secret_middleware(secret: str):
@@ -142,6 +171,7 @@ def create_manager_app(
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[METRICS] = ManagerMetrics()
     given = ((REDIS, redis), (BACKEND, backend), (CODE_STORE, code_store))
     for key, client in given:
         if client is not None:
@@ -153,6 +183,7 @@ def create_manager_app(
             web.get("/v1/containers", list_containers),
             web.delete("/v1/containers/{container_id}", delete_container),
             web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
         ]
     )
     return app
@@ -187,15 +218,17 @@ async def manager_service(app: web.Application) -> AsyncIterator[None]:
     shutdown it drains, removes its containers and deregisters."""
     settings = app[SETTINGS]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        app[BACKEND] = app.get(BACKEND) or make_backend(settings)
         service = ManagerService(
             settings,
             manager_id=settings.effective_manager_id,
-            backend=app.get(BACKEND) or make_backend(settings),
+            backend=app[BACKEND],
             code_store=app[READER],
             redis=app[REDIS],
             http=http,
         )
         app[SERVICE] = service
+        app[METRICS].watch(service)
         await service.heartbeat()
         if service.healthy:
             await service.reconcile()

@@ -68,6 +68,7 @@ class ManagerService:
         self.containers = ContainerTable()
         self.accepting = True
         self.healthy = True
+        self.heartbeat_ok_at = 0.0  # when a heartbeat last reached Redis (0: never)
         self.prewarm = PrewarmPool(
             backend,
             self.containers,
@@ -332,6 +333,7 @@ class ManagerService:
             self.containers.ready_entries(),
             is_known=lambda cid: self.containers.loaded(cid) is not None,
         )
+        self.heartbeat_ok_at = time.time()
 
     async def deregister(self) -> None:
         await self._registration.deregister()

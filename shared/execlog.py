@@ -192,6 +192,11 @@ class RecordWriter:
         self.replayed = 0
         self.dropped = 0
 
+    @property
+    def queued(self) -> int:
+        """Records in memory waiting for the store: queued, and in batches being written."""
+        return self._queue.qsize() + sum(map(len, self._held))
+
     def start(self) -> None:
         """Start the flusher and, with a spill dir, the replay of spill files."""
         self._tasks.append(asyncio.create_task(self._run(), name="record-writer"))

@@ -18,7 +18,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -71,6 +71,10 @@ class MetadataStore(Protocol):
     async def delete(self, name: str) -> FunctionVersion: ...
 
     async def prune(self, name: str, keep: int) -> list[str]: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial query (/readyz)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -258,6 +262,11 @@ class SqlMetadataStore:
             # a deleted layer version's package lives on while a version uses it
             candidates = {r.code_key for r in old} | {k for r in old for k in r.layer_keys or ()}
             return sorted(await unused_packages(session, candidates))
+
+    @translate_errors
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     @translate_errors
     async def close(self) -> None:

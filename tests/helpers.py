@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import textwrap
 import zipfile
@@ -29,3 +30,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def service_env() -> dict[str, str]:
+    """The environment of a ``hotpool dev|main|manager`` child: this process's without its
+    ``HOTPOOL_*`` variables, and with /metrics off (every child on the default metrics ports
+    would collide); a test that scrapes gives its child free ports instead."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env.update(HOTPOOL_METRICS_PORT="0", HOTPOOL_MANAGER_METRICS_PORT="0")
+    return env

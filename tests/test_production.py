@@ -56,6 +56,9 @@ async def test_main_and_manager_as_separate_processes(
         "HOTPOOL_S3_ENDPOINT_URL": s3_endpoint,
         "HOTPOOL_PORT": "0",  # each picks a free port and announces it
         "HOTPOOL_MANAGER_PORT": "0",
+        # /metrics off: other tests' services may hold the default metrics ports
+        "HOTPOOL_METRICS_PORT": "0",
+        "HOTPOOL_MANAGER_METRICS_PORT": "0",
         "HOTPOOL_MANAGER_ID": "prod-test-manager",
         "HOTPOOL_PREWARM_COUNT": "1",
         "HOTPOOL_MANAGER_SECRET": "prod-test-secret",

@@ -62,6 +62,9 @@ WS_DROP_NOTICE_S = 3.0
 # the services' settings; lease and heartbeat timings are short so recovery fits in the run
 SERVICE_SETTINGS = {
     "BACKEND": "process",
+    # several Mains and Managers on one machine: the default /metrics ports would collide
+    "METRICS_PORT": "0",
+    "MANAGER_METRICS_PORT": "0",
     "REDIS_SOCKET_TIMEOUT_S": "1",
     "REDIS_CONNECT_TIMEOUT_S": "0.5",
     "HEARTBEAT_INTERVAL_S": "0.5",

@@ -33,6 +33,7 @@ SUMMARY_KEYS = {
     "async_drain_ratio", "async_events_not_succeeded",
     "stream_first_byte_p50_ms", "stream_first_byte_direct_p50_ms", "ws_round_trip_p50_ms",
     "ws_round_trip_p99_ms", "ws_messages_per_s", "ws_idle_kib_per_connection",
+    "metrics_us_per_invocation", "main_cpu_us_per_invocation_metrics_off",
 }  # fmt: skip
 IDLE_TARGET = "Main's memory per idle WebSocket connection (KiB)"
 
@@ -103,6 +104,7 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
     side = {"rps": 2000.0, "p95_ms": 0.5, "mean_ms": 0.4, "errors": 0}
     return {
         "redis": "private redis-server on a unix socket",
+        "metrics": {"us_per_invocation": 3.1, "us_per_warm_invocation": 3.0},
         "latency": {"warm_c1": _level(1, 2000, 8000, 0.45),
                     "throughput": [_level(8, 3000, 9000, 2.0), _level(64, 2400, 10_000, 20.0)]},
         "cold_start": {"fresh": cold, "prewarmed": {**cold, "p50_ms": 20.0}},
@@ -116,6 +118,7 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
         "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
         "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
                    "main_cpu_us_per_invocation": 300.0,
+                   "main_cpu_us_per_invocation_metrics_off": 296.0,
                    "idle_container": {"bootstrap_rss_mib": container_rss}},
     }  # fmt: skip
 
@@ -147,6 +150,8 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert summary["idle_container_rss_mib"] == 14.8  # the larger of the two backends
     assert summary["web_overhead_p50_ms"] == 0.03
     assert summary["web_conversion_us"] == {"event_2_0": 5.0, "response_2_0": 3.0}
+    assert summary["metrics_us_per_invocation"] == 3.1
+    assert summary["main_cpu_us_per_invocation_metrics_off"] == {"process": 296.0, "docker": 296.0}
     assert summary["async_accepts_ratio"] == 2.0 and summary["async_drain_ratio"] == 0.75
     assert summary["async_events_accepted"] == 1546
     assert summary["async_events_not_succeeded"] == 0
@@ -165,6 +170,7 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert met["TIME_WAIT sockets after the connection run"] is True
     assert met["async event, idle: 202 to handler start, p50 (ms)"] is True
     assert met[IDLE_TARGET] is True
+    assert met["Prometheus metrics on the invoke path (µs per call)"] is True
     assert all(row["met"] is not None for row in summary["targets"])
 
 
@@ -361,6 +367,7 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     assert summary["invocations_in_connection_run"] >= 1000
     assert summary["time_wait_new_connection_per_call"] > summary["time_wait_after_run"]
     assert 5 < summary["idle_container_rss_mib"] < 100
+    assert summary["metrics_us_per_invocation"] > 0  # timed in process: a figure, no threshold
     # the asynchronous section ran against the same embedded hotpool: every event it
     # accepted ended succeeded, and each figure is a measurement (no thresholds on time)
     assert summary["async_events_accepted"] >= 1000 + 500 + 30 + 16

@@ -28,6 +28,7 @@ from hotpool.main_server.state import ASYNC_CONSUMER
 from hotpool.shared import async_keys
 from hotpool.shared.async_queue import AsyncQueue
 from hotpool.shared.redis_conn import make_redis
+from tests.helpers import service_env
 from tests.main_server.async_events import (
     FAST,
     ledger,
@@ -205,7 +206,7 @@ def _call(
 def test_a_restart_of_hotpool_dev_loses_no_accepted_event(tmp_path, stop):
     if shutil.which("redis-server") is None:
         missing_service("redis-server is not installed (apt-get install redis-server)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     env.update(
         HOTPOOL_PREWARM_COUNT="0", HOTPOOL_EMBEDDED_REDIS="server",
         # one event at a time, so most of them are still queued when it is killed

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hotpool.benchmarks.devserver import wait_announced
+from tests.helpers import service_env
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 
 @pytest.fixture
 def dev(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     env["HOTPOOL_PREWARM_COUNT"] = "0"
     log = open(tmp_path / "dev.log", "wb")
     proc = subprocess.Popen(
@@ -149,7 +149,7 @@ def test_a_second_dev_on_the_same_state_folder_is_refused_and_the_first_goes_on(
 
 
 def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -166,7 +166,7 @@ def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):
 def test_dev_on_free_ports_keeps_its_manager_id_across_restarts(tmp_path):
     """reconcile() finds what a crashed run left behind by the Manager id its containers carry:
     with --port 0 that id must not follow the port."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     env["HOTPOOL_PREWARM_COUNT"] = "0"
     ids = []
     for run in range(2):

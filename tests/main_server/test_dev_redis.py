@@ -18,6 +18,7 @@ import redis
 
 from hotpool.benchmarks.devserver import wait_announced
 from hotpool.shared import async_keys
+from tests.helpers import service_env
 from tests.services import missing_service
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,7 @@ LOST_WARNING = (
 def dev(tmp_path) -> Iterator[Callable[..., tuple[subprocess.Popen, Path]]]:
     """Start ``hotpool dev`` in ``tmp_path`` (one state folder for every start); returns the
     process and its log once it is ready. Whatever still runs is stopped at the end."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    base = service_env()
     base["HOTPOOL_PREWARM_COUNT"] = "0"
     procs: list[subprocess.Popen] = []
 

@@ -4,7 +4,6 @@ calls in flight finish, then exits 0 (aiohttp's runner cleanup waits for running
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -15,7 +14,7 @@ import aiohttp
 import pytest
 
 from hotpool.benchmarks.devserver import wait_announced
-from tests.helpers import handler_zip
+from tests.helpers import handler_zip, service_env
 from tests.stack import wait_for
 
 pytestmark = pytest.mark.integration
@@ -37,7 +36,7 @@ def _refuses(port: int) -> bool:
 async def dev_server(tmp_path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, str]]:
     """``python -m hotpool.main_server.cli dev`` on its own state dir; yields (process, base URL,
     the admin key it created)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     env["HOTPOOL_STATE_DIR"] = str(tmp_path / "state")
     env["HOTPOOL_PREWARM_COUNT"] = "0"
     log_path = tmp_path / "dev.log"

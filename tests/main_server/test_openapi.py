@@ -60,7 +60,7 @@ def test_the_document_is_valid_openapi():
 
 
 @pytest.mark.unit
-def test_only_healthz_is_open():
+def test_only_the_probes_are_open():
     document = openapi_document()
     assert document["security"] == [{"bearerAuth": []}]
     open_operations = {
@@ -69,7 +69,7 @@ def test_only_healthz_is_open():
         for method, operation in item.items()
         if method in HTTP_METHODS and operation.get("security") == []
     }
-    assert open_operations == {("get", "/healthz")}
+    assert open_operations == {("get", "/healthz"), ("get", "/readyz")}
 
 
 @pytest.mark.unit
@@ -88,7 +88,7 @@ def test_every_limited_operation_documents_429_with_retry_after():
     assert retry["required"] is True
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if method in HTTP_METHODS and path != "/healthz":
+            if method in HTTP_METHODS and path not in ("/healthz", "/readyz"):
                 assert "429" in operation["responses"], (method, path)
                 assert "401" in operation["responses"], (method, path)
 

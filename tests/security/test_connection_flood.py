@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import resource
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import aiohttp
 import pytest
 
 from hotpool.benchmarks.devserver import wait_announced
-from tests.helpers import handler_zip
+from tests.helpers import handler_zip, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +40,7 @@ def _child_limits() -> None:
 
 @pytest.fixture
 def main_url(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTPOOL_")}
+    env = service_env()
     env.update(
         HOTPOOL_PREWARM_COUNT="0",
         HOTPOOL_HTTP_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
