@@ -12,6 +12,7 @@ queries: change one only together with those.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ from hotpool.shared.models import split_qualified
 from hotpool.shared.pool import Pool, PoolCounts
 from hotpool.shared.registry import ManagerInfo, ManagerRegistry
 
+log = logging.getLogger(__name__)
+
 STATUSES = frozenset({"success", "error", "timeout", "failed"})
 TRIGGERS = frozenset({"sync", "async", "web", "websocket", "schedule", "destination"})
 # ColdStart.breakdown()'s keys, by the phase label they become
@@ -50,6 +53,8 @@ PHASES = {
     "init_ms": "init",
     "manager_total_ms": "manager_total",
 }
+# a handler time a container claims beyond this (a day) is not believed
+max_handler_ms = 86_400_000
 # the labelled children of one (function, status, cold, trigger) are cached; a process that
 # has seen this many distinct tuples starts the cache afresh (the children stay registered)
 max_cached_children = 10_000
@@ -145,7 +150,13 @@ class MainMetrics:
     # -- the invoke path ----------------------------------------------------------------------
 
     def observe(self, record: dict[str, Any]) -> None:
-        """Count one invocation from its execution record."""
+        """Count one invocation from its execution record (never raising into the call)."""
+        try:
+            self._observe(record)
+        except Exception:
+            log.exception("counting invocation %s failed", record.get("request_id"))
+
+    def _observe(self, record: dict[str, Any]) -> None:
         cold = bool(record.get("cold_start"))
         key = (record["function"], record.get("status", "failed"), cold, record["trigger"])
         children = self._children.get(key)
@@ -156,7 +167,9 @@ class MainMetrics:
         total_s = record["duration_ms"] / 1000
         duration.observe(total_s)
         handler_ms = record.get("handler_ms")
-        if handler_ms is not None:
+        # the container reports its handler's time, and a function can make it say anything:
+        # a NaN or an infinity would spoil the histogram's sum for good
+        if isinstance(handler_ms, (int, float)) and 0 <= handler_ms < max_handler_ms:
             handler.observe(handler_ms / 1000)
             if not cold:  # a cold start's time has its own phases
                 overhead.observe(max(0.0, total_s - handler_ms / 1000))
@@ -194,7 +207,7 @@ class MainMetrics:
         self.cold_starts.labels(namespace, function, prewarmed).inc()
         for key, histogram in self._phases.items():
             ms = breakdown.get(key)
-            if isinstance(ms, (int, float)):
+            if isinstance(ms, (int, float)) and 0 <= ms < max_handler_ms:
                 histogram.observe(ms / 1000)
 
     # -- scrape time --------------------------------------------------------------------------

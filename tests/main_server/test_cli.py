@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hotpool.benchmarks.devserver import wait_announced
-from tests.helpers import service_env
+from tests.helpers import free_port, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +146,35 @@ def test_a_second_dev_on_the_same_state_folder_is_refused_and_the_first_goes_on(
     # the first still has its Redis socket and serves
     assert (cwd / ".hotpool" / "redis").exists()
     assert _cli("ls", env=env, cwd=cwd).returncode == 0
+
+
+def test_dev_serves_mains_and_its_managers_metrics_on_their_own_ports(tmp_path):
+    env = service_env()
+    env.update(HOTPOOL_PREWARM_COUNT="0", HOTPOOL_METRICS_PORT=str(free_port()),
+               HOTPOOL_MANAGER_METRICS_PORT=str(free_port()))  # fmt: skip
+    log_path = tmp_path / "dev.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        urls = wait_announced(log_path, ("main",), lambda: proc.poll() is None, 30)
+        main = _get(f"http://127.0.0.1:{env['HOTPOOL_METRICS_PORT']}/metrics")
+        manager = _get(f"http://127.0.0.1:{env['HOTPOOL_MANAGER_METRICS_PORT']}/metrics")
+        ready = json.loads(_get(urls["main"] + "/readyz"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "hotpool_redis_up 1.0" in main and "hotpool_managers_alive 1.0" in main
+    assert "hotpool_manager_backend_up 1.0" in manager
+    assert ready == {"ready": True, "checks": {"redis": "ok", "metadata": "ok"}}
+    assert f":{env['HOTPOOL_METRICS_PORT']}/metrics" in log_path.read_text()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
 
 
 def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):

@@ -7,8 +7,10 @@ import socket
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from hotpool.main_server.serve import Address, announced_urls
+from hotpool.main_server.serve import Address, announced_urls, metrics_note, metrics_site
+from hotpool.shared.metrics import Exporter
 from hotpool.shared.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -31,6 +33,32 @@ def test_the_ready_lines_announce_each_services_url():
     assert announced_urls("x\nhotpool manager on http://10.0.0.2:9001\n") == {
         "manager": "http://10.0.0.2:9001"
     }
+
+
+def test_the_metrics_ports_are_mentioned_without_being_taken_for_a_service():
+    line = DEV_OUTPUT.replace("; Ctrl-C", metrics_note(_sites(Settings())) + "; Ctrl-C")
+    assert "metrics: http://127.0.0.1:9464/metrics, http://127.0.0.1:9465/metrics" in line
+    assert announced_urls(line) == announced_urls(DEV_OUTPUT)
+
+
+def _sites(settings: Settings) -> list:
+    exporter = Exporter(CollectorRegistry(), refresh=_nothing)
+    return [
+        *metrics_site(exporter, settings.host, settings.metrics_port, settings),
+        *metrics_site(exporter, settings.manager_host, settings.manager_metrics_port, settings),
+    ]
+
+
+async def _nothing() -> None:
+    pass
+
+
+def test_a_metrics_port_of_0_is_off_and_metrics_host_overrides_the_services_host():
+    assert _sites(Settings(metrics_port=0, manager_metrics_port=0)) == []
+    (only,) = _sites(Settings(metrics_port=0, manager_metrics_port=9999))
+    assert only[1] == Address("127.0.0.1", 9999)
+    addresses = [a for _, a in _sites(Settings(host="0.0.0.0", metrics_host="10.0.0.5"))]
+    assert addresses == [Address("10.0.0.5", 9464), Address("10.0.0.5", 9465)]
 
 
 def test_nothing_is_announced_before_the_ready_line():
