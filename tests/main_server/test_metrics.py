@@ -29,9 +29,9 @@ from hotpool.shared.redis_conn import make_redis
 from hotpool.shared.registry import ManagerRegistry
 from hotpool.shared.schema import migrate
 from hotpool.shared.settings import Settings
+from tests.deploy.exported import exported_names
 from tests.fakes import ECHO_V1, FakeManagers, FakeRecords, FakeTransport, FakeVersions, success
 from tests.helpers import free_port, handler_zip
-from tests.metric_names import exported_names
 from tests.services import RedisProcess, TcpProxy
 from tests.stack import wait_for
 
@@ -258,9 +258,9 @@ DESIGNED = {
 }  # fmt: skip
 
 
-@pytest.mark.unit
-async def test_every_designed_name_is_exported():
-    assert DESIGNED <= await exported_names()
+@pytest.mark.integration
+async def test_every_designed_name_is_exported(hotpool_stack):
+    assert DESIGNED <= await exported_names(await hotpool_stack())
 
 
 # -- on the embedded stack ---------------------------------------------------------------------
