@@ -66,6 +66,8 @@ follow_poll_max_s = 1.0
 retry_s = 0.5
 # a tick whose event the full queue refused is offered again this much later
 queue_full_retry_s = 1.0
+# the leader drops the state deleted schedules left in Redis this often
+sweep_interval_s = 60.0
 # schedules served at once in one turn
 max_parallel_schedules = 32
 # request ids of fires are derived from the schedule and the tick: one tick, one request id
@@ -76,6 +78,8 @@ class EnabledSchedules(Protocol):
     """Where the schedules are (``shared.schedule_store.SqlScheduleStore``)."""
 
     async def enabled(self) -> list[Schedule]: ...
+
+    async def ids(self) -> set[str]: ...
 
 
 class Fenced(Exception):
@@ -135,6 +139,7 @@ class Scheduler:
         self._parsed: dict[str, tuple[Schedule, Ticking | None]] = {}
         self._next_at: dict[str, float] = {}  # when each schedule has a tick due, as last seen
         self._loaded_at = -math.inf
+        self._swept_at = -math.inf
         self._renewed_at = -math.inf  # monotonic time of the last lease taken or kept
         self._epoch: float | None = None
         self._stopping = False
@@ -190,6 +195,8 @@ class Scheduler:
         now = self._clock()
         if now - self._loaded_at >= reload_interval_s:
             await self._reload(now)
+        if now - self._swept_at >= sweep_interval_s:
+            await self._sweep(now)
         try:
             next_at = await self._serve_due(now)
         except Fenced:
@@ -238,6 +245,19 @@ class Scheduler:
                 "since the loss are not fired (see the README's exactly-once section)"
             )
         self._epoch = epoch
+
+    async def _sweep(self, now: float) -> None:
+        """Drop the Redis state of deleted schedules: a tenant creating and deleting schedules
+        again and again must not grow Redis (a state written after the sweep by a fire racing
+        the delete goes at the next one)."""
+        self._swept_at = now
+        try:
+            keep = await self._store.ids()
+        except HotpoolError as exc:
+            log.warning("scheduler: could not read the schedules to sweep (%s)", exc)
+            return
+        if dropped := await self.claims.forget_all_but(keep):
+            log.info("scheduler: dropped the state of %d deleted schedules", dropped)
 
     async def _serve_due(self, now: float) -> float:
         """Fire every due tick; when the next one is due."""

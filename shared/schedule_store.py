@@ -143,6 +143,12 @@ class SqlScheduleStore:
             return [_to_model(row) for row in rows]
 
     @translate_errors
+    async def ids(self) -> set[str]:
+        """The id of every schedule, enabled or not (whose scheduler state must be kept)."""
+        async with self._sessions() as session:
+            return set(await session.scalars(select(ScheduleRow.id)))
+
+    @translate_errors
     async def delete(self, namespace: str, function: str, name: str) -> Schedule:
         """Delete one schedule and return it; NotFound if there is none."""
         async with self._sessions.begin() as session:

@@ -164,6 +164,16 @@ class TickClaims:
                 pipe.hsetnx(k.state(schedule_id), "paused_at", now)
             await pipe.execute()
 
+    async def forget_all_but(self, keep: set[str]) -> int:
+        """Drop the state of every schedule not in ``keep`` (deleted ones); how many."""
+        gone = []
+        async for key in self._redis.scan_iter(match=f"{k.STATE_PREFIX}*", count=1000):
+            if text(key).removeprefix(k.STATE_PREFIX) not in keep:
+                gone.append(key)
+        for start in range(0, len(gone), 500):
+            await self._redis.delete(*gone[start : start + 500])
+        return len(gone)
+
     async def epoch(self, now: float) -> float:
         """When the scheduler's state in this Redis began; ``now`` if it begins now."""
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -44,6 +44,9 @@ class Store:
     async def enabled(self) -> list[Schedule]:
         return [s for s in self.schedules if s.enabled]
 
+    async def ids(self) -> set[str]:
+        return {s.id for s in self.schedules}
+
 
 class Functions:
     def __init__(self, *names: str) -> None:
@@ -329,3 +332,23 @@ async def test_random_pauses_deaths_and_takeovers_fire_every_tick_exactly_once(r
         )
         assert fired == expected
     assert await stream_entries(redis) == len(await queued(redis))
+
+
+async def test_the_leader_drops_the_state_deleted_schedules_left_and_keeps_the_others(redis):
+    clock = Clock(T0 + 2.5)
+    kept, disabled, deleted = schedule(), schedule(), schedule()
+    store = Store(kept, disabled, deleted)
+    leader = scheduler(redis, store, clock, "a")
+    await leader.turn()  # all three fire their two ticks: each has a state
+    store.schedules = [kept, dataclasses.replace(disabled, enabled=False)]
+    clock.now += 2.0  # the next reload pauses the two gone from enabled()
+    await leader.turn()
+    assert (await leader.claims.states([deleted.id]))[deleted.id].fires == 2
+
+    clock.now += 60.0  # a sweep is due
+    await leader.turn()
+
+    states = await leader.claims.states([kept.id, disabled.id, deleted.id])
+    assert states[deleted.id].fires == 0 and not await redis.exists(schedule_keys.state(deleted.id))
+    assert states[disabled.id].fires == 2  # disabled, not deleted: its state stays
+    assert states[kept.id].fires > 2
