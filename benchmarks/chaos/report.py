@@ -227,6 +227,7 @@ def print_summary(report: dict[str, Any]) -> None:
         f"terms, {s['sched_leader_kills']} leaders killed"
     )
     out(f"  latest schedule fires: {d['sched_worst_fires']}")
+    out(f"  latest schedule arrivals: {d['sched_worst_arrivals']}")
     for name in BREAKS:
         flag = "BROKEN" if s[name] else "ok"
         out(f"  {name:<27} {s[name]:>5}  {flag}")

@@ -358,6 +358,16 @@ def schedule_report(
             }
             for (n, t), v in sorted(found.fire_late.items(), key=lambda item: -item[1])[:5]
         ],
+        # the asynchronous path's share: the queue under the run's async load, reclaims
+        "sched_worst_arrivals": [
+            {
+                "schedule": n,
+                "tick_t": round(t - t0, 2),
+                "late_s": round(v, 3),
+                "runs": len(found.fired[(n, t)]),
+            }
+            for (n, t), v in sorted(found.arrival_late.items(), key=lambda item: -item[1])[:3]
+        ],
     }
     return summary, details
 
