@@ -1,17 +1,20 @@
 """The chaos run (benchmarks/chaos/): its pure checks on tables, and one quick run end to end.
 
 The quick run is a real cluster (its own redis-server, three Managers, two Mains) under
-faults; it passes only when every invariant of BRIEF.md §3 held.
+faults; it passes only when every invariant of BRIEF.md §3 held, and every tick of its
+schedules fired exactly once.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,18 +28,24 @@ from hotpool.benchmarks.chaos import (
     after_kill,
     analyse_pool,
     classify_events,
+    expected_ticks,
     explain_rerun,
     extra_executions,
     fault_windows,
     find_duplicates,
     find_overlaps,
+    findings,
     judge_body,
     judge_reply,
+    late_fires,
     missing_records,
     plan_faults,
+    redis_outages,
     runs_by_token,
+    schedule_runs,
     stream_faults,
     success_records,
+    unfired,
     unnoticed_kills,
     wrong_success_records,
 )
@@ -48,13 +57,17 @@ REQUIRED_KEYS = {
     "sent_to_dead", "records_missing", "overlaps", "stale_entries", "duration_s", "seed",
     "faults", "async_accepted", "async_succeeded", "async_dead_lettered", "async_lost",
     "async_extra_executions", "async_unexplained", "streams_sent", "streams_completed",
-    "streams_aborted_by_client", "ws_messages_sent", "ws_messages_answered",
+    "streams_aborted_by_client", "ws_messages_sent", "ws_messages_answered", "sched_ticks",
+    "sched_fired", "sched_missing", "sched_duplicates", "sched_redeliveries",
+    "sched_fire_delay_max_s", "sched_leader_terms",
 }  # fmt: skip
 # the streams' and the WebSocket traffic's invariants: each must be zero
 TRIGGER_BREAKS = (
     "stream_duplicates", "stream_records_wrong", "stream_bodies_wrong", "stream_aborts_ignored",
     "stream_handed_busy", "ws_duplicates", "ws_records_missing", "ws_wrong_replies",
-    "ws_kills_unnoticed", "ws_drops_unexplained",
+    "ws_kills_unnoticed", "ws_drops_unexplained", "sched_missing", "sched_duplicates",
+    "sched_unexplained", "sched_attempt_twice", "sched_late", "sched_fires_unseen",
+    "sched_records_wrong",
 )  # fmt: skip
 
 
@@ -465,6 +478,97 @@ def test_a_killed_main_must_drop_the_sockets_open_on_it():
     assert [after_kill(s, [(0, 10.0)]) for s in sockets] == [True, False, False, False, False]
 
 
+def _fire(schedule: str, second: int, *, event: str = "", attempt: int = 1, start: float = 0.0):
+    """A Scheduled Event's start line in the ledger (tick at unix ``second``)."""
+    event = event or f"{schedule}-{second}"
+    return {
+        "phase": "start", "kind": "schedule", "token": event, "event_id": event,
+        "request_id": f"r-{event}", "attempt": attempt, "schedule": schedule,
+        "time": datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "start": start or second + 0.05,
+    }  # fmt: skip
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("created_at", "interval_s", "until", "ticks"),
+    [
+        (100.4, 1.0, 103.0, [101.0, 102.0, 103.0]),  # anchored at the whole second, after it
+        (100.0, 1.0, 102.5, [101.0, 102.0]),  # made on a tick: that one is not due
+        (100.7, 3.0, 110.0, [103.0, 106.0, 109.0]),
+        (100.2, 3.0, 102.9, []),
+    ],
+)
+def test_expected_ticks_follow_the_rate_from_the_creation(created_at, interval_s, until, ticks):
+    assert expected_ticks("s", created_at, interval_s, until) == [("s", t) for t in ticks]
+
+
+@pytest.mark.unit
+def test_schedule_findings_tell_a_second_fire_from_a_redelivery():
+    runs = [
+        _fire("a", 101), _fire("a", 102), _fire("a", 102, attempt=2),  # re-delivered
+        _fire("a", 103), _fire("a", 103, event="other"),  # fired twice
+        _fire("a", 104), _fire("a", 104),  # one attempt twice
+        _fire("a", 107),  # outside the window
+        {"phase": "start", "token": "t", "kind": "ws"},
+    ]  # fmt: skip
+    runs = schedule_runs([*runs, {**runs[0], "phase": "end"}])
+    expected = [("a", float(t)) for t in (101, 102, 103, 104, 105)]
+    states = {
+        "r-a-101": {"accepted_at": "101.5", "reclaimed": "1"},
+        "r-a-102": {"accepted_at": 104},
+    }
+    found = findings(runs, expected, states)
+    assert found.missing == [("a", 105.0)]
+    assert sorted(found.fired_twice) == [("a", 103.0)]
+    assert sorted(found.redelivered) == [("a", 102.0), ("a", 103.0), ("a", 104.0)]
+    assert found.attempt_twice == [("a", 104.0)]
+    assert found.fire_late == {("a", 101.0): 0.5, ("a", 102.0): 2.0}
+    assert found.arrival_late[("a", 101.0)] == pytest.approx(0.05)
+    assert found.reclaimed == {("a", 101.0)}
+
+
+@pytest.mark.unit
+def test_a_fire_may_be_late_by_the_lease_plus_the_time_redis_was_away():
+    events = [
+        {"kind": "stop_redis", "t": 10.0}, {"kind": "restarted", "service": "mgr1", "t": 11.0},
+        {"kind": "restarted", "service": "redis", "t": 12.0}, {"kind": "stop_redis", "t": 30.0},
+    ]  # fmt: skip
+    outages = redis_outages(events, t0=1000.0)
+    assert outages == [(1010.0, 1012.0), (1030.0, math.inf)]
+    fire_late = {
+        ("a", 1001.0): 4.9,  # within the lease (3) + slack (2)
+        ("a", 1002.0): 5.5,  # late: no outage near it
+        ("a", 1009.0): 6.5,  # Redis away 2 s meanwhile: allowed 7
+        ("a", 1016.0): 5.5,  # the outage ended more than a lease before the tick
+    }
+    assert late_fires(fire_late, outages[:1], lease_s=3.0, slack_s=2.0) == {
+        ("a", 1002.0): {"late_s": 5.5, "allowed_s": 5.0},
+        ("a", 1016.0): {"late_s": 5.5, "allowed_s": 5.0},
+    }
+
+
+@pytest.mark.unit
+def test_a_tick_without_a_run_is_missing_unless_its_event_was_dead_lettered():
+    ticks = {("a", 1.0): "r1", ("a", 2.0): "r2", ("a", 3.0): "r3"}
+    statuses = {"r1": None, "r2": {"status": "failed"}, "r3": {"status": "queued"}}
+    letters = {"r2": {"reason": "RetriesExhausted"}}
+    dead, lost = unfired(ticks, ticks, statuses, letters)
+    assert dead == {("a", 2.0): "RetriesExhausted"}
+    assert lost == {("a", 1.0): "never accepted", ("a", 3.0): "event queued"}
+
+
+@pytest.mark.unit
+def test_success_records_count_the_fires_of_schedules_apart():
+    records = [
+        {"request_id": "e", "trigger": "schedule", "status": "success"},
+        {"request_id": "e:2", "trigger": "schedule", "status": "success"},
+        {"request_id": "f", "trigger": "async", "status": "success"},
+    ]
+    assert success_records(records, trigger="schedule") == {"e": 2}
+    assert success_records(records) == {"f": 1}
+
+
 @pytest.mark.integration
 def test_quick_chaos_run_keeps_every_invariant():
     if shutil.which("redis-server") is None:
@@ -493,6 +597,7 @@ def test_quick_chaos_run_keeps_every_invariant():
     assert summary["async_dead_lettered"] > 0, summary  # the events that asked to fail
     assert summary["streams_completed"] > 0 and summary["streams_aborted_by_client"] > 0, summary
     assert summary["ws_messages_answered"] > 0, summary
+    assert summary["sched_ticks"] > 0 and summary["sched_fired"] == summary["sched_ticks"], summary
     assert {k: summary[k] for k in TRIGGER_BREAKS} == dict.fromkeys(TRIGGER_BREAKS, 0), summary
     assert proc.returncode == 0, (
         f"invariants broken: {summary.get('invariant_breaks')}\n" + "\n".join(lines[-60:])

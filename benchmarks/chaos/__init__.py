@@ -22,9 +22,11 @@ per request) runs, two more clients queue asynchronous events (``?async=true``, 
 every 20th asks the function to raise, so it is retried and dead-lettered), two clients stream
 (``stream_load``: the function returns a generator; the client of every 10th stream leaves
 after its first item), one client per Main holds a WebSocket connection (``ws_load``: one
-message at a time, reconnecting to the other Main when its socket drops), and faults planned from
-the seed strike: SIGKILL of random containers, kill -9 and restart of a Manager (same id and
-port) and of a Main while it has requests in flight, and a restart of Redis (SIGTERM, which
+message at a time, reconnecting to the other Main when its socket drops), three schedules made
+through the API before the load (``rate(1 second)`` twice, ``rate(3 seconds)``; the Mains'
+scheduler lease is 3 s) fire into the ledger, and faults planned from the seed strike: SIGKILL
+of random containers, kill -9 and restart of a Manager (same id and port) and of a Main while
+it has requests in flight (the one whose scheduler leads), and a restart of Redis (SIGTERM, which
 flushes its AOF, then a start from it on the same port: nothing is lost). Then the run waits
 (bounded) until every accepted event has ended, for leases to expire and the lease reaper to
 settle, and counts:
@@ -66,6 +68,13 @@ settle, and counts:
   it), ws_wrong_replies, ws_kills_unnoticed (a socket still open on a Main 3 s after it was
   killed), ws_drops_unexplained (a socket that dropped with no Main killed), ws_drops,
   ws_reconnects_elsewhere and ws_reconnect_max_s;
+- sched_ticks (of every schedule, from its creation to the end of the load), sched_fired,
+  sched_missing (no run, and not dead-lettered), sched_duplicates (a tick run as two events),
+  sched_redeliveries (one event run again, by what explains it), sched_unexplained,
+  sched_attempt_twice, sched_late (accepted later than the lease + 2 s after its tick, plus
+  any time Redis was away), sched_fires_unseen (a fired event whose queue state is gone),
+  sched_records_wrong (a succeeded fire without exactly one ``schedule`` success record), the
+  worst fire and arrival delays, leader terms and leaders killed (``schedule_audit``);
 - sent_to_dead and the other Main counters, banked before each Main kill (a restarted Main's
   counters start at zero; what a killed Main counted after the last poll, at most ~1 s, is lost).
 
@@ -92,6 +101,14 @@ from hotpool.benchmarks.chaos.checks import (
 )
 from hotpool.benchmarks.chaos.config import MAJOR_FAULTS, plan_faults
 from hotpool.benchmarks.chaos.observe import PoolState, analyse_pool
+from hotpool.benchmarks.chaos.schedule_audit import (
+    expected_ticks,
+    findings,
+    late_fires,
+    redis_outages,
+    schedule_runs,
+    unfired,
+)
 from hotpool.benchmarks.chaos.stream_load import StreamSent, judge_body, stream_faults
 from hotpool.benchmarks.chaos.ws_load import (
     WsMessage,
@@ -111,18 +128,24 @@ __all__ = [
     "after_kill",
     "analyse_pool",
     "classify_events",
+    "expected_ticks",
     "explain_rerun",
     "extra_executions",
     "fault_windows",
     "find_duplicates",
     "find_overlaps",
+    "findings",
     "judge_body",
     "judge_reply",
+    "late_fires",
     "missing_records",
     "plan_faults",
+    "redis_outages",
     "runs_by_token",
+    "schedule_runs",
     "stream_faults",
     "success_records",
+    "unfired",
     "unnoticed_kills",
     "wrong_success_records",
 ]

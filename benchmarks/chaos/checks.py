@@ -94,12 +94,13 @@ def classify_events(
     return verdicts
 
 
-def success_records(records: Iterable[dict[str, Any]]) -> Counter[str]:
-    """Successful execution records of asynchronous attempts, by the event's request id (the
-    records of attempts after the first are named ``{request id}:{attempt}``)."""
+def success_records(records: Iterable[dict[str, Any]], trigger: str = "async") -> Counter[str]:
+    """Successful execution records of asynchronous attempts (``trigger``: async, or schedule
+    for the fires of schedules), by the event's request id (the records of attempts after the
+    first are named ``{request id}:{attempt}``)."""
     counts: Counter[str] = Counter()
     for r in records:
-        if r.get("trigger") == "async" and r.get("status") == "success":
+        if r.get("trigger") == trigger and r.get("status") == "success":
             counts[r["request_id"].split(":")[0]] += 1
     return counts
 

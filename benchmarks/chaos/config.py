@@ -59,6 +59,20 @@ WS_PAUSE_S = 0.02
 WS_SOCKET_S = 6.0
 # a socket open on a Main killed this long ago must have seen the drop
 WS_DROP_NOTICE_S = 3.0
+# schedules made through the API before the load (name, function, expression, seconds between
+# ticks), each firing into the function's ledger; the scheduler's lease is short so a killed
+# leader is replaced within the run. A fire is late when it comes more than the lease plus
+# SCHEDULE_SLACK_S after its tick (beyond the lease: a follower's poll, the new leader's first
+# turn, an event loop busy with the load), plus how long Redis was away meanwhile. After the
+# load the run waits at most SCHEDULE_CATCH_UP_WAIT_S for the last ticks, then disables them
+SCHEDULES = (
+    ("tick-a", "chaos-a", "rate(1 second)", 1.0),
+    ("tick-b", "chaos-b", "rate(1 second)", 1.0),
+    ("tick-c", "chaos-c", "rate(3 seconds)", 3.0),
+)
+SCHEDULER_LEASE_S = 3.0
+SCHEDULE_SLACK_S = 2.0
+SCHEDULE_CATCH_UP_WAIT_S = 20.0
 # the services' settings; lease and heartbeat timings are short so recovery fits in the run
 SERVICE_SETTINGS = {
     "BACKEND": "process",
@@ -86,6 +100,7 @@ SERVICE_SETTINGS = {
     "ASYNC_CONSUMER_TIMEOUT_S": "2",
     "ASYNC_THROTTLE_DELAY_S": "0.1",
     "ASYNC_THROTTLE_MAX_DELAY_S": "1",
+    "SCHEDULER_LEASE_S": str(SCHEDULER_LEASE_S),
 }
 MAJOR_FAULTS = ("restart_manager", "restart_redis", "restart_main")
 # what counts as a broken invariant (exit status 1)
@@ -96,7 +111,8 @@ BREAKS = (
     "async_success_records_wrong", "async_redis_data_lost", "stream_duplicates",
     "stream_records_wrong", "stream_bodies_wrong", "stream_aborts_ignored", "stream_handed_busy",
     "ws_duplicates", "ws_records_missing", "ws_wrong_replies", "ws_kills_unnoticed",
-    "ws_drops_unexplained",
+    "ws_drops_unexplained", "sched_missing", "sched_duplicates", "sched_unexplained",
+    "sched_attempt_twice", "sched_late", "sched_fires_unseen", "sched_records_wrong",
 )  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from hotpool.benchmarks.chaos.cluster import Cluster, bootstrap_processes
 from hotpool.benchmarks.chaos.config import Fault, HarnessError
 from hotpool.benchmarks.chaos.load import Load
 from hotpool.benchmarks.chaos.observe import Observer
-from hotpool.shared import keys
+from hotpool.benchmarks.chaos.schedule_audit import leading_main
+from hotpool.shared import keys, schedule_keys
 from hotpool.shared.models import PoolEntry
 from hotpool.shared.redis_conn import REDIS_ERRORS
 
@@ -109,8 +110,18 @@ class Chaos:
         await asyncio.sleep(fault.down_s)
         await self._restart("redis", self.cluster.start_redis)
 
+    async def _leading_main(self) -> int | None:
+        """The Main whose scheduler leads, if one does and Redis answers."""
+        with contextlib.suppress(*REDIS_ERRORS):
+            name = leading_main(self.cluster, await self.observer.redis.get(schedule_keys.LEADER))
+            return None if name is None else int(name.removeprefix("main"))
+        return None
+
     async def restart_main(self, fault: Fault) -> None:
-        i = fault.target
+        # the Main that leads the schedules, so each Main kill is a leader's death too (the
+        # plan's target when none leads)
+        leader = await self._leading_main()
+        i = fault.target if leader is None else leader
         name = f"main{i}"
         await self.observer.poll_main(i, timeout_s=0.5)  # its latest counters, then bank them
         deadline = time.monotonic() + 1.0
@@ -122,7 +133,7 @@ class Chaos:
         pid = self.cluster.kill(name)
         self.observer.event(
             "kill_main", service=name, pid=pid, main=i, in_flight=in_flight,
-            down_s=round(fault.down_s, 2),
+            down_s=round(fault.down_s, 2), leader=leader is not None,
         )  # fmt: skip
         await asyncio.sleep(fault.down_s)
         await self._restart(name, lambda: self.cluster.start_main(i))

@@ -42,7 +42,9 @@ def build_report(
     # event may run again when a fault explains it (async_audit)
     async_tokens = {s.token for s in load.async_sent}
     every_start = [e for e in executions if e.get("phase") == "start"]
-    starts = [e for e in every_start if e["token"] not in async_tokens]
+    starts = [
+        e for e in every_start if e["token"] not in async_tokens and e.get("kind") != "schedule"
+    ]
     ends = [e for e in executions if e.get("phase") == "end"]
     duplicates = find_duplicates(starts)
     overlaps = find_overlaps(ends)
@@ -214,6 +216,18 @@ def print_summary(report: dict[str, Any]) -> None:
         f"after a Main kill; reconnected elsewhere {s['ws_reconnects_elsewhere']} "
         f"(at most {s['ws_reconnect_max_s']} s later)"
     )
+    out(
+        f"schedules: {s['sched_ticks']} ticks of {s['sched_schedules']} schedules in the fault "
+        f"window, {s['sched_fired']} fired, {s['sched_missing']} missing, "
+        f"{s['sched_dead_lettered']} dead-lettered unrun, {s['sched_duplicates']} fired twice; "
+        f"{s['sched_redeliveries']} re-deliveries {s['sched_redeliveries_by_cause']}, "
+        f"{s['sched_unexplained']} unexplained; worst fire delay {s['sched_fire_delay_max_s']} s "
+        f"({s['sched_fire_delay_max_s_redis_up']} s with Redis up; lease {s['sched_lease_s']} s), "
+        f"worst arrival {s['sched_arrival_delay_max_s']} s; {s['sched_leader_terms']} leader "
+        f"terms, {s['sched_leader_kills']} leaders killed"
+    )
+    out(f"  latest schedule fires: {d['sched_worst_fires']}")
+    out(f"  latest schedule arrivals: {d['sched_worst_arrivals']}")
     for name in BREAKS:
         flag = "BROKEN" if s[name] else "ok"
         out(f"  {name:<27} {s[name]:>5}  {flag}")
@@ -224,7 +238,9 @@ def print_summary(report: dict[str, Any]) -> None:
     for key in ("async_lost", "async_unexplained", "async_wrong_result",
                 "async_success_records_wrong", "stream_records_wrong", "stream_bodies_wrong",
                 "stream_aborts_ignored", "ws_records_missing", "ws_duplicates",
-                "ws_wrong_replies", "ws_kills_unnoticed", "ws_drops_unexplained"):  # fmt: skip
+                "ws_wrong_replies", "ws_kills_unnoticed", "ws_drops_unexplained",
+                "sched_missing", "sched_duplicates", "sched_unexplained", "sched_late",
+                "sched_records_wrong"):  # fmt: skip
         found = d[key]
         for item in list(found.items() if isinstance(found, dict) else found)[:10]:
             out(f"  {key}: {item}")

@@ -20,6 +20,7 @@ import aiohttp
 from hotpool.benchmarks.chaos.async_audit import (
     async_report,
     drain,
+    fault_windows,
     fetch_dead_letters,
     fetch_statuses,
     managers_of,
@@ -45,6 +46,7 @@ from hotpool.benchmarks.chaos.faults import Chaos
 from hotpool.benchmarks.chaos.load import Load
 from hotpool.benchmarks.chaos.observe import Observer
 from hotpool.benchmarks.chaos.report import build_report, print_summary, trigger_report, write_jsonl
+from hotpool.benchmarks.chaos.schedule_audit import ScheduleLoad, schedule_report
 from hotpool.benchmarks.chaos.stream_load import StreamLoad
 from hotpool.benchmarks.chaos.ws_load import WsLoad
 from hotpool.shared.packages import zip_directory
@@ -104,7 +106,9 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
         streams, sockets = StreamLoad(cluster, seed), WsLoad(cluster, seed)
         observer = Observer(cluster, http, t0)
         chaos = Chaos(cluster, observer, load, t0)
+        schedules = ScheduleLoad(cluster)
         try:
+            await schedules.create(http, observer.redis)
             # one call per function and Main before any fault: the system works at all
             await asyncio.gather(*(load.one(http, f, m) for f in FUNCTIONS for m in range(MAINS)))
             if not any(o.ok for o in load.outcomes):
@@ -122,9 +126,11 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
                 stop_observing.set()
                 await observing
             load_done = time.time()
+            await schedules.finish(http, observer.redis, until=load_done)
             # the events still queued run on: they hold leases until they end
             accepted = [s.request_id for s in load.async_sent if s.accepted]
-            _, drain_s = await drain(cluster, http, accepted, ASYNC_DRAIN_MAX_S)
+            fires = list(schedules.request_ids(schedules.expected(load_done)).values())
+            _, drain_s = await drain(cluster, http, accepted + fires, ASYNC_DRAIN_MAX_S)
             state, analysis, settle_s = await settle(observer, profile.settle_max_s)
             await asyncio.sleep(0.5)  # record flush interval (0.2 s) with margin
             await asyncio.gather(*(observer.poll_main(i) for i in range(MAINS)))
@@ -145,18 +151,26 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
                 state=state, analysis=analysis, records=records, orphans=orphans,
                 untracked=untracked, executions=executions,
             )  # fmt: skip
+            dead_letters = await fetch_dead_letters(cluster, http)
+            owners = managers_of(observer, records)
             async_summary, async_details = async_report(
                 sent=load.async_sent, statuses=await fetch_statuses(cluster, http, accepted),
-                dead_letters=await fetch_dead_letters(cluster, http), executions=executions,
-                records=records, events=observer.events, t0=t0, drain_s=drain_s,
-                managers_of=managers_of(observer, records),
+                dead_letters=dead_letters, executions=executions, records=records,
+                events=observer.events, t0=t0, drain_s=drain_s, managers_of=owners,
+            )  # fmt: skip
+            sched_summary, sched_details = schedule_report(
+                schedules, until=load_done, executions=executions,
+                statuses=await fetch_statuses(cluster, http, fires), dead_letters=dead_letters,
+                records=records, events=observer.events, t0=t0,
+                faults=fault_windows(observer.events, t0, owners),
             )  # fmt: skip
             parts, part_details = trigger_report(
                 streams, sockets, executions, records, observer.events, t0,
                 main_of={f"127.0.0.1:{port}": i for i, port in enumerate(cluster.main_ports)},
             )  # fmt: skip
-            parts.update(async_summary)
-            return merge_async(report, parts, {**part_details, **async_details})
+            parts.update({**async_summary, **sched_summary})
+            details = {**part_details, **async_details, **sched_details}
+            return merge_async(report, parts, details)
         finally:
             await observer.close()
 

@@ -16,7 +16,10 @@ the generator finishes or is closed early (``"aborted": true``: its client left,
 stopped it). A WebSocket event (API Gateway's, with ``requestContext.eventType``) leaves lines
 with ``"kind": "ws"`` and the Main's host (``domain``): ``$connect`` and ``$disconnect`` under
 the token ``ws-<event type>-<connection id>``, a message under the token of its JSON body,
-whose reply is that token.
+whose reply is that token. A Scheduled Event (EventBridge's, ``"source": "aws.events"``: a
+schedule's tick) leaves lines with ``"kind": "schedule"`` under the token of its event id, with
+the schedule's name, the tick's scheduled ``time`` and the ``event_id``: one tick fired twice
+would show as two event ids for one time, a re-delivery of one event as two runs of its token.
 """
 
 import json
@@ -84,7 +87,20 @@ def _websocket(event, context):
     return {"statusCode": 200, "body": token} if kind != "DISCONNECT" else None
 
 
+def _scheduled(event, context):
+    evidence = _evidence(
+        event["id"], context, kind="schedule", event_id=event["id"], time=event["time"],
+        schedule=event["resources"][0].rsplit("/", 1)[-1],
+    )  # fmt: skip
+    _append({"phase": "start", **evidence})
+    _sleep(10)
+    _append({"phase": "end", **evidence, "end": time.time(), "failed": False})
+    return event["id"]
+
+
 def handler(event, context):
+    if event.get("source") == "aws.events":
+        return _scheduled(event, context)
     if "requestContext" in event:
         return _websocket(event, context)
     if "stream" in event:

@@ -2,7 +2,9 @@
 manager`` (process backend), one Redis and one metadata database, per-second schedules, and the
 leading Main SIGKILLed again and again (and started again). A ledger written by the function
 shows every tick in the window fired exactly once, none missing, and no fire later than the
-lease plus a little.
+lease plus a little. The function and the findings are the chaos run's
+(``benchmarks/chaos_function``, ``benchmarks.chaos.schedule_audit``), which checks the same under
+its faults.
 
 HOTPOOL_TEST_SCHEDULE_S sets how long the schedules run while the leaders die (120 s by
 default; shorten it locally). The counts and the worst delays are printed (``-s`` shows them).
@@ -15,19 +17,25 @@ import math
 import os
 import random
 import time
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime
 
 import aiohttp
 import orjson
 import pytest
 import redis.asyncio
 
+from hotpool.benchmarks.chaos.checks import read_executions
 from hotpool.benchmarks.chaos.cluster import Cluster
-from hotpool.benchmarks.chaos.config import SERVICE_SETTINGS, HarnessError
-from hotpool.shared import async_keys, schedule_keys
-from tests.helpers import handler_zip
+from hotpool.benchmarks.chaos.config import FUNCTION_DIR, SERVICE_SETTINGS, HarnessError
+from hotpool.benchmarks.chaos.schedule_audit import (
+    accepted_states,
+    expected_ticks,
+    findings,
+    leading_main,
+    schedule_runs,
+    tick_of,
+)
+from hotpool.shared import schedule_keys
+from hotpool.shared.packages import zip_directory
 from tests.services import missing_service
 
 pytestmark = pytest.mark.integration
@@ -45,32 +53,6 @@ SETTINGS = {
     "METRICS_PORT": "0",
     "MANAGER_METRICS_PORT": "0",
 }
-# one line per run: which tick of which schedule, which event and request, when it arrived
-LEDGER = handler_zip(
-    """
-    line = json.dumps({
-        "schedule": event["resources"][0].rsplit("/", 1)[1], "time": event["time"],
-        "event_id": event["id"], "request_id": context.aws_request_id,
-        "attempt": context.attempt, "arrived": time.time(),
-    })
-    with open(os.environ["LEDGER"], "a") as ledger:
-        ledger.write(line + "\\n")
-    return "noted"
-    """,
-    prelude="import json, os, time",
-)
-
-
-def tick_of(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def main_of(cluster: Cluster, leader: bytes | None) -> str | None:
-    """The Main whose scheduler leads (its owner is ``host-pid-random``)."""
-    if leader is None:
-        return None
-    pid = int(leader.decode().rsplit(":", 1)[0].rsplit("-", 2)[1])
-    return next((n for n, p in cluster.procs.items() if p.pid == pid and cluster.up(n)), None)
 
 
 async def kill_leaders(cluster: Cluster, shared: redis.asyncio.Redis, until: float) -> list[float]:
@@ -79,7 +61,7 @@ async def kill_leaders(cluster: Cluster, shared: redis.asyncio.Redis, until: flo
     kills = []
     while time.time() + 4 < until:
         await asyncio.sleep(rng.uniform(3.0, 7.0))
-        name = main_of(cluster, await shared.get(schedule_keys.LEADER))
+        name = leading_main(cluster, await shared.get(schedule_keys.LEADER))
         if name is None:
             continue
         cluster.kill(name)
@@ -97,10 +79,11 @@ async def put(http: aiohttp.ClientSession, url: str, **kwargs) -> dict:
 
 
 async def arrivals(ledger, expected: set[tuple[str, float]], deadline_s: float) -> list[dict]:
-    """The ledger, once every expected tick arrived (or the deadline passed)."""
+    """The ledger's runs of Scheduled Events, once every expected tick arrived (or the deadline
+    passed)."""
     deadline = time.monotonic() + deadline_s
     while True:
-        runs = [orjson.loads(line) for line in ledger.read_text().splitlines()]
+        runs = schedule_runs(read_executions(ledger))
         seen = {(r["schedule"], tick_of(r["time"])) for r in runs}
         if expected <= seen or time.monotonic() > deadline:
             return runs
@@ -123,10 +106,10 @@ async def test_three_replicas_fire_every_tick_once_while_the_leader_is_killed(tm
         shared = redis.asyncio.Redis(port=cluster.redis_port)
         async with aiohttp.ClientSession(headers=cluster.headers) as http:
             base = cluster.main_url(0)
-            env = orjson.dumps({"LEDGER": str(ledger)}).decode()
+            env = orjson.dumps({"CHAOS_LOG": str(ledger)}).decode()
             await put(
-                http, f"{base}/v1/functions/ticker", data=LEDGER, params={"env": env},
-                headers={"Content-Type": "application/zip"},
+                http, f"{base}/v1/functions/ticker", data=zip_directory(FUNCTION_DIR),
+                params={"env": env}, headers={"Content-Type": "application/zip"},
             )  # fmt: skip
             created = {}
             for name in SCHEDULES:
@@ -137,67 +120,17 @@ async def test_three_replicas_fire_every_tick_once_while_the_leader_is_killed(tm
             kills = await kill_leaders(cluster, shared, until=time.time() + WINDOW_S)
             window_end = math.floor(time.time()) - 1
             expected = {
-                (name, float(t))
+                tick
                 for name, at in created.items()
-                for t in range(math.floor(at) + 1, window_end + 1)
+                for tick in expected_ticks(name, at, 1.0, window_end)
             }
             runs = await arrivals(ledger, expected, deadline_s=60)
-            accepted = await _accepted_states(shared, {r["request_id"] for r in runs})
+            accepted = await accepted_states(shared, {r["request_id"] for r in runs})
         finally:
             await shared.aclose()
     finally:
         await asyncio.to_thread(cluster.teardown)
     _check(runs, expected, accepted, kills)
-
-
-async def _accepted_states(shared: redis.asyncio.Redis, ids: set[str]) -> dict[str, dict]:
-    """The queue's state of each event (accepted_at, reclaimed) by request id."""
-    states = {}
-    for request_id in ids:
-        raw = await shared.hgetall(async_keys.inv(request_id))
-        states[request_id] = {a.decode(): b.decode() for a, b in raw.items()}
-    return states
-
-
-@dataclass
-class Findings:
-    """What the ledger and the queue's states show about the ticks in the window."""
-
-    fired: dict[tuple[str, float], list[dict]]  # each expected tick's deliveries
-    missing: list[tuple[str, float]]
-    fired_twice: list[tuple[str, float]]  # ticks delivered as more than one event
-    redelivered: list[tuple[str, float]]  # one event, run again by the asynchronous path
-    attempt_twice: list[tuple[str, float]]  # one attempt delivered twice (never allowed)
-    fire_late: dict[tuple[str, float], float]  # accepted into the queue - tick
-    arrival_late: dict[tuple[str, float], float]  # first delivery - tick
-    reclaimed: set[tuple[str, float]]  # events taken from a killed replica's consumer
-
-
-def findings(runs: list[dict], expected: set, accepted: dict[str, dict]) -> Findings:
-    by_tick: dict[tuple[str, float], list[dict]] = defaultdict(list)
-    for run in runs:
-        by_tick[(run["schedule"], tick_of(run["time"]))].append(run)
-    fired = {tick: by_tick[tick] for tick in expected if tick in by_tick}
-
-    def state(deliveries: list[dict]) -> dict:
-        return accepted.get(deliveries[0]["request_id"], {})
-
-    return Findings(
-        fired=fired,
-        missing=sorted(expected - set(fired)),
-        fired_twice=[
-            t for t, rs in fired.items() if len({(r["event_id"], r["request_id"]) for r in rs}) > 1
-        ],
-        redelivered=[t for t, rs in fired.items() if len(rs) > 1],
-        attempt_twice=[t for t, rs in fired.items() if len({r["attempt"] for r in rs}) < len(rs)],
-        fire_late={
-            t: float(state(rs)["accepted_at"]) - t[1]
-            for t, rs in fired.items()
-            if "accepted_at" in state(rs)
-        },
-        arrival_late={t: min(r["arrived"] for r in rs) - t[1] for t, rs in fired.items()},
-        reclaimed={t for t, rs in fired.items() if state(rs).get("reclaimed")},
-    )
 
 
 def _check(runs: list[dict], expected: set, accepted: dict[str, dict], kills: list[float]) -> None:
