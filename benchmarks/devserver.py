@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -162,14 +163,29 @@ def _request(
 
 def _env(state: str, secret: str, settings: dict[str, object]) -> dict[str, str]:
     env = {**os.environ, "HOTPOOL_STATE_DIR": state, "HOTPOOL_MANAGER_SECRET": secret}
-    metrics = {"metrics_port": _free_port(), "manager_metrics_port": _free_port()}
+    metrics = {"metrics_port": spare_port(), "manager_metrics_port": spare_port()}
     merged = {**BENCH_SETTINGS, **metrics, **settings}
     env.update({f"HOTPOOL_{k.upper()}": str(v) for k, v in merged.items()})
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def spare_port() -> int:
+    """A port free now, for a child process to bind later. It is picked below the kernel's
+    ephemeral range: a port the kernel handed out (bind to 0) can be taken in between as the
+    source port of any outgoing connection, and the child then fails with "address in use"."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(min(10_000, low - 1), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # that whole range taken: any port the kernel gives
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import textwrap
 import zipfile
+
+from hotpool.benchmarks.devserver import spare_port
 
 
 def make_zip(files: dict[str, str | bytes]) -> bytes:
@@ -27,9 +28,8 @@ def handler_zip(body: str, *, prelude: str = "") -> bytes:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now (below the ephemeral range: see spare_port)."""
+    return spare_port()
 
 
 def service_env() -> dict[str, str]:

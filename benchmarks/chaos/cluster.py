@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,17 +25,12 @@ from hotpool.benchmarks.chaos.config import (
     START_TIMEOUT_S,
     HarnessError,
 )
+from hotpool.benchmarks.devserver import spare_port
 from hotpool.manager.backend import BOOTSTRAP_PATH
 from hotpool.shared.procs import die_with_parent
 
 # ---------------------------------------------------------------------------------------------
 # the processes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:
@@ -89,9 +83,9 @@ class Cluster:
     ) -> None:
         self.run_dir = run_dir
         self.settings = SERVICE_SETTINGS if settings is None else settings
-        self.redis_port = _free_port()
-        self.manager_ports = [_free_port() for _ in range(managers)]
-        self.main_ports = [_free_port() for _ in range(mains)]
+        self.redis_port = spare_port()
+        self.manager_ports = [spare_port() for _ in range(managers)]
+        self.main_ports = [spare_port() for _ in range(mains)]
         self.manager_ids = [f"chaos-m{i}" for i in range(managers)]
         self.exec_log = run_dir / "executions.log"
         self.db_url = f"sqlite+aiosqlite:///{run_dir / 'hotpool.db'}"

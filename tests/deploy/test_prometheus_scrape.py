@@ -4,12 +4,13 @@ a known number of invocations a PromQL query through its HTTP API returns that n
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from hotpool.benchmarks.devserver import bench_zip, dev_server
+from hotpool.benchmarks.devserver import DevServer, bench_zip, dev_server
 from tests.deploy.deploy_files import alert_rules
 from tests.deploy.prometheus import PrometheusApi, prometheus_server, shipped_config
 from tests.helpers import free_port
@@ -32,16 +33,34 @@ def until(read: Callable[[], object], expected: object, timeout_s: float = 60) -
     return seen
 
 
+@contextlib.contextmanager
+def hotpool_with_metrics(attempts: int = 3) -> Iterator[tuple[DevServer, int, int]]:
+    """``hotpool dev`` with Main's and the Manager's /metrics on free ports. A port picked
+    before the child binds it can be taken in between (an outgoing connection's ephemeral
+    port): the child then exits naming it, and the ports are picked again."""
+    for attempt in range(attempts):
+        ports = free_port(), free_port()
+        stack = contextlib.ExitStack()
+        try:
+            server = stack.enter_context(
+                dev_server(metrics_port=ports[0], manager_metrics_port=ports[1], prewarm_count=0)
+            )
+        except RuntimeError as exc:
+            if "already in use" in str(exc) and attempt < attempts - 1:
+                continue
+            raise
+        with stack:
+            yield server, *ports
+        return
+
+
 def health(prometheus: PrometheusApi) -> dict[str, str]:
     """Each job's target's health: "unknown" until its first scrape, then "up" or "down"."""
     return {target["labels"]["job"]: target["health"] for target in prometheus.targets()}
 
 
 def test_a_real_prometheus_counts_the_invocations_of_a_real_main_and_manager(tmp_path):
-    main_port, manager_port = free_port(), free_port()
-    with dev_server(
-        metrics_port=main_port, manager_metrics_port=manager_port, prewarm_count=0
-    ) as hotpool:
+    with hotpool_with_metrics() as (hotpool, main_port, manager_port):
         config = shipped_config(f"127.0.0.1:{main_port}", f"127.0.0.1:{manager_port}")
         with prometheus_server(tmp_path / "prometheus", config) as prometheus:
             hotpool.deploy(FUNCTION, bench_zip())
