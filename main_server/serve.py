@@ -19,7 +19,7 @@ import re
 import secrets
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -48,20 +48,22 @@ gc_thresholds = (50_000, 20, 20)
 class Address:
     """Where a service listens. Port 0 means any free port: it is bound at once, so the port
     chosen is known before the app is built (a Manager registers its URL at start-up) and
-    announced in the ready line; no other process can take it in between."""
+    announced in the ready line; no other process can take it in between. ``setting`` says
+    how to choose another port, for the one-line error when this one is taken."""
 
     host: str
     port: int
     sock: socket.socket | None = None
+    setting: str = field(default="", compare=False)
 
     @classmethod
-    def claim(cls, host: str, port: int) -> Address:
+    def claim(cls, host: str, port: int, setting: str = "") -> Address:
         if port != 0:
-            return cls(host, port)
+            return cls(host, port, setting=setting)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, 0))
-        return cls(host, sock.getsockname()[1], sock)
+        return cls(host, sock.getsockname()[1], sock, setting)
 
     @property
     def url(self) -> str:
@@ -83,12 +85,21 @@ class Address:
 Served = tuple[web.Application, Address]
 
 
-def metrics_site(exporter: Exporter, host: str, port: int, settings: Settings) -> list[Served]:
+# how to move each service's port elsewhere, named when it is taken
+main_port_setting = "--port or HOTPOOL_PORT (0: any free one)"
+manager_port_setting = "--port or HOTPOOL_MANAGER_PORT (0: any free one)"
+main_metrics_setting = "HOTPOOL_METRICS_PORT (0: off)"
+manager_metrics_setting = "HOTPOOL_MANAGER_METRICS_PORT (0: off)"
+
+
+def metrics_site(
+    exporter: Exporter, host: str, port: int, settings: Settings, setting: str = ""
+) -> list[Served]:
     """The ``/metrics`` app of a service listening on ``host``, on ``port`` (none when 0), on
-    ``metrics_host`` if that is set."""
+    ``metrics_host`` if that is set; ``setting`` names the port's setting."""
     if port == 0:
         return []
-    return [(metrics_app(exporter), Address(settings.metrics_host or host, port))]
+    return [(metrics_app(exporter), Address(settings.metrics_host or host, port, setting=setting))]
 
 
 def metrics_note(sites: list[Served]) -> str:
@@ -128,7 +139,7 @@ async def _serve(apps: list[Served], ready_message: str, settings: Settings) -> 
             runners.append(runner)
             await runner.setup()
         for runner, (_, address) in reversed(list(zip(runners, apps, strict=True))):
-            await address.site(runner, settings).start()
+            await _listen(address, runner, settings)
         # what start-up built lives as long as the process: the cyclic collector need not walk
         # it again and again, and a request's few hundred short-lived objects need not trigger
         # a collection every other call (a profile of the warm path; Instagram's "Dismissing
@@ -148,6 +159,19 @@ async def _serve(apps: list[Served], ready_message: str, settings: Settings) -> 
         for _, address in apps:
             if address.sock is not None:
                 address.sock.close()
+
+
+async def _listen(address: Address, runner: web.AppRunner, settings: Settings) -> None:
+    try:
+        await address.site(runner, settings).start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or not address.setting:
+            raise
+        # a busy port is a setting to change, not a crash: one line naming that setting
+        raise SettingsError(
+            f"port {address.port} on {address.host} is already in use: another hotpool or "
+            f"program listens there; choose another with {address.setting}"
+        ) from None
 
 
 ADMIN_KEY_FILE = "admin.key"
@@ -213,8 +237,8 @@ async def _run_dev(settings: Settings) -> None:
         # containers a crashed run left only under the id they carry, so key it to the folder
         folder = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:8]
         settings = settings.replace(manager_id=f"{socket.gethostname()}-dev-{folder}")
-    main_at = Address.claim(settings.host, settings.port)
-    manager_at = Address.claim(settings.manager_host, settings.manager_port)
+    main_at = Address.claim(settings.host, settings.port, main_port_setting)
+    manager_at = Address.claim(settings.manager_host, settings.manager_port, manager_port_setting)
     settings = settings.replace(port=main_at.port, manager_port=manager_at.port)
     created = await ensure_admin_key(settings)
     if created:
@@ -244,13 +268,18 @@ async def _run_dev(settings: Settings) -> None:
         manager_app = create_manager_app(settings, redis=manager_redis)
         metrics = [
             *metrics_site(
-                main_app[METRICS].exporter, settings.host, settings.metrics_port, settings
+                main_app[METRICS].exporter,
+                settings.host,
+                settings.metrics_port,
+                settings,
+                main_metrics_setting,
             ),
             *metrics_site(
                 manager_app[MANAGER_METRICS].exporter,
                 settings.manager_host,
                 settings.manager_metrics_port,
                 settings,
+                manager_metrics_setting,
             ),
         ]
         # the metrics sites first: they stop answering before the apps they read close
@@ -274,9 +303,11 @@ async def run_main(settings: Settings) -> None:
         raise SettingsError(
             "HOTPOOL_MANAGER_SECRET must be set to the secret the Managers were started with"
         )
-    main_at = Address.claim(settings.host, settings.port)
+    main_at = Address.claim(settings.host, settings.port, main_port_setting)
     app = create_app(settings.replace(port=main_at.port))
-    metrics = metrics_site(app[METRICS].exporter, settings.host, settings.metrics_port, settings)
+    metrics = metrics_site(
+        app[METRICS].exporter, settings.host, settings.metrics_port, settings, main_metrics_setting
+    )
     await _serve(
         [*metrics, (app, main_at)],
         f"hotpool main on {main_at.url}{metrics_note(metrics)}",
@@ -285,13 +316,14 @@ async def run_main(settings: Settings) -> None:
 
 
 async def run_manager(settings: Settings) -> None:
-    manager_at = Address.claim(settings.manager_host, settings.manager_port)
+    manager_at = Address.claim(settings.manager_host, settings.manager_port, manager_port_setting)
     app = create_manager_app(settings.replace(manager_port=manager_at.port))
     metrics = metrics_site(
         app[MANAGER_METRICS].exporter,
         settings.manager_host,
         settings.manager_metrics_port,
         settings,
+        manager_metrics_setting,
     )
     await _serve(
         [*metrics, (app, manager_at)],

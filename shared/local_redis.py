@@ -10,8 +10,9 @@ only on a unix socket in a private directory (mode 0700) and dies with its paren
 
 The server keeps its data in an append-only file in that directory (``appendonlydir/``,
 fsynced every second), so the asynchronous events a run of ``hotpool dev`` accepted are still
-queued when the next run starts on the same state folder; ``drop_stale_keys`` then removes
-what described the last run's containers and Managers. The stand-in keeps nothing.
+queued, and each schedule's progress is still known, when the next run starts on the same state
+folder; ``drop_stale_keys`` then removes what described the last run's containers, Managers and
+processes. The stand-in keeps nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import redis
 import redis.exceptions
 
-from hotpool.shared import async_keys
+from hotpool.shared import async_keys, schedule_keys
 from hotpool.shared.procs import die_with_parent
 from hotpool.shared.settings import Settings, SettingsError
 
@@ -38,6 +39,12 @@ start_timeout_s = 10.0
 max_socket_path = 100
 # keys per SCAN round, and the most one UNLINK names
 drop_batch = 1000
+# what outlives a run: the asynchronous queue, and the scheduler's progress (each schedule's
+# last tick and counts, the tick claims, the epoch, the fencing counter), so the ticks a stopped
+# hotpool dev did not fire are caught up or counted missed at its next start, never fired twice
+kept_across_runs = (async_keys.PREFIX, schedule_keys.PREFIX)
+# ...but for the scheduler's lease, which names the last run's process
+dropped_anyway = (schedule_keys.LEADER,)
 
 
 def wanted_binary(settings: Settings) -> str | None:
@@ -102,18 +109,21 @@ class LocalRedis:
 
     def drop_stale_keys(self) -> int:
         """Delete the keys the last run on this directory left, all but those of asynchronous
-        invocation (``async_keys.PREFIX``), and return how many. For ``hotpool dev``'s start,
-        before Main and Manager: the last run's pool entries, leases and registrations name
-        containers and a Manager that died with it."""
+        invocation and of the scheduler's progress (``kept_across_runs``), and return how
+        many. For ``hotpool dev``'s start, before Main and Manager: the last run's pool
+        entries, leases and registrations name containers, a Manager and a scheduler leader
+        that died with it."""
         client = redis.Redis.from_url(self.url)
         try:
-            dropped = unlink_all_but(client, async_keys.PREFIX)
+            dropped = unlink_all_but(client, kept_across_runs)
+            dropped += client.unlink(*dropped_anyway)
             kept = client.dbsize()
         finally:
             client.close()
         log.info(
             "embedded Redis: dropped %d keys of the last run, kept %d of asynchronous "
-            "invocation (%s*)", dropped, kept, async_keys.PREFIX,
+            "invocation and schedules (%s)", dropped, kept,
+            ", ".join(f"{prefix}*" for prefix in kept_across_runs),
         )  # fmt: skip
         return dropped
 
@@ -149,14 +159,14 @@ class LocalRedis:
             shutil.rmtree(self._own_dir, ignore_errors=True)
 
 
-def unlink_all_but(client: redis.Redis, prefix: str, batch: int = drop_batch) -> int:
-    """Delete every key of ``client``'s database that does not start with ``prefix``; return
+def unlink_all_but(client: redis.Redis, prefixes: tuple[str, ...], batch: int = drop_batch) -> int:
+    """Delete every key of ``client``'s database that starts with none of ``prefixes``; return
     how many were deleted.
 
     SCAN, not KEYS: it never blocks the server for the whole keyspace. A key SCAN returns
     twice (it may, as the table resizes) counts once: UNLINK counts only keys it removed.
     """
-    keep = prefix.encode()
+    keep = tuple(prefix.encode() for prefix in prefixes)
     dropped = 0
     stale: list[bytes] = []
     for key in client.scan_iter(count=batch):

@@ -26,6 +26,8 @@ The claim checks the fence atomically with the SET NX: a process that still beli
 
 from __future__ import annotations
 
+# every key of the scheduler starts with this
+PREFIX = "hp:sched:"
 LEADER = "hp:sched:leader"
 FENCE = "hp:sched:fence"
 EPOCH = "hp:sched:epoch"

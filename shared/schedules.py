@@ -139,8 +139,9 @@ def from_body(
             f"known: {', '.join(BODY_FIELDS)}"
         )
     expression = body.get("expression")
-    timezone = body.get("timezone", "UTC")
-    enabled = body.get("enabled", True)
+    # null is "left out", as for event: the field takes its default
+    timezone = "UTC" if body.get("timezone") is None else body["timezone"]
+    enabled = True if body.get("enabled") is None else body["enabled"]
     if not isinstance(expression, str):
         raise InvalidRequest('expression is required, a string such as "rate(5 minutes)"')
     if not isinstance(enabled, bool):

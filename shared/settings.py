@@ -256,6 +256,12 @@ class Settings:
         ):  # fmt: skip
             if not getattr(self, positive) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{positive.upper()} must be a number > 0")
+        for port in ("port", "manager_port", "metrics_port", "manager_metrics_port"):
+            if not 0 <= getattr(self, port) <= 65535:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{port.upper()} must be a port number, 0-65535 "
+                    f"(0: {'off' if 'metrics' in port else 'any free one'})"
+                )
         if self.connections_url and not HTTP_URL_RE.match(self.connections_url):
             raise SettingsError(
                 f"{ENV_PREFIX}CONNECTIONS_URL={self.connections_url!r} must be an http:// or "

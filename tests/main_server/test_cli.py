@@ -192,6 +192,24 @@ def test_a_port_in_use_is_one_line_naming_the_setting(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("setting", ["HOTPOOL_METRICS_PORT", "HOTPOOL_MANAGER_METRICS_PORT"])
+def test_a_metrics_port_in_use_is_one_line_naming_its_setting(tmp_path, setting):
+    env = service_env()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env[setting] = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("hotpool:")]
+    assert f"port {env[setting]} on 127.0.0.1 is already in use" in line
+    assert f"choose another with {setting} (0: off)" in line
+    assert "Traceback" not in result.stderr
+
+
 def test_dev_on_free_ports_keeps_its_manager_id_across_restarts(tmp_path):
     """reconcile() finds what a crashed run left behind by the Manager id its containers carry:
     with --port 0 that id must not follow the port."""

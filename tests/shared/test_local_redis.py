@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from hotpool.shared import async_keys
+from hotpool.shared import async_keys, schedule_keys
 from hotpool.shared.local_redis import LocalRedis, unlink_all_but, wanted_binary
 from hotpool.shared.settings import Settings, SettingsError
 from tests.services import missing_service
@@ -169,9 +169,30 @@ def test_the_last_runs_keys_are_dropped_but_the_asynchronous_ones(tmp_path, loca
     kept.add(async_keys.stream("default").encode())
 
     # small batches: the keys span several SCAN rounds and UNLINKs
-    assert unlink_all_but(client, async_keys.PREFIX, batch=50) == len(stale)
+    assert unlink_all_but(client, (async_keys.PREFIX,), batch=50) == len(stale)
     assert set(client.scan_iter(count=1000)) == kept
     assert server.drop_stale_keys() == 0  # nothing left to drop
+    client.close()
+
+
+@pytest.mark.integration
+def test_the_schedulers_progress_is_kept_but_its_lease(tmp_path, local_redis):
+    """A restart of hotpool dev keeps each schedule's last tick, counts and claims, the epoch
+    and the fencing counter, so the ticks of the downtime are caught up or counted missed and
+    none fires twice; the lease named the last run's process, which is gone."""
+    server, client = local_redis(tmp_path / "redis")
+    kept = {
+        schedule_keys.state("s1").encode(),
+        schedule_keys.fire("s1", 1000).encode(),
+        schedule_keys.EPOCH.encode(),
+        schedule_keys.FENCE.encode(),
+    }
+    stale = {schedule_keys.LEADER.encode(), b"hp:schedx"}
+    for key in kept | stale:
+        client.set(key, "1")
+
+    assert server.drop_stale_keys() == len(stale)
+    assert set(client.scan_iter(count=1000)) == kept
     client.close()
 
 

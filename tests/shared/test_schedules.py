@@ -110,6 +110,12 @@ def test_an_update_keeps_id_and_creation_and_replaces_the_rest():
     assert second.parsed(1).next_after(NOW + 99) == NOW + 7 * 60
 
 
+def test_a_null_timezone_or_enabled_takes_its_default_as_a_null_event_does():
+    schedule = make({"expression": "rate(5 minutes)", "timezone": None, "enabled": None})
+
+    assert (schedule.timezone, schedule.event, schedule.enabled) == ("UTC", None, True)
+
+
 def test_parsed_anchors_rate_ticks_at_the_creation():
     schedule = make({"expression": "rate(1 minute)"})
 

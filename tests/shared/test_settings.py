@@ -198,3 +198,19 @@ def test_a_connections_url_that_is_not_http_stops_start_up_naming_it(url):
 def test_a_stream_limit_of_zero_is_refused(name):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: "0"})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "HOTPOOL_PORT",
+        "HOTPOOL_MANAGER_PORT",
+        "HOTPOOL_METRICS_PORT",
+        "HOTPOOL_MANAGER_METRICS_PORT",
+    ],
+)
+def test_a_port_beyond_65535_is_refused_naming_the_variable(name):
+    # no TCP port is above 65535: the ready line would announce an address nothing listens on
+    with pytest.raises(SettingsError, match=f"{name} must be a port number, 0-65535"):
+        Settings.from_env({name: "70000"})
+    assert Settings.from_env({name: "65535"})
