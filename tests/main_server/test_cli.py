@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,22 +30,27 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def running_dev(cwd: Path, env: dict[str, str], log_path: Path) -> Iterator[dict[str, str]]:
+    """``hotpool dev --port 0`` in ``cwd`` until the block ends; the URLs it announced."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield wait_announced(log_path, ("main",), lambda: proc.poll() is None, 30)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture
 def dev(tmp_path):
     env = service_env()
     env["HOTPOOL_PREWARM_COUNT"] = "0"
-    log = open(tmp_path / "dev.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        urls = wait_announced(tmp_path / "dev.log", ("main",), lambda: proc.poll() is None, 30)
+    with running_dev(tmp_path, env, tmp_path / "dev.log") as urls:
         yield tmp_path, {**env, "HOTPOOL_URL": urls["main"]}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_quick_start(dev):
@@ -153,19 +160,10 @@ def test_dev_serves_mains_and_its_managers_metrics_on_their_own_ports(tmp_path):
     env.update(HOTPOOL_PREWARM_COUNT="0", HOTPOOL_METRICS_PORT=str(free_port()),
                HOTPOOL_MANAGER_METRICS_PORT=str(free_port()))  # fmt: skip
     log_path = tmp_path / "dev.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        urls = wait_announced(log_path, ("main",), lambda: proc.poll() is None, 30)
+    with running_dev(tmp_path, env, log_path) as urls:
         main = _get(f"http://127.0.0.1:{env['HOTPOOL_METRICS_PORT']}/metrics")
         manager = _get(f"http://127.0.0.1:{env['HOTPOOL_MANAGER_METRICS_PORT']}/metrics")
         ready = json.loads(_get(urls["main"] + "/readyz"))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert "hotpool_redis_up 1.0" in main and "hotpool_managers_alive 1.0" in main
     assert "hotpool_manager_backend_up 1.0" in manager
     assert ready == {"ready": True, "checks": {"redis": "ok", "metadata": "ok"}}
@@ -218,16 +216,8 @@ def test_dev_on_free_ports_keeps_its_manager_id_across_restarts(tmp_path):
     ids = []
     for run in range(2):
         log_path = tmp_path / f"dev{run}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hotpool.main_server.cli", "dev", "--port", "0"],
-                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            try:
-                wait_announced(log_path, ("main",), lambda p=proc: p.poll() is None, 30)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+        with running_dev(tmp_path, env, log_path):
+            pass
         ids += re.findall(r"manager (\S+) up at", log_path.read_text())
     assert len(ids) == 2 and ids[0] == ids[1] and "-dev-" in ids[0], ids
 
