@@ -13,6 +13,7 @@ from aiohttp import web
 
 from hotpool.main_server import openapi_async, openapi_ws
 from hotpool.main_server.openapi_connections import connections_paths
+from hotpool.main_server.openapi_keys import key_paths
 from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
 from hotpool.main_server.openapi_schedules import schedule_paths, schedule_schemas
 from hotpool.main_server.openapi_schemas import (
@@ -307,41 +308,6 @@ def _invoke_operation() -> Schema:
     }
 
 
-def _key_paths() -> dict[str, Schema]:
-    return {
-        "/v1/keys": {
-            "post": {
-                "operationId": "createKey",
-                "summary": "Create an API key (admin); its secret is shown only here",
-                "requestBody": {"required": True, "content": json_content(ref("KeyRequest"))},
-                "responses": responses(
-                    {201: answer("The new key.", ref("NewKey"))}, 400, 403, 404, 413
-                ),
-            },
-            "get": {
-                "operationId": "listKeys",
-                "summary": "Every key the admin key may see (admin)",
-                "responses": responses({200: answer("The keys.", ref("KeyList"))}, 403),
-            },
-        },
-        "/v1/keys/{key_id}": {
-            "delete": {
-                "operationId": "revokeKey",
-                "summary": "Revoke a key (admin)",
-                "parameters": [
-                    {
-                        "name": "key_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "responses": responses({200: answer("The revoked key.", ref("Revoked"))}, 403, 404),
-            },
-        },
-    }
-
-
 def _system_paths() -> dict[str, Schema]:
     alive = object_schema({"status": {"type": "string", "enum": ["ok"]}})
     ready = object_schema({"ready": {"type": "boolean"}, "checks": {"type": "object"}})
@@ -388,7 +354,7 @@ def _version() -> str:
 
 def openapi_document() -> dict[str, Any]:
     """A fresh OpenAPI 3.0.3 document of Main's public API."""
-    paths = {**_function_paths(), **layer_paths(), **_key_paths(), **_system_paths()}
+    paths = {**_function_paths(), **layer_paths(), **key_paths(), **_system_paths()}
     return {
         "openapi": "3.0.3",
         "info": {
