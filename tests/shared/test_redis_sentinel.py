@@ -16,19 +16,29 @@ from tests.services import RedisProcess
 
 @pytest.fixture
 def redis_pair(tmp_path):
-    master = RedisProcess(tmp_path / "master")
-    replica = RedisProcess(tmp_path / "replica", "--replicaof", "127.0.0.1", str(master.port))
-    sentinel = RedisProcess(
-        tmp_path / "sentinel",
-        f"sentinel monitor hp 127.0.0.1 {master.port} 1",
-        "sentinel down-after-milliseconds hp 500",
-        "sentinel failover-timeout hp 5000",
-        "sentinel parallel-syncs hp 1",
-        sentinel=True,
-    )
-    yield master, replica, sentinel
-    for proc in (sentinel, replica, master):
-        proc.stop()
+    # each server stops at the end, also when a later one cannot start (no redis-sentinel
+    # installed skips the test there): the ones started before would be left running
+    started: list[RedisProcess] = []
+    try:
+        master = RedisProcess(tmp_path / "master")
+        started.append(master)
+        started.append(
+            RedisProcess(tmp_path / "replica", "--replicaof", "127.0.0.1", str(master.port))
+        )
+        started.append(
+            RedisProcess(
+                tmp_path / "sentinel",
+                f"sentinel monitor hp 127.0.0.1 {master.port} 1",
+                "sentinel down-after-milliseconds hp 500",
+                "sentinel failover-timeout hp 5000",
+                "sentinel parallel-syncs hp 1",
+                sentinel=True,
+            )
+        )
+        yield tuple(started)
+    finally:
+        for proc in reversed(started):
+            proc.stop()
 
 
 async def _until(check, timeout_s: float = 30.0):
