@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.engine import make_url
@@ -27,6 +28,11 @@ from hotpool.shared.errors import StoreUnavailable
 from hotpool.shared.settings import SettingsError
 
 DATABASE_URL_SETTING = "HOTPOOL_DATABASE_URL"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite returns naive ones)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def safe_url(url: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 
+from hotpool.shared.database import as_utc
 from hotpool.shared.errors import NotFound, StoreUnavailable
 from hotpool.shared.layer_rows import unused_packages
 from hotpool.shared.metadata import (
@@ -85,9 +86,7 @@ class LayerStore(Protocol):
 
 
 def _to_model(row: LayerVersionRow) -> LayerVersion:
-    created = row.created_at
-    if created.tzinfo is None:  # SQLite returns naive datetimes
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(row.created_at)
     return LayerVersion(
         namespace=row.namespace,
         name=row.name,

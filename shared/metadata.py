@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 # the database helpers lived here first; keystore, schema and tests import them from here too
 from hotpool.shared.database import (  # noqa: F401
     DATABASE_URL_SETTING,
+    as_utc,
     db_errors,
     describe_db_error,
     open_engine,
@@ -95,9 +96,7 @@ def _now() -> datetime:
 
 
 def _to_model(name: str, row: VersionRow) -> FunctionVersion:
-    created = row.created_at
-    if created.tzinfo is None:  # SQLite returns naive datetimes
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(row.created_at)
     return FunctionVersion(
         name=name,
         version=row.version,

@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hotpool.shared.database import as_utc
 from hotpool.shared.errors import NotFound, StoreUnavailable, TooManyRequests
 from hotpool.shared.metadata import (
     CREATE_ATTEMPTS,
@@ -37,9 +38,7 @@ def _moment(t: float) -> datetime:
 
 
 def _epoch(moment: datetime) -> float:
-    if moment.tzinfo is None:  # SQLite returns naive datetimes
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return as_utc(moment).timestamp()
 
 
 def _to_model(row: ScheduleRow) -> Schedule:
