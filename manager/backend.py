@@ -11,11 +11,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Protocol
-
-# the Python runtime: a folder that python3 runs as a whole (see its __main__.py)
-BOOTSTRAP_PATH = Path(__file__).parent / "runtime" / "python"
 
 
 class ContainerState(Enum):

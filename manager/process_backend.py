@@ -15,13 +15,11 @@ import contextlib
 import logging
 import resource
 import shutil
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from hotpool.manager.backend import (
-    BOOTSTRAP_PATH,
     Container,
     ContainerSpec,
     ExitListener,
@@ -29,7 +27,8 @@ from hotpool.manager.backend import (
     new_container_secret,
 )
 from hotpool.manager.provided import link_provided
-from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
+from hotpool.manager.runtimes import process_command
+from hotpool.shared.errors import ContainerFailed
 from hotpool.shared.models import MEMORY_MB_RANGE
 from hotpool.shared.procs import become_subreaper, die_with_parent, kill_tree
 
@@ -69,11 +68,8 @@ class ProcessBackend:
         self._listeners.append(listener)
 
     async def start(self, spec: ContainerSpec) -> Container:
-        if spec.runtime != "python":  # the bootstrap runs on this interpreter, nothing else
-            raise RuntimeImageMissing(
-                f"the process backend has no {spec.runtime!r} runtime, only 'python'; other "
-                "runtimes need the Docker backend and their images (deploy/build-images.sh)"
-            )
+        provided = self._work_dir / "provided"
+        command = process_command(spec.runtime, provided)
         container_id = "p-" + uuid.uuid4().hex[:12]
         workdir = self._work_dir / container_id
         (workdir / "code").mkdir(parents=True)
@@ -87,15 +83,13 @@ class ProcessBackend:
         hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1])
         started = time.time()
         secret = new_container_secret()
-        provided = self._work_dir / "provided"
         if self._provided is None:  # once per Manager: links to its own boto3 and the rest
             self._provided = asyncio.ensure_future(asyncio.to_thread(link_provided, provided))
         await asyncio.shield(self._provided)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", "-u", "-B", str(BOOTSTRAP_PATH),
+            *command,
             "--host", self._host, "--port", "0",
             "--port-file", str(port_file), "--code-dir", str(workdir / "code"),
-            "--provided-dir", str(provided),
             "--opt-dir", str(workdir / "opt"),
             cwd=workdir,
             env=_container_env(workdir),

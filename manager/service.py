@@ -29,7 +29,7 @@ from hotpool.shared.errors import (
     NotFound,
     StoreUnavailable,
 )
-from hotpool.shared.models import RUNTIMES, PoolEntry
+from hotpool.shared.models import PoolEntry
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS, redis_errors
 from hotpool.shared.registry import ManagerRegistration
@@ -72,7 +72,7 @@ class ManagerService:
         self.prewarm = PrewarmPool(
             backend,
             self.containers,
-            runtimes=RUNTIMES,
+            runtimes=settings.prewarmed_runtimes,
             count=settings.prewarm_count,
             memory_mb=settings.prewarm_memory_mb,
             labels={"hotpool.manager": manager_id},

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hotpool.shared.models import RUNTIMES
+
 ENV_PREFIX = "HOTPOOL_"
 BACKENDS = ("process", "docker")
 EMBEDDED_REDIS = ("auto", "server", "inprocess")
@@ -87,6 +89,8 @@ class Settings:
     capacity_memory_mb: int = 0
     # generic containers kept started per runtime, specialised on a cold start
     prewarm_count: int = 2
+    # the runtimes whose generic containers are kept pre-started, comma-separated
+    prewarm_runtimes: str = "python"
     prewarm_memory_mb: int = 128
     drain_timeout_s: float = 30.0
     idle_ttl_s: float = 600.0
@@ -105,6 +109,8 @@ class Settings:
     # Docker backend
     docker_url: str = ""  # empty = the local daemon (DOCKER_HOST or /var/run/docker.sock)
     runtime_image_python: str = "hotpool/runtime-python:latest"
+    runtime_image_nodejs: str = "hotpool/runtime-nodejs:latest"
+    runtime_image_provided: str = "hotpool/runtime-provided:latest"
     container_cpus: float = 1.0
     container_pids_limit: int = 128
     # Lambda gives 250 MB of code and 512 MB of /tmp; here one tmpfs holds code, layers and
@@ -262,6 +268,11 @@ class Settings:
                     f"{ENV_PREFIX}{port.upper()} must be a port number, 0-65535 "
                     f"(0: {'off' if 'metrics' in port else 'any free one'})"
                 )
+        if unknown := [r for r in self.prewarmed_runtimes if r not in RUNTIMES]:
+            raise SettingsError(
+                f"{ENV_PREFIX}PREWARM_RUNTIMES names {unknown[0]!r}, which is not a runtime; "
+                f"use a comma-separated list of {', '.join(RUNTIMES)} (or nothing)"
+            )
         if self.connections_url and not HTTP_URL_RE.match(self.connections_url):
             raise SettingsError(
                 f"{ENV_PREFIX}CONNECTIONS_URL={self.connections_url!r} must be an http:// or "
@@ -321,7 +332,17 @@ class Settings:
 
     @property
     def runtime_images(self) -> dict[str, str]:
-        return {"python": self.runtime_image_python}
+        """The Docker image of each runtime, by runtime name."""
+        return {
+            "python": self.runtime_image_python,
+            "nodejs": self.runtime_image_nodejs,
+            "provided": self.runtime_image_provided,
+        }
+
+    @property
+    def prewarmed_runtimes(self) -> tuple[str, ...]:
+        """``prewarm_runtimes`` as names, each one of RUNTIMES (checked at start-up)."""
+        return tuple(name.strip() for name in self.prewarm_runtimes.split(",") if name.strip())
 
     @property
     def async_retry_delays(self) -> tuple[float, ...]:

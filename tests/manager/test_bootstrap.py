@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from hotpool.manager.backend import BOOTSTRAP_PATH
+from hotpool.manager.runtimes import PYTHON_BOOTSTRAP as BOOTSTRAP_PATH
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hotpool.manager.backend import BOOTSTRAP_PATH
+from hotpool.manager.runtimes import PYTHON_BOOTSTRAP as BOOTSTRAP_PATH
 
 pytestmark = pytest.mark.unit
 

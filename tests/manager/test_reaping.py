@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from hotpool.manager.backend import BOOTSTRAP_PATH
+from hotpool.manager.runtimes import PYTHON_BOOTSTRAP as BOOTSTRAP_PATH
 
 pytestmark = pytest.mark.integration
 

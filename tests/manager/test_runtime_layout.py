@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hotpool.manager.backend import BOOTSTRAP_PATH
+from hotpool.manager.runtimes import PYTHON_BOOTSTRAP as BOOTSTRAP_PATH
 
 pytestmark = pytest.mark.unit
 

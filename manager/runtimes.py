@@ -1,0 +1,32 @@
+"""How the process backend starts each runtime's bootstrap.
+
+Every runtime's bootstrap takes the same flags (``--code-dir``, ``--opt-dir``, ``--host``,
+``--port``, ``--port-file``), reads the container's secret from stdin and speaks the same
+``/healthz``, ``/init``, ``/invoke`` protocol (``manager/runtime/python/hotpool_runtime``'s
+docstring); only the program that runs it differs. The Docker backend needs none of this:
+each runtime's image starts its own bootstrap (``deploy/runtimes/<runtime>/Dockerfile``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hotpool.shared.errors import RuntimeImageMissing
+
+RUNTIME_DIR = Path(__file__).parent / "runtime"
+# the Python runtime: a folder that python3 runs as a whole (see its __main__.py)
+PYTHON_BOOTSTRAP = RUNTIME_DIR / "python"
+
+
+def process_command(runtime: str, provided_dir: Path) -> list[str]:
+    """The command line, before the common flags, that runs ``runtime``'s bootstrap on this
+    machine; ``provided_dir`` holds the packages the Python runtime provides (boto3, ...).
+    Raises RuntimeImageMissing for a runtime this machine cannot run."""
+    if runtime == "python":  # on this interpreter, isolated, without site-packages
+        return [sys.executable, "-I", "-S", "-u", "-B", str(PYTHON_BOOTSTRAP),
+                "--provided-dir", str(provided_dir)]  # fmt: skip
+    raise RuntimeImageMissing(
+        f"the process backend cannot run the {runtime!r} runtime; use the Docker backend "
+        "and its image (deploy/build-images.sh)"
+    )
