@@ -18,12 +18,17 @@ BREAKDOWN_KEYS = ("placement_ms", "code_fetch_ms", "container_start_ms", "init_m
 WARM_UP_CALLS = 2  # the first cold starts load caches on the machine: not counted
 
 
-def _series(server: DevServer, n: int, prewarm: int) -> dict[str, Any]:
+def series(
+    server: DevServer, n: int, prewarm: int, *, code: bytes | None = None,
+    params: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``n`` cold starts of new versions of a function (``code``, deploy ``params``; the
+    bench function by default), from ``prewarm`` pre-warmed containers or none."""
     samples: list[float] = []
     parts: dict[str, list[float]] = {k: [] for k in BREAKDOWN_KEYS}
-    code = bench_zip()
+    code = bench_zip() if code is None else code
     for i in range(n + WARM_UP_CALLS):
-        server.deploy("cold", code)
+        server.deploy("cold", code, **(params or {}))
         if prewarm:
             server.wait_prewarmed(prewarm)
         begun = time.perf_counter()
@@ -63,5 +68,5 @@ def measure(backend: str, n: int, **settings: object) -> dict[str, Any]:
     results = {}
     for mode, prewarm in (("fresh", 0), ("prewarmed", 2)):
         with dev_server(backend=backend, prewarm_count=prewarm, **settings) as server:
-            results[mode] = _series(server, n, prewarm)
+            results[mode] = series(server, n, prewarm)
     return results

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hotpool.benchmarks import runtimes
+from hotpool.benchmarks.format import fmt
+
 # (summary key, what it measures, limit, "max" = at most the limit, "min" = at least)
 TARGETS = (
     ("warm_overhead_p50_ms", "warm overhead over a direct call, c=1, p50 (ms)", 0.5, "max"),
@@ -18,6 +21,8 @@ TARGETS = (
     ("cold_fresh_docker_p50_ms", "cold start, fresh Docker container, p50 (ms)", 400.0, "max"),
     ("time_wait_after_run", "TIME_WAIT sockets after the connection run", 100, "max"),
     ("idle_container_rss_mib", "idle warm Python container RSS (MiB)", 15.0, "max"),
+    ("nodejs_idle_over_floor_mib", "idle Node.js container RSS over bare node (MiB)", 10, "max"),
+    ("nodejs_cold_prewarmed_p50_ms", "Node.js cold start, pre-warmed, p50 (ms)", 50.0, "max"),
     ("ws_idle_kib_per_connection", "Main's memory per idle WebSocket connection (KiB)", 50, "max"),
     (
         "metrics_us_per_invocation",
@@ -101,6 +106,7 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
         **_async_summary(primary.get("async") if primary else None),
         **_streaming_summary(primary.get("streaming") if primary else None),
     }
+    summary.update(runtimes.summary(primary.get("runtimes") if primary else None))
     summary["errors_in_load_runs"] = sum(_errors(b) for b in ran.values())
     summary["targets"] = _targets(summary)
     return summary
@@ -196,14 +202,6 @@ def _targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:,.0f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
 def markdown(figures: dict[str, Any]) -> str:
     m = figures["machine"]
     lines = [
@@ -217,8 +215,8 @@ def markdown(figures: dict[str, Any]) -> str:
     for row in figures["summary"]["targets"]:
         sign = "≤" if row["kind"] == "max" else "≥"
         met = {True: "yes", False: "**no**", None: "not run"}[row["met"]]
-        lines.append(f"| {row['target']} | {sign} {_fmt(row['limit'])} | "
-                     f"{_fmt(row['measured'])} | {met} |")  # fmt: skip
+        lines.append(f"| {row['target']} | {sign} {fmt(row['limit'])} | "
+                     f"{fmt(row['measured'])} | {met} |")  # fmt: skip
     if figures["summary"].get("errors_in_load_runs"):
         lines += ["", f"**errors in load runs: {figures['summary']['errors_in_load_runs']}** "
                   "(see the tables below; throughput counts successful answers only)"]  # fmt: skip
@@ -250,11 +248,11 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
             continue
         main, direct = t["through_main"], t["direct"]
         lines.append(
-            f"| {label} | {_fmt(main['rps'])} | {_fmt(direct['rps'])} | "
-            f"{_fmt(t['throughput_ratio'])} | {_fmt(main['p50_ms'])} / {_fmt(main['p99_ms'])} | "
-            f"{_fmt(direct['p50_ms'])} / {_fmt(direct['p99_ms'])} | "
-            f"{_fmt(t['overhead_p50_ms'])} / {_fmt(t['overhead_p99_ms'])} | "
-            f"{_fmt(main['errors'])} / {_fmt(direct['errors'])} |"
+            f"| {label} | {fmt(main['rps'])} | {fmt(direct['rps'])} | "
+            f"{fmt(t['throughput_ratio'])} | {fmt(main['p50_ms'])} / {fmt(main['p99_ms'])} | "
+            f"{fmt(direct['p50_ms'])} / {fmt(direct['p99_ms'])} | "
+            f"{fmt(t['overhead_p50_ms'])} / {fmt(t['overhead_p99_ms'])} | "
+            f"{fmt(main['errors'])} / {fmt(direct['errors'])} |"
         )
     lines += _web_table(b.get("web"))
     lines += _async_table(b.get("async"))
@@ -264,18 +262,19 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
     for mode in ("fresh", "prewarmed"):
         c, parts = cold[mode], cold[mode]["breakdown_p50_ms"]
         lines.append(
-            f"| {mode} | {_fmt(c['p50_ms'])} | {_fmt(c['p95_ms'])} | {_fmt(parts['placement_ms'])}"
-            f" | {_fmt(parts['code_fetch_ms'])} | {_fmt(parts['container_start_ms'])} | "
-            f"{_fmt(parts['init_ms'])} |"
+            f"| {mode} | {fmt(c['p50_ms'])} | {fmt(c['p95_ms'])} | {fmt(parts['placement_ms'])}"
+            f" | {fmt(parts['code_fetch_ms'])} | {fmt(parts['container_start_ms'])} | "
+            f"{fmt(parts['init_ms'])} |"
         )
+    lines += runtimes.table(b.get("runtimes"))
     keep, fresh = b["connections"], b["connections_new_per_call"]
     lines += [
         "", "| connections to containers | invocations | errors | req/s | new TIME_WAIT sockets |",
         "|---|---|---|---|---|",
-        f"| kept alive | {_fmt(keep['invocations'])} | {_fmt(keep['errors'])} | "
-        f"{_fmt(keep['rps'])} | {_fmt(keep['time_wait_new'])} |",
-        f"| one per call | {_fmt(fresh['invocations'])} | {_fmt(fresh['errors'])} | "
-        f"{_fmt(fresh['rps'])} | {_fmt(fresh['time_wait_new'])} |",
+        f"| kept alive | {fmt(keep['invocations'])} | {fmt(keep['errors'])} | "
+        f"{fmt(keep['rps'])} | {fmt(keep['time_wait_new'])} |",
+        f"| one per call | {fmt(fresh['invocations'])} | {fmt(fresh['errors'])} | "
+        f"{fmt(fresh['rps'])} | {fmt(fresh['time_wait_new'])} |",
     ]  # fmt: skip
     mem = b["memory"]
     if "skipped" in mem:
@@ -284,9 +283,9 @@ def _backend_tables(b: dict[str, Any]) -> list[str]:
         lines += [
             "", "| Main RSS | Manager RSS | idle container RSS | Main CPU per invocation |",
             "|---|---|---|---|",
-            f"| {_fmt(mem['main_rss_mib'])} MiB | {_fmt(mem['manager_rss_mib'])} MiB | "
-            f"{_fmt(mem['idle_container']['bootstrap_rss_mib'])} MiB | "
-            f"{_fmt(mem['main_cpu_us_per_invocation'])} µs |",
+            f"| {fmt(mem['main_rss_mib'])} MiB | {fmt(mem['manager_rss_mib'])} MiB | "
+            f"{fmt(mem['idle_container']['bootstrap_rss_mib'])} MiB | "
+            f"{fmt(mem['main_cpu_us_per_invocation'])} µs |",
         ]  # fmt: skip
     return lines
 
@@ -301,16 +300,16 @@ def _web_table(web: dict[str, Any] | None) -> list[str]:
         if "skipped" in run:
             lines.append(f"| {label} | not measured: {run['skipped']} |||||")
             continue
-        lines.append(f"| {label} | {_fmt(run['p50_ms'])} | {_fmt(run['p99_ms'])} | "
-                     f"{_fmt(run['rps'])} | {_fmt(run.get('main_cpu_us'))} | "
-                     f"{_fmt(run['errors'])} |")  # fmt: skip
-    lines.append(f"| web overhead | {_fmt(web.get('overhead_p50_ms'))} | "
-                 f"{_fmt(web.get('overhead_p99_ms'))} | | "
-                 f"{_fmt(web.get('overhead_main_cpu_us'))} | |")  # fmt: skip
+        lines.append(f"| {label} | {fmt(run['p50_ms'])} | {fmt(run['p99_ms'])} | "
+                     f"{fmt(run['rps'])} | {fmt(run.get('main_cpu_us'))} | "
+                     f"{fmt(run['errors'])} |")  # fmt: skip
+    lines.append(f"| web overhead | {fmt(web.get('overhead_p50_ms'))} | "
+                 f"{fmt(web.get('overhead_p99_ms'))} | | "
+                 f"{fmt(web.get('overhead_main_cpu_us'))} | |")  # fmt: skip
     conversion = web.get("conversion_us")
     if conversion:
         lines += ["", "web conversion in Main, in process (µs): "
-                  + ", ".join(f"{k} {_fmt(v)}" for k, v in conversion.items())]  # fmt: skip
+                  + ", ".join(f"{k} {fmt(v)}" for k, v in conversion.items())]  # fmt: skip
     return lines
 
 
@@ -322,24 +321,24 @@ def _async_table(figures: dict[str, Any] | None) -> list[str]:
     lines = [
         "", "| asynchronous | async | synchronous baseline | async / sync | errors |",
         "|---|---|---|---|---|",
-        f"| {_fmt(accepts['async']['requests'])} accepts (202/s) against calls/s, "
-        f"{accepts['async']['clients']} clients | {_fmt(accepts['async']['per_s'])} | "
-        f"{_fmt(accepts['sync']['per_s'])} | {_fmt(accepts.get('ratio'))} | "
-        f"{_fmt(accepts['async']['errors'])} / {_fmt(accepts['sync']['errors'])} |",
-        f"| a backlog of {_fmt(backlog['events'])}, events/s from the first start to the last "
-        f"finish ({_fmt(backlog.get('held_slots'))} at once), against calls/s at "
+        f"| {fmt(accepts['async']['requests'])} accepts (202/s) against calls/s, "
+        f"{accepts['async']['clients']} clients | {fmt(accepts['async']['per_s'])} | "
+        f"{fmt(accepts['sync']['per_s'])} | {fmt(accepts.get('ratio'))} | "
+        f"{fmt(accepts['async']['errors'])} / {fmt(accepts['sync']['errors'])} |",
+        f"| a backlog of {fmt(backlog['events'])}, events/s from the first start to the last "
+        f"finish ({fmt(backlog.get('held_slots'))} at once), against calls/s at "
         f"c={backlog['concurrency']} | "
-        f"{_fmt(drain.get('per_s'))} | {_fmt(backlog['sync']['per_s'])} | "
-        f"{_fmt(backlog.get('ratio'))} | {_fmt(drain['accept']['errors'])} / "
-        f"{_fmt(backlog['sync']['errors'])} |",
+        f"{fmt(drain.get('per_s'))} | {fmt(backlog['sync']['per_s'])} | "
+        f"{fmt(backlog.get('ratio'))} | {fmt(drain['accept']['errors'])} / "
+        f"{fmt(backlog['sync']['errors'])} |",
         "",
         f"idle, one event at a time: 202 to the handler's start p50 "
-        f"{_fmt(idle['from_202_p50_ms'])} ms, p99 {_fmt(idle['from_202_p99_ms'])} ms (from the "
-        f"request's start: {_fmt(idle['from_request_p50_ms'])} / "
-        f"{_fmt(idle['from_request_p99_ms'])} ms); backlog events that started before the "
-        f"last was accepted: {_fmt(drain.get('started_before_last_accept'))}; events that did "
+        f"{fmt(idle['from_202_p50_ms'])} ms, p99 {fmt(idle['from_202_p99_ms'])} ms (from the "
+        f"request's start: {fmt(idle['from_request_p50_ms'])} / "
+        f"{fmt(idle['from_request_p99_ms'])} ms); backlog events that started before the "
+        f"last was accepted: {fmt(drain.get('started_before_last_accept'))}; events that did "
         "not end succeeded: "
-        f"{_fmt(_async_summary(figures)['async_events_not_succeeded'])}",
+        f"{fmt(_async_summary(figures)['async_events_not_succeeded'])}",
     ]  # fmt: skip
     return lines
 

@@ -32,6 +32,7 @@ from hotpool.benchmarks import (
     latency,
     memory,
     metrics_cost,
+    runtimes,
     streaming,
 )
 from hotpool.benchmarks.devserver import bench_zip, dev_server
@@ -175,6 +176,11 @@ def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, An
     )  # fmt: skip
     log("cold starts")
     figures["cold_start"] = cold_start.measure(backend, plan.cold_n)
+    log("each runtime: warm overhead, idle RSS beside its interpreter, pre-warmed cold start")
+    figures["runtimes"] = runtimes.measure(
+        backend, cold_n=plan.cold_n, duration_s=plan.warm_duration_s, rounds=plan.warm_rounds,
+        tool=tool, warm_up_timeout_s=plan.warm_up_timeout_s,
+    )  # fmt: skip
     log("memory and CPU")
     with private_redis(work / f"redis-{backend}") as redis_url:
         if redis_url is None:

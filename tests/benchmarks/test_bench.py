@@ -96,6 +96,16 @@ def _level(concurrency: int, main_rps: float, direct_rps: float, main_p50: float
     }
 
 
+def _runtime(overhead_ms: float, idle_mib: float, floor_mib: float, cold_ms: float) -> dict:
+    return {
+        "warm_c1": {**_level(1, 2000, 8000, 0.45), "overhead_p50_ms": overhead_ms},
+        "idle_container": {"bootstrap_rss_mib": idle_mib},
+        "floor_rss_mib": floor_mib,
+        "idle_over_floor_mib": round(idle_mib - floor_mib, 1),
+        "cold_start_prewarmed": {"n": 3, "p50_ms": cold_ms, "p95_ms": cold_ms + 5},
+    }
+
+
 def _backend(container_rss: float, fresh_ms: float) -> dict:
     cold = {"n": 3, "p50_ms": fresh_ms, "p95_ms": fresh_ms,
             "breakdown_p50_ms": {"placement_ms": 0.1, "code_fetch_ms": 0.2,
@@ -116,6 +126,11 @@ def _backend(container_rss: float, fresh_ms: float) -> dict:
         "streaming": _streaming_figures(31.5),
         "connections": conn,
         "connections_new_per_call": {**conn, "invocations": 20_000, "time_wait_new": 19_990},
+        "runtimes": {
+            "python": _runtime(0.45, 14.1, 8.2, 25.0),
+            "nodejs": _runtime(0.5, 48.0, 41.0, 30.0),
+            "provided": {"skipped": "no image hotpool/runtime-provided:latest"},
+        },
         "memory": {"main_rss_mib": 100.0, "manager_rss_mib": 85.0,
                    "main_cpu_us_per_invocation": 300.0,
                    "main_cpu_us_per_invocation_metrics_off": 296.0,
@@ -164,6 +179,11 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert (summary["ws_messages_per_s"], summary["ws_messages_sync_calls_per_s"]) == (1500, 1000)
     assert summary["ws_messages_ratio"] == 1.5
     assert (summary["ws_idle_connections"], summary["ws_idle_kib_per_connection"]) == (1000, 31.5)
+    # each runtime's figures, from the embedded default; a runtime not run is null
+    assert summary["nodejs_idle_over_floor_mib"] == 7.0
+    assert summary["nodejs_cold_prewarmed_p50_ms"] == 30.0
+    assert summary["python_warm_overhead_p50_ms"] == 0.45
+    assert summary["provided_cold_prewarmed_p50_ms"] is None
     met = {row["target"]: row["met"] for row in summary["targets"]}
     assert met["throughput through Main / direct, c=64"] is False
     assert met["cold start, fresh Docker container, p50 (ms)"] is True
@@ -367,6 +387,13 @@ def test_quick_bench_runs_and_prints_the_table(tmp_path):
     assert summary["invocations_in_connection_run"] >= 1000
     assert summary["time_wait_new_connection_per_call"] > summary["time_wait_after_run"]
     assert 5 < summary["idle_container_rss_mib"] < 100
+    # each runtime this machine runs has its figures; the rest say why not
+    assert summary["python_cold_prewarmed_p50_ms"] > 0
+    assert summary["python_idle_over_floor_mib"] is not None
+    (figures_path,) = (tmp_path / "results").glob("*/figures.json")
+    process = json.loads(figures_path.read_text())["backends"]["process"]
+    for runtime, f in process["runtimes"].items():
+        assert "skipped" in f or f["cold_start_prewarmed"]["p50_ms"] > 0, runtime
     assert summary["metrics_us_per_invocation"] > 0  # timed in process: a figure, no threshold
     # the asynchronous section ran against the same embedded hotpool: every event it
     # accepted ended succeeded, and each figure is a measurement (no thresholds on time)
