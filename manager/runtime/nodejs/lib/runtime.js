@@ -35,6 +35,19 @@ function unpackOrFail(zipB64, dir, what) {
   }
 }
 
+// The folder `dir` names, made if missing, by its real path: in the image /opt is a symlink
+// to /tmp/opt, which does not exist before the first layer (realpath needs it to)
+function realFolder(dir) {
+  let target = path.resolve(dir);
+  try {
+    if (fs.lstatSync(target).isSymbolicLink()) target = path.resolve(path.dirname(target), fs.readlinkSync(target));
+  } catch {
+    // missing: made below
+  }
+  fs.mkdirSync(target, { recursive: true });
+  return fs.realpathSync(target);
+}
+
 function installLayers(request, optDir) {
   const layers = request.layers_zip_b64 ?? [];
   if (!Array.isArray(layers) || !layers.every((l) => typeof l === 'string')) {
@@ -42,8 +55,7 @@ function installLayers(request, optDir) {
   }
   if (!layers.length) return;
   if (!optDir) throw badRequest('this container has no opt directory for layers');
-  fs.mkdirSync(optDir, { recursive: true });
-  const root = fs.realpathSync(optDir);
+  const root = realFolder(optDir);
   layers.forEach((layer, i) => {
     try {
       unpackOrFail(layer, root, `layer ${i + 1}`);
