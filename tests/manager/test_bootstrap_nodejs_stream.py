@@ -3,14 +3,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 
-from tests.manager.test_bootstrap import Bootstrap, call, closed_by_server, init, invoke, make_zip
+from hotpool.manager.backend import ContainerBackend, ContainerSpec
+from hotpool.manager.docker_backend import DockerBackend
+from hotpool.manager.process_backend import ProcessBackend
+from tests.manager.test_bootstrap import (
+    SECRET_HEADER,
+    Bootstrap,
+    call,
+    closed_by_server,
+    init,
+    invoke,
+    make_zip,
+)
 from tests.manager.test_bootstrap_nodejs import FILES, init_body
 from tests.manager.test_bootstrap_stream import (
     FRAME_BYTES,
@@ -22,6 +36,8 @@ from tests.manager.test_bootstrap_stream import (
     summary,
     wait_for_mark,
 )
+from tests.services import RUNTIME_IMAGE_NODEJS
+from tests.stack import require_docker
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +163,48 @@ def test_a_stream_past_its_deadline_ends_in_a_timeout_summary(gens, mode):
     end = summary(frames)
     assert (end["status"], end["error"]["type"]) == ("error", "Sandbox.Timedout")
     assert "Task timed out after 1.00 seconds" in end["error"]["message"]
+
+
+@pytest.fixture(params=["process", "docker"])
+async def node_backend(request, tmp_path) -> AsyncIterator[ContainerBackend]:
+    """A fresh backend of each kind that runs Node containers, closed after the test."""
+    if request.param == "docker":
+        await require_docker(RUNTIME_IMAGE_NODEJS)
+        made: ContainerBackend = DockerBackend(
+            manager_id=f"mgr-node-{uuid.uuid4().hex[:8]}", images={"nodejs": RUNTIME_IMAGE_NODEJS}
+        )
+    else:
+        made = ProcessBackend(tmp_path / "c")
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+def abort_at_once(host: str, port: int, secret: str) -> list[tuple[str, bytes]]:
+    """A stream half-closed after its first frame: the frames up to E."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(stream_request("slow_async", secret))
+        reader = FrameReader(sock)
+        assert reader.head()[0] == 200
+        assert reader.frame() == ("D", b"first")
+        sock.shutdown(socket.SHUT_WR)
+        return reader.frames()
+
+
+async def test_a_node_container_of_either_backend_streams_and_hears_an_abort(node_backend):
+    container = await node_backend.start(ContainerSpec("nodejs", 128))
+    body = init_body("gens.dispatch", code_zip_b64=make_zip({"gens.js": FILES["gens.js"]}))
+    async with aiohttp.ClientSession(headers={SECRET_HEADER: container.secret}) as http:
+        async with http.post(f"http://{container.address}/init", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+    host, port = container.address.rsplit(":", 1)
+
+    three = await asyncio.to_thread(run_stream, host, int(port), "three", container.secret)
+    frames = await asyncio.to_thread(abort_at_once, host, int(port), container.secret)
+
+    assert items(three) == [b"one", "twö".encode(), b'{"n":3}\n']
+    # ended well before its 10 s sleep: the half-close went through the port mapping
+    end = summary(frames)
+    assert end["aborted"] is True
+    assert end["stdout"].endswith("\tINFO\tclosed\n")
