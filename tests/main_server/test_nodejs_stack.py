@@ -67,6 +67,7 @@ async def test_a_node_function_error_is_a_function_error_in_lambdas_shape(hotpoo
     body = await resp.json()
     assert (body["errorType"], body["errorMessage"]) == ("RangeError", "no 3")
     assert body["stackTrace"][0] == "RangeError: no 3"
+    assert body["trace"] == body["stackTrace"]  # Lambda's Node runtime's name for it
     assert any("index.mjs" in line for line in body["stackTrace"])
     [record] = await stack.records("node-fn", 1)
     assert record["error"] == {"type": "RangeError", "message": "no 3"}

@@ -41,15 +41,12 @@ function errorMessage(err) {
 }
 
 // An error user code threw, as the `error` field of an answer: type and message, the stack as
-// text (traceback) and as Lambda's Node `trace` lists it, one string a line (stack_trace).
+// text (traceback) and as Lambda's Node runtime lists it, one string a line: `trace`, which
+// Main passes on beside the `stackTrace` (stack_trace) every runtime's answer has.
 function describe(err, type = undefined) {
   const stack = err && typeof err === 'object' && typeof err.stack === 'string' ? err.stack : '';
-  return {
-    type: type || errorType(err),
-    message: errorMessage(err),
-    traceback: stack,
-    stack_trace: stack ? stack.split('\n') : [],
-  };
+  const lines = stack ? stack.split('\n') : [];
+  return { type: type || errorType(err), message: errorMessage(err), traceback: stack, stack_trace: lines, trace: lines };
 }
 
 // A result that cannot be encoded, named as Lambda names it.
@@ -59,6 +56,7 @@ function marshalError(err) {
     message: `Unable to stringify response body: ${errorMessage(err)}`,
     traceback: '',
     stack_trace: [],
+    trace: [],
   };
 }
 
