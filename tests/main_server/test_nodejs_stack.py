@@ -6,9 +6,11 @@ both runtimes (HOTPOOL_PREWARM_RUNTIMES=python,nodejs)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
+from hotpool.shared.packages import zip_directory
 from tests.helpers import make_zip
 from tests.stack import Stack, wait_for
 
@@ -17,6 +19,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (apt install nodejs)"),
 ]
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 INDEX = make_zip(
     {
         "index.mjs": """
@@ -92,6 +95,14 @@ async def test_the_web_route_gets_api_gateways_event_and_the_answer_shape(hotpoo
     assert resp.status == 202, await resp.text()
     assert resp.headers["X-Runtime"].startswith("AWS_Lambda_nodejs")
     assert await resp.text() == "hello /some/page"
+
+
+async def test_the_node_example_answers(hotpool_stack):
+    stack = await hotpool_stack()
+    await deployed(stack, "hello-node", zip_directory(EXAMPLES / "hello_node"))
+    resp = await stack.invoke("hello-node", {"name": "Ada"})
+    body = await resp.json()
+    assert body == {"message": "Hello, Ada!", "requestId": resp.headers["X-Hotpool-Request-Id"]}
 
 
 async def test_a_node_handler_that_is_not_in_the_zip_is_refused_at_deploy(hotpool_stack):
