@@ -204,7 +204,7 @@ async def test_a_node_container_of_either_backend_streams_and_hears_an_abort(nod
     frames = await asyncio.to_thread(abort_at_once, host, int(port), container.secret)
 
     assert items(three) == [b"one", "twö".encode(), b'{"n":3}\n']
-    # ended well before its 10 s sleep: the half-close went through the port mapping
-    end = summary(frames)
-    assert end["aborted"] is True
-    assert end["stdout"].endswith("\tINFO\tclosed\n")
+    # ended well before its 10 s sleep: the half-close went through the port mapping (the
+    # generator's finally runs only if it was not yet awaiting its sleep: JavaScript cannot
+    # cancel a pending await, as Python's runtime cancels it)
+    assert summary(frames)["aborted"] is True
