@@ -129,3 +129,9 @@ async def test_prewarmed_containers_of_both_runtimes_serve_cold_starts(hotpool_s
     serving = [c for c in stack.manager.describe() if c["entry"] and c["runtime"] == "nodejs"]
     assert serving and all(c["prewarmed"] for c in serving)
     assert serving[0]["entry"].startswith("node-fn|1|")
+
+    async def status_shows_it() -> bool:
+        status = await (await stack.client.get("/system/status")).json()
+        return status["containers"]["by_runtime"].get("nodejs", {}).get("warm") == 1
+
+    assert await wait_for(status_shows_it)  # /system/status counts pools per runtime
