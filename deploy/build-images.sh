@@ -12,8 +12,13 @@
 #    holding the bootstrap folder and provided/: boto3 and its dependencies, installed here
 #    with pip from PyPI for the image's Python (pure-Python wheels), which the runtime offers
 #    every function behind its own packages, as Lambda's Python runtime does
-# The runtime image is rebuilt whenever the bootstrap or the Dockerfile changes (its content
+# 4. the same for Node.js: a second root filesystem with Debian's nodejs (Node 18) and no
+#    python3, imported as hotpool/base-debian-nodejs:bookworm, and
+#    deploy/runtimes/nodejs/Dockerfile from a context holding manager/runtime/nodejs
+# The runtime images are rebuilt whenever their bootstrap or Dockerfile changes (its content
 # hash is a label), so a stale image is never used.
+#
+#   HOTPOOL_BUILD_RUNTIMES="python"   # only these runtimes' images (default: python nodejs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/apt-sources.sh
@@ -21,46 +26,72 @@ source deploy/apt-sources.sh
 BASE_IMAGE="${HOTPOOL_BASE_IMAGE:-hotpool/base-debian:bookworm}"
 RUNTIME_IMAGE="${HOTPOOL_RUNTIME_IMAGE:-hotpool/runtime-python:latest}"
 ROOTFS_DIR="${ROOTFS_DIR:-/var/cache/hotpool/rootfs-bookworm}"
+NODEJS_BASE_IMAGE="${HOTPOOL_BASE_IMAGE_NODEJS:-hotpool/base-debian-nodejs:bookworm}"
+NODEJS_IMAGE="${HOTPOOL_RUNTIME_IMAGE_NODEJS:-hotpool/runtime-nodejs:latest}"
+NODEJS_ROOTFS_DIR="${NODEJS_ROOTFS_DIR:-/var/cache/hotpool/rootfs-bookworm-nodejs}"
+BUILD_RUNTIMES="${HOTPOOL_BUILD_RUNTIMES:-python nodejs}"
 # what the runtime provides to every function (a lower bound: the newest at build time)
 PROVIDED_REQUIREMENTS="${HOTPOOL_PROVIDED_REQUIREMENTS:-boto3>=1.34}"
 
 command -v docker >/dev/null || { echo "docker is not installed (apt-get install docker.io)" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "the Docker daemon is not running (start dockerd)" >&2; exit 1; }
 
-if [[ -n "${FORCE:-}" ]] || ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+# base_image IMAGE ROOTFS PACKAGE BINARY: import a debootstrap'ed minimal bookworm holding PACKAGE
+# (and what it depends on) as IMAGE, unless it exists (or FORCE); the root filesystem is
+# built once and kept in ROOTFS
+base_image() {
+    local image="$1" rootfs="$2" package="$3"  # BINARY ($4): the rootfs is complete once it exists
+    if [[ -z "${FORCE:-}" ]] && docker image inspect "$image" >/dev/null 2>&1; then
+        return
+    fi
     command -v debootstrap >/dev/null || apt-get install -y debootstrap
-    if [[ ! -x "$ROOTFS_DIR/usr/bin/python3" ]]; then
-        rm -rf "$ROOTFS_DIR.partial"
-        mkdir -p "$(dirname "$ROOTFS_DIR")"
+    if [[ ! -x "$rootfs/usr/bin/$4" ]]; then
+        rm -rf "$rootfs.partial"
+        mkdir -p "$(dirname "$rootfs")"
+        local mirror
         mirror="$(debian_mirror)"
         if [[ -z "${http_proxy:-}" ]]; then
             http_proxy="$(apt_http_proxy)"
             [[ -z "$http_proxy" ]] || export http_proxy
         fi
-        echo "debootstrap: building a minimal Debian root filesystem in $ROOTFS_DIR from $mirror" >&2
-        debootstrap --variant=minbase --include=python3 bookworm "$ROOTFS_DIR.partial" "$mirror" >&2
+        echo "debootstrap: building a minimal Debian root filesystem in $rootfs from $mirror" >&2
+        debootstrap --variant=minbase --include="$package" bookworm "$rootfs.partial" "$mirror" >&2
         # caches and docs are dead weight in every container
-        rm -rf "$ROOTFS_DIR.partial"/var/cache/apt/archives/*.deb \
-               "$ROOTFS_DIR.partial"/var/lib/apt/lists/* \
-               "$ROOTFS_DIR.partial"/usr/share/doc/* "$ROOTFS_DIR.partial"/usr/share/man/*
-        mv "$ROOTFS_DIR.partial" "$ROOTFS_DIR"
+        rm -rf "$rootfs.partial"/var/cache/apt/archives/*.deb \
+               "$rootfs.partial"/var/lib/apt/lists/* \
+               "$rootfs.partial"/usr/share/doc/* "$rootfs.partial"/usr/share/man/*
+        mv "$rootfs.partial" "$rootfs"
     fi
-    tar -C "$ROOTFS_DIR" -c . | docker import - "$BASE_IMAGE" >/dev/null
-    echo "imported $BASE_IMAGE" >&2
-fi
+    tar -C "$rootfs" -c . | docker import - "$image" >/dev/null
+    echo "imported $image" >&2
+}
 
+# source_hash DOCKERFILE DIR PATTERN [EXTRA]: the Dockerfile, EXTRA, then every source of the
+# runtime folder by name and content, in a fixed order
+source_hash() {
+    {
+        cat "$1"
+        echo "${4:-}"
+        find "$2" -type f -name "$3" -not -path '*/__pycache__/*' -print0 \
+            | LC_ALL=C sort -z | xargs -0 sha256sum
+    } | sha256sum | cut -c1-16
+}
+
+image_source() {
+    docker image inspect -f '{{ index .Config.Labels "org.hotpool.source" }}' "$1" 2>/dev/null || true
+}
+
+wanted() { [[ " $BUILD_RUNTIMES " == *" $1 "* ]]; }
+
+if wanted python; then
+base_image "$BASE_IMAGE" "$ROOTFS_DIR" python3 python3
 # the Dockerfile, then every source of the runtime folder by name and content, in a fixed order
 runtime_dir=manager/runtime/python
-context_hash="$( {
-    cat deploy/runtimes/python/Dockerfile
-    echo "$PROVIDED_REQUIREMENTS"
-    find "$runtime_dir" -type f -name '*.py' -not -path '*/__pycache__/*' -print0 \
-        | LC_ALL=C sort -z | xargs -0 sha256sum
-} | sha256sum | cut -c1-16)"
-current="$(docker image inspect -f '{{ index .Config.Labels "org.hotpool.source" }}' "$RUNTIME_IMAGE" 2>/dev/null || true)"
+context_hash="$(source_hash deploy/runtimes/python/Dockerfile "$runtime_dir" '*.py' "$PROVIDED_REQUIREMENTS")"
+current="$(image_source "$RUNTIME_IMAGE")"
 if [[ -n "${FORCE:-}" || "$current" != "$context_hash" ]]; then
     context="$(mktemp -d)"
-    trap 'rm -rf "$context"' EXIT
+    trap 'rm -rf "${context:-}" "${node_context:-}"' EXIT
     mkdir "$context/bootstrap"
     (cd "$runtime_dir" && find . -name '*.py' -not -path '*/__pycache__/*' -print0 \
         | xargs -0 cp --parents -t "$context/bootstrap")
@@ -78,4 +109,24 @@ if [[ -n "${FORCE:-}" || "$current" != "$context_hash" ]]; then
     echo "built $RUNTIME_IMAGE" >&2
 else
     echo "$RUNTIME_IMAGE is up to date" >&2
+fi
+fi
+
+if wanted nodejs; then
+    base_image "$NODEJS_BASE_IMAGE" "$NODEJS_ROOTFS_DIR" nodejs node
+    node_dir=manager/runtime/nodejs
+    node_hash="$(source_hash deploy/runtimes/nodejs/Dockerfile "$node_dir" '*.js*')"
+    if [[ -n "${FORCE:-}" || "$(image_source "$NODEJS_IMAGE")" != "$node_hash" ]]; then
+        node_context="$(mktemp -d)"
+        trap 'rm -rf "${context:-}" "${node_context:-}"' EXIT
+        mkdir "$node_context/bootstrap"
+        (cd "$node_dir" && find . -name '*.js*' -print0 | xargs -0 cp --parents -t "$node_context/bootstrap")
+        DOCKER_BUILDKIT=0 docker build --quiet \
+            --build-arg BASE_IMAGE="$NODEJS_BASE_IMAGE" \
+            --label org.hotpool.source="$node_hash" \
+            -t "$NODEJS_IMAGE" -f deploy/runtimes/nodejs/Dockerfile "$node_context" >/dev/null
+        echo "built $NODEJS_IMAGE" >&2
+    else
+        echo "$NODEJS_IMAGE is up to date" >&2
+    fi
 fi

@@ -30,15 +30,26 @@ from hotpool.main_server.cli_schedule import add_schedule_commands
 from hotpool.main_server.cli_ws import add_ws_command, add_ws_settings, ws_settings
 from hotpool.main_server.cli_ws import invoke as invoke_streamed
 from hotpool.shared.errors import HotpoolError
-from hotpool.shared.models import HTTP_MODES, HTTP_PAYLOADS, LOG_FORMATS
+from hotpool.shared.models import HTTP_MODES, HTTP_PAYLOADS, LOG_FORMATS, RUNTIMES
 from hotpool.shared.settings import Settings, SettingsError
+
+
+def guess_runtime(path: Path) -> str:
+    """nodejs for a folder with a package.json and no Python files at its top; else python
+    (a zip, too: say --runtime nodejs for a zipped Node function)."""
+    if path.is_dir() and (path / "package.json").is_file():
+        if not any(path.glob("*.py")) and not (path / "requirements.txt").is_file():
+            return "nodejs"
+    return "python"
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     path = Path(args.path)
-    # a directory's requirements.txt is vendored into the zip (main_server/vendoring.py)
-    data = package_of(path, build=not args.no_build)
-    params: dict[str, str] = {}
+    runtime = args.runtime or guess_runtime(path)
+    # a directory's requirements.txt is vendored into the zip (main_server/vendoring.py), a
+    # Node.js one's package.json dependencies installed by npm (main_server/npm_build.py)
+    data = package_of(path, build=not args.no_build, runtime=runtime)
+    params: dict[str, str] = {"runtime": runtime}
     if args.layer:
         params["layers"] = ",".join(args.layer)
     if args.handler:
@@ -310,16 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_images_build)
 
     p = sub.add_parser("deploy", help="deploy a directory or zip as a new function version")
-    p.add_argument("path", help="directory holding main.py, or a zip")
+    p.add_argument("path", help="directory holding main.py (nodejs: index.js), or a zip")
     p.add_argument("--name", help="function name (default: the directory name)")
-    p.add_argument("--handler", help="module.function (default main.handler)")
+    p.add_argument("--runtime", choices=RUNTIMES,
+                   help="python or nodejs (default: nodejs for a folder with a package.json "
+                   "and no Python files at its top, else python)")  # fmt: skip
+    p.add_argument("--handler",
+                   help="module.function (default main.handler; nodejs: file.export, "
+                   "default index.handler)")  # fmt: skip
     p.add_argument("--memory", type=int, help="memory in MB (default 128)")
     p.add_argument("--timeout", type=float, help="timeout in seconds (default 30)")
     p.add_argument("--env", action="append", metavar="K=V", help="environment variable")
     p.add_argument("--max-concurrency", type=int, help="most containers (default 100)")
     p.add_argument("--namespace", help="namespace (default: the key's first)")
     p.add_argument("--layer", action="append", metavar="NAME:VERSION", help="a layer (repeat)")
-    p.add_argument("--no-build", action="store_true", help="do not vendor requirements.txt")
+    p.add_argument("--no-build", action="store_true",
+                   help="do not vendor requirements.txt (nodejs: do not run npm)")  # fmt: skip
     p.add_argument("--log-format", choices=LOG_FORMATS, help="runtime log lines (default text)")
     p.add_argument("--log-level", help="the root logger's level: DEBUG, INFO, WARN, ERROR, ...")
     p.add_argument("--http", choices=HTTP_MODES, help="the /fn/ web route (default key)")

@@ -10,9 +10,11 @@ from pathlib import Path
 from hotpool.main_server.cli_client import CliError, _check, _print, _request
 
 
-def package_of(path: Path, *, build: bool, prefix: str = "") -> bytes:
+def package_of(path: Path, *, build: bool, prefix: str = "", runtime: str = "python") -> bytes:
     """The zip to upload for ``path``: a zip file as it is, or a directory zipped with its
-    ``requirements.txt`` vendored (unless not ``build``)."""
+    ``requirements.txt`` vendored, or for Node.js its package.json's production dependencies
+    installed by npm (unless not ``build``)."""
+    from hotpool.main_server.npm_build import build_node_package
     from hotpool.main_server.vendoring import VendoringError, build_package
 
     if path.is_file():
@@ -20,6 +22,8 @@ def package_of(path: Path, *, build: bool, prefix: str = "") -> bytes:
     if not path.is_dir():
         raise CliError(f"{path} is neither a directory nor a zip file")
     try:
+        if runtime == "nodejs":
+            return build_node_package(path, build=build)
         return build_package(path, build=build, prefix=prefix)
     except VendoringError as exc:
         raise CliError(str(exc)) from None

@@ -407,6 +407,10 @@ def _outcome(attempt: _Attempt, request_id: str, duration_ms: float) -> Invocati
         )
     error, stack_trace = function_error(reply)
     body = error.invoke_body(request_id, stack_trace)
+    # Lambda's Node runtime names the frames "trace": a runtime that sends it has it passed on
+    trace = (reply.get("error") or {}).get("trace")
+    if isinstance(trace, list) and all(isinstance(line, str) for line in trace):
+        body["trace"] = trace
     return Invocation(request_id, 500, orjson.dumps(body), cold, duration_ms, error.error_type)
 
 

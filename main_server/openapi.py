@@ -83,8 +83,9 @@ def _settings_params() -> list[Schema]:
         ),
         query_param(
             "handler",
-            {"type": "string", "pattern": HANDLER_PATTERN, "default": "main.handler"},
-            "The handler as `module.function`.",
+            {"type": "string"},
+            "The handler: `module.function` for python (default `main.handler`, pattern "
+            f"`{HANDLER_PATTERN}`), `file.export` for nodejs (default `index.handler`).",
         ),
         query_param(
             "memory_mb",

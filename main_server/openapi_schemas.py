@@ -152,7 +152,14 @@ def schemas() -> dict[str, Schema]:
                     "type": "array",
                     "items": string,
                     "description": "Lambda's field: the frames of the traceback, one string "
-                    "each, as AWS's Python runtime lists them (the runtime's own frames cut).",
+                    "each, as AWS's Python runtime lists them (the runtime's own frames cut); "
+                    "for nodejs the error's stack, one line each.",
+                },
+                "trace": {
+                    "type": "array",
+                    "items": string,
+                    "description": "Lambda's Node.js field (nodejs functions only): the "
+                    "error's stack, one line each.",
                 },
                 "requestId": {**string, "description": "Lambda's field: the request id."},
             }

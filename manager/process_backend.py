@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 # the limit is the function's memory plus this allowance, so a function gets about memory_mb
 # of real memory before MemoryError.
 address_space_allowance_mb = 384
+# V8 reserves address space up front, far beyond what it touches: node (20) does not even
+# start under 640 MiB of RLIMIT_AS and needs ~768 MiB for a 50 MiB heap, so a Node container
+# gets a larger allowance. WebAssembly reserves ~10 GiB of guard pages per memory and does not
+# run on the process backend at all (the Docker backend bounds memory with cgroups instead).
+runtime_allowance_mb = {"nodejs": 1024}
 port_poll_interval_s = 0.005
 max_remembered_exits = 1000
 # what the Manager keeps of a container's own stdout/stderr (the start-up failure message)
@@ -62,6 +67,7 @@ class ProcessBackend:
         self._listeners: list[ExitListener] = []
         self._removing: set[str] = set()
         self._exits: dict[str, int] = {}
+        self._runtimes: dict[str, str] = {}
         self._provided: asyncio.Task[list[str]] | None = None
 
     def on_exit(self, listener: ExitListener) -> None:
@@ -77,10 +83,10 @@ class ProcessBackend:
         # the container's own /opt: its layers are unpacked there (Docker: /opt in the image)
         (workdir / "opt").mkdir()
         port_file = workdir / "port"
-        limit_bytes = _address_space_bytes(spec.memory_mb)
+        limit_bytes = _address_space_bytes(spec.memory_mb, spec.runtime)
         # the hard limit is the largest a function may have, so a pre-warmed container can be
         # given any function's limit later (raising a hard limit needs privileges)
-        hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1])
+        hard_bytes = _address_space_bytes(MEMORY_MB_RANGE[1], spec.runtime)
         started = time.time()
         secret = new_container_secret()
         if self._provided is None:  # once per Manager: links to its own boto3 and the rest
@@ -103,6 +109,7 @@ class ProcessBackend:
         tail = bytearray()
         self._drains[container_id] = asyncio.create_task(_drain(proc.stdout, tail))
         self._procs[container_id] = proc
+        self._runtimes[container_id] = spec.runtime
         try:
             await _hand_secret(proc, secret)
             port = await self._wait_for_port(container_id, proc, port_file, tail)
@@ -147,6 +154,7 @@ class ProcessBackend:
             self._exits.pop(next(iter(self._exits)))
         log.info("container %s exited on its own with code %s", container_id, code)
         self._procs.pop(container_id, None)
+        self._runtimes.pop(container_id, None)
         self._watchers.pop(container_id, None)
         _cancel(self._drains.pop(container_id, None))
         shutil.rmtree(self._work_dir / container_id, ignore_errors=True)
@@ -158,6 +166,7 @@ class ProcessBackend:
 
     async def remove(self, container_id: str) -> None:
         proc = self._procs.pop(container_id, None)
+        self._runtimes.pop(container_id, None)
         self._removing.add(container_id)
         try:
             watcher = self._watchers.pop(container_id, None)
@@ -195,9 +204,11 @@ class ProcessBackend:
         proc = self._procs.get(container_id)
         if proc is None:
             return
-        hard = _address_space_bytes(MEMORY_MB_RANGE[1])
+        runtime = self._runtimes.get(container_id, "python")
+        hard = _address_space_bytes(MEMORY_MB_RANGE[1], runtime)
+        soft = _address_space_bytes(memory_mb, runtime)
         with contextlib.suppress(ProcessLookupError):
-            resource.prlimit(proc.pid, resource.RLIMIT_AS, (_address_space_bytes(memory_mb), hard))
+            resource.prlimit(proc.pid, resource.RLIMIT_AS, (soft, hard))
 
     async def healthy(self) -> bool:
         return True
@@ -245,8 +256,9 @@ def _prepare_child(limit_bytes: int, hard_bytes: int) -> None:
     become_subreaper()
 
 
-def _address_space_bytes(memory_mb: int) -> int:
-    return (memory_mb + address_space_allowance_mb) * 1024 * 1024
+def _address_space_bytes(memory_mb: int, runtime: str = "python") -> int:
+    allowance = runtime_allowance_mb.get(runtime, address_space_allowance_mb)
+    return (memory_mb + allowance) * 1024 * 1024
 
 
 def _container_env(workdir: Path) -> dict[str, str]:

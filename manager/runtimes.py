@@ -9,6 +9,7 @@ each runtime's image starts its own bootstrap (``deploy/runtimes/<runtime>/Docke
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from hotpool.shared.errors import RuntimeImageMissing
 RUNTIME_DIR = Path(__file__).parent / "runtime"
 # the Python runtime: a folder that python3 runs as a whole (see its __main__.py)
 PYTHON_BOOTSTRAP = RUNTIME_DIR / "python"
+# the Node.js runtime: one script and its lib/ folder, Node's own modules only
+NODEJS_BOOTSTRAP = RUNTIME_DIR / "nodejs" / "bootstrap.js"
 
 
 def process_command(runtime: str, provided_dir: Path) -> list[str]:
@@ -26,6 +29,14 @@ def process_command(runtime: str, provided_dir: Path) -> list[str]:
     if runtime == "python":  # on this interpreter, isolated, without site-packages
         return [sys.executable, "-I", "-S", "-u", "-B", str(PYTHON_BOOTSTRAP),
                 "--provided-dir", str(provided_dir)]  # fmt: skip
+    if runtime == "nodejs":
+        node = shutil.which("node") or shutil.which("nodejs")  # Debian once named it nodejs
+        if node is None:
+            raise RuntimeImageMissing(
+                "the process backend runs the nodejs runtime with this machine's node, and "
+                "none is on PATH: install Node.js 18 or later (Debian: apt-get install nodejs)"
+            )
+        return [node, str(NODEJS_BOOTSTRAP)]
     raise RuntimeImageMissing(
         f"the process backend cannot run the {runtime!r} runtime; use the Docker backend "
         "and its image (deploy/build-images.sh)"

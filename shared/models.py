@@ -18,9 +18,20 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 HANDLER_RE = re.compile(
     r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z"
 )
+# Lambda's Node runtime: `dir/file.export`, the file named up to the first dot (so it may hold
+# '-' but no dot) and found as file, file.js, file.mjs or file.cjs; the export a dotted path
+NODE_HANDLER_RE = re.compile(
+    r"^(?:[A-Za-z0-9_@][A-Za-z0-9_.@-]*/)*[A-Za-z0-9_$-]+(\.[A-Za-z_$][A-Za-z0-9_$]*)+\Z"
+)
 LAYER_RE = re.compile(r"^([a-z][a-z0-9_-]{0,62}):([1-9][0-9]{0,8})\Z")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
-RUNTIMES = ("python",)
+RUNTIMES = ("python", "nodejs")
+# each runtime's handler when a function names none, and its form (Lambda's defaults differ)
+DEFAULT_HANDLERS = {"python": "main.handler", "nodejs": "index.handler"}
+HANDLER_FORMS = {
+    "python": (HANDLER_RE, "'module.function' or 'dir/module.function', e.g. 'main.handler'"),
+    "nodejs": (NODE_HANDLER_RE, "'file.export' or 'dir/file.export', e.g. 'index.handler'"),
+}
 MEMORY_MB_RANGE = (64, 10240)
 TIMEOUT_S_RANGE = (0.1, 900.0)
 MAX_CONCURRENCY_RANGE = (1, 1000)
@@ -93,7 +104,8 @@ class FunctionConfig:
     """The user-settable settings of one function version."""
 
     runtime: str = "python"
-    handler: str = "main.handler"
+    # "" = the runtime's default (DEFAULT_HANDLERS): main.handler, or index.handler for Node
+    handler: str = ""
     memory_mb: int = 128
     timeout_s: float = 30.0
     env: Mapping[str, str] = field(default_factory=dict)
@@ -127,11 +139,13 @@ class FunctionConfig:
             raise InvalidRequest(
                 f"runtime {self.runtime!r} is not supported; use one of {RUNTIMES}"
             )
-        if not HANDLER_RE.match(self.handler):
-            raise InvalidRequest(
-                f"handler {self.handler!r} must be 'module.function' or 'dir/module.function', "
-                "e.g. 'main.handler'"
-            )
+        if not isinstance(self.handler, str):
+            raise InvalidRequest("handler must be a string")
+        if not self.handler:  # frozen: set once here, as the runtime's default
+            object.__setattr__(self, "handler", DEFAULT_HANDLERS[self.runtime])
+        pattern, form = HANDLER_FORMS[self.runtime]
+        if not pattern.match(self.handler):
+            raise InvalidRequest(f"handler {self.handler[:200]!r} must be {form}")
         low, high = MEMORY_MB_RANGE
         if not low <= self.memory_mb <= high:
             raise InvalidRequest(f"memory_mb must be between {low} and {high}")

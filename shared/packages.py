@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from hotpool.shared.errors import InvalidPackage
+from hotpool.shared.node_packages import check_node_handler
 
 MIB = 1024 * 1024
 # An entry above this size that compresses better than max_ratio is treated as a zip bomb;
@@ -89,7 +90,9 @@ class CodePackage:
     entries: int
 
 
-def inspect_package(data: bytes, handler: str | None, limits: PackageLimits) -> CodePackage:
+def inspect_package(
+    data: bytes, handler: str | None, limits: PackageLimits, runtime: str = "python"
+) -> CodePackage:
     """Check an uploaded zip against every package rule; raise InvalidPackage on the first
     broken one, with a message telling the user what to fix. A layer has no ``handler``."""
     _check_size(data, limits)
@@ -98,7 +101,10 @@ def inspect_package(data: bytes, handler: str | None, limits: PackageLimits) -> 
         what = "your handler module" if handler is not None else "a python/ folder (a layer)"
         _check_entries(infos, limits, what=what)
         total = _expand_all(zf, infos, limits)
-        if handler is not None:
+        if handler is not None and runtime == "nodejs":
+            names = [info.orig_filename for info in infos]
+            check_node_handler(names, handler, _single_folder(names))
+        elif handler is not None:
             _check_handler(zf, infos, handler)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), total, len(infos))
 

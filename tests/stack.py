@@ -24,7 +24,7 @@ from hotpool.shared import keys
 from hotpool.shared.redis_conn import make_redis
 from hotpool.shared.settings import Settings
 from tests.helpers import free_port
-from tests.services import RUNTIME_IMAGE, missing_service
+from tests.services import RUNTIME_IMAGE, RUNTIME_IMAGE_NODEJS, missing_service
 
 
 @dataclass
@@ -136,6 +136,7 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
             "drain_timeout_s": 2.0,
             "manager_secret": "test-manager-secret",
             "runtime_image_python": RUNTIME_IMAGE,
+            "runtime_image_nodejs": RUNTIME_IMAGE_NODEJS,
         }
         values.update(overrides)
         settings = Settings.from_env({}, **values)
@@ -170,17 +171,17 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
     await asyncio.sleep(0)
 
 
-async def require_docker() -> None:
-    """Skip (locally) or fail (in CI) when the Docker engine or the runtime image is missing."""
+async def require_docker(image: str = RUNTIME_IMAGE) -> None:
+    """Skip (locally) or fail (in CI) when the Docker engine or the runtime ``image`` (the
+    Python one unless told) is missing."""
     import aiodocker
 
-    settings = Settings.from_env({}, runtime_image_python=RUNTIME_IMAGE)
     problem = None
     try:
         async with aiodocker.Docker() as docker:
-            await docker.images.inspect(settings.runtime_image_python)
+            await docker.images.inspect(image)
     except Exception as exc:  # daemon down or image missing
-        problem = f"Docker or the image {settings.runtime_image_python} is unavailable: {exc}"
+        problem = f"Docker or the image {image} is unavailable: {exc}"
     if problem is not None:
         missing_service(problem + "; .ci/run installs both, or run deploy/build-images.sh")
 

@@ -55,6 +55,9 @@ def test_the_wheel_holds_only_the_hotpool_package(tmp_path):
     for needed in (
         "hotpool/manager/runtime/python/__main__.py",
         "hotpool/manager/runtime/python/hotpool_runtime/http11.py",
+        "hotpool/manager/runtime/nodejs/bootstrap.js",
+        "hotpool/manager/runtime/nodejs/package.json",
+        "hotpool/manager/runtime/nodejs/lib/runtime.js",
         "hotpool/migrations/script.py.mako",
         "hotpool/migrations/versions/0001_functions.py",
         "hotpool/benchmarks/chaos_function/main.py",

@@ -11,6 +11,11 @@ CHEVRON = "chevron==0.14.0"
 # package; v3 downloads them) and the serverless-wsgi plugin (its Lambda handler files)
 SERVERLESS = "serverless@2.72.4"
 SERVERLESS_WSGI_NPM = "serverless-wsgi@3.1.0"
+# npm, for the Node.js runtime: node-lambda's sample handler (a CommonJS callback handler in
+# its package's index.js), and Express behind serverless-http, the common way to put an
+# Express app on Lambda
+NODE_LAMBDA = "node-lambda@1.3.0"
+EXPRESS = ("serverless-http@4.0.0", "express@5.3.0")
 # PyPI: the frameworks real Lambda apps are built on
 POWERTOOLS = "aws-lambda-powertools==3.37.0"
 PYDANTIC = "pydantic==2.12.5"  # for Powertools' parser

@@ -128,6 +128,21 @@ def npm_package(spec: str) -> Path:
     return cached("npm", [spec], pack) / "package"
 
 
+def npm_installed(specs: list[str]) -> Path:
+    """A folder with ``specs`` installed by npm (its node_modules, package.json and lock), as
+    a Node function's dependencies are installed for Lambda (production ones only)."""
+
+    def install(folder: Path) -> None:
+        (folder / "package.json").write_text('{"private": true}\n')
+        run(
+            ["npm", "install", "--omit=dev", "--no-audit", "--no-fund", "--silent", *specs],
+            what=" ".join(specs),
+            cwd=folder,
+        )
+
+    return cached("npm-install", sorted(specs), install)
+
+
 def vendored(requirements: list[str]) -> Path:
     """A folder of ``requirements`` installed for the runtime's platform, as a package's
     dependencies are vendored for Lambda (``pip install --target``, as ``sam build`` does)."""

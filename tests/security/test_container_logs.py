@@ -13,7 +13,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from hotpool.manager import process_backend
+from hotpool.manager import process_backend, runtimes
 from hotpool.manager.backend import ContainerSpec
 from hotpool.shared.errors import ContainerFailed
 from tests.helpers import handler_zip
@@ -80,7 +80,7 @@ async def test_process_container_dying_at_start_reports_only_the_tail_of_its_out
 ):
     crash = tmp_path / "crash.py"
     crash.write_text("import sys\nsys.stdout.write('x' * 100_000)\nsys.exit('boom at start')\n")
-    monkeypatch.setattr(process_backend, "BOOTSTRAP_PATH", crash)
+    monkeypatch.setattr(runtimes, "PYTHON_BOOTSTRAP", crash)
     backend = process_backend.ProcessBackend(tmp_path / "c")
     try:
         with pytest.raises(ContainerFailed) as caught:

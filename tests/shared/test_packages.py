@@ -411,12 +411,20 @@ def test_zip_directory_changes_with_content(tmp_path):
     assert zip_directory(tmp_path) != before
 
 
-EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
+EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if (p / "main.py").is_file())
 
 
 def test_all_examples_present():
     names = [p.name for p in EXAMPLE_DIRS]
     assert names == ["async_hello", "hello", "printer", "raises", "slow", "ws_problem"]
+    assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == sorted(
+        [*names, "hello_node"]
+    )
+
+
+def test_the_node_example_is_a_valid_node_package():
+    package = zip_directory(EXAMPLES / "hello_node")
+    assert inspect_package(package, "index.handler", LIMITS, "nodejs").entries == 2
 
 
 @pytest.mark.parametrize("example", EXAMPLE_DIRS, ids=lambda p: p.name)

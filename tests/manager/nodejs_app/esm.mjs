@@ -1,0 +1,2 @@
+import { basename } from 'path';
+export const handler = async () => basename('/a/esm');

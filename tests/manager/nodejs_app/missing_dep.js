@@ -1,0 +1,2 @@
+require('no-such-package');
+exports.handler = async () => 1;
