@@ -26,6 +26,9 @@ def process_command(runtime: str, provided_dir: Path) -> list[str]:
     if runtime == "python":  # on this interpreter, isolated, without site-packages
         return [sys.executable, "-I", "-S", "-u", "-B", str(PYTHON_BOOTSTRAP),
                 "--provided-dir", str(provided_dir)]  # fmt: skip
+    if runtime == "provided":  # the relay to the package's bootstrap (Lambda's Runtime API)
+        return [sys.executable, "-I", "-S", "-u", "-B", str(PYTHON_BOOTSTRAP),
+                "--runtime", "provided"]  # fmt: skip
     raise RuntimeImageMissing(
         f"the process backend cannot run the {runtime!r} runtime; use the Docker backend "
         "and its image (deploy/build-images.sh)"

@@ -20,7 +20,7 @@ HANDLER_RE = re.compile(
 )
 LAYER_RE = re.compile(r"^([a-z][a-z0-9_-]{0,62}):([1-9][0-9]{0,8})\Z")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
-RUNTIMES = ("python",)
+RUNTIMES = ("python", "provided")
 MEMORY_MB_RANGE = (64, 10240)
 TIMEOUT_S_RANGE = (0.1, 900.0)
 MAX_CONCURRENCY_RANGE = (1, 1000)
@@ -127,7 +127,9 @@ class FunctionConfig:
             raise InvalidRequest(
                 f"runtime {self.runtime!r} is not supported; use one of {RUNTIMES}"
             )
-        if not HANDLER_RE.match(self.handler):
+        if self.runtime == "provided":
+            _validate_free_handler(self.handler)
+        elif not HANDLER_RE.match(self.handler):
             raise InvalidRequest(
                 f"handler {self.handler!r} must be 'module.function' or 'dir/module.function', "
                 "e.g. 'main.handler'"
@@ -332,6 +334,17 @@ def _validate_layers(layers: Any) -> None:
     names = [layer.partition(":")[0] for layer in layers]
     if len(set(names)) != len(names):
         raise InvalidRequest("a function may use each layer once")
+
+
+def _validate_free_handler(handler: str) -> None:
+    """A custom runtime's handler (``provided``): any text it reads from ``_HANDLER``, as on
+    Lambda: 1-128 characters, printable, no whitespace."""
+    if not (0 < len(handler) <= 128 and handler.isprintable() and not re.search(r"\s", handler)):
+        raise InvalidRequest(
+            f"handler {handler[:80]!r} of a provided function must be 1-128 printable "
+            "characters without spaces (the runtime reads it from _HANDLER), "
+            "e.g. 'function.handler'"
+        )
 
 
 def _validate_env(env: Any) -> None:
