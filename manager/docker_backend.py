@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiodocker
 import aiohttp
@@ -26,9 +26,17 @@ from hotpool.manager.backend import (
     ContainerSpec,
     ExitListener,
     ExitStatus,
+    ImageRun,
     new_container_secret,
 )
 from hotpool.manager.docker_errors import BUILD_COMMAND, docker_errors
+from hotpool.manager.docker_images import (
+    IMAGE_MANAGER_LABEL,
+    RELAY_LABEL,
+    function_config,
+    relay_config,
+    resolve_image,
+)
 from hotpool.manager.docker_network import FUNCTION_NETWORK, FunctionNetwork
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from hotpool.shared.models import CONTAINER_SECRET_HEADER
@@ -68,6 +76,7 @@ class DockerBackend:
         create_concurrency: int = 4,
         ready_timeout_s: float = 30.0,
         network: str = FUNCTION_NETWORK,
+        relay_memory_mb: int = 64,
     ) -> None:
         self._manager_id = manager_id
         self._network = FunctionNetwork(lambda: self.docker, network)
@@ -79,6 +88,11 @@ class DockerBackend:
         self._tmpfs_mb = tmpfs_mb
         self._create_slots = asyncio.Semaphore(create_concurrency)
         self._ready_timeout_s = ready_timeout_s
+        self._relay_memory_mb = relay_memory_mb
+        # image functions: relay id -> its function container, and back
+        self._companions: dict[str, str] = {}
+        self._relay_of: dict[str, str] = {}
+        self._function_exits: dict[str, ExitStatus] = {}
         self._docker: aiodocker.Docker | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ids: set[str] = set()
@@ -156,7 +170,38 @@ class DockerBackend:
         }
 
     async def start(self, spec: ContainerSpec) -> Container:
-        config = self.container_config(spec)
+        if spec.image is not None:
+            return await self._start_image(spec, spec.image)
+        return await self._start(self.container_config(spec), spec)
+
+    async def resolve_image(self, reference: str) -> dict:
+        """The pinned ID and ImageConfig of the image ``reference`` names on this daemon."""
+        return await resolve_image(self.docker, reference)
+
+    async def _start_image(self, spec: ContainerSpec, run: ImageRun) -> Container:
+        """A container-image function: its relay, then its own container beside it
+        (manager.docker_images); the relay's id stands for both."""
+        labels = {**spec.labels, RUNTIME_LABEL: spec.runtime}
+        base = self.container_config(ContainerSpec("python", self._relay_memory_mb, labels))
+        config = relay_config(base)
+
+        async def begin_function(relay_id: str) -> None:
+            body = function_config(spec, run, relay_id, config, self._manager_id)
+            with docker_errors("Docker could not create the function's container"):
+                function = await self.docker.containers.create(body)
+            self._companions[relay_id] = function.id
+            self._relay_of[function.id] = relay_id
+            with docker_errors("Docker could not start the function's container"):
+                await function.start()
+
+        return await self._start(config, spec, then=begin_function)
+
+    async def _start(
+        self,
+        config: dict,
+        spec: ContainerSpec,
+        then: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Container:
         network_id = await self._network.id()  # by ID: its name may be ambiguous
         config["HostConfig"]["NetworkMode"] = network_id
         config["NetworkingConfig"] = self._network.endpoints(network_id)
@@ -177,6 +222,8 @@ class DockerBackend:
             address = f"{self._host}:{published[0]['HostPort']}"
             await self._hand_secret(container, secret)
             await self._wait_ready(container.id, address, secret)
+            if then is not None:
+                await then(container.id)
         except BaseException:
             await self.remove(container.id)
             raise
@@ -278,9 +325,33 @@ class DockerBackend:
             # 404: gone already; 409: its removal is already under way
             with docker_errors("could not remove container", ignore=(404, 409)):
                 await self.docker.containers.container(container_id).delete(force=True)
+            await self._remove_companions(container_id)
         finally:
             self._ids.discard(container_id)
             self._removing.discard(container_id)
+
+    async def _remove_companions(self, relay_id: str) -> None:
+        """An image function's own container goes with its relay. One this process does not
+        know (a restarted Manager reconciling) is found by its label."""
+        companion = self._companions.pop(relay_id, None)
+        if companion is None and relay_id in self._ids:
+            return  # a runtime container: it has none
+        if companion is not None:
+            found = [companion]
+        else:
+            with docker_errors("could not list an image function's containers"):
+                listed = await self.docker.containers.list(
+                    all=True, filters=json.dumps({"label": [f"{RELAY_LABEL}={relay_id}"]})
+                )
+            found = [c.id for c in listed]
+        for function_id in found:
+            self._relay_of.pop(function_id, None)
+            self._removing.add(function_id)
+            try:
+                with docker_errors("could not remove container", ignore=(404, 409)):
+                    await self.docker.containers.container(function_id).delete(force=True)
+            finally:
+                self._removing.discard(function_id)
 
     async def close(self) -> None:
         if self._events_task is not None:
@@ -290,6 +361,10 @@ class DockerBackend:
         with contextlib.suppress(Exception):
             ids = await self.list_ids()
             await asyncio.gather(*(self.remove(cid) for cid in ids), return_exceptions=True)
+        with contextlib.suppress(Exception):  # image functions' containers whose relay is gone
+            label = json.dumps({"label": [f"{IMAGE_MANAGER_LABEL}={self._manager_id}"]})
+            for leftover in await self.docker.containers.list(all=True, filters=label):
+                await leftover.delete(force=True)
         if self._http is not None:
             await self._http.close()
         if self._docker is not None:
@@ -299,13 +374,10 @@ class DockerBackend:
 
     async def _follow_events(self) -> None:
         """Follow the daemon's event stream for this Manager's containers, reconnecting."""
-        filters = json.dumps(
-            {
-                "type": ["container"],
-                "event": ["die", "oom"],
-                "label": [f"{MANAGER_LABEL}={self._manager_id}"],
-            }
-        )
+        # no label filter: Docker ANDs label filters, and this Manager's containers carry one
+        # of two labels (runtime containers and relays; image functions' own): _on_event
+        # picks them out
+        filters = json.dumps({"type": ["container"], "event": ["die", "oom"]})
         while True:
             try:
                 await self._read_events(filters)
@@ -326,6 +398,12 @@ class DockerBackend:
     async def _on_event(self, event: dict) -> None:
         container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
         action = event.get("Action") or event.get("status")
+        labels = event.get("Actor", {}).get("Attributes", {})
+        if self._manager_id not in (labels.get(MANAGER_LABEL), labels.get(IMAGE_MANAGER_LABEL)):
+            return  # another Manager's, or no hotpool container at all
+        if container_id in self._relay_of:
+            await self._on_function_event(container_id, action, event)
+            return
         if action == "oom":
             previous = self._exits.get(container_id)
             self._exits[container_id] = ExitStatus(previous.exit_code if previous else 137, True)
@@ -335,7 +413,8 @@ class DockerBackend:
         attributes = event.get("Actor", {}).get("Attributes", {})
         code = int(attributes.get("exitCode", -1))
         oom = container_id in self._exits and self._exits[container_id].oom_killed
-        self._exits[container_id] = ExitStatus(code, oom)
+        # a relay ended by its function container's end: that one's status is the story
+        self._exits[container_id] = self._function_exits.pop(container_id, ExitStatus(code, oom))
         if len(self._exits) > max_remembered_exits:
             self._exits.pop(next(iter(self._exits)))
         self._ids.discard(container_id)
@@ -345,3 +424,18 @@ class DockerBackend:
                 await listener(container_id)
             except Exception:
                 log.exception("exit listener failed for %s", container_id)
+
+    async def _on_function_event(self, function_id: str, action: str, event: dict) -> None:
+        """An image function's own container ran out of memory or ended: the pair is over.
+        Its relay is killed, and its death (reported as this one's) reaches the listeners."""
+        relay_id = self._relay_of[function_id]
+        if action == "oom":
+            self._function_exits[relay_id] = ExitStatus(137, True)
+            return
+        if action != "die" or function_id in self._removing or relay_id in self._removing:
+            return
+        code = int(event.get("Actor", {}).get("Attributes", {}).get("exitCode", -1))
+        oom = relay_id in self._function_exits and self._function_exits[relay_id].oom_killed
+        self._function_exits[relay_id] = ExitStatus(code, oom)
+        with contextlib.suppress(aiodocker.DockerError):
+            await self.docker.containers.container(relay_id).kill()

@@ -25,6 +25,7 @@ from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
+    InvalidRequest,
     NoCapacity,
     NotFound,
     StoreUnavailable,
@@ -109,9 +110,15 @@ class ManagerService:
             # downloaded once
             code, *layers = await asyncio.gather(*map(self._code.get, request.packages()))
             fetched = time.perf_counter()
-            record = self.prewarm.take(request.config.runtime)
+            # an image function's container is its own image: no generic one will do
+            record = None if request.config.image else self.prewarm.take(request.config.runtime)
             if record is None:
-                container = await self._backend.start(request.spec(self.manager_id))
+                spec = request.spec(
+                    self.manager_id,
+                    region=self.settings.function_region,
+                    platform_env=platform_env,
+                )
+                container = await self._backend.start(spec)
                 self.containers.started(starting, container)
                 record = starting
                 record.move(ContainerState.INITIALISING)
@@ -183,6 +190,16 @@ class ManagerService:
             "init_stdout": loaded.stdout,
             "init_stderr": loaded.stderr,
         }
+
+    async def resolve_image(self, reference: str) -> dict[str, Any]:
+        """The pinned ID and ImageConfig of an image on this node (at a deploy)."""
+        resolve = getattr(self._backend, "resolve_image", None)
+        if resolve is None:
+            raise InvalidRequest(
+                f"container-image functions need the Docker backend; manager {self.manager_id} "
+                f"runs the {self._backend.name} backend (HOTPOOL_BACKEND=docker)"
+            )
+        return await resolve(reference)
 
     async def _make_room(self, request: CreateRequest) -> None:
         """Evict idle containers of other versions, least recently used first, until one more

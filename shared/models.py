@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from hotpool.shared.errors import InvalidRequest
+from hotpool.shared.images import IMAGE_HANDLER, check_image_config
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 # ``module.function``, ``pkg.module.function`` or, as Serverless Framework and CDK apps write
@@ -121,6 +122,14 @@ class FunctionConfig:
     # (header or ?token=), "public", or "off"; and how a message's routeKey is chosen
     websocket: str = "off"
     ws_route_selection: str = DEFAULT_ROUTE_SELECTION
+    # a container-image function (shared.images): the reference deployed, the image ID it
+    # resolved to at deploy (the pin; set by hotpool, never by the deployer), and Lambda's
+    # ImageConfig overrides of the image's ENTRYPOINT, CMD and WORKDIR
+    image: str = ""
+    image_id: str = ""
+    image_entrypoint: tuple[str, ...] = ()
+    image_command: tuple[str, ...] = ()
+    image_workdir: str = ""
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -163,23 +172,36 @@ class FunctionConfig:
         for name in ("on_success", "on_failure"):
             if getattr(self, name):
                 validate_name(getattr(self, name), what=f"{name} function name")
+        check_image_config(self)
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> FunctionConfig:
         """Parse query or form parameters; unknown names are refused, not ignored."""
-        unknown = sorted(set(params) - set(_PARSERS))
+        unknown = sorted((set(params) - set(_PARSERS)) | (set(params) & {"image_id"}))
         if unknown:
+            known = sorted(set(_PARSERS) - {"image_id"})
             raise InvalidRequest(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_PARSERS))}"
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
             )
-        return cls(**{name: _PARSERS[name](raw) for name, raw in params.items()})
+        values = {name: _PARSERS[name](raw) for name, raw in params.items()}
+        if values.get("image"):  # Lambda's PackageType=Image: no runtime, no handler
+            for name in ("runtime", "handler"):
+                if name in values:
+                    raise InvalidRequest(
+                        f"an image function takes no {name}: its image brings its runtime "
+                        "(image_command overrides the image's CMD, where AWS's images name "
+                        "the handler)"
+                    )
+            values.update(runtime="provided", handler=IMAGE_HANDLER)
+        return cls(**values)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FunctionConfig:
         """The config ``to_dict`` gave (unmasked), e.g. in a Manager's create request."""
         values = {k: data[k] for k in _PARSERS if k in data}
-        if "layers" in values:
-            values["layers"] = tuple(values["layers"])
+        for name in ("layers", "image_entrypoint", "image_command"):
+            if name in values:
+                values[name] = tuple(values[name])
         if values.get("cors") is not None:
             values["cors"] = Cors.from_dict(values["cors"])
         return cls(**values)
@@ -193,6 +215,8 @@ class FunctionConfig:
         data = asdict(self)
         data["env"] = {k: "***" for k in self.env} if mask_env else dict(self.env)
         data["layers"] = list(self.layers)
+        data["image_entrypoint"] = list(self.image_entrypoint)
+        data["image_command"] = list(self.image_command)
         data["cors"] = self.cors.to_dict() if self.cors is not None else None
         return data
 
@@ -202,6 +226,7 @@ OPTION_NAMES = (
     "layers", "log_format", "log_level", "http", "http_payload", "cors",
     "async_retries", "max_event_age_s", "on_success", "on_failure",
     "websocket", "ws_route_selection",
+    "image", "image_id", "image_entrypoint", "image_command", "image_workdir",
 )  # fmt: skip
 
 
@@ -301,6 +326,11 @@ _PARSERS: dict[str, Any] = {
     "on_failure": str,
     "websocket": lambda raw: raw.strip().lower(),
     "ws_route_selection": lambda raw: raw.strip(),
+    "image": lambda raw: raw.strip(),
+    "image_id": str,  # from_dict only: the pin is hotpool's, from_params refuses it
+    "image_entrypoint": _parse_json("image_entrypoint", 'a JSON list, e.g. ["/entry.sh"]'),
+    "image_command": _parse_json("image_command", 'a JSON list, e.g. ["app.handler"]'),
+    "image_workdir": str,
 }
 
 
