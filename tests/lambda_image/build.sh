@@ -42,8 +42,13 @@ python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts -
 rm -rf "$context/ric/bin"
 # the emulator: a static Go binary that the SAM CLI wheel carries for `sam local invoke`
 python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$context/sam" "$SAM" >&2
-unzip -q -j -o "$context"/sam/aws_sam_cli-*.whl "samcli/local/rapid/aws-lambda-rie-$arch" -d "$context"
-mv "$context/aws-lambda-rie-$arch" "$context/aws-lambda-rie"
+python3 - "$context" "$arch" <<'PY'
+import glob, sys, zipfile
+context, arch = sys.argv[1:]
+(wheel,) = glob.glob(f"{context}/sam/aws_sam_cli-*.whl")
+with zipfile.ZipFile(wheel) as zf, open(f"{context}/aws-lambda-rie", "wb") as out:
+    out.write(zf.read(f"samcli/local/rapid/aws-lambda-rie-{arch}"))
+PY
 chmod 0755 "$context/aws-lambda-rie" "$context/lambda-entrypoint.sh"
 for variant in v1 v2; do
     tag="$IMAGE"
