@@ -18,12 +18,13 @@ BREAKDOWN_KEYS = ("placement_ms", "code_fetch_ms", "container_start_ms", "init_m
 WARM_UP_CALLS = 2  # the first cold starts load caches on the machine: not counted
 
 
-def _series(server: DevServer, n: int, prewarm: int) -> dict[str, Any]:
+def _series(server: DevServer, n: int, prewarm: int, image: str = "") -> dict[str, Any]:
     samples: list[float] = []
     parts: dict[str, list[float]] = {k: [] for k in BREAKDOWN_KEYS}
-    code = bench_zip()
+    code = b"" if image else bench_zip()
+    params = {"image": image} if image else {}
     for i in range(n + WARM_UP_CALLS):
-        server.deploy("cold", code)
+        server.deploy("cold", code, **params)
         if prewarm:
             server.wait_prewarmed(prewarm)
         begun = time.perf_counter()
@@ -65,3 +66,14 @@ def measure(backend: str, n: int, **settings: object) -> dict[str, Any]:
         with dev_server(backend=backend, prewarm_count=prewarm, **settings) as server:
             results[mode] = _series(server, n, prewarm)
     return results
+
+
+def measure_image(image: str, n: int, **settings: object) -> dict[str, Any]:
+    """Cold starts of a container-image function (Docker only, never pre-warmed): the relay
+    container and the image's own, then the image's runtime client's first poll. A new
+    version of the same image each time, so the image's layers are on disk (as on a node
+    that ran it before) but no container of it is."""
+    repository = image.rpartition(":")[0] if ":" in image.rpartition("/")[2] else image
+    allow = repository.partition("/")[0] + "/" if "/" in repository else repository
+    with dev_server(backend="docker", prewarm_count=0, image_allow=allow, **settings) as server:
+        return {"image": image, **_series(server, n, 0, image=image)}
