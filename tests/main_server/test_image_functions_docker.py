@@ -157,3 +157,23 @@ async def test_an_image_id_prefix_is_no_name(docker):
     assert resolved["image_id"] == image_id
     assert resolved["entrypoint"] == ["/lambda-entrypoint.sh"]
     assert resolved["command"] == ["app.handler"]
+
+
+async def test_image_config_overrides_and_an_emulator_entrypoint(image_stack):
+    """Lambda's ImageConfig: the entrypoint and command given at deploy replace the image's.
+    An entrypoint that starts AWS's emulator loses it: the emulator would take the relay's
+    ports, and the runtime command after it talks to the relay instead."""
+    stack = image_stack
+    params = {
+        "image": LAMBDA_IMAGE,
+        "image_entrypoint": '["/usr/local/bin/aws-lambda-rie", "--log-level", "error", '
+        '"/usr/bin/python3", "-m", "awslambdaric"]',
+        "image_command": '["app.handler"]',
+        "image_workdir": "/var/task",
+    }
+    resp = await stack.client.put("/v1/functions/imgcfg", params=params)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["image_command"] == ["app.handler"]
+    resp = await stack.invoke("imgcfg", {"over": "ridden"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["event"] == {"over": "ridden"}
