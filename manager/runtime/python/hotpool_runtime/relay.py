@@ -170,6 +170,7 @@ class Relay:
     def _spawn(self, config: FunctionConfig) -> None:
         bootstrap = self._bootstrap()
         os.chdir(self.code_dir)  # Lambda starts the bootstrap in LAMBDA_TASK_ROOT
+        _lift_address_space_limit()
         try:
             env = self._environment(config)
             self._pid, self._output = child.start([bootstrap], env, config.log_limit_bytes)
@@ -398,6 +399,19 @@ class _LastAnswer(StreamingBody):
         except OSError:
             pass
         return False
+
+
+def _lift_address_space_limit() -> None:
+    """Raise this process's address-space limit to its hard limit, for the runtime to inherit.
+
+    The process backend bounds a container's memory with RLIMIT_AS (the function's memory
+    plus an allowance that fits CPython), but runtimes reserve address space far beyond what
+    they use: Go's reserves about 700 MB before main() runs, V8 and the JVM more. An
+    address-space limit cannot express their memory size, so a custom runtime's memory is
+    bounded on the Docker backend only (by its cgroup), as the README says.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
 
 
 def _invalid_state(message: str) -> Answer:
