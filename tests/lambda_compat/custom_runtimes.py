@@ -4,6 +4,9 @@
   package and started by the bootstrap AWS documents for it (``python3 -m awslambdaric``).
 - AWS's shell bootstrap and ``function.sh`` from the Lambda developer guide's custom-runtime
   tutorial, verbatim (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-walkthrough.html).
+- AWS's Node.js runtime interface client, ``aws-lambda-ric`` from npm (its install builds
+  aws-lambda-cpp and curl from the sources it bundles: cmake, autoconf, automake, libtool and
+  g++ are needed), started as its README's Dockerfile starts it (``aws-lambda-ric <handler>``).
 - A Go and a C++ function, each a Runtime API loop as the Lambda developer guide documents the
   API (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html), built here by the test
   with Debian's ``golang-go`` and ``g++``: Go with its standard library's HTTP client, C++
@@ -24,6 +27,7 @@ from tests.manager.provided_kit import provided_zip
 from tests.services import missing_service
 
 AWSLAMBDARIC = "awslambdaric==4.2.2"
+NODE_RIC = "aws-lambda-ric@3.3.0"
 
 # the bootstrap of a function on awslambdaric (its README's Dockerfile runs the same command)
 AWSLAMBDARIC_BOOTSTRAP = """\
@@ -44,6 +48,24 @@ def handler(event, context):
     return {"greeting": "hello " + event["name"], "request_id": context.aws_request_id,
             "remaining_ms": context.get_remaining_time_in_millis(),
             "arn": context.invoked_function_arn}
+"""
+
+NODE_RIC_BOOTSTRAP = """\
+#!/bin/sh
+exec node node_modules/aws-lambda-ric/bin/index.mjs "$_HANDLER"
+"""
+NODE_RIC_APP = """\
+if (process.env.FAIL_INIT) {
+  throw new Error("cannot load the configuration");
+}
+
+exports.handler = async (event, context) => {
+  if (!event.name) {
+    throw new Error("no name given");
+  }
+  console.log("node handling", context.awsRequestId);
+  return { greeting: "hello " + event.name, request_id: context.awsRequestId };
+};
 """
 
 # Verbatim from the tutorial ("Example bootstrap", "Example function.sh"). It is a bash script
@@ -239,6 +261,34 @@ def awslambdaric_package() -> bytes:
     for path in sorted(site.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.name != ".spec.json":
             name = str(path.relative_to(site))
+            files[name] = path.read_bytes()
+            if path.stat().st_mode & 0o111:
+                executable.append(name)
+    return provided_zip(files, tuple(executable))
+
+
+def node_ric_package() -> bytes:
+    """index.js and aws-lambda-ric (what it needs at run time: package.json, bin/, dist/ with
+    its compiled rapid-client.node) under node_modules."""
+    from tests.lambda_compat.sources import run
+
+    for tool in ("npm", "node", "cmake", "autoreconf", "libtoolize", "g++", "make"):
+        if shutil.which(tool) is None:
+            missing_service(f"{tool} is not installed: npm builds {NODE_RIC} with it")
+
+    def install(folder: Path) -> None:
+        (folder / "package.json").write_text('{"name": "ric-test", "private": true}')
+        run(["npm", "install", "--no-audit", "--no-fund", "--silent", NODE_RIC],
+            what=NODE_RIC, cwd=folder)  # fmt: skip
+
+    package = cached("npm-install", [NODE_RIC], install) / "node_modules" / "aws-lambda-ric"
+    files: dict[str, str | bytes] = {"bootstrap": NODE_RIC_BOOTSTRAP, "index.js": NODE_RIC_APP}
+    executable = ["bootstrap"]
+    for path in sorted(package.rglob("*")):
+        relative = path.relative_to(package)
+        needed = relative.parts[0] in ("bin", "dist") or str(relative) == "package.json"
+        if path.is_file() and needed:
+            name = f"node_modules/aws-lambda-ric/{relative}"
             files[name] = path.read_bytes()
             if path.stat().st_mode & 0o111:
                 executable.append(name)

@@ -22,6 +22,7 @@ RUNTIMES: dict[str, tuple[Callable[[], bytes], str, str, str]] = {
     # awslambdaric names an init error after the exception the module raised
     "awslambdaric": (custom_runtimes.awslambdaric_package, "app.handler", "ValueError",
                      "RuntimeError"),
+    "node-ric": (custom_runtimes.node_ric_package, "index.handler", "Error", "Error"),
     "go": (custom_runtimes.go_package, "bootstrap", "MissingName", "Runtime.ConfigError"),
     "cpp": (custom_runtimes.cpp_package, "bootstrap", "MissingName", "Runtime.ConfigError"),
 }  # fmt: skip
