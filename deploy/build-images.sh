@@ -79,3 +79,6 @@ if [[ -n "${FORCE:-}" || "$current" != "$context_hash" ]]; then
 else
     echo "$RUNTIME_IMAGE is up to date" >&2
 fi
+
+# the custom-runtime image (runtime=provided): its own base and build, HOTPOOL_RUNTIME_IMAGE_PROVIDED
+bash deploy/runtimes/provided/build.sh

@@ -76,7 +76,9 @@ class FunctionService:
             config, package = await self._pin_image(name, config, data)
         else:
             # decompressing to check a package is CPU work; keep it off the event loop
-            package = await asyncio.to_thread(inspect_package, data, config.handler, self._limits)
+            package = await asyncio.to_thread(
+                inspect_package, data, config.handler, self._limits, runtime=config.runtime
+            )
         key = await self._code.put(package.sha256, package.data)
         fv = await self._metadata.create_version(name, config, package.sha256, key)
         # again, now that a version holds it: a collection of the same content that ran

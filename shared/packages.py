@@ -89,16 +89,20 @@ class CodePackage:
     entries: int
 
 
-def inspect_package(data: bytes, handler: str | None, limits: PackageLimits) -> CodePackage:
+def inspect_package(
+    data: bytes, handler: str | None, limits: PackageLimits, *, runtime: str = "python"
+) -> CodePackage:
     """Check an uploaded zip against every package rule; raise InvalidPackage on the first
-    broken one, with a message telling the user what to fix. A layer has no ``handler``."""
+    broken one, with a message telling the user what to fix. A layer has no ``handler``; a
+    ``provided`` function's is text its own runtime reads, so only a Python one is checked
+    (a custom runtime's ``bootstrap`` may come from a layer, as on Lambda)."""
     _check_size(data, limits)
     with _open_zip(data) as zf:
         infos = zf.infolist()
         what = "your handler module" if handler is not None else "a python/ folder (a layer)"
         _check_entries(infos, limits, what=what)
         total = _expand_all(zf, infos, limits)
-        if handler is not None:
+        if handler is not None and runtime == "python":
             _check_handler(zf, infos, handler)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), total, len(infos))
 

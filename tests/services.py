@@ -25,6 +25,10 @@ REDIS_PORT = int(os.environ.get("HOTPOOL_TEST_REDIS_PORT", "6379"))
 # use an image built from its own work tree (deploy/build-images.sh honours
 # HOTPOOL_RUNTIME_IMAGE) without touching the shared tag.
 RUNTIME_IMAGE = os.environ.get("HOTPOOL_TEST_RUNTIME_IMAGE", "hotpool/runtime-python:latest")
+# the custom-runtime image (runtime=provided), alike (HOTPOOL_RUNTIME_IMAGE_PROVIDED builds it)
+RUNTIME_IMAGE_PROVIDED = os.environ.get(
+    "HOTPOOL_TEST_RUNTIME_IMAGE_PROVIDED", "hotpool/runtime-provided:latest"
+)
 # the Lambda-style image of the container-image function tests (tests/lambda_image/build.sh
 # builds it, and the same tag + "-v2")
 LAMBDA_IMAGE = os.environ.get("HOTPOOL_TEST_LAMBDA_IMAGE", "hotpool-test/lambda-python:latest")

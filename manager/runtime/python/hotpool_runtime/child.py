@@ -49,7 +49,8 @@ class Bounded:
 class ChildOutput:
     """The stdout and stderr pipes of the bootstrap, read by one daemon thread."""
 
-    def __init__(self, stdout_fd: int, stderr_fd: int) -> None:
+    def __init__(self, stdout_fd: int, stderr_fd: int, limit: int) -> None:
+        """Capture from the start (``begin(limit)``): the child may write before this returns."""
         self._names = {stdout_fd: "stdout", stderr_fd: "stderr"}
         # one poll object each for the reader and ``settle``: a poll object is not shared
         self._polls = select.poll(), select.poll()
@@ -60,6 +61,7 @@ class ChildOutput:
         self._open = set(self._names)
         self._sinks: dict[str, Bounded] | None = None
         self._lock = threading.Lock()
+        self.begin(limit)
         threading.Thread(target=self._read_forever, daemon=True).start()
 
     def begin(self, limit: int) -> None:
@@ -115,9 +117,9 @@ class ChildOutput:
             os.close(fd)
 
 
-def start(command: list[str], env: dict[str, str]) -> tuple[int, ChildOutput]:
-    """Start ``command`` in the current directory with stdin /dev/null and its output piped;
-    (pid, its output). Raises OSError when it cannot be run (not executable, no such file)."""
+def start(command: list[str], env: dict[str, str], limit: int) -> tuple[int, ChildOutput]:
+    """Start ``command`` in the current directory, stdin /dev/null; (pid, its output, captured
+    up to ``limit`` bytes a stream until ``end``). Raises OSError when it cannot be run."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -136,7 +138,7 @@ def start(command: list[str], env: dict[str, str]) -> tuple[int, ChildOutput]:
         for fd in (out_w, err_w, devnull):
             os.close(fd)
     # the relay's own descriptors are close-on-exec (Python's default): none leak into it
-    return pid, ChildOutput(out_r, err_r)
+    return pid, ChildOutput(out_r, err_r, limit)
 
 
 def watch(pid: int, on_exit: Callable[[str], None]) -> None:

@@ -144,22 +144,36 @@ class Relay:
             self._initialized = True
             return {"init_ms": (time.perf_counter() - began) * 1000, **captured}
 
+    def _bootstrap(self) -> str:
+        """The package's ``bootstrap``, else a layer's (Lambda looks in /opt next)."""
+        places = [os.path.join(self.code_dir, "bootstrap")]
+        if self.opt_dir:
+            places.append(os.path.join(self.opt_dir, "bootstrap"))
+        for path in places:
+            if os.path.isfile(path):
+                if os.access(path, os.X_OK):
+                    return path
+                problem = "the package's bootstrap is not executable"
+                break
+        else:
+            problem = "no file named 'bootstrap' at the package's root (nor in a layer)"
+        raise RequestError(
+            422,
+            "Runtime.InvalidEntrypoint",
+            f"{problem}: a custom runtime's package holds an executable file named "
+            "'bootstrap' at its root (chmod 755 before zipping: the zip keeps the mode)",
+            traceback="",
+            stdout="",
+            stderr="",
+        )
+
     def _spawn(self, config: FunctionConfig) -> None:
-        bootstrap = os.path.join(self.code_dir, "bootstrap")
-        if not os.path.isfile(bootstrap) or not os.access(bootstrap, os.X_OK):
-            what = "is not executable" if os.path.isfile(bootstrap) else "is missing"
-            raise RequestError(
-                422,
-                "Runtime.InvalidEntrypoint",
-                f"the package's bootstrap {what}: a custom runtime's package holds an "
-                "executable file named 'bootstrap' at its root (chmod +x, in the zip too)",
-                traceback="",
-                stdout="",
-                stderr="",
-            )
+        bootstrap = self._bootstrap()
         os.chdir(self.code_dir)  # Lambda starts the bootstrap in LAMBDA_TASK_ROOT
+        _lift_address_space_limit()
         try:
-            self._pid, self._output = child.start([bootstrap], self._environment(config))
+            env = self._environment(config)
+            self._pid, self._output = child.start([bootstrap], env, config.log_limit_bytes)
         except OSError as exc:  # not a program: no #! line, a binary for another machine
             raise RequestError(
                 422,
@@ -169,7 +183,6 @@ class Relay:
                 stdout="",
                 stderr="",
             ) from exc
-        self._output.begin(config.log_limit_bytes)
         child.watch(self._pid, self._on_exit)
 
     def _environment(self, config: FunctionConfig) -> dict[str, str]:
@@ -386,6 +399,19 @@ class _LastAnswer(StreamingBody):
         except OSError:
             pass
         return False
+
+
+def _lift_address_space_limit() -> None:
+    """Raise this process's address-space limit to its hard limit, for the runtime to inherit.
+
+    The process backend bounds a container's memory with RLIMIT_AS (the function's memory
+    plus an allowance that fits CPython), but runtimes reserve address space far beyond what
+    they use: Go's reserves about 700 MB before main() runs, V8 and the JVM more. An
+    address-space limit cannot express their memory size, so a custom runtime's memory is
+    bounded on the Docker backend only (by its cgroup), as the README says.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
 
 
 def _invalid_state(message: str) -> Answer:
