@@ -26,17 +26,10 @@ from hotpool.manager.backend import (
     ContainerSpec,
     ExitListener,
     ExitStatus,
-    ImageRun,
     new_container_secret,
 )
 from hotpool.manager.docker_errors import BUILD_COMMAND, docker_errors
-from hotpool.manager.docker_images import (
-    IMAGE_MANAGER_LABEL,
-    RELAY_LABEL,
-    function_config,
-    relay_config,
-    resolve_image,
-)
+from hotpool.manager.docker_images import IMAGE_MANAGER_LABEL, ImagePairs, resolve_image
 from hotpool.manager.docker_network import FUNCTION_NETWORK, FunctionNetwork
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from hotpool.shared.models import CONTAINER_SECRET_HEADER
@@ -58,10 +51,11 @@ events_retry_s = 1.0
 max_remembered_exits = 1000
 
 
-class DockerBackend:
+class DockerBackend(ImagePairs):
     """``ContainerBackend`` on a Docker daemon through aiodocker."""
 
     name = "docker"
+    runtime_label = RUNTIME_LABEL
 
     def __init__(
         self,
@@ -177,24 +171,6 @@ class DockerBackend:
     async def resolve_image(self, reference: str) -> dict:
         """The pinned ID and ImageConfig of the image ``reference`` names on this daemon."""
         return await resolve_image(self.docker, reference)
-
-    async def _start_image(self, spec: ContainerSpec, run: ImageRun) -> Container:
-        """A container-image function: its relay, then its own container beside it
-        (manager.docker_images); the relay's id stands for both."""
-        labels = {**spec.labels, RUNTIME_LABEL: spec.runtime}
-        base = self.container_config(ContainerSpec("python", self._relay_memory_mb, labels))
-        config = relay_config(base)
-
-        async def begin_function(relay_id: str) -> None:
-            body = function_config(spec, run, relay_id, config, self._manager_id)
-            with docker_errors("Docker could not create the function's container"):
-                function = await self.docker.containers.create(body)
-            self._companions[relay_id] = function.id
-            self._relay_of[function.id] = relay_id
-            with docker_errors("Docker could not start the function's container"):
-                await function.start()
-
-        return await self._start(config, spec, then=begin_function)
 
     async def _start(
         self,
@@ -330,29 +306,6 @@ class DockerBackend:
             self._ids.discard(container_id)
             self._removing.discard(container_id)
 
-    async def _remove_companions(self, relay_id: str) -> None:
-        """An image function's own container goes with its relay. One this process does not
-        know (a restarted Manager reconciling) is found by its label."""
-        companion = self._companions.pop(relay_id, None)
-        if companion is None and relay_id in self._ids:
-            return  # a runtime container: it has none
-        if companion is not None:
-            found = [companion]
-        else:
-            with docker_errors("could not list an image function's containers"):
-                listed = await self.docker.containers.list(
-                    all=True, filters=json.dumps({"label": [f"{RELAY_LABEL}={relay_id}"]})
-                )
-            found = [c.id for c in listed]
-        for function_id in found:
-            self._relay_of.pop(function_id, None)
-            self._removing.add(function_id)
-            try:
-                with docker_errors("could not remove container", ignore=(404, 409)):
-                    await self.docker.containers.container(function_id).delete(force=True)
-            finally:
-                self._removing.discard(function_id)
-
     async def close(self) -> None:
         if self._events_task is not None:
             self._events_task.cancel()
@@ -424,18 +377,3 @@ class DockerBackend:
                 await listener(container_id)
             except Exception:
                 log.exception("exit listener failed for %s", container_id)
-
-    async def _on_function_event(self, function_id: str, action: str, event: dict) -> None:
-        """An image function's own container ran out of memory or ended: the pair is over.
-        Its relay is killed, and its death (reported as this one's) reaches the listeners."""
-        relay_id = self._relay_of[function_id]
-        if action == "oom":
-            self._function_exits[relay_id] = ExitStatus(137, True)
-            return
-        if action != "die" or function_id in self._removing or relay_id in self._removing:
-            return
-        code = int(event.get("Actor", {}).get("Attributes", {}).get("exitCode", -1))
-        oom = relay_id in self._function_exits and self._function_exits[relay_id].oom_killed
-        self._function_exits[relay_id] = ExitStatus(code, oom)
-        with contextlib.suppress(aiodocker.DockerError):
-            await self.docker.containers.container(relay_id).kill()
