@@ -78,7 +78,14 @@ async def resolve_image(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("image"), str):
         raise InvalidRequest('send {"image": "<reference>"}')
-    return json_response(await request.app[SERVICE].resolve_image(body["image"]))
+    service = request.app[SERVICE]
+    resolve = getattr(request.app[BACKEND], "resolve_image", None)
+    if resolve is None:
+        raise InvalidRequest(
+            f"container-image functions need the Docker backend; manager {service.manager_id} "
+            f"runs the {service.backend_name} backend (HOTPOOL_BACKEND=docker)"
+        )
+    return json_response(await resolve(body["image"]))
 
 
 async def list_containers(request: web.Request) -> web.Response:

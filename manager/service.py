@@ -25,7 +25,6 @@ from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
-    InvalidRequest,
     NoCapacity,
     NotFound,
     StoreUnavailable,
@@ -191,16 +190,6 @@ class ManagerService:
             "init_stderr": loaded.stderr,
         }
 
-    async def resolve_image(self, reference: str) -> dict[str, Any]:
-        """The pinned ID and ImageConfig of an image on this node (at a deploy)."""
-        resolve = getattr(self._backend, "resolve_image", None)
-        if resolve is None:
-            raise InvalidRequest(
-                f"container-image functions need the Docker backend; manager {self.manager_id} "
-                f"runs the {self._backend.name} backend (HOTPOOL_BACKEND=docker)"
-            )
-        return await resolve(reference)
-
     async def _make_room(self, request: CreateRequest) -> None:
         """Evict idle containers of other versions, least recently used first, until one more
         container of ``request`` fits; NoCapacity(full=True) when only busy ones are left.
@@ -220,7 +209,8 @@ class ManagerService:
             idle = [c for c in await self._idle_containers() if c.entry.container_id not in tried]
             victims = choose_victims(
                 idle,
-                self._use(request.config.runtime, limit_mb),
+                # an image function takes no pre-warmed container: none of them is its room
+                self._use("" if request.config.image else request.config.runtime, limit_mb),
                 memory_mb=memory_mb,
                 function=request.function,
                 version=request.version,
