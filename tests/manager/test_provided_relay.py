@@ -341,3 +341,19 @@ def test_init_waits_for_an_external_runtime_that_polled_before_it(tmp_path, pool
         assert invoked.result(timeout=10)[1]["result"] == 6
     finally:
         relay.stop()
+
+
+def test_only_the_runtime_the_relay_started_may_use_its_runtime_api(tmp_path):
+    # the test process is no descendant of the relay: as another tenant on 127.0.0.1 would
+    relay = start_relay(tmp_path)
+    try:
+        assert relay.call("POST", "/init", init_body(provided_zip({"bootstrap": LOOP})))[0] == 200
+        outsider = StandIn(relay.api)
+        for method, path in (("GET", "/invocation/next"), ("POST", "/invocation/x/response"),
+                             ("POST", "/init/error")):  # fmt: skip
+            status, _, body = outsider.request(method, path, b"{}")
+            assert (status, json.loads(body)["errorType"]) == (403, "AccessDenied")
+        status, answer = relay.call("POST", "/invoke", b'"still mine"')
+        assert (status, answer["stdout"]) == (200, "got still mine\n")
+    finally:
+        relay.stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.helpers import handler_zip
 from tests.manager.provided_kit import provided_zip
 from tests.stack import wait_for
 
@@ -142,3 +143,44 @@ async def test_a_bootstrap_that_forks_and_exits_fails_and_leaves_nothing(
     assert body["errorType"] == "Runtime.ExitError"
     assert body["errorMessage"].endswith("Runtime exited with error: exit status 0")
     assert await gone(pid_file)
+
+
+ATTACKER = handler_zip(
+    """
+    import http.client
+    results = {}
+    host, port = event["api"].split(":")
+    for method, path in (("GET", "/invocation/next"), ("POST", "/invocation/x/response")):
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            conn.request(method, "/2018-06-01/runtime" + path, body=b'"forged"')
+            results[path] = conn.getresponse().status
+        except OSError as exc:
+            results[path] = repr(exc)
+        finally:
+            conn.close()
+    return results
+    """
+)
+
+
+async def test_another_tenants_function_cannot_use_a_custom_runtimes_api(hotpool_stack, tmp_path):
+    # the process backend: every container shares the host's 127.0.0.1
+    api_file = tmp_path / "api"
+    victim = bootstrap(
+        'echo "$AWS_LAMBDA_RUNTIME_API" > "$LEDGER"\nwhile true; do\n' + NEXT
+        + '  curl -s -o /dev/null "$API/invocation/$ID/response" -d \'"genuine"\'\ndone\n'
+    )  # fmt: skip
+    stack = await hotpool_stack()
+    await deploy(stack, "victim", victim, env={"LEDGER": str(api_file)})
+    assert (await stack.invoke("victim", {})).status == 200
+    api = api_file.read_text().strip()
+    assert (await stack.deploy("attacker", ATTACKER)).status == 201
+    resp = await stack.invoke("attacker", {"api": api})
+    assert orjson.loads(await resp.read()) == {
+        "/invocation/next": 403, "/invocation/x/response": 403
+    }  # fmt: skip
+    resp = await stack.invoke("victim", {})
+    assert (resp.headers["X-Hotpool-Cold-Start"], orjson.loads(await resp.read())) == (
+        "false", "genuine"
+    )  # fmt: skip

@@ -122,6 +122,7 @@ def _start_relay(options: dict[str, str]) -> Relay:
     import threading
 
     from hotpool_runtime import runtime_api
+    from hotpool_runtime.peers import opened_by_descendant
     from hotpool_runtime.relay import Relay
 
     api = (options["--runtime-api-host"], int(options["--runtime-api-port"]))
@@ -129,7 +130,11 @@ def _start_relay(options: dict[str, str]) -> Relay:
     host, port = listener.getsockname()[:2]
     relay = Relay(options["--code-dir"], options["--opt-dir"], api_address=f"{host}:{port}",
                   external=bool(options["--external"]))  # fmt: skip
-    thread = threading.Thread(target=runtime_api.serve, args=(listener, relay.handle_api))
+    # the runtime the relay starts is its descendant: nobody else may use the API (other
+    # tenants share 127.0.0.1 on the process backend); an external runtime cannot be told
+    authorize = None if relay.external else opened_by_descendant
+    args = (listener, relay.handle_api, authorize)
+    thread = threading.Thread(target=runtime_api.serve, args=args)
     thread.daemon = True
     thread.start()
     return relay

@@ -47,8 +47,10 @@ instead (``relay``): /init also takes a handler of any text (``_HANDLER``) and a
 Runtime.InvalidEntrypoint (no runnable ``bootstrap``), Runtime.ExitError (it exited first),
 Runtime.InitTimeout (no poll within 10 s) or the type the runtime posted to /init/error; an
 /invoke whose runtime dies answers Runtime.ExitError, then the process exits. ``runtime_api``
-serves the Lambda Runtime API to it; ``child`` starts it and captures its output. None of
-these three is imported by the Python runtime.
+serves the Lambda Runtime API to it, only to the runtime it started and its descendants
+(``peers``: other tenants share 127.0.0.1 on the process backend); ``outcomes`` turns what the
+runtime posts into answers; ``child`` starts it and captures its output. The Python runtime
+imports none of these.
 
 Every idle container pays for each module imported here, so the imports are few: no
 http.server, asyncio, typing or pathlib; zipfile, base64 and traceback only when used. Nothing

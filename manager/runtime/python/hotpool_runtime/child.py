@@ -9,6 +9,7 @@ never blocks on a full pipe.
 from __future__ import annotations
 
 import os
+import resource
 import select
 import threading
 import time
@@ -180,3 +181,16 @@ def peak_memory_mb(pid: int) -> float:
     except (OSError, ValueError):
         pass
     return 0.0
+
+
+def lift_address_space_limit() -> None:
+    """Raise this process's address-space limit to its hard limit, for the runtime to inherit.
+
+    The process backend bounds a container's memory with RLIMIT_AS (the function's memory
+    plus an allowance that fits CPython), but runtimes reserve address space far beyond what
+    they use: Go's reserves about 700 MB before main() runs, V8 and the JVM more. An
+    address-space limit cannot express their memory size, so a custom runtime's memory is
+    bounded on the Docker backend only (by its cgroup), as the README says.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))

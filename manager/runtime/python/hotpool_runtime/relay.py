@@ -27,15 +27,23 @@ from . import child, environment, reaping
 from .config import FunctionConfig, field
 from .context import ARN_TEMPLATE
 from .errors import RequestError, bad_request
-from .http11 import StreamingBody, _response, parse_json
+from .http11 import StreamingBody, parse_json
 from .invoke import _deadline_ms, _uuid4
 from .layers import install_layers
 from .loader import unpack_code
+from .outcomes import (
+    LastAnswer,
+    exit_error,
+    function_error,
+    invalid_state,
+    plain_error,
+    result_of,
+    trace_id,
+)
 from .runtime_api import MAX_PAYLOAD_BYTES, error_answer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
-    import socket
     from collections.abc import Mapping
     from typing import Any
 
@@ -47,7 +55,6 @@ API_PREFIX = "/2018-06-01/runtime/"
 INIT_TIMEOUT_S = 10.0
 REQUEST_ID_HEADER = "x-hotpool-request-id"
 DEADLINE_HEADER = "x-hotpool-deadline-ms"
-ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
 ACCEPTED: Answer = (202, {}, b'{"status":"OK"}')
 TOO_LARGE = f"Exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
 
@@ -170,7 +177,7 @@ class Relay:
     def _spawn(self, config: FunctionConfig) -> None:
         bootstrap = self._bootstrap()
         os.chdir(self.code_dir)  # Lambda starts the bootstrap in LAMBDA_TASK_ROOT
-        _lift_address_space_limit()
+        child.lift_address_space_limit()
         try:
             env = self._environment(config)
             self._pid, self._output = child.start([bootstrap], env, config.log_limit_bytes)
@@ -258,7 +265,7 @@ class Relay:
                 "Lambda-Runtime-Invoked-Function-Arn": ARN_TEMPLATE.format(
                     region=config.region, name=config.function_name, version=config.function_version
                 ),
-                "Lambda-Runtime-Trace-Id": _trace_id(),
+                "Lambda-Runtime-Trace-Id": trace_id(),
             },
         )
         if self._output is not None:
@@ -271,7 +278,7 @@ class Relay:
             self._pending = None
             if call.outcome is None:  # the runtime died under the call
                 self._current = None
-                call.outcome = {"status": "error", "error": _exit_error(request_id, self._exited)}
+                call.outcome = {"status": "error", "error": exit_error(request_id, self._exited)}
         duration_ms = (time.perf_counter() - began) * 1000
         captured = self._output.end() if self._output else {"stdout": "", "stderr": ""}
         answer = {
@@ -282,7 +289,7 @@ class Relay:
         }
         encoded = json.dumps(answer).encode()
         if self._exited is not None:
-            return _LastAnswer(encoded, self._shut_down)
+            return LastAnswer(encoded, self._shut_down)
         return encoded
 
     def _peak_memory_mb(self) -> float:
@@ -301,7 +308,7 @@ class Relay:
         if route == ["invocation", "next"]:
             return self._method(request, "GET") or self._next()
         if route == ["init", "error"]:
-            return self._method(request, "POST") or self._post_init_error(request)
+            return self._method(request, "POST") or self._post_initerror(request)
         if len(route) == 3 and route[0] == "invocation" and route[2] in ("response", "error"):
             return self._method(request, "POST") or self._post_outcome(request, route[1], route[2])
         return error_answer(404, "NotFound", f"no such path: {path}")
@@ -314,9 +321,7 @@ class Relay:
     def _next(self) -> Answer:
         with self._cond:
             if self._current is not None:
-                return _invalid_state(
-                    "an invocation is under way: post its response or error first"
-                )
+                return invalid_state("an invocation is under way: post its response or error first")
             self._polled = True
             self._cond.notify_all()
             self._cond.wait_for(lambda: self._pending is not None and self._current is None)
@@ -328,27 +333,27 @@ class Relay:
         with self._cond:
             call = self._current
             if call is None:
-                return _invalid_state(f"no invocation is waiting for a {kind}")
+                return invalid_state(f"no invocation is waiting for a {kind}")
             if request_id != call.request_id:
                 return error_answer(400, "InvalidRequestID", "Invalid request ID")
             answer = ACCEPTED
             if request.too_large:  # as Lambda: refused, and the call fails
                 answer = error_answer(413, "RequestEntityTooLarge", TOO_LARGE)
-                error = _error("Function.ResponseSizeTooLarge", TOO_LARGE)
-                call.outcome = {"status": "error", "error": error}
+                failure = plain_error("Function.ResponseSizeTooLarge", TOO_LARGE)
+                call.outcome = {"status": "error", "error": failure}
             elif kind == "response":
-                call.outcome = {"status": "success", "result": _result(request.body)}
+                call.outcome = {"status": "success", "result": result_of(request.body)}
             else:
-                call.outcome = {"status": "error", "error": _function_error(request)}
+                call.outcome = {"status": "error", "error": function_error(request)}
             self._current = None
             self._cond.notify_all()
             return answer
 
-    def _post_init_error(self, request: Request) -> Answer:
+    def _post_initerror(self, request: Request) -> Answer:
         with self._cond:
             if self._polled:
-                return _invalid_state("the runtime's init is over: it polled for an event already")
-            error = _function_error(request)
+                return invalid_state("the runtime's init is over: it polled for an event already")
+            error = function_error(request)
             self._init_error = {
                 "type": error["type"],
                 "message": error["message"],
@@ -383,81 +388,3 @@ class Relay:
         """Kill the runtime and everything it started: the container is ending."""
         self._closing = True
         reaping.kill_leftovers()
-
-
-class _LastAnswer(StreamingBody):
-    """An /invoke answer after which the container ends: sent, then ``then`` runs."""
-
-    def __init__(self, encoded: bytes, then: Any) -> None:
-        super().__init__()
-        self._encoded = encoded
-        self.on_end.append(then)
-
-    def write(self, sock: socket.socket, keep_alive: bool) -> bool:
-        try:
-            sock.sendall(_response(200, self._encoded, keep_alive=False))
-        except OSError:
-            pass
-        return False
-
-
-def _lift_address_space_limit() -> None:
-    """Raise this process's address-space limit to its hard limit, for the runtime to inherit.
-
-    The process backend bounds a container's memory with RLIMIT_AS (the function's memory
-    plus an allowance that fits CPython), but runtimes reserve address space far beyond what
-    they use: Go's reserves about 700 MB before main() runs, V8 and the JVM more. An
-    address-space limit cannot express their memory size, so a custom runtime's memory is
-    bounded on the Docker backend only (by its cgroup), as the README says.
-    """
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-
-
-def _invalid_state(message: str) -> Answer:
-    return error_answer(403, "InvalidStateTransition", message)
-
-
-def _result(body: bytes) -> Any:
-    """What the runtime posted as the result: its JSON, or its text when it is not JSON."""
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")
-
-
-def _function_error(request: Request) -> dict[str, Any]:
-    """The ``error`` field from a posted error: Lambda's {errorMessage, errorType,
-    stackTrace} body, its type header winning (as Lambda's does)."""
-    try:
-        posted = json.loads(request.body) if request.body else {}
-    except ValueError:
-        posted = {"errorMessage": request.body.decode("utf-8", "replace")}
-    if not isinstance(posted, dict):
-        posted = {"errorMessage": json.dumps(posted)}
-    trace = posted.get("stackTrace")
-    trace = [str(line) for line in trace] if isinstance(trace, list) else []
-    error_type = request.headers.get(ERROR_TYPE_HEADER) or posted.get("errorType") or "Unhandled"
-    return {
-        "type": str(error_type),
-        "message": str(posted.get("errorMessage", "")),
-        "traceback": "\n".join(trace),
-        "stack_trace": trace,
-    }
-
-
-def _error(error_type: str, message: str) -> dict[str, Any]:
-    return {"type": error_type, "message": message, "traceback": "", "stack_trace": []}
-
-
-def _exit_error(request_id: str, how: str | None) -> dict[str, Any]:
-    message = f"RequestId: {request_id} Error: Runtime exited with error: {how}"
-    return _error("Runtime.ExitError", message)
-
-
-def _trace_id() -> str:
-    """An X-Ray trace header as Lambda passes it (Root, Parent, Sampled)."""
-    root = f"1-{int(time.time()):08x}-{os.urandom(12).hex()}"
-    return f"Root={root};Parent={os.urandom(8).hex()};Sampled=0"

@@ -5,7 +5,8 @@ without the container secret (the runtime never has it; the API listens where on
 function reaches it, 127.0.0.1 by default) and with chunked bodies too (Go's net/http and
 curl send them). Bodies over ``MAX_PAYLOAD_BYTES`` are read and dropped, the request marked
 ``too_large``: Lambda answers those 413 and fails the call, which is the relay's to do.
-Answers carry the headers the relay gives (the invocation's ``Lambda-Runtime-*`` ones).
+Answers carry the headers the relay gives (the invocation's ``Lambda-Runtime-*`` ones). A
+connection the relay does not authorise (``peers``) is answered 403 AccessDenied and closed.
 What each path means is ``relay``'s business.
 """
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
 
     Answer = tuple[int, dict[str, str], bytes]
     Handler = Callable[["Request"], Answer]
+    Authorize = Callable[[socket.socket], bool]
 
 # Lambda's own limit on a synchronous response, the body of /response: 6 MB plus the 100 bytes
 # of slack the Runtime Interface Emulator allows (interop.MaxPayloadSize)
@@ -118,6 +120,11 @@ def error_answer(status: int, error_type: str, message: str) -> Answer:
     return status, {}, body
 
 
+REFUSED = error_answer(
+    403, "AccessDenied", "only the function's own runtime may use this Runtime API"
+)
+
+
 def encode_answer(status: int, headers: dict[str, str], body: bytes, keep_alive: bool) -> bytes:
     """Status line, headers and body as one buffer."""
     lines = [f"HTTP/1.1 {status} {STATUS_TEXT.get(status, '')}"]
@@ -128,8 +135,9 @@ def encode_answer(status: int, headers: dict[str, str], body: bytes, keep_alive:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def serve_connection(sock: socket.socket, handle: Handler) -> None:
-    """Answer the requests on one connection, in order, until either side closes it."""
+def serve_connection(sock: socket.socket, handle: Handler, authorize: Authorize | None) -> None:
+    """Answer the requests on one connection, in order, until either side closes it; one
+    ``authorize`` refuses is answered 403 and closed."""
     reader = ApiRequestReader(sock, b"")
     with sock:
         try:
@@ -143,6 +151,13 @@ def serve_connection(sock: socket.socket, handle: Handler) -> None:
                     return
                 if request is None:
                     return
+                # once the first request is read (a refusal sent before it would break the
+                # client's pipe): its sender still holds the socket
+                if authorize is not None:
+                    if not authorize(sock):
+                        sock.sendall(encode_answer(*REFUSED, keep_alive=False))
+                        return
+                    authorize = None
                 try:
                     answer = handle(request)
                 except Exception as exc:  # a relay bug answers 500 instead of dropping it
@@ -154,12 +169,14 @@ def serve_connection(sock: socket.socket, handle: Handler) -> None:
             return
 
 
-def serve(listener: socket.socket, handle: Handler) -> None:
-    """Accept connections forever, each served by its own daemon thread."""
+def serve(listener: socket.socket, handle: Handler, authorize: Authorize | None = None) -> None:
+    """Accept connections forever, each served by its own daemon thread; with ``authorize``,
+    only connections it accepts (``peers.opened_by_descendant``)."""
     while True:
         try:
             sock, _ = listener.accept()
         except OSError:  # ECONNABORTED, or EMFILE until some connection closes
             time.sleep(0.01)
             continue
-        threading.Thread(target=serve_connection, args=(sock, handle), daemon=True).start()
+        args = (sock, handle, authorize)
+        threading.Thread(target=serve_connection, args=args, daemon=True).start()
