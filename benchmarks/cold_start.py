@@ -70,3 +70,14 @@ def measure(backend: str, n: int, **settings: object) -> dict[str, Any]:
         with dev_server(backend=backend, prewarm_count=prewarm, **settings) as server:
             results[mode] = series(server, n, prewarm)
     return results
+
+
+def measure_image(image: str, n: int, **settings: object) -> dict[str, Any]:
+    """Cold starts of a container-image function (Docker only, never pre-warmed): the relay
+    container and the image's own, then the image's runtime client's first poll. A new
+    version of the same image each time, so the image's layers are on disk (as on a node
+    that ran it before) but no container of it is."""
+    repository = image.rpartition(":")[0] if ":" in image.rpartition("/")[2] else image
+    allow = repository.partition("/")[0] + "/" if "/" in repository else repository
+    with dev_server(backend="docker", prewarm_count=0, image_allow=allow, **settings) as server:
+        return {"image": image, **series(server, n, 0, code=b"", params={"image": image})}

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH_FUNCTION = "bench"
 # the web route's function: the same answer on /invoke and on /fn/ (a 2.0 response)
 WEB_FUNCTION = "benchweb"
+# the container-image function of the image cold start (tests/lambda_image/build.sh)
+LAMBDA_IMAGE = "hotpool-test/lambda-python:latest"
 WEB_HANDLER = """def handler(event, context):
     return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": "hello"}
 """
@@ -123,7 +125,17 @@ def private_redis(directory: Path) -> Iterator[str | None]:
         server.stop()
 
 
-def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, Any]:
+def _image_cold_start(image: str, n: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """The container-image function's cold start, when its image is on this machine."""
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+        return {"skipped": f"no image {image} (tests/lambda_image/build.sh builds one)"}
+    log(f"cold starts of the container image {image}")
+    return cold_start.measure_image(image, n)
+
+
+def run_backend(
+    backend: str, plan: Plan, tool: str, work: Path, lambda_image: str = LAMBDA_IMAGE
+) -> dict[str, Any]:
     log = _progress(backend)
     # Prometheus metrics on the invoke path, timed in this process
     figures: dict[str, Any] = {"metrics": metrics_cost.measure()}
@@ -181,6 +193,8 @@ def run_backend(backend: str, plan: Plan, tool: str, work: Path) -> dict[str, An
         backend, cold_n=plan.cold_n, duration_s=plan.warm_duration_s, rounds=plan.warm_rounds,
         tool=tool, warm_up_timeout_s=plan.warm_up_timeout_s,
     )  # fmt: skip
+    if backend == "docker":
+        figures["cold_start_image"] = _image_cold_start(lambda_image, plan.cold_n, log)
     log("memory and CPU")
     with private_redis(work / f"redis-{backend}") as redis_url:
         if redis_url is None:
@@ -218,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the summary figures to this file")
     parser.add_argument("--out", default="bench-results", help="results folder (a run each)")
     parser.add_argument("--loadgen", default="auto", help="wrk, aiohttp or auto (wrk if any)")
+    parser.add_argument(
+        "--lambda-image", default=LAMBDA_IMAGE, help="the image of the image-function cold start"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     tool = pick_tool(args.loadgen)
@@ -238,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend}: skipped: {missing}", file=sys.stderr)
             figures["backends"][backend] = {"skipped": missing}
             continue
-        figures["backends"][backend] = run_backend(backend, plan, tool, run_dir)
+        figures["backends"][backend] = run_backend(
+            backend, plan, tool, run_dir, lambda_image=args.lambda_image
+        )
     figures["summary"] = summarise(figures)
     table = write_results(figures, run_dir)
     print(table)

@@ -18,7 +18,7 @@
 # The runtime images are rebuilt whenever their bootstrap or Dockerfile changes (its content
 # hash is a label), so a stale image is never used.
 #
-#   HOTPOOL_BUILD_RUNTIMES="python"   # only these runtimes' images (default: python nodejs)
+#   HOTPOOL_BUILD_RUNTIMES="python"   # only these runtimes' images (default: python nodejs provided)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/apt-sources.sh
@@ -29,7 +29,7 @@ ROOTFS_DIR="${ROOTFS_DIR:-/var/cache/hotpool/rootfs-bookworm}"
 NODEJS_BASE_IMAGE="${HOTPOOL_BASE_IMAGE_NODEJS:-hotpool/base-debian-nodejs:bookworm}"
 NODEJS_IMAGE="${HOTPOOL_RUNTIME_IMAGE_NODEJS:-hotpool/runtime-nodejs:latest}"
 NODEJS_ROOTFS_DIR="${NODEJS_ROOTFS_DIR:-/var/cache/hotpool/rootfs-bookworm-nodejs}"
-BUILD_RUNTIMES="${HOTPOOL_BUILD_RUNTIMES:-python nodejs}"
+BUILD_RUNTIMES="${HOTPOOL_BUILD_RUNTIMES:-python nodejs provided}"
 # what the runtime provides to every function (a lower bound: the newest at build time)
 PROVIDED_REQUIREMENTS="${HOTPOOL_PROVIDED_REQUIREMENTS:-boto3>=1.34}"
 
@@ -129,4 +129,9 @@ if wanted nodejs; then
     else
         echo "$NODEJS_IMAGE is up to date" >&2
     fi
+fi
+
+# 5. the custom-runtime image (runtime=provided): its own base and build, HOTPOOL_RUNTIME_IMAGE_PROVIDED
+if wanted provided; then
+    bash deploy/runtimes/provided/build.sh
 fi

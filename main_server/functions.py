@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 
 from redis.asyncio import Redis
@@ -11,6 +13,13 @@ from hotpool.main_server.ports import ManagerApi
 from hotpool.shared import keys
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import HotpoolError, InvalidRequest, StoreUnavailable
+from hotpool.shared.images import (
+    EMPTY_ZIP,
+    allow_prefixes,
+    check_allowed,
+    parse_reference,
+    without_emulator,
+)
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.models import (
     FunctionConfig,
@@ -19,7 +28,7 @@ from hotpool.shared.models import (
     split_qualified,
     validate_qualified,
 )
-from hotpool.shared.packages import PackageLimits, inspect_package
+from hotpool.shared.packages import CodePackage, PackageLimits, inspect_package
 from hotpool.shared.pool import Pool
 from hotpool.shared.redis_conn import REDIS_ERRORS
 from hotpool.shared.settings import Settings
@@ -63,10 +72,13 @@ class FunctionService:
                 raise InvalidRequest(
                     f"{destination} names the function itself: every call would start another"
                 )
-        # decompressing to check a package is CPU work; keep it off the event loop
-        package = await asyncio.to_thread(
-            inspect_package, data, config.handler, self._limits, config.runtime
-        )
+        if config.image:
+            config, package = await self._pin_image(name, config, data)
+        else:
+            # decompressing to check a package is CPU work; keep it off the event loop
+            package = await asyncio.to_thread(
+                inspect_package, data, config.handler, self._limits, runtime=config.runtime
+            )
         key = await self._code.put(package.sha256, package.data)
         fv = await self._metadata.create_version(name, config, package.sha256, key)
         # again, now that a version holds it: a collection of the same content that ran
@@ -80,6 +92,26 @@ class FunctionService:
             await self._remove_all(await self._pool.retire(name, fv.version - 1))
         await self._collect(name, self._settings.keep_versions)
         return fv
+
+    async def _pin_image(
+        self, name: str, config: FunctionConfig, data: bytes
+    ) -> tuple[FunctionConfig, CodePackage]:
+        """An image function's config with its image resolved to the ID the version keeps,
+        and the (empty) package it is stored with: its code is in the image."""
+        if data:
+            raise InvalidRequest("an image function takes no code package: its code is the image")
+        ref = parse_reference(config.image)
+        check_allowed(ref, split_qualified(name)[0], allow_prefixes(self._settings.image_allow))
+        resolved = await self._managers.resolve_image(config.image)
+        entrypoint = config.image_entrypoint
+        if not entrypoint and without_emulator(resolved["entrypoint"]) != resolved["entrypoint"]:
+            # the image runs AWS's emulator: its runtime talks to hotpool's Runtime API instead
+            entrypoint = tuple(without_emulator(resolved["entrypoint"]))
+        pinned = dataclasses.replace(
+            config, image_id=str(resolved["image_id"]), image_entrypoint=entrypoint
+        )
+        empty = CodePackage(EMPTY_ZIP, hashlib.sha256(EMPTY_ZIP).hexdigest(), 0, 0)
+        return pinned, empty
 
     @property
     def package_limit_bytes(self) -> int:

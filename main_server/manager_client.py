@@ -21,8 +21,10 @@ from hotpool.main_server.ports import ColdStart
 from hotpool.shared.errors import (
     ContainerFailed,
     FunctionError,
+    HotpoolError,
     NoCapacity,
     NotDelivered,
+    NotFound,
     RuntimeImageMissing,
     error_from_body,
 )
@@ -152,6 +154,30 @@ class ManagerClient:
             init_stdout=_text(payload.get("init_stdout")),
             init_stderr=_text(payload.get("init_stderr")),
         )
+
+    async def resolve_image(self, reference: str) -> dict[str, Any]:
+        """Ask the live Managers in turn until one has the image (nodes without a registry
+        may hold different images); the first answer other than 404 decides."""
+        managers = [m for m in self._reachable(await self._registry.snapshot()) if m.alive]
+        if not managers:
+            raise NoCapacity("no Manager is available to resolve the image; try again")
+        missing: HotpoolError | None = None
+        for manager in managers:
+            with manager_errors(manager.id, "resolve an image"):
+                async with self._http.post(
+                    f"{manager.url}/v1/images/resolve",
+                    data=orjson.dumps({"image": reference}),
+                    timeout=self._timeout,
+                    headers=self._headers,
+                ) as resp:
+                    payload: Any = orjson.loads(await resp.read())
+                    status = resp.status
+            if status == 200:
+                return payload
+            missing = error_from_body(status, payload)
+            if status != 404:
+                break
+        raise missing if missing is not None else NotFound(f"no Manager has image {reference!r}")
 
     async def remove(self, entry: PoolEntry, *, failed: bool = False) -> dict[str, Any] | None:
         """Ask the container's Manager to remove it.

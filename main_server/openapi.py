@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotpool.main_server import openapi_async, openapi_ws
+from hotpool.main_server import openapi_async, openapi_images, openapi_ws
 from hotpool.main_server.openapi_connections import connections_paths
 from hotpool.main_server.openapi_keys import key_paths
 from hotpool.main_server.openapi_layers import layer_paths, layer_schemas
@@ -153,19 +153,19 @@ def _settings_params() -> list[Schema]:
         },
         *openapi_async.settings_params(),
         *openapi_ws.settings_params(),
+        *openapi_images.settings_params(),
     ]
 
 
 def _function_paths() -> dict[str, Schema]:
     function = answer("The function's latest version.", ref("Function"))
     put_body = {
-        "required": True,
+        "required": False,  # an image function (``image``) has no package
         "content": {
             "application/zip": {"schema": {"type": "string", "format": "binary"}},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["code"],
                     "properties": {
                         "code": {
                             "type": "string",
@@ -185,7 +185,8 @@ def _function_paths() -> dict[str, Schema]:
         },
         "description": "The zip (holding `main.py` by default), as the whole body with the "
         "settings as query parameters, or as the multipart file field `code` with the "
-        "settings as fields or query parameters. The package limit is 50 MB by default.",
+        "settings as fields or query parameters. The package limit is 50 MB by default. "
+        "An image function (`image=`) sends none.",
     }
     return {
         "/v1/functions": {

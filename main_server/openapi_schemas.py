@@ -101,6 +101,8 @@ def object_schema(properties: Schema, required: list[str] | None = None, **extra
 
 def schemas() -> dict[str, Schema]:
     """The data shapes of requests and responses, by name."""
+    from hotpool.main_server import openapi_images  # it builds on this module
+
     string, integer, number, boolean = (
         {"type": "string"},
         {"type": "integer"},
@@ -193,6 +195,7 @@ def schemas() -> dict[str, Schema]:
                 "on_failure": string,
                 "websocket": string,
                 "ws_route_selection": string,
+                **openapi_images.function_fields(),
             }
         ),
         "FunctionList": object_schema({"functions": {"type": "array", "items": ref("Function")}}),

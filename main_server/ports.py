@@ -136,6 +136,12 @@ class ManagerApi(Protocol):
         (``{"error_type": ..., "message": ...}``: an OOM kill or a crash), else None."""
         ...
 
+    async def resolve_image(self, reference: str) -> dict[str, Any]:
+        """The image a reference names on the Managers' Docker daemons: ``image_id`` (the
+        pin) and its ImageConfig (``entrypoint``, ``command``, ``workdir``); NotFound if no
+        Manager has it, InvalidRequest if they do not run the Docker backend."""
+        ...
+
 
 class FunctionVersions(Protocol):
     """Where a request waiting on a retired version finds its function's current one

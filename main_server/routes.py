@@ -83,6 +83,8 @@ async def _parse_multipart(request: web.Request, limit: int) -> tuple[bytes, dic
         elif part.name:
             params[part.name] = (await _read_part(part, 64 * 1024)).decode("utf-8", "replace")
     if code is None:
+        if "image" in params or "image" in request.query:  # its code is the image
+            return b"", params
         raise InvalidRequest("the multipart body has no code file; send it as field 'code'")
     return code, params
 
@@ -146,6 +148,9 @@ async def put_function(request: web.Request) -> web.Response:
         params = {**query, **params}
     elif content_type in ("application/zip", "application/octet-stream"):
         data = await read_limited(request, settings_limit, "the code package")
+        params = {k: v for k, v in request.query.items() if k != "namespace"}
+    elif "image" in request.query and not request.can_read_body:
+        data = b""  # a container-image function: settings in the query, no body
         params = {k: v for k, v in request.query.items() if k != "namespace"}
     else:
         raise InvalidRequest(

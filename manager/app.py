@@ -30,7 +30,7 @@ from hotpool.manager.process_backend import ProcessBackend
 from hotpool.manager.service import ManagerService
 from hotpool.manager.specialise import CreateRequest
 from hotpool.shared.codestore import CodeStore, LocalCodeStore
-from hotpool.shared.errors import Unauthorized
+from hotpool.shared.errors import InvalidRequest, Unauthorized
 from hotpool.shared.http import client_context, error_middleware, json_response, read_json
 from hotpool.shared.loops import every
 from hotpool.shared.metrics import probe
@@ -71,6 +71,21 @@ async def delete_container(request: web.Request) -> web.Response:
             "message": message,
         }
     return json_response({"removed": request.match_info["container_id"], "exit": exit_info})
+
+
+async def resolve_image(request: web.Request) -> web.Response:
+    """``{"image": reference}`` -> the image's pinned ID and ImageConfig on this node."""
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("image"), str):
+        raise InvalidRequest('send {"image": "<reference>"}')
+    service = request.app[SERVICE]
+    resolve = getattr(request.app[BACKEND], "resolve_image", None)
+    if resolve is None:
+        raise InvalidRequest(
+            f"container-image functions need the Docker backend; manager {service.manager_id} "
+            f"runs the {service.backend_name} backend (HOTPOOL_BACKEND=docker)"
+        )
+    return json_response(await resolve(body["image"]))
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -146,6 +161,7 @@ def make_backend(settings: Settings) -> ContainerBackend:
         tmpfs_mb=settings.container_tmpfs_mb,
         create_concurrency=settings.docker_create_concurrency,
         ready_timeout_s=settings.container_ready_timeout_s,
+        relay_memory_mb=settings.image_relay_memory_mb,
     )
 
 
@@ -181,6 +197,7 @@ def create_manager_app(
         [
             web.post("/v1/containers", create_container),
             web.get("/v1/containers", list_containers),
+            web.post("/v1/images/resolve", resolve_image),
             web.delete("/v1/containers/{container_id}", delete_container),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),

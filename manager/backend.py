@@ -40,12 +40,25 @@ def can_transition(current: ContainerState, new: ContainerState) -> bool:
 
 
 @dataclass(frozen=True)
+class ImageRun:
+    """A container-image function's own container: the pinned image and how to run it."""
+
+    image_id: str  # sha256:..., pinned at deploy
+    entrypoint: tuple[str, ...] = ()  # () = the image's own
+    command: tuple[str, ...] = ()
+    workdir: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
-    """What to start: a generic container of one runtime with a memory limit."""
+    """What to start: a generic container of one runtime with a memory limit; with ``image``,
+    the relay of a container-image function and that function's container beside it."""
 
     runtime: str
     memory_mb: int
     labels: Mapping[str, str] = field(default_factory=dict)
+    image: ImageRun | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiodocker
 import aiohttp
@@ -29,6 +29,7 @@ from hotpool.manager.backend import (
     new_container_secret,
 )
 from hotpool.manager.docker_errors import BUILD_COMMAND, docker_errors
+from hotpool.manager.docker_images import IMAGE_MANAGER_LABEL, ImagePairs, resolve_image
 from hotpool.manager.docker_network import FUNCTION_NETWORK, FunctionNetwork
 from hotpool.shared.errors import ContainerFailed, RuntimeImageMissing
 from hotpool.shared.models import CONTAINER_SECRET_HEADER
@@ -50,10 +51,11 @@ events_retry_s = 1.0
 max_remembered_exits = 1000
 
 
-class DockerBackend:
+class DockerBackend(ImagePairs):
     """``ContainerBackend`` on a Docker daemon through aiodocker."""
 
     name = "docker"
+    runtime_label = RUNTIME_LABEL
 
     def __init__(
         self,
@@ -68,6 +70,7 @@ class DockerBackend:
         create_concurrency: int = 4,
         ready_timeout_s: float = 30.0,
         network: str = FUNCTION_NETWORK,
+        relay_memory_mb: int = 64,
     ) -> None:
         self._manager_id = manager_id
         self._network = FunctionNetwork(lambda: self.docker, network)
@@ -79,6 +82,11 @@ class DockerBackend:
         self._tmpfs_mb = tmpfs_mb
         self._create_slots = asyncio.Semaphore(create_concurrency)
         self._ready_timeout_s = ready_timeout_s
+        self._relay_memory_mb = relay_memory_mb
+        # image functions: relay id -> its function container, and back
+        self._companions: dict[str, str] = {}
+        self._relay_of: dict[str, str] = {}
+        self._function_exits: dict[str, ExitStatus] = {}
         self._docker: aiodocker.Docker | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ids: set[str] = set()
@@ -156,7 +164,20 @@ class DockerBackend:
         }
 
     async def start(self, spec: ContainerSpec) -> Container:
-        config = self.container_config(spec)
+        if spec.image is not None:
+            return await self._start_image(spec, spec.image)
+        return await self._start(self.container_config(spec), spec)
+
+    async def resolve_image(self, reference: str) -> dict:
+        """The pinned ID and ImageConfig of the image ``reference`` names on this daemon."""
+        return await resolve_image(self.docker, reference)
+
+    async def _start(
+        self,
+        config: dict,
+        spec: ContainerSpec,
+        then: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Container:
         network_id = await self._network.id()  # by ID: its name may be ambiguous
         config["HostConfig"]["NetworkMode"] = network_id
         config["NetworkingConfig"] = self._network.endpoints(network_id)
@@ -177,6 +198,8 @@ class DockerBackend:
             address = f"{self._host}:{published[0]['HostPort']}"
             await self._hand_secret(container, secret)
             await self._wait_ready(container.id, address, secret)
+            if then is not None:
+                await then(container.id)
         except BaseException:
             await self.remove(container.id)
             raise
@@ -278,6 +301,7 @@ class DockerBackend:
             # 404: gone already; 409: its removal is already under way
             with docker_errors("could not remove container", ignore=(404, 409)):
                 await self.docker.containers.container(container_id).delete(force=True)
+            await self._remove_companions(container_id)
         finally:
             self._ids.discard(container_id)
             self._removing.discard(container_id)
@@ -290,6 +314,10 @@ class DockerBackend:
         with contextlib.suppress(Exception):
             ids = await self.list_ids()
             await asyncio.gather(*(self.remove(cid) for cid in ids), return_exceptions=True)
+        with contextlib.suppress(Exception):  # image functions' containers whose relay is gone
+            label = json.dumps({"label": [f"{IMAGE_MANAGER_LABEL}={self._manager_id}"]})
+            for leftover in await self.docker.containers.list(all=True, filters=label):
+                await leftover.delete(force=True)
         if self._http is not None:
             await self._http.close()
         if self._docker is not None:
@@ -299,13 +327,10 @@ class DockerBackend:
 
     async def _follow_events(self) -> None:
         """Follow the daemon's event stream for this Manager's containers, reconnecting."""
-        filters = json.dumps(
-            {
-                "type": ["container"],
-                "event": ["die", "oom"],
-                "label": [f"{MANAGER_LABEL}={self._manager_id}"],
-            }
-        )
+        # no label filter: Docker ANDs label filters, and this Manager's containers carry one
+        # of two labels (runtime containers and relays; image functions' own): _on_event
+        # picks them out
+        filters = json.dumps({"type": ["container"], "event": ["die", "oom"]})
         while True:
             try:
                 await self._read_events(filters)
@@ -326,6 +351,12 @@ class DockerBackend:
     async def _on_event(self, event: dict) -> None:
         container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
         action = event.get("Action") or event.get("status")
+        labels = event.get("Actor", {}).get("Attributes", {})
+        if self._manager_id not in (labels.get(MANAGER_LABEL), labels.get(IMAGE_MANAGER_LABEL)):
+            return  # another Manager's, or no hotpool container at all
+        if container_id in self._relay_of:
+            await self._on_function_event(container_id, action, event)
+            return
         if action == "oom":
             previous = self._exits.get(container_id)
             self._exits[container_id] = ExitStatus(previous.exit_code if previous else 137, True)
@@ -335,7 +366,8 @@ class DockerBackend:
         attributes = event.get("Actor", {}).get("Attributes", {})
         code = int(attributes.get("exitCode", -1))
         oom = container_id in self._exits and self._exits[container_id].oom_killed
-        self._exits[container_id] = ExitStatus(code, oom)
+        # a relay ended by its function container's end: that one's status is the story
+        self._exits[container_id] = self._function_exits.pop(container_id, ExitStatus(code, oom))
         if len(self._exits) > max_remembered_exits:
             self._exits.pop(next(iter(self._exits)))
         self._ids.discard(container_id)

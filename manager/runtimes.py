@@ -37,6 +37,9 @@ def process_command(runtime: str, provided_dir: Path) -> list[str]:
                 "none is on PATH: install Node.js 18 or later (Debian: apt-get install nodejs)"
             )
         return [node, str(NODEJS_BOOTSTRAP)]
+    if runtime == "provided":  # the relay to the package's bootstrap (Lambda's Runtime API)
+        return [sys.executable, "-I", "-S", "-u", "-B", str(PYTHON_BOOTSTRAP),
+                "--runtime", "provided"]  # fmt: skip
     raise RuntimeImageMissing(
         f"the process backend cannot run the {runtime!r} runtime; use the Docker backend "
         "and its image (deploy/build-images.sh)"

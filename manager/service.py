@@ -109,9 +109,15 @@ class ManagerService:
             # downloaded once
             code, *layers = await asyncio.gather(*map(self._code.get, request.packages()))
             fetched = time.perf_counter()
-            record = self.prewarm.take(request.config.runtime)
+            # an image function's container is its own image: no generic one will do
+            record = None if request.config.image else self.prewarm.take(request.config.runtime)
             if record is None:
-                container = await self._backend.start(request.spec(self.manager_id))
+                spec = request.spec(
+                    self.manager_id,
+                    region=self.settings.function_region,
+                    platform_env=platform_env,
+                )
+                container = await self._backend.start(spec)
                 self.containers.started(starting, container)
                 record = starting
                 record.move(ContainerState.INITIALISING)
@@ -203,7 +209,8 @@ class ManagerService:
             idle = [c for c in await self._idle_containers() if c.entry.container_id not in tried]
             victims = choose_victims(
                 idle,
-                self._use(request.config.runtime, limit_mb),
+                # an image function takes no pre-warmed container: none of them is its room
+                self._use("" if request.config.image else request.config.runtime, limit_mb),
                 memory_mb=memory_mb,
                 function=request.function,
                 version=request.version,

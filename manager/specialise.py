@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from hotpool.manager.backend import Container, ContainerSpec
+from hotpool.manager.backend import Container, ContainerSpec, ImageRun
 from hotpool.shared.errors import ContainerFailed, FunctionError, InvalidRequest
 from hotpool.shared.models import (
     CONTAINER_SECRET_HEADER,
@@ -68,14 +68,46 @@ class CreateRequest:
         """Every package a container of this version needs: its code, then its layers."""
         return (self.code_key, *self.layer_keys)
 
-    def spec(self, manager_id: str) -> ContainerSpec:
+    def spec(
+        self, manager_id: str, *, region: str = "us-east-1", platform_env: dict | None = None
+    ) -> ContainerSpec:
         """The container a fresh cold start for this request begins with."""
         labels = {
             "hotpool.manager": manager_id,
             "hotpool.function": self.function,
             "hotpool.version": str(self.version),
         }
-        return ContainerSpec(self.config.runtime, self.config.memory_mb, labels)
+        image = self.image_run(region, platform_env or {}) if self.config.image else None
+        return ContainerSpec(self.config.runtime, self.config.memory_mb, labels, image)
+
+    def image_run(self, region: str, platform_env: dict[str, str]) -> ImageRun:
+        """How an image function's own container runs: its pinned image with Lambda's
+        environment (set at its start: its runtime is not the relay's child)."""
+        config = self.config
+        if not config.image_id:
+            raise InvalidRequest(f"{self.function} v{self.version} has no pinned image ID")
+        env = {
+            **config.env,
+            **platform_env,
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_LAMBDA_FUNCTION_NAME": self.function,
+            "AWS_LAMBDA_FUNCTION_VERSION": str(self.version),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.function}",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        }
+        if config.log_format == "json":
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        if config.log_level:
+            env["AWS_LAMBDA_LOG_LEVEL"] = config.log_level
+        return ImageRun(
+            config.image_id,
+            config.image_entrypoint,
+            config.image_command,
+            config.image_workdir,
+            env,
+        )
 
 
 @dataclass(frozen=True)

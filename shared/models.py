@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from hotpool.shared.errors import InvalidRequest
+from hotpool.shared.images import IMAGE_HANDLER, check_image_config
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 # ``module.function``, ``pkg.module.function`` or, as Serverless Framework and CDK apps write
@@ -25,9 +26,14 @@ NODE_HANDLER_RE = re.compile(
 )
 LAYER_RE = re.compile(r"^([a-z][a-z0-9_-]{0,62}):([1-9][0-9]{0,8})\Z")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
-RUNTIMES = ("python", "nodejs")
+RUNTIMES = ("python", "nodejs", "provided")
 # each runtime's handler when a function names none, and its form (Lambda's defaults differ)
-DEFAULT_HANDLERS = {"python": "main.handler", "nodejs": "index.handler"}
+# (a custom runtime's handler is free text its bootstrap reads from _HANDLER)
+DEFAULT_HANDLERS = {
+    "python": "main.handler",
+    "nodejs": "index.handler",
+    "provided": "function.handler",
+}
 HANDLER_FORMS = {
     "python": (HANDLER_RE, "'module.function' or 'dir/module.function', e.g. 'main.handler'"),
     "nodejs": (NODE_HANDLER_RE, "'file.export' or 'dir/file.export', e.g. 'index.handler'"),
@@ -133,6 +139,14 @@ class FunctionConfig:
     # (header or ?token=), "public", or "off"; and how a message's routeKey is chosen
     websocket: str = "off"
     ws_route_selection: str = DEFAULT_ROUTE_SELECTION
+    # a container-image function (shared.images): the reference deployed, the image ID it
+    # resolved to at deploy (the pin; set by hotpool, never by the deployer), and Lambda's
+    # ImageConfig overrides of the image's ENTRYPOINT, CMD and WORKDIR
+    image: str = ""
+    image_id: str = ""
+    image_entrypoint: tuple[str, ...] = ()
+    image_command: tuple[str, ...] = ()
+    image_workdir: str = ""
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -143,9 +157,12 @@ class FunctionConfig:
             raise InvalidRequest("handler must be a string")
         if not self.handler:  # frozen: set once here, as the runtime's default
             object.__setattr__(self, "handler", DEFAULT_HANDLERS[self.runtime])
-        pattern, form = HANDLER_FORMS[self.runtime]
-        if not pattern.match(self.handler):
-            raise InvalidRequest(f"handler {self.handler[:200]!r} must be {form}")
+        if self.runtime == "provided":
+            _validate_free_handler(self.handler)
+        else:
+            pattern, form = HANDLER_FORMS[self.runtime]
+            if not pattern.match(self.handler):
+                raise InvalidRequest(f"handler {self.handler[:200]!r} must be {form}")
         low, high = MEMORY_MB_RANGE
         if not low <= self.memory_mb <= high:
             raise InvalidRequest(f"memory_mb must be between {low} and {high}")
@@ -175,23 +192,36 @@ class FunctionConfig:
         for name in ("on_success", "on_failure"):
             if getattr(self, name):
                 validate_name(getattr(self, name), what=f"{name} function name")
+        check_image_config(self)
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> FunctionConfig:
         """Parse query or form parameters; unknown names are refused, not ignored."""
-        unknown = sorted(set(params) - set(_PARSERS))
+        unknown = sorted((set(params) - set(_PARSERS)) | (set(params) & {"image_id"}))
         if unknown:
+            known = sorted(set(_PARSERS) - {"image_id"})
             raise InvalidRequest(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_PARSERS))}"
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
             )
-        return cls(**{name: _PARSERS[name](raw) for name, raw in params.items()})
+        values = {name: _PARSERS[name](raw) for name, raw in params.items()}
+        if values.get("image"):  # Lambda's PackageType=Image: no runtime, no handler
+            for name in ("runtime", "handler"):
+                if name in values:
+                    raise InvalidRequest(
+                        f"an image function takes no {name}: its image brings its runtime "
+                        "(image_command overrides the image's CMD, where AWS's images name "
+                        "the handler)"
+                    )
+            values.update(runtime="provided", handler=IMAGE_HANDLER)
+        return cls(**values)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FunctionConfig:
         """The config ``to_dict`` gave (unmasked), e.g. in a Manager's create request."""
         values = {k: data[k] for k in _PARSERS if k in data}
-        if "layers" in values:
-            values["layers"] = tuple(values["layers"])
+        for name in ("layers", "image_entrypoint", "image_command"):
+            if name in values:
+                values[name] = tuple(values[name])
         if values.get("cors") is not None:
             values["cors"] = Cors.from_dict(values["cors"])
         return cls(**values)
@@ -205,6 +235,8 @@ class FunctionConfig:
         data = asdict(self)
         data["env"] = {k: "***" for k in self.env} if mask_env else dict(self.env)
         data["layers"] = list(self.layers)
+        data["image_entrypoint"] = list(self.image_entrypoint)
+        data["image_command"] = list(self.image_command)
         data["cors"] = self.cors.to_dict() if self.cors is not None else None
         return data
 
@@ -214,6 +246,7 @@ OPTION_NAMES = (
     "layers", "log_format", "log_level", "http", "http_payload", "cors",
     "async_retries", "max_event_age_s", "on_success", "on_failure",
     "websocket", "ws_route_selection",
+    "image", "image_id", "image_entrypoint", "image_command", "image_workdir",
 )  # fmt: skip
 
 
@@ -313,6 +346,11 @@ _PARSERS: dict[str, Any] = {
     "on_failure": str,
     "websocket": lambda raw: raw.strip().lower(),
     "ws_route_selection": lambda raw: raw.strip(),
+    "image": lambda raw: raw.strip(),
+    "image_id": str,  # from_dict only: the pin is hotpool's, from_params refuses it
+    "image_entrypoint": _parse_json("image_entrypoint", 'a JSON list, e.g. ["/entry.sh"]'),
+    "image_command": _parse_json("image_command", 'a JSON list, e.g. ["app.handler"]'),
+    "image_workdir": str,
 }
 
 
@@ -346,6 +384,17 @@ def _validate_layers(layers: Any) -> None:
     names = [layer.partition(":")[0] for layer in layers]
     if len(set(names)) != len(names):
         raise InvalidRequest("a function may use each layer once")
+
+
+def _validate_free_handler(handler: str) -> None:
+    """A custom runtime's handler (``provided``): any text it reads from ``_HANDLER``, as on
+    Lambda: 1-128 characters, printable, no whitespace."""
+    if not (0 < len(handler) <= 128 and handler.isprintable() and not re.search(r"\s", handler)):
+        raise InvalidRequest(
+            f"handler {handler[:80]!r} of a provided function must be 1-128 printable "
+            "characters without spaces (the runtime reads it from _HANDLER), "
+            "e.g. 'function.handler'"
+        )
 
 
 def _validate_env(env: Any) -> None:

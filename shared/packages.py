@@ -94,7 +94,9 @@ def inspect_package(
     data: bytes, handler: str | None, limits: PackageLimits, runtime: str = "python"
 ) -> CodePackage:
     """Check an uploaded zip against every package rule; raise InvalidPackage on the first
-    broken one, with a message telling the user what to fix. A layer has no ``handler``."""
+    broken one, with a message telling the user what to fix. A layer has no ``handler``; a
+    ``provided`` function's is text its own runtime reads, so only a Python one is checked
+    (a custom runtime's ``bootstrap`` may come from a layer, as on Lambda)."""
     _check_size(data, limits)
     with _open_zip(data) as zf:
         infos = zf.infolist()
@@ -104,7 +106,7 @@ def inspect_package(
         if handler is not None and runtime == "nodejs":
             names = [info.orig_filename for info in infos]
             check_node_handler(names, handler, _single_folder(names))
-        elif handler is not None:
+        elif handler is not None and runtime == "python":
             _check_handler(zf, infos, handler)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), total, len(infos))
 

@@ -117,6 +117,12 @@ class Settings:
     # /tmp, and what is written to it counts against the container's memory_mb
     container_tmpfs_mb: int = 768
     docker_create_concurrency: int = 4
+    # container-image functions: the repository prefixes a function's image may start with,
+    # comma-separated, "{namespace}" standing for the deploying namespace; empty = image
+    # functions off (shared.images)
+    image_allow: str = ""
+    # the memory of the relay container beside each image function's own (Lambda Runtime API)
+    image_relay_memory_mb: int = 64
 
     # the pool
     lease_grace_s: float = 10.0

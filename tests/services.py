@@ -29,6 +29,13 @@ RUNTIME_IMAGE = os.environ.get("HOTPOOL_TEST_RUNTIME_IMAGE", "hotpool/runtime-py
 RUNTIME_IMAGE_NODEJS = os.environ.get(
     "HOTPOOL_TEST_RUNTIME_IMAGE_NODEJS", "hotpool/runtime-nodejs:latest"
 )
+# the custom-runtime image (runtime=provided), alike (HOTPOOL_RUNTIME_IMAGE_PROVIDED builds it)
+RUNTIME_IMAGE_PROVIDED = os.environ.get(
+    "HOTPOOL_TEST_RUNTIME_IMAGE_PROVIDED", "hotpool/runtime-provided:latest"
+)
+# the Lambda-style image of the container-image function tests (tests/lambda_image/build.sh
+# builds it, and the same tag + "-v2")
+LAMBDA_IMAGE = os.environ.get("HOTPOOL_TEST_LAMBDA_IMAGE", "hotpool-test/lambda-python:latest")
 
 
 def missing_service(reason: str) -> None:

@@ -42,6 +42,16 @@ after each /invoke); ``errors`` how failures are reported; ``environment`` Lambd
 variables; ``logs`` and ``log_handler`` Lambda's log lines. The entry point is
 the ``__main__.py`` beside this package.
 
+With ``--runtime provided`` the same three routes and answers relay to a custom runtime
+instead (``relay``): /init also takes a handler of any text (``_HANDLER``) and answers 422
+Runtime.InvalidEntrypoint (no runnable ``bootstrap``), Runtime.ExitError (it exited first),
+Runtime.InitTimeout (no poll within 10 s) or the type the runtime posted to /init/error; an
+/invoke whose runtime dies answers Runtime.ExitError, then the process exits. ``runtime_api``
+serves the Lambda Runtime API to it, only to the runtime it started and its descendants
+(``peers``: other tenants share 127.0.0.1 on the process backend); ``outcomes`` turns what the
+runtime posts into answers; ``child`` starts it and captures its output. The Python runtime
+imports none of these.
+
 Every idle container pays for each module imported here, so the imports are few: no
 http.server, asyncio, typing or pathlib; zipfile, base64 and traceback only when used. Nothing
 outside the standard library, and nothing of ``hotpool.*``: this runs on any python3.

@@ -21,8 +21,9 @@ _MISSING = object()
 class FunctionConfig:
     """The validated fields of an /init request, except the code itself."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
-        """Validate an /init body; raises RequestError(400) naming the bad field."""
+    def __init__(self, body: dict[str, Any], *, free_handler: bool = False) -> None:
+        """Validate an /init body; raises RequestError(400) naming the bad field.
+        ``free_handler``: the handler is any text a custom runtime reads (``_HANDLER``)."""
         self.function_name: str = field(body, "function_name", str)
         self.function_version: int = field(body, "function_version", int)
         self.handler: str = field(body, "handler", str)
@@ -33,7 +34,11 @@ class FunctionConfig:
         self.region: str = field(body, "region", str, DEFAULT_REGION)
         self.log_format: str = field(body, "log_format", str, "text")
         self.log_level: str = field(body, "log_level", str, "")
-        if not _valid_handler(self.handler):
+        if free_handler:
+            if not valid_free_handler(self.handler):
+                raise bad_request(f"handler must be 1-128 printable characters, no spaces, got "
+                                  f"{self.handler[:200]!r}")  # fmt: skip
+        elif not _valid_handler(self.handler):
             raise bad_request(
                 f"handler must look like 'module.function' or 'dir/module.function', "
                 f"got {self.handler!r}"
@@ -54,6 +59,13 @@ def module_name(handler: str) -> str:
     """The module to import for ``handler``: as awslambdaric does, ``dir/module.function``
     names the module ``dir.module`` (a folder of the code directory is a namespace package)."""
     return handler.rpartition(".")[0].replace("/", ".")
+
+
+def valid_free_handler(handler: str) -> bool:
+    """Lambda's rule for a custom runtime's handler: 1-128 characters, no whitespace."""
+    return (
+        0 < len(handler) <= 128 and handler.isprintable() and not any(c.isspace() for c in handler)
+    )
 
 
 def _valid_handler(handler: str) -> bool:

@@ -26,7 +26,9 @@ def python_paths(opt_dir: str) -> list[str]:
             os.path.join(opt_dir, "python")]  # fmt: skip
 
 
-def install_layers(request: dict[str, Any], opt_dir: str, code_dir: str) -> None:
+def install_layers(
+    request: dict[str, Any], opt_dir: str, code_dir: str, *, keep_modes: bool = False
+) -> None:
     """Unpack the /init request's ``layers_zip_b64`` (a list, maybe absent) into ``opt_dir``
     and put their Python folders on sys.path after ``code_dir``. Without an ``opt_dir`` (the
     bootstrap's --opt-dir), layers are refused rather than written anywhere else."""
@@ -41,7 +43,7 @@ def install_layers(request: dict[str, Any], opt_dir: str, code_dir: str) -> None
     root = os.path.realpath(opt_dir)
     for number, layer in enumerate(layers, 1):
         try:
-            unpack_code(layer, root)
+            unpack_code(layer, root, keep_modes=keep_modes)
         except RequestError as exc:
             raise RequestError(400, "InvalidLayerZip", f"layer {number}: {exc}") from exc
         except OSError as exc:  # e.g. /tmp is full, or a file where an earlier layer has a folder

@@ -13,6 +13,7 @@ from .errors import RequestError, describe
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
     import asyncio
+    import zipfile
     from collections.abc import Callable
     from typing import Any
 
@@ -74,8 +75,10 @@ def load_handler(spec: str) -> tuple[Callable[..., Any] | None, dict[str, str] |
     return handler, None
 
 
-def unpack_code(code_zip_b64: str, code_dir: str) -> None:
-    """Extract the zip into code_dir after checking that no entry escapes it."""
+def unpack_code(code_zip_b64: str, code_dir: str, *, keep_modes: bool = False) -> None:
+    """Extract the zip into code_dir after checking that no entry escapes it; with
+    ``keep_modes``, files keep the permission bits the zip gives them (a custom runtime's
+    ``bootstrap`` must stay executable), as Lambda's unpacking does."""
     import base64
     import zipfile
     import zlib
@@ -92,6 +95,8 @@ def unpack_code(code_zip_b64: str, code_dir: str) -> None:
         try:
             os.makedirs(code_dir, exist_ok=True)
             archive.extractall(code_dir)
+            if keep_modes:
+                _restore_modes(archive, code_dir)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise RequestError(400, "InvalidCodeZip", f"corrupt zip: {exc}") from exc
         except OSError as exc:  # the function's doing: e.g. code larger than the container's /tmp
@@ -103,6 +108,15 @@ def unpack_code(code_zip_b64: str, code_dir: str) -> None:
                 "(HOTPOOL_CONTAINER_TMPFS_MB)",
                 traceback="",
             ) from exc  # fmt: skip
+
+
+def _restore_modes(archive: zipfile.ZipFile, code_dir: str) -> None:
+    """chmod what extractall wrote to the permission bits of entries made on Unix (only those
+    nine bits: never setuid, setgid or sticky)."""
+    for info in archive.infolist():
+        mode = (info.external_attr >> 16) & 0o777
+        if info.create_system == 3 and mode and not info.is_dir():
+            os.chmod(os.path.join(code_dir, info.filename), mode | 0o400)
 
 
 def _is_inside(name: str, root: str) -> bool:

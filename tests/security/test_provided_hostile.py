@@ -1,0 +1,186 @@
+"""Hostile custom runtimes (``runtime=provided``): a bootstrap that never polls, that answers
+for another request, that floods its output, that forks and exits. Each is contained: the call
+fails clearly or succeeds bounded, and nothing it started outlives its container."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.helpers import handler_zip
+from tests.manager.provided_kit import provided_zip
+from tests.stack import wait_for
+
+pytestmark = pytest.mark.integration
+
+API = 'API="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"\n'
+NEXT = """\
+  H=$(mktemp)
+  curl -sS -D "$H" -o "$H.body" "$API/invocation/next"
+  ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$H" | tr -d '[:space:]' | cut -d: -f2)
+"""
+
+
+def bootstrap(body: str) -> bytes:
+    return provided_zip({"bootstrap": "#!/bin/bash\n" + API + body})
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def written_pid(path: Path) -> int | None:
+    text = path.read_text().strip() if path.exists() else ""
+    return int(text) if text.isdigit() else None
+
+
+async def gone(pid_file: Path) -> bool:
+    """Whether the process whose pid the bootstrap wrote has ended (waiting a little)."""
+
+    async def written() -> bool:
+        return written_pid(pid_file) is not None
+
+    assert await wait_for(written), f"the bootstrap never wrote {pid_file}"
+    pid = written_pid(pid_file)
+    assert pid is not None
+
+    async def ended() -> bool:
+        return not alive(pid)
+
+    return await wait_for(ended)
+
+
+async def deploy(stack, name: str, code: bytes, **params) -> None:
+    resp = await stack.deploy(name, code, runtime="provided", handler="hostile", **params)
+    assert resp.status == 201, await resp.text()
+
+
+async def test_a_bootstrap_that_never_polls_fails_its_init_and_is_killed(hotpool_stack, tmp_path):
+    pid_file = tmp_path / "pid"
+    stack = await hotpool_stack()
+    await deploy(stack, "mute", bootstrap('echo $$ > "$LEDGER"\nexec sleep 600\n'),
+                 env={"LEDGER": str(pid_file)})  # fmt: skip
+    resp = await stack.invoke("mute", {})
+    body = orjson.loads(await resp.read())
+    assert resp.status >= 400, body
+    assert body["errorType"] == "Runtime.InitTimeout"
+    assert "did not poll /2018-06-01/runtime/invocation/next" in body["errorMessage"]
+    assert await gone(pid_file)
+    assert stack.live_containers() == set()
+
+
+async def test_a_response_for_another_request_is_refused_and_never_answers_the_call(
+    hotpool_stack,
+):
+    code = bootstrap(
+        "SECOND=none\nwhile true; do\n"
+        + NEXT
+        + """\
+  WRONG=$(curl -s -o /dev/null -w '%{http_code}' "$API/invocation/not-$ID/response" -d '"stolen"')
+  curl -s -o /dev/null "$API/invocation/$ID/response" \\
+    -d "{\\"wrong_id_status\\": $WRONG, \\"previous_second_response\\": \\"$SECOND\\"}"
+  SECOND=$(curl -s -o /dev/null -w '%{http_code}' "$API/invocation/$ID/response" -d '"twice"')
+done
+"""
+    )
+    stack = await hotpool_stack()
+    await deploy(stack, "thief", code)
+    resp = await stack.invoke("thief", {})
+    assert resp.status == 200
+    assert orjson.loads(await resp.read()) == {
+        "wrong_id_status": 400, "previous_second_response": "none"
+    }  # fmt: skip
+    # the same container: its second response to the first call was refused too
+    resp = await stack.invoke("thief", {})
+    assert resp.headers["X-Hotpool-Cold-Start"] == "false"
+    assert orjson.loads(await resp.read())["previous_second_response"] == "403"
+
+
+async def test_a_bootstrap_flooding_its_output_is_bounded_and_keeps_serving(hotpool_stack):
+    code = bootstrap(
+        "while true; do\n"
+        + NEXT
+        + """\
+  head -c 30000000 /dev/zero | tr '\\0' x
+  head -c 30000000 /dev/zero | tr '\\0' y >&2
+  curl -s -o /dev/null "$API/invocation/$ID/response" -d '"flooded"'
+done
+"""
+    )
+    stack = await hotpool_stack(log_limit_bytes=4096)
+    await deploy(stack, "flood", code)
+    for _ in range(2):
+        resp = await stack.invoke("flood", {})
+        assert (resp.status, orjson.loads(await resp.read())) == (200, "flooded")
+    records = await stack.records("flood", 2)
+    for rec in records:
+        assert len(rec["stdout"].encode()) <= 4096 + 20 and rec["stdout"].startswith("xxxx")
+        assert rec["stdout"].endswith("[truncated]") and rec["stderr"].endswith("[truncated]")
+
+
+@pytest.mark.parametrize(
+    "fork",
+    [
+        pytest.param('sleep 600 &\necho $! > "$LEDGER"\n', id="child"),
+        pytest.param('( setsid sleep 600 & echo $! > "$LEDGER" )\n', id="double-fork-setsid"),
+    ],
+)
+async def test_a_bootstrap_that_forks_and_exits_fails_and_leaves_nothing(
+    hotpool_stack, tmp_path, fork
+):
+    pid_file = tmp_path / "pid"
+    stack = await hotpool_stack()
+    await deploy(stack, "forker", bootstrap(fork + "exit 0\n"), env={"LEDGER": str(pid_file)})
+    resp = await stack.invoke("forker", {})
+    body = orjson.loads(await resp.read())
+    assert resp.status >= 400, body
+    assert body["errorType"] == "Runtime.ExitError"
+    assert body["errorMessage"].endswith("Runtime exited with error: exit status 0")
+    assert await gone(pid_file)
+
+
+ATTACKER = handler_zip(
+    """
+    import http.client
+    results = {}
+    host, port = event["api"].split(":")
+    for method, path in (("GET", "/invocation/next"), ("POST", "/invocation/x/response")):
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            conn.request(method, "/2018-06-01/runtime" + path, body=b'"forged"')
+            results[path] = conn.getresponse().status
+        except OSError as exc:
+            results[path] = repr(exc)
+        finally:
+            conn.close()
+    return results
+    """
+)
+
+
+async def test_another_tenants_function_cannot_use_a_custom_runtimes_api(hotpool_stack, tmp_path):
+    # the process backend: every container shares the host's 127.0.0.1
+    api_file = tmp_path / "api"
+    victim = bootstrap(
+        'echo "$AWS_LAMBDA_RUNTIME_API" > "$LEDGER"\nwhile true; do\n' + NEXT
+        + '  curl -s -o /dev/null "$API/invocation/$ID/response" -d \'"genuine"\'\ndone\n'
+    )  # fmt: skip
+    stack = await hotpool_stack()
+    await deploy(stack, "victim", victim, env={"LEDGER": str(api_file)})
+    assert (await stack.invoke("victim", {})).status == 200
+    api = api_file.read_text().strip()
+    assert (await stack.deploy("attacker", ATTACKER)).status == 201
+    resp = await stack.invoke("attacker", {"api": api})
+    assert orjson.loads(await resp.read()) == {
+        "/invocation/next": 403, "/invocation/x/response": 403
+    }  # fmt: skip
+    resp = await stack.invoke("victim", {})
+    assert (resp.headers["X-Hotpool-Cold-Start"], orjson.loads(await resp.read())) == (
+        "false", "genuine"
+    )  # fmt: skip
