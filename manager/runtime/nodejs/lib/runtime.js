@@ -31,7 +31,14 @@ function unpackOrFail(zipB64, dir, what) {
     unpack(zipB64, dir, what);
   } catch (err) {
     if (err instanceof RequestError) throw err;
-    throw new RequestError(422, 'CodeUnpackFailed', `${what} could not be unpacked: ${err.message}; on Docker the code and layers share the container's /tmp (HOTPOOL_CONTAINER_TMPFS_MB)`, { traceback: '' });
+    const size = err.unzippedMb === undefined ? '' : ` (${Math.round(err.unzippedMb)} MB unzipped)`;
+    throw new RequestError(
+      422,
+      'CodeUnpackFailed',
+      `the ${what === 'code_zip_b64' ? 'code' : what}${size} could not be unpacked: ${err.message}; ` +
+        "on Docker the code and layers share the container's /tmp (HOTPOOL_CONTAINER_TMPFS_MB)",
+      { traceback: '' },
+    );
   }
 }
 
