@@ -26,7 +26,7 @@ from hotpool.benchmarks.chaos.config import (
     HarnessError,
 )
 from hotpool.benchmarks.devserver import spare_port
-from hotpool.manager.backend import BOOTSTRAP_PATH
+from hotpool.manager.runtimes import PYTHON_BOOTSTRAP as BOOTSTRAP_PATH
 from hotpool.shared.procs import die_with_parent
 
 # ---------------------------------------------------------------------------------------------
