@@ -26,7 +26,7 @@ from hotpool.benchmarks.chaos.config import (
     HarnessError,
 )
 from hotpool.benchmarks.devserver import spare_port
-from hotpool.manager.runtimes import PYTHON_BOOTSTRAP as BOOTSTRAP_PATH
+from hotpool.manager.runtimes import PYTHON_BOOTSTRAP
 from hotpool.shared.procs import die_with_parent
 
 # ---------------------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ class Bootstrap:
 def bootstrap_processes(run_dir: Path) -> list[Bootstrap]:
     """Every container process of this run: the bootstrap with a --code-dir under ``run_dir``."""
     found = []
-    bootstrap = str(BOOTSTRAP_PATH)
+    bootstrap = str(PYTHON_BOOTSTRAP)
     prefix = str(run_dir) + os.sep
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
