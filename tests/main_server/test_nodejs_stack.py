@@ -97,6 +97,17 @@ async def test_the_web_route_gets_api_gateways_event_and_the_answer_shape(hotpoo
     assert await resp.text() == "hello /some/page"
 
 
+async def test_a_streamified_handler_answers_the_web_route_as_it_writes(hotpool_stack):
+    stack = await hotpool_stack()
+    source = (Path(__file__).parents[1] / "manager/nodejs_app/streamified.mjs").read_text()
+    code = make_zip({"streamified.mjs": source})
+    await deployed(stack, "streamer", code, handler="streamified.handler")
+    resp = await stack.client.get("/fn/streamer/web")
+    assert resp.status == 201 and resp.headers["X-Kind"] == "streamified"
+    assert resp.headers["X-Hotpool-Streamed"] == "true"
+    assert await resp.text() == "Hello, world!"
+
+
 async def test_the_node_example_answers(hotpool_stack):
     stack = await hotpool_stack()
     await deployed(stack, "hello-node", zip_directory(EXAMPLES / "hello_node"))

@@ -271,6 +271,9 @@ def test_lambda_environment_and_working_directory(start_node):
     assert "/nodejs/node_modules" in env["NODE_PATH"]
     _, conn = with_handler(start_node, "app.cwd")
     assert invoke(conn, {})[1]["result"].endswith("/code")
+    # NODE_PATH is not reserved on Lambda: the function's own wins
+    _, conn = with_handler(start_node, "app.env", env={"NODE_PATH": "/mine"})
+    assert invoke(conn, {})[1]["result"]["NODE_PATH"] == "/mine"
 
 
 def test_a_second_concurrent_invoke_is_refused_busy(start_node, tmp_path):

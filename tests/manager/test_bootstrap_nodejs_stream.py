@@ -208,3 +208,45 @@ async def test_a_node_container_of_either_backend_streams_and_hears_an_abort(nod
     # generator's finally runs only if it was not yet awaiting its sleep: JavaScript cannot
     # cancel a pending await, as Python's runtime cancels it)
     assert summary(frames)["aborted"] is True
+
+
+@pytest.fixture
+def streamified(start_node: Callable[[], Bootstrap]) -> Bootstrap:
+    bootstrap = start_node()
+    conn = bootstrap.connect()
+    zipped = make_zip({"streamified.mjs": FILES["streamified.mjs"]})
+    status, body = init(conn, init_body("streamified.handler", code_zip_b64=zipped))
+    assert status == 200, body
+    conn.close()
+    return bootstrap
+
+
+@pytest.mark.parametrize(
+    ("mode", "head", "expected"),
+    [
+        ("plain", None, b"Hello, world!"),
+        ("web", {"statusCode": 201, "headers": {"X-Kind": "streamified"}}, b"Hello, world!"),
+        ("type", {"statusCode": 200, "headers": {"Content-Type": "text/plain"}}, b"Hello, world!"),
+        ("pipeline", None, b"one two req-s"),
+    ],
+)
+def test_awslambda_streamify_response_streams_what_the_handler_writes(
+    streamified, mode, head, expected
+):
+    frames = run_stream(LOCAL, streamified.port, mode, headers={"X-Hotpool-Request-Id": "req-s"})
+
+    assert summary(frames)["status"] == "success"
+    if head is None:
+        assert frames[0][0] != "H"
+    else:
+        assert (frames[0][0], json.loads(frames[0][1])) == ("H", head)
+    # what was written, in order (writes that wait in the stream together are one item)
+    assert b"".join(items(frames)) == expected
+
+
+def test_a_streamified_handler_that_throws_ends_in_an_error_summary(streamified):
+    frames = run_stream(LOCAL, streamified.port, "fail")
+
+    assert b"".join(items(frames)) == b"Hello, world!"
+    error = summary(frames)["error"]
+    assert (error["type"], error["message"]) == ("TypeError", "broke mid-stream")

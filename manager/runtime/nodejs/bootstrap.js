@@ -15,12 +15,14 @@
 // The modules: lib/http.js the server; runtime.js the routes; config.js the /init fields;
 // loader.js the handler; call.js one call (callbacks, promises, the event loop); context.js
 // Lambda's context and environment; logs.js console lines and captured output; stream.js
-// streamed answers; zip.js unpacking; reaping.js what a call leaves running.
+// streamed answers, streamify.js Lambda's `awslambda.streamifyResponse`; zip.js unpacking;
+// reaping.js what a call leaves running.
 
 const fs = require('fs');
 const { createServer } = require('./lib/http');
 const { installProcessHandlers } = require('./lib/call');
 const { Runtime } = require('./lib/runtime');
+const { install: installAwslambda } = require('./lib/streamify');
 
 const USAGE =
   'usage: node bootstrap.js --code-dir DIR [--opt-dir DIR] [--host H] [--port P] ' +
@@ -88,6 +90,7 @@ function main(argv) {
     socket.once('close', () => (connections -= 1));
   });
   installProcessHandlers(stderr);
+  installAwslambda(); // the global `awslambda` Lambda's Node runtime gives every function
   for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));
   server.listen({ host: options['--host'], port: Number(options['--port']), backlog: 64 }, () => {
     const port = server.address().port;

@@ -42,9 +42,10 @@ function lambdaVariables(config, { codeDir, runtimeDir, optDir, logStream, handl
     AWS_EXECUTION_ENV: `AWS_Lambda_nodejs${major}.x`,
     LAMBDA_TASK_ROOT: codeDir,
     LAMBDA_RUNTIME_DIR: runtimeDir,
-    NODE_PATH: nodePath(optDir, codeDir, runtimeDir),
     _HANDLER: handler,
   };
+  // not reserved on Lambda: a function may set its own
+  if (!('NODE_PATH' in config.env)) variables.NODE_PATH = nodePath(optDir, codeDir, runtimeDir);
   if (config.log_format === 'json') variables.AWS_LAMBDA_LOG_FORMAT = 'JSON';
   if (config.log_level) variables.AWS_LAMBDA_LOG_LEVEL = config.log_level;
   return variables;

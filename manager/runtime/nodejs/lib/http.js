@@ -14,6 +14,7 @@ const { RequestError, badRequest } = require('./errors');
 const MAX_BODY_BYTES = 300 * 1024 * 1024;
 const MAX_HEAD_BYTES = 64 * 1024;
 const SECRET_HEADER = 'x-hotpool-container-secret';
+const CLOSING = Symbol('closing'); // on a socket whose last answer closes it
 
 function parseJson(body) {
   try {
@@ -29,6 +30,7 @@ function send(res, status, payload, close = false) {
   if (close) {
     headers.Connection = 'close';
     res.shouldKeepAlive = false;
+    res.socket[CLOSING] = true;
   }
   res.writeHead(status, headers);
   res.end(body);
@@ -65,6 +67,9 @@ function readBody(req) {
 
 async function handle(routes, secret, req, res) {
   const started = performance.now();
+  if (req.httpVersion !== '1.1' && req.httpVersion !== '1.0') {
+    return send(res, 400, badRequest(`malformed request line: HTTP/${req.httpVersion}`).payload(), true);
+  }
   const refused = refuse(req, secret);
   if (refused) return send(res, refused.status, refused.payload(), true);
   const [method, handler] = routes[req.url.split('?', 1)[0]] || [];
@@ -88,11 +93,12 @@ async function handle(routes, secret, req, res) {
 
 // Node answers a malformed request itself; this makes it the JSON the Python runtime gives.
 function clientError(err, socket) {
-  if (!socket.writable || err.code === 'ECONNRESET') return socket.destroy();
+  // after a refusal that closes the connection, what follows its head is not parsed further
+  if (!socket.writable || err.code === 'ECONNRESET' || socket[CLOSING]) return socket.destroy();
   let [status, reason, type, message] = [400, 'Bad Request', 'BadRequest', `malformed request: ${err.code || err.message}`];
   if (err.code === 'HPE_HEADER_OVERFLOW') {
     [status, reason, type, message] = [431, 'Request Header Fields Too Large', 'RequestHeaderFieldsTooLarge', `request line and headers over ${MAX_HEAD_BYTES} bytes`];
-  } else if (['HPE_INVALID_TRANSFER_ENCODING', 'HPE_UNEXPECTED_CONTENT_LENGTH'].includes(err.code)) {
+  } else if (err.code === 'HPE_INVALID_TRANSFER_ENCODING') {
     // Node's parser refuses chunks beside a Content-Length before the route could
     [status, reason, type, message] = [411, 'Length Required', 'LengthRequired', 'send a Content-Length, not chunks'];
   }

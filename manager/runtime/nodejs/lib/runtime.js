@@ -14,6 +14,7 @@ const { parseJson } = require('./http');
 const { loadHandler } = require('./loader');
 const { killLeftovers } = require('./reaping');
 const { StreamedResult, isStream } = require('./stream');
+const { callStreamified, isStreamified } = require('./streamify');
 const { unpack } = require('./zip');
 
 const peakMemoryMb = () => process.resourceUsage().maxRSS / 1024;
@@ -31,7 +32,14 @@ function unpackOrFail(zipB64, dir, what) {
     unpack(zipB64, dir, what);
   } catch (err) {
     if (err instanceof RequestError) throw err;
-    throw new RequestError(422, 'CodeUnpackFailed', `${what} could not be unpacked: ${err.message}; on Docker the code and layers share the container's /tmp (HOTPOOL_CONTAINER_TMPFS_MB)`, { traceback: '' });
+    const size = err.unzippedMb === undefined ? '' : ` (${Math.round(err.unzippedMb)} MB unzipped)`;
+    throw new RequestError(
+      422,
+      'CodeUnpackFailed',
+      `the ${what === 'code_zip_b64' ? 'code' : what}${size} could not be unpacked: ${err.message}; ` +
+        "on Docker the code and layers share the container's /tmp (HOTPOOL_CONTAINER_TMPFS_MB)",
+      { traceback: '' },
+    );
   }
 }
 
@@ -167,13 +175,19 @@ class Runtime {
     killLeftovers(); // what /init or the last call's stragglers started
     const stop = logs.capture(loaded.config.log_limit_bytes);
     const began = performance.now();
+    const contextOf = (finish) => {
+      const context = makeContext(loaded.config, loaded.logStream, requestId, deadline, finish);
+      context.attempt = /^[0-9]{1,5}$/.test(attempt) ? Number(attempt) : 1;
+      return context;
+    };
     let outcome;
     try {
-      outcome = await callHandler(loaded.handler, event, (finish) => {
-        const context = makeContext(loaded.config, loaded.logStream, requestId, deadline, finish);
-        context.attempt = /^[0-9]{1,5}$/.test(attempt) ? Number(attempt) : 1;
-        return context;
-      }, { serverConnections: this.serverConnections, deadline });
+      if (isStreamified(loaded.handler)) {
+        outcome = { result: await callStreamified(loaded.handler, event, contextOf(() => {})) };
+      } else {
+        const options = { serverConnections: this.serverConnections, deadline };
+        outcome = await callHandler(loaded.handler, event, contextOf, options);
+      }
     } catch (err) {
       stop();
       throw err;

@@ -114,8 +114,14 @@ function unpack(zipB64, root, what = 'code_zip_b64') {
       if (err instanceof RequestError) throw err;
       throw invalid(`corrupt zip: ${err.message}`);
     }
-    fs.mkdirSync(path.dirname(target), { recursive: true });
-    fs.writeFileSync(target, bytes);
+    try {
+      fs.mkdirSync(path.dirname(target), { recursive: true });
+      fs.writeFileSync(target, bytes);
+    } catch (err) {
+      // the function's doing (e.g. code larger than the container's /tmp): its size says so
+      err.unzippedMb = entries.reduce((total, e) => total + e.size, 0) / 2 ** 20;
+      throw err;
+    }
   }
 }
 
