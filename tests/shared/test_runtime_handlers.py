@@ -67,7 +67,7 @@ def test_a_node_package_without_its_handler_file_says_what_is_there():
 def test_the_process_backend_runs_node_with_this_machines_node(monkeypatch):
     monkeypatch.setattr(runtimes.shutil, "which", lambda name: f"/opt/bin/{name}")
     command = runtimes.process_command("nodejs", runtimes.RUNTIME_DIR)
-    assert command == ["/opt/bin/node", str(runtimes.NODEJS_BOOTSTRAP)]
+    assert command == ["/opt/bin/node", *runtimes.NODE_FLAGS, str(runtimes.NODEJS_BOOTSTRAP)]
     monkeypatch.setattr(runtimes.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeImageMissing, match="apt-get install nodejs"):
         runtimes.process_command("nodejs", runtimes.RUNTIME_DIR)
