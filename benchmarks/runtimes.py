@@ -1,7 +1,8 @@
 """Each runtime's own figures: warm overhead, an idle container's RSS beside its language's
 floor, and the pre-warmed cold start.
 
-Every runtime serves the same tiny function (``FUNCTIONS``), on its own ``hotpool dev`` that
+Every runtime serves the same tiny function (``FUNCTIONS``; a Go program on Lambda's Runtime
+API for ``provided``), on its own ``hotpool dev`` that
 pre-warms that runtime only. Warm overhead is Main's p50 minus a direct call's p50 at
 concurrency 1 (``latency.compare``, alternating rounds). The floor is the language's
 interpreter doing nothing (``node -e`` with a timer, ``python3 -I -S`` sleeping), started
@@ -25,6 +26,7 @@ from hotpool.benchmarks import cold_start, latency
 from hotpool.benchmarks.devserver import DevServer, bench_zip, dev_server, process_stats
 from hotpool.benchmarks.format import fmt
 from hotpool.benchmarks.memory import idle_container
+from hotpool.benchmarks.runtime_go import go_missing, go_zip
 from hotpool.shared.models import RUNTIMES
 from hotpool.shared.settings import Settings
 
@@ -52,15 +54,22 @@ def _nodejs() -> tuple[bytes, dict[str, str]]:
     return _zip({"index.js": NODE_HANDLER}), {"runtime": "nodejs"}
 
 
+def _provided() -> tuple[bytes, dict[str, str]]:
+    return go_zip(), {"runtime": "provided"}
+
+
 # runtime -> (the function's zip, its deploy parameters)
 FUNCTIONS: dict[str, Callable[[], tuple[bytes, dict[str, str]]]] = {
     "python": _python,
     "nodejs": _nodejs,
+    "provided": _provided,
 }
 # runtime -> the command of its interpreter doing nothing
 FLOORS: dict[str, list[str]] = {
     "python": ["python3", "-I", "-S", "-c", "import time; time.sleep(60)"],
     "nodejs": ["node", "-e", "setInterval(() => {}, 60000)"],
+    # the relay is the container's largest process (the Go bootstrap beside it is smaller)
+    "provided": ["python3", "-I", "-S", "-c", "import time; time.sleep(60)"],
 }
 
 
@@ -101,6 +110,8 @@ def missing(runtime: str, backend: str) -> str | None:
         return f"{runtime!r} is not a runtime of this hotpool"
     if backend == "process" and runtime == "nodejs" and shutil.which("node") is None:
         return "no node on this machine"
+    if runtime == "provided" and (reason := go_missing()):
+        return reason
     if backend == "docker":
         image = Settings.from_env().runtime_images[runtime]
         found = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
