@@ -9,13 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from hotpool.shared.packages import zip_directory
 from tests.lambda_compat import custom_runtimes
 from tests.lambda_compat.harness import invoke, off_loop, output, record
 
 pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello_provided"
 
 # name -> (package builder, handler, the type of its function error, of its init error)
 RUNTIMES: dict[str, tuple[Callable[[], bytes], str, str, str]] = {
@@ -113,6 +117,23 @@ async def test_the_tutorials_shell_runtime_echoes_the_event(hotpool_stack):
     assert body == 'Echoing request: \'{"text":"Hello"}\''
     rec = await record(stack, "bash-runtime", resp.headers["X-Hotpool-Request-Id"])
     assert '{"text":"Hello"}' in rec["stderr"]  # the handler logs the event to stderr
+
+
+async def test_the_provided_example_deploys_from_its_folder_with_the_default_handler(
+    hotpool_stack,
+):
+    """examples/hello_provided as `hotpool deploy` zips it (the bootstrap stays executable),
+    with no handler named: a provided function's default is function.handler, as the
+    tutorial's is."""
+    if shutil.which("curl") is None or shutil.which("bash") is None:
+        pytest.skip("curl or bash is not installed: AWS's shell bootstrap needs both")
+    stack = await hotpool_stack()
+    code = zip_directory(EXAMPLE)
+    resp = await stack.deploy("hello-provided", code, runtime="provided")
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["handler"] == "function.handler"
+    resp, body = await invoke(stack, "hello-provided", {"name": "Ada"})
+    assert (resp.status, body) == (200, 'Echoing request: \'{"name":"Ada"}\'')
 
 
 async def test_the_tutorials_shell_runtime_exiting_on_a_failing_handler_is_runtime_exit_error(
