@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import urllib.error
 import urllib.parse
@@ -24,7 +23,7 @@ from hotpool.main_server.cli_async import (
     async_settings,
     invoke_async,
 )
-from hotpool.main_server.cli_client import CliError, _check, _print, _request
+from hotpool.main_server.cli_client import CliError, _check, _print, _request, multipart
 from hotpool.main_server.cli_layers import add_layer_commands, package_of
 from hotpool.main_server.cli_schedule import add_schedule_commands
 from hotpool.main_server.cli_ws import add_ws_command, add_ws_settings, ws_settings
@@ -44,12 +43,20 @@ def guess_runtime(path: Path) -> str:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    runtime = args.runtime or guess_runtime(path)
-    # a directory's requirements.txt is vendored into the zip (main_server/vendoring.py), a
-    # Node.js one's package.json dependencies installed by npm (main_server/npm_build.py)
-    data = package_of(path, build=not args.no_build, runtime=runtime)
-    params: dict[str, str] = {"runtime": runtime}
+    params: dict[str, str]
+    if args.image:  # a container image is the code (Docker backend): no folder, no runtime
+        if args.path or not args.name:
+            raise CliError("--image takes no path and needs --name: deploy --image REF --name N")
+        data, params, name = None, {"image": args.image}, args.name
+    elif not args.path:
+        raise CliError("name a directory or zip to deploy, or a container image with --image")
+    else:
+        path = Path(args.path)
+        runtime = args.runtime or guess_runtime(path)
+        # a directory's requirements.txt is vendored into the zip (main_server/vendoring.py),
+        # a Node.js one's package.json dependencies installed by npm (main_server/npm_build.py)
+        data = package_of(path, build=not args.no_build, runtime=runtime)
+        params, name = {"runtime": runtime}, args.name or path.stem
     if args.layer:
         params["layers"] = ",".join(args.layer)
     if args.handler:
@@ -73,33 +80,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             params[setting] = getattr(args, setting)
     params.update(async_settings(args))
     params.update(ws_settings(args))
-    name = args.name or path.stem
     query = f"?namespace={urllib.parse.quote(args.namespace)}" if args.namespace else ""
     # multipart, so settings (env secrets included) stay out of URLs and access logs
-    form, content_type = _multipart(params, data)
+    form, content_type = multipart(params, data)
     status, _, body = _request(
         "PUT", f"/v1/functions/{urllib.parse.quote(name)}{query}", form, content_type=content_type
     )
     _print(_check(status, body))
     return 0
-
-
-def _multipart(fields: dict[str, str], code: bytes) -> tuple[bytes, str]:
-    boundary = "hotpool-" + secrets.token_hex(16)
-    parts = []
-    for key, value in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
-            f"{value}\r\n".encode()
-        )
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="code"; filename="code.zip"\r\n'
-        "Content-Type: application/zip\r\n\r\n".encode()
-        + code
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -321,7 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_images_build)
 
     p = sub.add_parser("deploy", help="deploy a directory or zip as a new function version")
-    p.add_argument("path", help="directory holding main.py (nodejs: index.js), or a zip")
+    p.add_argument("path", nargs="?", help="directory holding main.py (nodejs: index.js), or a zip")
+    p.add_argument(
+        "--image",
+        metavar="REF",
+        help="deploy a container image instead (Docker backend; needs --name)",
+    )
     p.add_argument("--name", help="function name (default: the directory name)")
     p.add_argument("--runtime", choices=RUNTIMES,
                    help="python or nodejs (default: nodejs for a folder with a package.json "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -93,3 +94,23 @@ def _check(status: int, body: bytes) -> Any:
 
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def multipart(fields: dict[str, str], code: bytes | None) -> tuple[bytes, str]:
+    """A multipart/form-data body of ``fields`` and the ``code`` zip (none for an image)."""
+    boundary = "hotpool-" + secrets.token_hex(16)
+    parts = []
+    for key, value in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
+            f"{value}\r\n".encode()
+        )
+    if code is not None:
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="code"; filename="code.zip"\r\n'
+            "Content-Type: application/zip\r\n\r\n".encode()
+            + code
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"

@@ -352,3 +352,20 @@ def test_dead_letters_list_redrive_and_delete(dev):
     itself = _cli("deploy", str(ROOT / "examples" / "raises"), "--on-success", "raises",
                   env=env, cwd=cwd)  # fmt: skip
     assert itself.returncode == 2 and "on_success names the function itself" in itself.stderr
+
+
+def test_deploy_of_a_container_image_sends_no_code_and_says_what_is_wrong(dev):
+    cwd, env = dev
+    # the embedded default allows no image (HOTPOOL_IMAGE_ALLOW is empty): the request reached
+    # the image path, so the answer is the operator's setting, not a missing code file
+    done = _cli("deploy", "--image", "example.org/fn:1", "--name", "img", env=env, cwd=cwd)
+    assert done.returncode != 0
+    assert "container-image functions are off" in done.stderr
+    assert "HOTPOOL_IMAGE_ALLOW" in done.stderr
+    both = _cli("deploy", str(ROOT / "examples" / "hello"), "--image", "x:1", "--name", "f",
+                env=env, cwd=cwd)  # fmt: skip
+    assert both.returncode != 0 and "--image takes no path and needs --name" in both.stderr
+    unnamed = _cli("deploy", "--image", "x:1", env=env, cwd=cwd)
+    assert unnamed.returncode != 0 and "needs --name" in unnamed.stderr
+    nothing = _cli("deploy", env=env, cwd=cwd)
+    assert nothing.returncode != 0 and "or a container image with --image" in nothing.stderr
