@@ -11,6 +11,7 @@ const { functionConfig } = require('./config');
 const { lambdaVariables, applyEnvironment, makeContext, logStreamName } = require('./context');
 const { RequestError, badRequest, marshalError } = require('./errors');
 const { parseJson } = require('./http');
+const { idleCollector } = require('./idle');
 const { loadHandler } = require('./loader');
 const { killLeftovers } = require('./reaping');
 const { StreamedResult, isStream } = require('./stream');
@@ -83,6 +84,7 @@ class Runtime {
     this.loaded = null;
     this.initialising = false;
     this.busy = false;
+    this.idle = idleCollector(() => this.busy);
   }
 
   routes() {
@@ -157,10 +159,18 @@ class Runtime {
       answer = await this.run(loaded, body, headers, started);
     } catch (err) {
       this.busy = false;
+      this.idle();
       throw err;
     }
-    if (answer instanceof StreamedResult) answer.onEnd = () => (this.busy = false);
-    else this.busy = false;
+    if (answer instanceof StreamedResult) {
+      answer.onEnd = () => {
+        this.busy = false;
+        this.idle();
+      };
+    } else {
+      this.busy = false;
+      this.idle();
+    }
     return answer;
   }
 
