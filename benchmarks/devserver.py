@@ -291,6 +291,17 @@ def process_stats(pid: int) -> dict[str, float]:
     return {"rss_mib": rss_kib / 1024, "cpu_s": (int(fields[11]) + int(fields[12])) / ticks}
 
 
+def private_mib(pid: int) -> float:
+    """What only this process holds (USS: its private pages, clean and dirty), in MiB: the
+    memory one more such process costs, where RSS also counts pages shared with every other
+    process of the same binary."""
+    kib = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            kib += int(line.split()[1])
+    return kib / 1024
+
+
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it."""
     children: dict[int, list[int]] = {}

@@ -18,6 +18,7 @@ from hotpool.benchmarks.devserver import (
     DevServer,
     bench_zip,
     descendants,
+    private_mib,
     process_stats,
     split_services,
 )
@@ -50,16 +51,22 @@ def container_rss(backend: str, container_id: str, manager_pid: int) -> dict[str
     pids = container_pids(backend, container_id, manager_pid)
     if not pids:
         raise RuntimeError(f"no process found for container {container_id}")
-    sizes = [process_stats(p)["rss_mib"] for p in pids]
-    figures = {"bootstrap_rss_mib": round(max(sizes), 1)}
+    sizes = {p: process_stats(p)["rss_mib"] for p in pids}
+    biggest = max(sizes, key=sizes.__getitem__)
+    figures = {
+        "bootstrap_rss_mib": round(sizes[biggest], 1),
+        "bootstrap_private_mib": round(private_mib(biggest), 1),
+    }
     if backend == "docker":
-        figures["all_processes_rss_mib"] = round(sum(sizes), 1)
+        figures["all_processes_rss_mib"] = round(sum(sizes.values()), 1)
     return figures
 
 
-def idle_container(server: DevServer, function: str, backend: str) -> dict[str, float]:
-    """RSS of one of ``function``'s containers once it has been idle for a moment."""
-    time.sleep(IDLE_S)
+def idle_container(
+    server: DevServer, function: str, backend: str, idle_s: float = IDLE_S
+) -> dict[str, float]:
+    """RSS of one of ``function``'s containers once it has been idle for ``idle_s``."""
+    time.sleep(idle_s)
     container = server.containers_of(function)[0]
     return container_rss(backend, container["container_id"], server.manager_pid or server.pid)
 

@@ -21,7 +21,18 @@ TARGETS = (
     ("cold_fresh_docker_p50_ms", "cold start, fresh Docker container, p50 (ms)", 400.0, "max"),
     ("time_wait_after_run", "TIME_WAIT sockets after the connection run", 100, "max"),
     ("idle_container_rss_mib", "idle warm Python container RSS (MiB)", 15.0, "max"),
-    ("nodejs_idle_over_floor_mib", "idle Node.js container RSS over bare node (MiB)", 10, "max"),
+    (
+        "nodejs_first_over_floor_mib",
+        "idle Node.js container RSS over bare node, after its first calls (MiB)",
+        10,
+        "max",
+    ),
+    (
+        "nodejs_idle_over_floor_mib",
+        "idle Node.js container RSS over bare node, after thousands of calls (MiB)",
+        10,
+        "max",
+    ),
     ("nodejs_cold_prewarmed_p50_ms", "Node.js cold start, pre-warmed, p50 (ms)", 50.0, "max"),
     ("ws_idle_kib_per_connection", "Main's memory per idle WebSocket connection (KiB)", 50, "max"),
     (

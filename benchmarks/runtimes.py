@@ -7,8 +7,11 @@ pre-warms that runtime only. Warm overhead is Main's p50 minus a direct call's p
 concurrency 1 (``latency.compare``, alternating rounds). The floor is the language's
 interpreter doing nothing (``node -e`` with a timer, ``python3 -I -S`` sleeping), started
 the way the backend starts a container: on the process backend the host's binary, on the
-Docker backend inside the runtime's image; the container's RSS is compared with it. A
-runtime this machine cannot run (no ``node``, no image) is skipped with the reason.
+Docker backend inside the runtime's image. The container is measured idle twice: after its
+first calls (the warm-up) and after the warm-overhead load (thousands of calls), each time
+``IDLE_S`` after its last call, by RSS and by private memory (USS: what one more container
+costs, where RSS also counts the interpreter's pages every container shares), each beside the
+floor's. A runtime this machine cannot run (no ``node``, no image) is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 from hotpool.benchmarks import cold_start, latency
-from hotpool.benchmarks.devserver import DevServer, bench_zip, dev_server, process_stats
+from hotpool.benchmarks.devserver import (
+    DevServer,
+    bench_zip,
+    dev_server,
+    private_mib,
+    process_stats,
+)
 from hotpool.benchmarks.format import fmt
 from hotpool.benchmarks.memory import idle_container
 from hotpool.benchmarks.runtime_go import go_missing, go_zip
@@ -36,6 +45,9 @@ NODE_HANDLER = """exports.handler = async (event) => {
 };
 """
 FLOOR_S = 1.0  # how long the bare interpreter runs before its RSS is read
+# how long a container has been idle when it is measured: past the Node.js runtime's idle
+# collection (manager/runtime/nodejs/lib/idle.js, 1 s after the last call)
+IDLE_S = 1.5
 
 
 def _zip(files: dict[str, str]) -> bytes:
@@ -73,8 +85,9 @@ FLOORS: dict[str, list[str]] = {
 }
 
 
-def floor_rss_mib(runtime: str, backend: str) -> float:
-    """RSS of ``runtime``'s interpreter doing nothing, started as ``backend`` would."""
+def floor_memory(runtime: str, backend: str) -> dict[str, float]:
+    """RSS and private memory (MiB) of ``runtime``'s interpreter doing nothing, started as
+    ``backend`` would."""
     command = FLOORS[runtime]
     if backend == "docker":
         image = Settings.from_env().runtime_images[runtime]
@@ -90,7 +103,7 @@ def floor_rss_mib(runtime: str, backend: str) -> float:
                 ["docker", "inspect", "-f", "{{.State.Pid}}", name],
                 check=True, capture_output=True, text=True,
             ).stdout.strip()  # fmt: skip
-            return round(process_stats(int(pid))["rss_mib"], 1)
+            return _memory(int(pid))
         finally:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     if command[0] == "python3":  # the interpreter the process backend runs the bootstrap on
@@ -98,10 +111,17 @@ def floor_rss_mib(runtime: str, backend: str) -> float:
     proc = subprocess.Popen(command)
     try:
         time.sleep(FLOOR_S)
-        return round(process_stats(proc.pid)["rss_mib"], 1)
+        return _memory(proc.pid)
     finally:
         proc.kill()
         proc.wait()
+
+
+def _memory(pid: int) -> dict[str, float]:
+    return {
+        "rss_mib": round(process_stats(pid)["rss_mib"], 1),
+        "private_mib": round(private_mib(pid), 1),
+    }
 
 
 def missing(runtime: str, backend: str) -> str | None:
@@ -128,16 +148,21 @@ def _one(
     function = f"rt-{runtime}"
     server.deploy(function, code, **params)
     latency.warm_up(server, function, 1, tool, warm_up_timeout_s)
+    first = idle_container(server, function, backend, IDLE_S)
     warm = latency.compare(server, function, 1, duration_s=duration_s, rounds=rounds, tool=tool)
     warm.pop("rounds", None)
-    idle = idle_container(server, function, backend)
-    floor = floor_rss_mib(runtime, backend)
+    idle = idle_container(server, function, backend, IDLE_S)
+    floor = floor_memory(runtime, backend)
     cold = cold_start.series(server, cold_n, prewarm=2, code=code, params=params)
     return {
         "warm_c1": warm,
+        "idle_after_first_calls": first,
         "idle_container": idle,
-        "floor_rss_mib": floor,
-        "idle_over_floor_mib": round(idle["bootstrap_rss_mib"] - floor, 1),
+        "floor_rss_mib": floor["rss_mib"],
+        "floor_private_mib": floor["private_mib"],
+        "first_over_floor_mib": round(first["bootstrap_rss_mib"] - floor["rss_mib"], 1),
+        "idle_over_floor_mib": round(idle["bootstrap_rss_mib"] - floor["rss_mib"], 1),
+        "private_over_floor_mib": round(idle["bootstrap_private_mib"] - floor["private_mib"], 1),
         "cold_start_prewarmed": cold,
     }
 
@@ -168,7 +193,8 @@ def summary(figures: dict[str, Any] | None) -> dict[str, Any]:
         ran = "skipped" not in f
         warm = f["warm_c1"].get("overhead_p50_ms") if ran else None
         out[f"{runtime}_warm_overhead_p50_ms"] = warm
-        out[f"{runtime}_idle_over_floor_mib"] = f["idle_over_floor_mib"] if ran else None
+        for figure in ("first_over_floor_mib", "idle_over_floor_mib", "private_over_floor_mib"):
+            out[f"{runtime}_{figure}"] = f.get(figure) if ran else None
         out[f"{runtime}_cold_prewarmed_p50_ms"] = (
             f["cold_start_prewarmed"]["p50_ms"] if ran else None
         )
@@ -178,16 +204,23 @@ def summary(figures: dict[str, Any] | None) -> dict[str, Any]:
 def table(figures: dict[str, Any] | None) -> list[str]:
     if not figures:
         return []
-    lines = ["", "| runtime | warm overhead p50 (ms) | idle container RSS | bare interpreter RSS "
-             "| pre-warmed cold start p50 / p95 (ms) |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = ["", "| runtime | warm overhead p50 (ms) | idle RSS after first calls / after load "
+             "| bare interpreter RSS | private memory after load / bare "
+             "| pre-warmed cold start p50 / p95 (ms) |", "|---|---|---|---|---|---|"]  # fmt: skip
     for runtime, f in figures.items():
         if "skipped" in f:
-            lines.append(f"| {runtime} | not measured: {f['skipped']} ||||")
+            lines.append(f"| {runtime} | not measured: {f['skipped']} |||||")
             continue
-        cold = f["cold_start_prewarmed"]
+        cold, first, idle = (
+            f["cold_start_prewarmed"],
+            f["idle_after_first_calls"],
+            f["idle_container"],
+        )
         lines.append(
             f"| {runtime} | {fmt(f['warm_c1'].get('overhead_p50_ms'))} | "
-            f"{fmt(f['idle_container']['bootstrap_rss_mib'])} MiB | "
-            f"{fmt(f['floor_rss_mib'])} MiB | {fmt(cold['p50_ms'])} / {fmt(cold['p95_ms'])} |"
+            f"{fmt(first['bootstrap_rss_mib'])} / {fmt(idle['bootstrap_rss_mib'])} MiB | "
+            f"{fmt(f['floor_rss_mib'])} MiB | "
+            f"{fmt(idle['bootstrap_private_mib'])} / {fmt(f['floor_private_mib'])} MiB | "
+            f"{fmt(cold['p50_ms'])} / {fmt(cold['p95_ms'])} |"
         )
     return lines

@@ -97,11 +97,16 @@ def _level(concurrency: int, main_rps: float, direct_rps: float, main_p50: float
 
 
 def _runtime(overhead_ms: float, idle_mib: float, floor_mib: float, cold_ms: float) -> dict:
+    first_mib = idle_mib - 3
     return {
         "warm_c1": {**_level(1, 2000, 8000, 0.45), "overhead_p50_ms": overhead_ms},
-        "idle_container": {"bootstrap_rss_mib": idle_mib},
+        "idle_after_first_calls": {"bootstrap_rss_mib": first_mib, "bootstrap_private_mib": 6},
+        "idle_container": {"bootstrap_rss_mib": idle_mib, "bootstrap_private_mib": 9},
         "floor_rss_mib": floor_mib,
+        "floor_private_mib": 5,
+        "first_over_floor_mib": round(first_mib - floor_mib, 1),
         "idle_over_floor_mib": round(idle_mib - floor_mib, 1),
+        "private_over_floor_mib": 4,
         "cold_start_prewarmed": {"n": 3, "p50_ms": cold_ms, "p95_ms": cold_ms + 5},
     }
 
@@ -181,6 +186,8 @@ def test_summary_has_every_key_the_issue_names_and_judges_each_target(figures):
     assert (summary["ws_idle_connections"], summary["ws_idle_kib_per_connection"]) == (1000, 31.5)
     # each runtime's figures, from the embedded default; a runtime not run is null
     assert summary["nodejs_idle_over_floor_mib"] == 7.0
+    assert summary["nodejs_first_over_floor_mib"] == 4.0
+    assert summary["nodejs_private_over_floor_mib"] == 4
     assert summary["nodejs_cold_prewarmed_p50_ms"] == 30.0
     assert summary["python_warm_overhead_p50_ms"] == 0.45
     assert summary["provided_cold_prewarmed_p50_ms"] is None
