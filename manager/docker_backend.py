@@ -87,6 +87,7 @@ class DockerBackend(ImagePairs):
         self._companions: dict[str, str] = {}
         self._relay_of: dict[str, str] = {}
         self._function_exits: dict[str, ExitStatus] = {}
+        self._forwarders: dict[str, asyncio.Task[None]] = {}  # relay id -> its output's
         self._docker: aiodocker.Docker | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ids: set[str] = set()
@@ -176,7 +177,7 @@ class DockerBackend(ImagePairs):
         self,
         config: dict,
         spec: ContainerSpec,
-        then: Callable[[str], Awaitable[None]] | None = None,
+        then: Callable[[str, str, str], Awaitable[None]] | None = None,
     ) -> Container:
         network_id = await self._network.id()  # by ID: its name may be ambiguous
         config["HostConfig"]["NetworkMode"] = network_id
@@ -199,7 +200,7 @@ class DockerBackend(ImagePairs):
             await self._hand_secret(container, secret)
             await self._wait_ready(container.id, address, secret)
             if then is not None:
-                await then(container.id)
+                await then(container.id, address, secret)
         except BaseException:
             await self.remove(container.id)
             raise

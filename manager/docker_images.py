@@ -26,6 +26,7 @@ arguments are the runtime command.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import json
@@ -36,6 +37,7 @@ import aiodocker
 
 from hotpool.manager.backend import Container, ContainerSpec, ExitStatus, ImageRun
 from hotpool.manager.docker_errors import docker_errors
+from hotpool.manager.image_output import forward_output
 from hotpool.shared.errors import ContainerFailed, NotFound
 from hotpool.shared.images import parse_reference, without_emulator
 
@@ -127,6 +129,7 @@ class ImagePairs:
     _companions: dict[str, str]  # relay id -> its function container
     _relay_of: dict[str, str]  # and back
     _function_exits: dict[str, ExitStatus]  # relay id -> how its function container ended
+    _forwarders: dict[str, asyncio.Task[None]]  # relay id -> its output's (image_output)
 
     def container_config(self, spec: ContainerSpec) -> dict[str, Any]: ...  # the backend's
 
@@ -134,7 +137,7 @@ class ImagePairs:
         self,
         config: dict,
         spec: ContainerSpec,
-        then: Callable[[str], Awaitable[None]] | None = None,
+        then: Callable[[str, str, str], Awaitable[None]] | None = None,
     ) -> Container: ...  # the backend's
 
     async def _start_image(self, spec: ContainerSpec, run: ImageRun) -> Container:
@@ -144,7 +147,7 @@ class ImagePairs:
         config = relay_config(base)
         config["Labels"][self.runtime_label] = spec.runtime  # the pair's, not the relay's
 
-        async def begin_function(relay_id: str) -> None:
+        async def begin_function(relay_id: str, address: str, secret: str) -> None:
             body = function_config(spec, run, relay_id, config, self._manager_id)
             with docker_errors("Docker could not create the function's container"):
                 function = await self.docker.containers.create(body)
@@ -152,12 +155,17 @@ class ImagePairs:
             self._relay_of[function.id] = relay_id
             with docker_errors("Docker could not start the function's container"):
                 await function.start()
+            self._forwarders[relay_id] = asyncio.create_task(
+                forward_output(self.docker, function.id, address, secret)
+            )
 
         return await self._start(config, spec, then=begin_function)
 
     async def _remove_companions(self, relay_id: str) -> None:
         """An image function's own container goes with its relay. One this process does not
         know (a restarted Manager reconciling) is found by its label."""
+        if (forwarder := self._forwarders.pop(relay_id, None)) is not None:
+            forwarder.cancel()
         companion = self._companions.pop(relay_id, None)
         if companion is None and relay_id in self._ids:
             return  # a runtime container: it has none

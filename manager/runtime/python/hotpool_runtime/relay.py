@@ -24,7 +24,7 @@ import threading
 import time
 
 from . import child, environment, reaping
-from .config import FunctionConfig, field
+from .config import DEFAULT_LOG_LIMIT_BYTES, FunctionConfig, field
 from .context import ARN_TEMPLATE
 from .errors import RequestError, bad_request
 from .http11 import StreamingBody, parse_json
@@ -40,6 +40,7 @@ from .outcomes import (
     result_of,
     trace_id,
 )
+from .output_intake import OutputIntake
 from .runtime_api import MAX_PAYLOAD_BYTES, error_answer
 
 TYPE_CHECKING = False
@@ -88,17 +89,31 @@ class Relay:
         self._current: Call | None = None  # handed out, waiting for its outcome
         self._pid = 0
         self._output: child.ChildOutput | None = None
+        self._output_fds = (-1, -1)
+        if external:  # an image's output arrives through Docker and the Manager (/output)
+            (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+            self._output_fds = (out_w, err_w)
+            self._output = child.ChildOutput(
+                out_r, err_r, DEFAULT_LOG_LIMIT_BYTES,
+                quiet_polls=child.EXTERNAL_QUIET_POLLS, settle_polls=child.EXTERNAL_SETTLE_POLLS,
+            )  # fmt: skip
         self._init_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
         self._closing = False
 
     def routes(self) -> Routes:
         """hotpool's routes: path -> (method, handler)."""
-        return {
+        routes: dict[str, tuple[str, Any]] = {
             "/healthz": ("GET", self.health),
             "/init": ("POST", self.init),
             "/invoke": ("POST", self.invoke),
         }
+        if self.external:
+            routes["/output"] = (
+                "POST",
+                lambda body, headers, started: OutputIntake(self._output_fds),
+            )
+        return routes
 
     def health(self, body: bytes, headers: Mapping[str, str], started: float) -> dict[str, Any]:
         """The /healthz body."""
