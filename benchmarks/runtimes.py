@@ -36,7 +36,7 @@ from hotpool.benchmarks.devserver import (
 from hotpool.benchmarks.format import fmt
 from hotpool.benchmarks.memory import idle_container
 from hotpool.benchmarks.runtime_go import go_missing, go_zip
-from hotpool.shared.models import RUNTIMES
+from hotpool.shared.runtimes import RUNTIMES
 from hotpool.shared.settings import Settings
 
 NODE_HANDLER = """exports.handler = async (event) => {

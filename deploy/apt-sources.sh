@@ -1,4 +1,4 @@
-# Where this machine's apt gets Debian from, for deploy/build-images.sh (source this file).
+# Where this machine's apt gets Debian from, for the image builds (deploy/lib.sh sources this file).
 #
 #   debian_mirror [APT_DIR]   the Debian mirror: $DEBIAN_MIRROR if set, else the first enabled
 #                             binary source of a Debian suite in APT_DIR (/etc/apt), else

@@ -21,7 +21,7 @@
 #   HOTPOOL_BUILD_RUNTIMES="python"   # only these runtimes' images (default: python nodejs provided)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source deploy/apt-sources.sh
+source deploy/lib.sh
 
 BASE_IMAGE="${HOTPOOL_BASE_IMAGE:-hotpool/base-debian:bookworm}"
 RUNTIME_IMAGE="${HOTPOOL_RUNTIME_IMAGE:-hotpool/runtime-python:latest}"
@@ -35,51 +35,6 @@ PROVIDED_REQUIREMENTS="${HOTPOOL_PROVIDED_REQUIREMENTS:-boto3>=1.34}"
 
 command -v docker >/dev/null || { echo "docker is not installed (apt-get install docker.io)" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "the Docker daemon is not running (start dockerd)" >&2; exit 1; }
-
-# base_image IMAGE ROOTFS PACKAGE BINARY: import a debootstrap'ed minimal bookworm holding PACKAGE
-# (and what it depends on) as IMAGE, unless it exists (or FORCE); the root filesystem is
-# built once and kept in ROOTFS
-base_image() {
-    local image="$1" rootfs="$2" package="$3"  # BINARY ($4): the rootfs is complete once it exists
-    if [[ -z "${FORCE:-}" ]] && docker image inspect "$image" >/dev/null 2>&1; then
-        return
-    fi
-    command -v debootstrap >/dev/null || apt-get install -y debootstrap
-    if [[ ! -x "$rootfs/usr/bin/$4" ]]; then
-        rm -rf "$rootfs.partial"
-        mkdir -p "$(dirname "$rootfs")"
-        local mirror
-        mirror="$(debian_mirror)"
-        if [[ -z "${http_proxy:-}" ]]; then
-            http_proxy="$(apt_http_proxy)"
-            [[ -z "$http_proxy" ]] || export http_proxy
-        fi
-        echo "debootstrap: building a minimal Debian root filesystem in $rootfs from $mirror" >&2
-        debootstrap --variant=minbase --include="$package" bookworm "$rootfs.partial" "$mirror" >&2
-        # caches and docs are dead weight in every container
-        rm -rf "$rootfs.partial"/var/cache/apt/archives/*.deb \
-               "$rootfs.partial"/var/lib/apt/lists/* \
-               "$rootfs.partial"/usr/share/doc/* "$rootfs.partial"/usr/share/man/*
-        mv "$rootfs.partial" "$rootfs"
-    fi
-    tar -C "$rootfs" -c . | docker import - "$image" >/dev/null
-    echo "imported $image" >&2
-}
-
-# source_hash DOCKERFILE DIR PATTERN [EXTRA]: the Dockerfile, EXTRA, then every source of the
-# runtime folder by name and content, in a fixed order
-source_hash() {
-    {
-        cat "$1"
-        echo "${4:-}"
-        find "$2" -type f -name "$3" -not -path '*/__pycache__/*' -print0 \
-            | LC_ALL=C sort -z | xargs -0 sha256sum
-    } | sha256sum | cut -c1-16
-}
-
-image_source() {
-    docker image inspect -f '{{ index .Config.Labels "org.hotpool.source" }}' "$1" 2>/dev/null || true
-}
 
 wanted() { [[ " $BUILD_RUNTIMES " == *" $1 "* ]]; }
 

@@ -29,7 +29,8 @@ from hotpool.main_server.cli_schedule import add_schedule_commands
 from hotpool.main_server.cli_ws import add_ws_command, add_ws_settings, ws_settings
 from hotpool.main_server.cli_ws import invoke as invoke_streamed
 from hotpool.shared.errors import HotpoolError
-from hotpool.shared.models import HTTP_MODES, HTTP_PAYLOADS, LOG_FORMATS, RUNTIMES
+from hotpool.shared.models import HTTP_MODES, HTTP_PAYLOADS, LOG_FORMATS
+from hotpool.shared.runtimes import RUNTIMES
 from hotpool.shared.settings import Settings, SettingsError
 
 

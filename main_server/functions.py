@@ -17,8 +17,8 @@ from hotpool.shared.images import (
     EMPTY_ZIP,
     allow_prefixes,
     check_allowed,
+    emulator_override,
     parse_reference,
-    without_emulator,
 )
 from hotpool.shared.metadata import MetadataStore
 from hotpool.shared.models import (
@@ -103,10 +103,10 @@ class FunctionService:
         ref = parse_reference(config.image)
         check_allowed(ref, split_qualified(name)[0], allow_prefixes(self._settings.image_allow))
         resolved = await self._managers.resolve_image(config.image)
-        entrypoint = config.image_entrypoint
-        if not entrypoint and without_emulator(resolved["entrypoint"]) != resolved["entrypoint"]:
-            # the image runs AWS's emulator: its runtime talks to hotpool's Runtime API instead
-            entrypoint = tuple(without_emulator(resolved["entrypoint"]))
+        # an image that runs AWS's emulator is pinned without it: its runtime talks to
+        # hotpool's Runtime API instead (a deployer's own override is kept as given; the
+        # Manager takes the emulator off that one when it starts the container)
+        entrypoint = config.image_entrypoint or emulator_override(resolved["entrypoint"])
         pinned = dataclasses.replace(
             config, image_id=str(resolved["image_id"]), image_entrypoint=entrypoint
         )

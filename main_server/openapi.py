@@ -31,6 +31,7 @@ from hotpool.main_server.openapi_schemas import (
 )
 from hotpool.main_server.openapi_web import web_paths
 from hotpool.main_server.routes import max_invocations_limit
+from hotpool.shared.function_env import MAX_ENV_VARS
 from hotpool.shared.http import json_response
 from hotpool.shared.models import (
     HTTP_MODES,
@@ -38,12 +39,11 @@ from hotpool.shared.models import (
     LOG_FORMATS,
     LOG_LEVELS,
     MAX_CONCURRENCY_RANGE,
-    MAX_ENV_VARS,
     MAX_LAYERS,
     MEMORY_MB_RANGE,
-    RUNTIMES,
     TIMEOUT_S_RANGE,
 )
+from hotpool.shared.runtimes import RUNTIMES
 
 routes = web.RouteTableDef()
 

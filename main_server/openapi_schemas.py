@@ -1,7 +1,8 @@
 """The shared parts of the OpenAPI document: data shapes, error responses, parameters.
 
 Patterns and limits come from the modules that enforce them (``shared.models``,
-``shared.auth``), so the document cannot drift from the checks.
+``shared.runtimes``, ``shared.function_env``, ``shared.auth``), so the document cannot drift
+from the checks.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from hotpool.shared.auth import SCOPES
-from hotpool.shared.models import ENV_KEY_RE, HANDLER_RE, NAME_RE, RUNTIMES
+from hotpool.shared.function_env import ENV_KEY_RE
+from hotpool.shared.models import NAME_RE
+from hotpool.shared.runtimes import HANDLER_RE, RUNTIMES
 
 Schema = dict[str, Any]
 

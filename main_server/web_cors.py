@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from hotpool.shared.models import Cors
+from hotpool.shared.cors import Cors
 
 _PREFIX = "access-control-"
 

@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from hotpool.manager.backend import ContainerState
 from hotpool.manager.service import ManagerService
 from hotpool.shared.metrics import PHASE_BUCKETS_S, Exporter, StateCollector, known
-from hotpool.shared.models import RUNTIMES
+from hotpool.shared.runtimes import RUNTIMES
 
 # the timings of ManagerService.create()'s answer, by the phase label they become
 PHASES = {

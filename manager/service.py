@@ -18,8 +18,8 @@ from hotpool.manager.backend import (
     ExitStatus,
 )
 from hotpool.manager.containers import LOADED, ContainerTable, Record
-from hotpool.manager.eviction import IdleContainer, NodeUse, choose_victims
 from hotpool.manager.prewarm import PrewarmPool
+from hotpool.manager.room import NodeRoom
 from hotpool.manager.specialise import CreateRequest, connections_env, load_code
 from hotpool.shared.codestore import CodeStore
 from hotpool.shared.errors import (
@@ -79,6 +79,13 @@ class ManagerService:
             capacity=settings.capacity_containers,
             capacity_memory_mb=settings.effective_capacity_memory_mb,
         )
+        self._room = NodeRoom(
+            settings,
+            manager_id=manager_id,
+            containers=self.containers,
+            pool=self._pool,
+            remove=self.remove,
+        )
         backend.on_exit(self.on_container_exit)
 
     @property
@@ -99,7 +106,7 @@ class ManagerService:
         """Start a container, load the function's code, and register it as live."""
         if not self.accepting:
             raise NoCapacity(f"manager {self.manager_id} is shutting down")
-        await self._make_room(request)
+        await self._room.make(request)
         platform_env = await connections_env(request, self.settings, self._tokens)
         # the start counts against capacity from now on, while the code downloads
         starting = self.containers.begin(request.config.runtime, request.config.memory_mb)
@@ -189,70 +196,6 @@ class ManagerService:
             "init_stdout": loaded.stdout,
             "init_stderr": loaded.stderr,
         }
-
-    async def _make_room(self, request: CreateRequest) -> None:
-        """Evict idle containers of other versions, least recently used first, until one more
-        container of ``request`` fits; NoCapacity(full=True) when only busy ones are left.
-
-        Nothing is awaited between the last check and the caller's ``begin``, so two cold
-        starts cannot both take the room one eviction made.
-        """
-        memory_mb = request.config.memory_mb
-        limit_mb = self.settings.effective_capacity_memory_mb
-        if memory_mb > limit_mb:
-            raise NoCapacity(
-                f"{request.function} needs {memory_mb} MB, more than manager {self.manager_id} "
-                f"may give all its containers (HOTPOOL_CAPACITY_MEMORY_MB={limit_mb})"
-            )
-        tried: set[str] = set()
-        while True:
-            idle = [c for c in await self._idle_containers() if c.entry.container_id not in tried]
-            victims = choose_victims(
-                idle,
-                # an image function takes no pre-warmed container: none of them is its room
-                self._use("" if request.config.image else request.config.runtime, limit_mb),
-                memory_mb=memory_mb,
-                function=request.function,
-                version=request.version,
-            )
-            if victims is None:
-                raise NoCapacity(
-                    f"manager {self.manager_id} is at capacity "
-                    f"({self.settings.capacity_containers} containers, {limit_mb} MB) "
-                    "and none of its containers is idle",
-                    full=True,
-                )
-            if not victims:
-                return
-            for victim in victims:
-                tried.add(victim.entry.container_id)
-                # LREM first: if it removed nothing the container was just leased — spare it
-                if await self._pool.remove_idle(victim.entry):
-                    log.info(
-                        "evicting idle container %s of %s v%d for a cold start of %s",
-                        victim.entry.container_id,
-                        victim.entry.function,
-                        victim.entry.version,
-                        request.function,
-                    )
-                    with contextlib.suppress(NotFound):  # it died meanwhile: gone all the same
-                        await self.remove(victim.entry.container_id)
-
-    async def _idle_containers(self) -> list[IdleContainer]:
-        """This node's READY containers that sit in the idle set, with when each went idle."""
-        idle = []
-        for entry, since in await self._pool.idle_scores(self.manager_id):
-            record = self.containers.loaded(entry.container_id)
-            if record is not None and record.state is ContainerState.READY:
-                idle.append(IdleContainer(entry, record.memory_mb, since))
-        return idle
-
-    def _use(self, runtime: str, limit_mb: int) -> NodeUse:
-        used_mb = self.containers.memory_mb
-        spare = self.containers.spares(ContainerState.GENERIC, runtime=runtime)
-        if spare:  # the cold start takes it (and resizes it): its MB are the request's
-            used_mb -= spare[0].memory_mb
-        return NodeUse(self.serving, used_mb, self.settings.capacity_containers, limit_mb)
 
     async def remove(self, container_id: str, *, failed: bool = False) -> ExitStatus | None:
         """Remove a container and every trace of it in Redis.

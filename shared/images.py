@@ -169,3 +169,10 @@ def without_emulator(entrypoint: tuple[str, ...] | list[str]) -> list[str]:
         if "=" not in flag and flag not in ("--enable-init-caching",) and rest:
             rest.pop(0)  # its value
     return rest
+
+
+def emulator_override(image_entrypoint: Sequence[str]) -> tuple[str, ...]:
+    """The ENTRYPOINT override an image that starts AWS's emulator needs: its own entrypoint
+    without the emulator; ``()`` (run the image's own) for any other image."""
+    runtime = without_emulator(image_entrypoint)
+    return tuple(runtime) if runtime != list(image_entrypoint) else ()

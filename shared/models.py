@@ -1,43 +1,27 @@
-"""Data shapes shared by Main and Manager: function configs and versions, pool entries."""
+"""Data shapes shared by Main and Manager: function names, configs and versions, pool entries.
+
+A config's runtime and handler follow shared.runtimes, its env shared.function_env, its
+cross-origin rules shared.cors."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from hotpool.shared.cors import Cors
 from hotpool.shared.errors import InvalidRequest
+from hotpool.shared.function_env import validate_env
 from hotpool.shared.images import IMAGE_HANDLER, check_image_config
+from hotpool.shared.runtimes import resolve_handler
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
-# ``module.function``, ``pkg.module.function`` or, as Serverless Framework and CDK apps write
-# it, ``dir/module.function`` (a folder path before the dotted part)
-HANDLER_RE = re.compile(
-    r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z"
-)
-# Lambda's Node runtime: `dir/file.export`, the file named up to the first dot (so it may hold
-# '-' but no dot) and found as file, file.js, file.mjs or file.cjs; the export a dotted path
-NODE_HANDLER_RE = re.compile(
-    r"^(?:[A-Za-z0-9_@][A-Za-z0-9_.@-]*/)*[A-Za-z0-9_$-]+(\.[A-Za-z_$][A-Za-z0-9_$]*)+\Z"
-)
 LAYER_RE = re.compile(r"^([a-z][a-z0-9_-]{0,62}):([1-9][0-9]{0,8})\Z")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
-RUNTIMES = ("python", "nodejs", "provided")
-# each runtime's handler when a function names none, and its form (Lambda's defaults differ)
-# (a custom runtime's handler is free text its bootstrap reads from _HANDLER)
-DEFAULT_HANDLERS = {
-    "python": "main.handler",
-    "nodejs": "index.handler",
-    "provided": "function.handler",
-}
-HANDLER_FORMS = {
-    "python": (HANDLER_RE, "'module.function' or 'dir/module.function', e.g. 'main.handler'"),
-    "nodejs": (NODE_HANDLER_RE, "'file.export' or 'dir/file.export', e.g. 'index.handler'"),
-}
+MAX_LAYERS = 5
 MEMORY_MB_RANGE = (64, 10240)
 TIMEOUT_S_RANGE = (0.1, 900.0)
 MAX_CONCURRENCY_RANGE = (1, 1000)
@@ -45,22 +29,6 @@ MAX_CONCURRENCY_RANGE = (1, 1000)
 # may be when it is (re)tried
 ASYNC_RETRIES_RANGE = (0, 2)
 MAX_EVENT_AGE_S_RANGE = (60, 21_600)
-MAX_ENV_VARS = 64
-MAX_ENV_BYTES = 4096
-MAX_LAYERS = 5
-# set by the runtime for every function, as Lambda's reserved variables are; credentials
-# (AWS_ACCESS_KEY_ID, ...) stay settable, as there is no execution role to supply them
-RESERVED_ENV = frozenset(
-    {
-        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_LAMBDA_RUNTIME_API",
-        "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-        # a WebSocket function's @connections endpoint and credential (shared.ws_token)
-        "HOTPOOL_CONNECTIONS_URL", "HOTPOOL_CONNECTIONS_TOKEN",
-    }
-)  # fmt: skip
 LOG_FORMATS = ("text", "json")
 # Lambda's application log levels; WARN and FATAL are Lambda's names for WARNING and CRITICAL
 LOG_LEVELS = ("", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
@@ -110,7 +78,7 @@ class FunctionConfig:
     """The user-settable settings of one function version."""
 
     runtime: str = "python"
-    # "" = the runtime's default (DEFAULT_HANDLERS): main.handler, or index.handler for Node
+    # "" = the runtime's default (shared.runtimes): main.handler, or index.handler for Node
     handler: str = ""
     memory_mb: int = 128
     timeout_s: float = 30.0
@@ -149,20 +117,8 @@ class FunctionConfig:
     image_workdir: str = ""
 
     def __post_init__(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise InvalidRequest(
-                f"runtime {self.runtime!r} is not supported; use one of {RUNTIMES}"
-            )
-        if not isinstance(self.handler, str):
-            raise InvalidRequest("handler must be a string")
-        if not self.handler:  # frozen: set once here, as the runtime's default
-            object.__setattr__(self, "handler", DEFAULT_HANDLERS[self.runtime])
-        if self.runtime == "provided":
-            _validate_free_handler(self.handler)
-        else:
-            pattern, form = HANDLER_FORMS[self.runtime]
-            if not pattern.match(self.handler):
-                raise InvalidRequest(f"handler {self.handler[:200]!r} must be {form}")
+        # frozen: set once here, to the runtime's default when none is named
+        object.__setattr__(self, "handler", resolve_handler(self.runtime, self.handler))
         low, high = MEMORY_MB_RANGE
         if not low <= self.memory_mb <= high:
             raise InvalidRequest(f"memory_mb must be between {low} and {high}")
@@ -172,7 +128,7 @@ class FunctionConfig:
         low_c, high_c = MAX_CONCURRENCY_RANGE
         if not low_c <= self.max_concurrency <= high_c:
             raise InvalidRequest(f"max_concurrency must be between {low_c} and {high_c}")
-        _validate_env(self.env)
+        validate_env(self.env)
         _validate_layers(self.layers)
         _choice("log_format", self.log_format, LOG_FORMATS)
         _choice("log_level", self.log_level, LOG_LEVELS)
@@ -248,57 +204,6 @@ OPTION_NAMES = (
     "websocket", "ws_route_selection",
     "image", "image_id", "image_entrypoint", "image_command", "image_workdir",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Cors:
-    """Cross-origin rules of a web function, as a Lambda function URL's ``Cors`` has them."""
-
-    allow_origins: tuple[str, ...] = ()
-    allow_methods: tuple[str, ...] = ()
-    allow_headers: tuple[str, ...] = ()
-    expose_headers: tuple[str, ...] = ()
-    max_age_s: int = 0
-    allow_credentials: bool = False
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Cors:
-        if not isinstance(data, Mapping):
-            raise InvalidRequest('cors must be a JSON object, e.g. {"allow_origins": ["*"]}')
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(data) - known):
-            raise InvalidRequest(
-                f"unknown cors setting(s) {', '.join(map(str, unknown))}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        values: dict[str, Any] = {}
-        for name in ("allow_origins", "allow_methods", "allow_headers", "expose_headers"):
-            items = data.get(name, [])
-            if not isinstance(items, list) or not all(
-                isinstance(i, str) and 0 < len(i) <= 253 and _printable(i) for i in items
-            ):
-                raise InvalidRequest(f"cors.{name} must be a list of non-empty strings")
-            if len(items) > 100:
-                raise InvalidRequest(f"cors.{name} has {len(items)} entries; at most 100")
-            values[name] = tuple(items)
-        max_age = data.get("max_age_s", 0)
-        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 <= max_age <= 86400:
-            raise InvalidRequest("cors.max_age_s must be a whole number from 0 to 86400")
-        credentials = data.get("allow_credentials", False)
-        if not isinstance(credentials, bool):
-            raise InvalidRequest("cors.allow_credentials must be true or false")
-        if credentials and "*" in values["allow_origins"]:
-            raise InvalidRequest(
-                "cors.allow_credentials cannot go with allow_origins '*': name the origins"
-            )
-        return cls(**values, max_age_s=max_age, allow_credentials=credentials)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-def _printable(text: str) -> bool:
-    return text.isprintable() and "," not in text
 
 
 def _parse_json(name: str, example: str) -> Any:
@@ -384,37 +289,6 @@ def _validate_layers(layers: Any) -> None:
     names = [layer.partition(":")[0] for layer in layers]
     if len(set(names)) != len(names):
         raise InvalidRequest("a function may use each layer once")
-
-
-def _validate_free_handler(handler: str) -> None:
-    """A custom runtime's handler (``provided``): any text it reads from ``_HANDLER``, as on
-    Lambda: 1-128 characters, printable, no whitespace."""
-    if not (0 < len(handler) <= 128 and handler.isprintable() and not re.search(r"\s", handler)):
-        raise InvalidRequest(
-            f"handler {handler[:80]!r} of a provided function must be 1-128 printable "
-            "characters without spaces (the runtime reads it from _HANDLER), "
-            "e.g. 'function.handler'"
-        )
-
-
-def _validate_env(env: Any) -> None:
-    if not isinstance(env, Mapping):
-        raise InvalidRequest('env must be a JSON object of strings, e.g. {"KEY": "value"}')
-    if len(env) > MAX_ENV_VARS:
-        raise InvalidRequest(f"env has {len(env)} variables; at most {MAX_ENV_VARS} are allowed")
-    total = 0
-    for key, value in env.items():
-        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
-            raise InvalidRequest(f"env name {str(key)[:40]!r} must match [A-Za-z_][A-Za-z0-9_]*")
-        if key in RESERVED_ENV:
-            raise InvalidRequest(f"env name {key} is reserved: the runtime sets it, as Lambda does")
-        if not isinstance(value, str):
-            raise InvalidRequest(f"env value of {key} must be a string")
-        if "\x00" in value:
-            raise InvalidRequest(f"env value of {key} must not contain NUL")
-        total += len(key) + len(value.encode())
-    if total > MAX_ENV_BYTES:
-        raise InvalidRequest(f"env is {total} bytes; at most {MAX_ENV_BYTES} are allowed")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hotpool.shared.models import RUNTIMES
+from hotpool.shared.runtimes import RUNTIMES
 
 ENV_PREFIX = "HOTPOOL_"
 BACKENDS = ("process", "docker")

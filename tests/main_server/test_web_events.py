@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hotpool.main_server import web_cors, web_http_api, web_rest_api
 from hotpool.main_server.web_request import MalformedResult, WebRequest, is_text
-from hotpool.shared.models import Cors
+from hotpool.shared.cors import Cors
 
 pytestmark = pytest.mark.unit
 

@@ -130,8 +130,13 @@ def test_apt_proxy_is_found(tmp_path):
     assert done.stdout.strip() == "http://127.0.0.1:3142"
 
 
-def test_build_script_no_longer_hard_codes_a_mirror():
-    script = (HELPERS.parent / "build-images.sh").read_text()
-    assert "deb.debian.org" not in script
-    assert "source deploy/apt-sources.sh" in script
-    assert 'mirror="$(debian_mirror)"' in script
+def test_build_scripts_no_longer_hard_code_a_mirror():
+    deploy = HELPERS.parent
+    for script in (deploy / "build-images.sh", deploy / "runtimes" / "provided" / "build.sh"):
+        text = script.read_text()
+        assert "deb.debian.org" not in text
+        assert "source deploy/lib.sh" in text  # whose base_image debootstraps
+    lib = (deploy / "lib.sh").read_text()
+    assert "deb.debian.org" not in lib
+    assert 'source "$(dirname "${BASH_SOURCE[0]}")/apt-sources.sh"' in lib
+    assert 'mirror="$(debian_mirror)"' in lib

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hotpool.shared.models import RESERVED_ENV
+from hotpool.shared.function_env import RESERVED_ENV
 from tests.helpers import handler_zip
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from hotpool.shared.images import (
     ImageRef,
     allow_prefixes,
     check_allowed,
+    emulator_override,
     parse_reference,
     without_emulator,
 )
@@ -83,3 +84,17 @@ def test_the_allow_list(allow, namespace, ref, allowed):
 )  # fmt: skip
 def test_the_emulator_is_taken_off_an_entrypoint(entrypoint, runtime):
     assert without_emulator(entrypoint) == runtime
+
+
+@pytest.mark.parametrize(
+    ("image_entrypoint", "override"),
+    [
+        (["/usr/local/bin/aws-lambda-rie", "python3", "-m", "awslambdaric"],
+         ("python3", "-m", "awslambdaric")),
+        (["aws-lambda-rie", "--log-level", "debug", "/bootstrap"], ("/bootstrap",)),
+        (["/lambda-entrypoint.sh"], ()),  # AWS's own: it skips the emulator by itself
+        ([], ()),
+    ],
+)  # fmt: skip
+def test_a_version_pins_an_emulator_images_entrypoint_without_it(image_entrypoint, override):
+    assert emulator_override(image_entrypoint) == override

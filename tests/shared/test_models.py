@@ -8,13 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hotpool.shared.errors import InvalidRequest
-from hotpool.shared.models import (
-    MAX_ENV_BYTES,
-    MAX_ENV_VARS,
-    FunctionConfig,
-    PoolEntry,
-    validate_name,
-)
+from hotpool.shared.function_env import MAX_ENV_BYTES, MAX_ENV_VARS
+from hotpool.shared.models import FunctionConfig, PoolEntry, validate_name
 
 pytestmark = pytest.mark.unit
 

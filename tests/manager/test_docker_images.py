@@ -1,0 +1,43 @@
+"""The function container's create body of a container-image function (manager.docker_images):
+tables, no Docker."""
+
+from __future__ import annotations
+
+import pytest
+
+from hotpool.manager.backend import ContainerSpec, ImageRun
+from hotpool.manager.docker_images import RUNTIME_API, function_config
+
+pytestmark = pytest.mark.unit
+
+IMAGE_ID = "sha256:" + "ab" * 32
+RELAY = {"User": "10001:10001", "HostConfig": {"Memory": 1, "PortBindings": {"8080/tcp": []}}}
+
+
+def create_body(run: ImageRun) -> dict:
+    spec = ContainerSpec(runtime="provided", memory_mb=256, image=run)
+    return function_config(spec, run, "relay-id", RELAY, "mgr-1")
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "runs"),
+    [
+        # a deployer's image_entrypoint is kept as given at deploy: the emulator comes off here
+        (("/usr/local/bin/aws-lambda-rie", "--log-level", "error", "python3", "-m", "awslambdaric"),
+         ["python3", "-m", "awslambdaric"]),
+        (("python3", "-m", "awslambdaric"), ["python3", "-m", "awslambdaric"]),
+    ],
+)  # fmt: skip
+def test_the_function_container_never_starts_the_emulator(entrypoint, runs):
+    body = create_body(ImageRun(IMAGE_ID, entrypoint=entrypoint, command=("app.handler",)))
+    assert body["Entrypoint"] == runs
+    assert body["Cmd"] == ["app.handler"]
+    assert f"AWS_LAMBDA_RUNTIME_API={RUNTIME_API}" in body["Env"]
+
+
+def test_without_an_override_the_image_runs_its_own_entrypoint():
+    body = create_body(ImageRun(IMAGE_ID))
+    assert "Entrypoint" not in body and "Cmd" not in body
+    assert body["Image"] == IMAGE_ID
+    assert body["HostConfig"]["NetworkMode"] == "container:relay-id"
+    assert "PortBindings" not in body["HostConfig"]
