@@ -44,8 +44,9 @@ INIT_OUTPUT = {
     "python": "LINE\n",
     "nodejs": r"\d{4}-\d\d-\d\dT[\d:.]+Z\tundefined\tINFO\tLINE\n",  # no request yet
 }
-# handler -> runtime -> (error type, part of its message); Python's import failures carry the
-# exception's class (a difference from Lambda the README names), Node's are Lambda's
+# handler -> runtime -> (error type, part of its message); Python's init failures carry the
+# exception's class or HandlerNot* (differences from Lambda the README names), Node's are
+# Lambda's own types
 INIT_FAILURES = {
     "nowhere.handler": {
         "python": ("ModuleNotFoundError", "No module named 'nowhere'"),
