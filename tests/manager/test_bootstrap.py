@@ -2,15 +2,19 @@
 answers /healthz, /init and /invoke alike, with the same handlers (python_app/app.py and
 nodejs_app/app.js are twins by name).
 
-Every case runs on the native runtimes (``RUNTIMES``); the handler-level ones (an event in and
-a result out, an error in Lambda's shape, the context, the environment, captured output, one
-call at a time) also run on ``provided``: the relay, with AWS's own ``awslambdaric`` running
-the Python handlers over the Lambda Runtime API. The rest do not apply to it: its /init starts
-a program rather than loading a handler, so a missing module is awslambdaric's own report
-(test_provided_relay.py tests the relay's side). Expectations differ by runtime only where
-Lambda's runtimes differ (console line format, error types, the context's names) or where the
-README says hotpool's Python runtime differs from Lambda (its init error types).
-Each runtime's own cases live beside: test_bootstrap_python.py, test_bootstrap_nodejs.py.
+Every case runs on the native runtimes (``RUNTIMES``). The handler-level ones (init output,
+an event in and a result out, an error in Lambda's shape, the context and its deadline, the
+environment, captured and bounded output, one call at a time) also run on ``provided``: the
+relay, with AWS's own ``awslambdaric`` running the Python handlers over the Lambda Runtime
+API. The rest do not apply to it: its init failures are awslambdaric's own reports, and a
+relay whose runtime failed takes no second /init (test_provided_relay.py); its malformed
+requests meet the Python runtime's own server; and it cannot kill what a call started when
+the call returns, since the runtime it started lives on between calls.
+
+Expectations differ by runtime only where Lambda's runtimes differ (console line format,
+error types and messages, the context's names) or where the README says hotpool's Python
+runtime differs from Lambda (its init error types). Each runtime's own cases live beside:
+test_bootstrap_python.py, test_bootstrap_nodejs.py.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ SUFFIX = {"python": "py", "nodejs": "js", "provided": "py"}
 # a line the function logs: Lambda's Node runtime prefixes console lines, Python prints as is
 INIT_OUTPUT = {
     "python": "LINE\n",
+    "provided": "LINE\n",
     "nodejs": r"\d{4}-\d\d-\d\dT[\d:.]+Z\tundefined\tINFO\tLINE\n",  # no request yet
 }
 # handler -> runtime -> (error type, part of its message); Python's init failures carry the
@@ -75,6 +80,7 @@ INIT_FAILURES = {
 }
 
 
+@pytest.mark.parametrize("runtime", WITH_PROVIDED, indirect=True)
 def test_ready_line_and_healthz_before_and_after_init(start_runtime, runtime):
     bootstrap = start_runtime()
     conn = bootstrap.connect()
@@ -232,6 +238,7 @@ NOISY_STDOUT = {
 }
 
 
+@pytest.mark.parametrize("runtime", WITH_PROVIDED, indirect=True)
 def test_output_is_truncated_at_log_limit(start_runtime):
     _, conn = with_handler(start_runtime, "app.flood", log_limit_bytes=100)
     body = invoke(conn, {"size": 1000})[1]
@@ -258,6 +265,7 @@ def test_context_attributes(start_runtime, runtime):
     assert result["client_context"] is None
 
 
+@pytest.mark.parametrize("runtime", WITH_PROVIDED, indirect=True)
 def test_context_defaults_without_headers(start_runtime):
     _, conn = with_handler(start_runtime, "app.context_info", timeout_s=3)
     result = invoke(conn, None)[1]["result"]
@@ -310,13 +318,14 @@ def test_second_concurrent_invoke_is_refused_busy(start_runtime, tmp_path):
     assert call(probe, "GET", "/healthz")[1]["busy"] is False
 
 
+@pytest.mark.parametrize("runtime", WITH_PROVIDED, indirect=True)
 def test_non_serialisable_result_is_a_marshal_error(start_runtime, runtime):
     _, conn = with_handler(start_runtime, "app.not_serializable")
     body = invoke(conn, None)[1]
     assert (body["status"], body["error"]["type"]) == ("error", "Runtime.MarshalError")
-    # Lambda's own words differ by runtime
-    expected = {"python": "Unable to marshal response: ",
-                "nodejs": "Unable to stringify response body"}[runtime]  # fmt: skip
+    # Lambda's own words differ by runtime (awslambdaric's are the Python runtime's)
+    node = runtime == "nodejs"
+    expected = "Unable to stringify response body" if node else "Unable to marshal response: "
     assert body["error"]["message"].startswith(expected)
 
 

@@ -168,8 +168,9 @@ MALFORMED_HEADS = [
     b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n",
     b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",
 ]
-# Node's parser (llhttp) reads a run of spaces in the request line as one space: the same
-# request as with one, so it is served (here refused 401: it has no secret), not a 400
+# Node's parser (llhttp) reads a run of spaces in the request line as one space, as RFC 9112
+# section 3 allows a recipient to: the same request as with one, so it is served (here
+# refused 401: it has no secret), not a 400
 READ_AS_WELL_FORMED = {("nodejs", b"GET  /healthz HTTP/1.1\r\n\r\n")}
 
 
