@@ -222,12 +222,13 @@ int main() {
 """
 
 
-def awslambdaric_package() -> bytes:
-    """app.py and awslambdaric (with its dependencies) at the package's root."""
+def awslambdaric_package(app: dict[str, str] | None = None) -> bytes:
+    """The handler's files (``app``, else app.py above) and awslambdaric (with its
+    dependencies) at the package's root."""
     site = vendored([AWSLAMBDARIC])
     files: dict[str, str | bytes] = {
         "bootstrap": AWSLAMBDARIC_BOOTSTRAP,
-        "app.py": AWSLAMBDARIC_APP,
+        **(app or {"app.py": AWSLAMBDARIC_APP}),
     }
     executable = ["bootstrap"]
     for path in sorted(site.rglob("*")):

@@ -28,7 +28,7 @@ from hotpool.main_server.container_client import (
     max_head_bytes,
 )
 from tests.helpers import free_port
-from tests.manager.test_bootstrap import (  # noqa: F401
+from tests.manager.bootstraps import (  # noqa: F401
     SECRET,
     SECRET_HEADER,
     init_body,

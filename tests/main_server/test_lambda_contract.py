@@ -1,10 +1,16 @@
 """Lambda's runtime contract end to end, on both backends: the environment, the root log
 handler and its formats, init output in the cold record, Lambda's error body, folder/module
-handlers, and boto3 provided behind the function's own copy."""
+handlers, and boto3 provided behind the function's own copy.
+
+The environment, the function and init errors and a runtime dying at import run on the
+Node.js runtime too, over twin handlers (``NODE_APP``); the log cases stay Python's: they test
+its root logger and ``logging``'s levels, which Node's console has no twin of (its console
+lines are in tests/manager/test_bootstrap.py and test_bootstrap_nodejs.py)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import textwrap
 from typing import Any
 
@@ -100,6 +106,46 @@ CRASHES = make_zip(
     {"main.py": "import os\nos._exit(3)\n\ndef handler(event, context):\n    pass\n"}
 )
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+# the Node.js twins of APP's env and fail, BROKEN and CRASHES
+NODE_APP = textwrap.dedent(
+    """
+    const RESERVED = [
+      'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_LAMBDA_FUNCTION_NAME',
+      'AWS_LAMBDA_FUNCTION_VERSION', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE',
+      'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'AWS_EXECUTION_ENV',
+      'LAMBDA_TASK_ROOT', 'LAMBDA_RUNTIME_DIR', 'TZ', 'GREETING',
+    ];
+    exports.env = async (event, context) => ({
+      env: Object.fromEntries(RESERVED.map((name) => [name, process.env[name] ?? null])),
+      cwd: process.cwd(),
+      tzname: [new Date().toLocaleTimeString('en-US', { timeZoneName: 'short' }).split(' ').pop()],
+      memory_limit_in_mb: context.memoryLimitInMB,
+      function_version: context.functionVersion,
+      log_group_name: context.logGroupName,
+      log_stream_name: context.logStreamName,
+    });
+    exports.fail = async (event) => { throw new RangeError(`bad input ${event.n}`); };
+    """
+)
+CODE = {
+    "python": {"app": APP_ZIP, "broken": BROKEN, "crashes": CRASHES},
+    "nodejs": {
+        "app": make_zip({"src/handler.js": NODE_APP}),
+        "broken": make_zip({"index.js": "console.log('loading config');\n"
+                            "throw new RangeError('no config');\n"}),
+        "crashes": make_zip({"index.js": "process.exit(3);\n"}),
+    },
+}  # fmt: skip
+# each language's own exception
+ERROR_TYPE = {"python": "ValueError", "nodejs": "RangeError"}
+INIT_ERROR_TYPE = {"python": "RuntimeError", "nodejs": "RangeError"}
+RUNTIMES = [
+    "python",
+    pytest.param(
+        "nodejs",
+        marks=pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH"),
+    ),
+]
 
 
 @pytest.fixture(params=["process", "docker"])
@@ -126,10 +172,17 @@ async def _records(stack: Stack, name: str, count: int) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r["started_at"])
 
 
-async def test_environment_is_lambdas(hotpool_stack):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_environment_is_lambdas(hotpool_stack, runtime):
     stack = await hotpool_stack()
     await _deploy(
-        stack, "envfn", APP_ZIP, handler="src/handler.env", memory_mb=256, env={"GREETING": "hi"}
+        stack,
+        "envfn",
+        CODE[runtime]["app"],
+        runtime=runtime,
+        handler="src/handler.env",
+        memory_mb=256,
+        env={"GREETING": "hi"},
     )
     resp = await stack.invoke("envfn", {})
     assert resp.status == 200, await resp.text()
@@ -141,12 +194,14 @@ async def test_environment_is_lambdas(hotpool_stack):
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == result["memory_limit_in_mb"] == "256"
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == result["log_group_name"]
     assert env["AWS_LAMBDA_LOG_STREAM_NAME"] == result["log_stream_name"]
-    assert re.fullmatch(r"AWS_Lambda_python3\.\d+", env["AWS_EXECUTION_ENV"])
+    execution_env = {"python": r"AWS_Lambda_python3\.\d+", "nodejs": r"AWS_Lambda_nodejs\d+\.x"}
+    assert re.fullmatch(execution_env[runtime], env["AWS_EXECUTION_ENV"])
     assert env["LAMBDA_TASK_ROOT"] == result["cwd"]
     assert env["LAMBDA_RUNTIME_DIR"]
     assert (env["TZ"], result["tzname"][0]) == (":UTC", "UTC")
     assert env["GREETING"] == "hi"
-    assert result["root_handlers"] == 1  # the runtime's, and basicConfig added none
+    if runtime == "python":
+        assert result["root_handlers"] == 1  # the runtime's, and basicConfig added none
 
 
 async def test_region_comes_from_the_setting(hotpool_stack):
@@ -236,46 +291,63 @@ async def test_log_level(hotpool_stack, params, levels):
         assert [line.split("\t")[0] for line in lines] == [f"[{level}]" for level in levels]
 
 
-async def test_function_error_has_lambdas_shape(hotpool_stack):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_function_error_has_lambdas_shape(hotpool_stack, runtime):
     stack = await hotpool_stack()
-    await _deploy(stack, "failing", APP_ZIP, handler="src/handler.fail")
+    code = CODE[runtime]["app"]
+    await _deploy(stack, "failing", code, runtime=runtime, handler="src/handler.fail")
     resp = await stack.invoke("failing", {"n": 3})
     assert resp.status == 500
-    assert resp.headers["X-Hotpool-Function-Error"] == "ValueError"
+    assert resp.headers["X-Hotpool-Function-Error"] == ERROR_TYPE[runtime]
     body = await resp.json()
     request_id = resp.headers["X-Hotpool-Request-Id"]
     assert body["errorMessage"] == "bad input 3"
-    assert body["errorType"] == "ValueError"
+    assert body["errorType"] == ERROR_TYPE[runtime]
     assert body["requestId"] == body["request_id"] == request_id
+    assert body["error"]["type"] == ERROR_TYPE[runtime]
+    if runtime == "nodejs":  # Lambda's Node runtime: the stack's lines, under both names
+        assert body["stackTrace"][0] == "RangeError: bad input 3"
+        assert body["trace"] == body["stackTrace"]
+        assert any("src/handler.js" in line for line in body["stackTrace"])
+        return
     assert isinstance(body["stackTrace"], list) and len(body["stackTrace"]) == 1
     assert re.fullmatch(
         r'  File ".*/src/handler\.py", line \d+, in fail\n'
         r"    raise ValueError\(f\"bad input \{event\['n'\]\}\"\)\n",
         body["stackTrace"][0],
     ), body["stackTrace"]
-    assert body["error"]["type"] == "ValueError" and "Traceback" in body["error"]["traceback"]
+    assert "Traceback" in body["error"]["traceback"]
 
 
-async def test_init_error_has_lambdas_shape(hotpool_stack):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_init_error_has_lambdas_shape(hotpool_stack, runtime):
     stack = await hotpool_stack()
-    await _deploy(stack, "broken", BROKEN)
+    await _deploy(stack, "broken", CODE[runtime]["broken"], runtime=runtime)
     resp = await stack.invoke("broken", {})
     assert resp.status == 500
-    assert resp.headers["X-Hotpool-Function-Error"] == "RuntimeError"
+    assert resp.headers["X-Hotpool-Function-Error"] == INIT_ERROR_TYPE[runtime]
     body = await resp.json()
-    assert (body["errorType"], body["stackTrace"]) == ("RuntimeError", [])
+    assert body["errorType"] == INIT_ERROR_TYPE[runtime]
     assert "no config" in body["errorMessage"]
     assert body["requestId"] == body["request_id"] == resp.headers["X-Hotpool-Request-Id"]
     # what the module printed before it failed is in the record, and not in the response
     assert "loading config" not in await resp.text()
     (record,) = await _records(stack, "broken", 1)
-    assert record["stdout"] == "loading config\n"
-    assert record["error"]["type"] == "RuntimeError"
+    # printed as is by Python; by Node's console in Lambda's format, with no request id yet
+    printed = {
+        "python": r"loading config\n",
+        "nodejs": rf"{TIME}\tundefined\tINFO\tloading config\n",
+    }
+    assert re.fullmatch(printed[runtime], record["stdout"]), record["stdout"]
+    assert record["error"]["type"] == INIT_ERROR_TYPE[runtime]
 
 
-async def test_a_module_that_kills_its_runtime_at_import_is_a_function_error(hotpool_stack):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_a_module_that_kills_its_runtime_at_import_is_a_function_error(
+    hotpool_stack, runtime
+):
     stack = await hotpool_stack()
-    await _deploy(stack, "crashes", CRASHES)
+    await _deploy(stack, "crashes", CODE[runtime]["crashes"], runtime=runtime)
     resp = await stack.invoke("crashes", {})
     body = await resp.json()
     assert resp.status == 500, body

@@ -1,25 +1,31 @@
-"""Streamed results of the in-container bootstrap (DESIGN15 §A), run as a real subprocess and
-read frame by frame off a raw socket: a generator's items arrive as they are produced, in
-chunked frames H / d / D / E, with back-pressure, abort, and the call's deadline."""
+"""Streamed results, the runtime contract: each runtime's bootstrap, run as a real subprocess
+and read frame by frame off a raw socket, sends a generator's items as they are produced
+(python_app/gens.py and nodejs_app/gens.js are twins by mode), with back-pressure, abort and
+the call's deadline, on both backends.
+
+``provided`` is left out: Lambda's Runtime API streams only through its HTTP response
+streaming mode, which the relay does not serve. Each language's own ways (asyncio's
+cancellation, Node's Readables and ``awslambda.streamifyResponse``) are tested beside:
+test_bootstrap_python.py, test_bootstrap_nodejs_stream.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
-import textwrap
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+import uuid
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from hotpool.manager.backend import ContainerBackend, ContainerSpec
-from tests.manager.test_backend_contract import backend  # noqa: F401 (a fixture)
-from tests.manager.test_bootstrap import (  # noqa: F401 (start_bootstrap: a fixture)
-    SECRET,
+from hotpool.manager.docker_backend import DockerBackend
+from hotpool.manager.process_backend import ProcessBackend
+from tests.manager.bootstraps import (
     SECRET_HEADER,
     Bootstrap,
     call,
@@ -27,234 +33,52 @@ from tests.manager.test_bootstrap import (  # noqa: F401 (start_bootstrap: a fix
     init,
     init_body,
     invoke,
-    make_zip,
-    start_bootstrap,
 )
+from tests.manager.frames import (
+    FRAME_BYTES,
+    LOCAL,
+    FrameReader,
+    items,
+    run_stream,
+    stream_request,
+    summary,
+    wait_for_mark,
+)
+from tests.services import RUNTIME_IMAGE, RUNTIME_IMAGE_NODEJS
+from tests.stack import require_docker
 
 pytestmark = pytest.mark.integration
 
-FRAME_BYTES = 64 * 1024
-LOCAL = "127.0.0.1"
-# one handler, its behaviour chosen by the event's "mode"; markers go to the event's "path"
-GENS_SOURCE = textwrap.dedent(
-    """
-    import asyncio
-    import time
-
-    def dispatch(event, context):
-        return globals()[event["mode"]](event)
-
-    def plain(event):
-        return {"ok": True}
-
-    def three(event):
-        print("making three")
-        yield b"one"
-        yield ""  # empty: skipped
-        yield "tw\\u00f6"
-        yield {"n": 3}
-
-    def one(event):
-        yield "1"
-
-    def empty(event):
-        yield from ()
-
-    def big(event):
-        yield bytes(range(256)) * 800  # 200 KiB
-
-    def web(event):
-        def body():
-            yield "<p>"
-            yield "hi</p>"
-        return {"statusCode": 201, "headers": {"Content-Type": "text/html"}, "body": body()}
-
-    def fails(event):
-        yield "a"
-        yield "b"
-        raise ValueError("broke after two")
-
-    def unencodable(event):
-        yield "fine"
-        yield {1, 2}
-
-    async def async_three(event):
-        for n in range(3):
-            await asyncio.sleep(0)
-            yield f"item {n}"
-
-    def mark(event, text):
-        if "path" not in event:
-            return
-        with open(event["path"], "a") as f:
-            f.write(text + " ")
-
-    def slow_sync(event):
-        try:
-            yield "first"
-            mark(event, "waiting")
-            time.sleep(0.3)
-            yield "second"
-            time.sleep(0.3)
-            yield "third"
-        except GeneratorExit:
-            mark(event, "GeneratorExit")
-            raise
-        finally:
-            mark(event, "finally")
-
-    async def slow_async(event):
-        try:
-            yield "first"
-            mark(event, "waiting")
-            await asyncio.sleep(10)
-            yield "second"
-        except asyncio.CancelledError:
-            mark(event, "CancelledError")
-            raise
-        finally:
-            print("closed")
-            mark(event, "finally")
-
-    def counted(event):
-        for n in range(200):
-            with open(event["path"], "w") as f:
-                f.write(str(n + 1))
-            yield b"x" * 65536
-
-    def forever(event):
-        while True:
-            yield "tick"
-            time.sleep(0.05)
-
-    async def async_forever(event):
-        while True:
-            yield "tick"
-            await asyncio.sleep(10)
-
-    def chatty(event):
-        print("x" * 4_000_000)  # the summary carries it: megabytes
-        yield "done"
-    """
-)
-
-
-class FrameReader:
-    """The chunked answer of one /invoke, read frame by frame off a raw socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-
-    def _fill(self) -> None:
-        data = self.sock.recv(FRAME_BYTES)
-        assert data, "connection closed mid-answer"
-        self.buffer += data
-
-    def _take(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            self._fill()
-        taken, self.buffer = self.buffer[:size], self.buffer[size:]
-        return taken
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            self._fill()
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
-    def head(self) -> tuple[int, dict[str, str]]:
-        """The status and the headers (names lower-cased)."""
-        while b"\r\n\r\n" not in self.buffer:
-            self._fill()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-        return int(status_line.split()[1]), headers
-
-    def frame(self) -> tuple[str, bytes] | None:
-        """The next frame as (kind, payload), or None at the terminating chunk."""
-        size = int(self._line(), 16)
-        if size == 0:
-            assert self._take(2) == b"\r\n"
-            return None
-        data = self._take(size)
-        assert self._take(2) == b"\r\n"
-        return chr(data[0]), data[1:]
-
-    def frames(self) -> list[tuple[str, bytes]]:
-        """Every frame up to and including ``E``; checks the terminating chunk follows it."""
-        frames: list[tuple[str, bytes]] = []
-        while (frame := self.frame()) is not None:
-            assert not frames or frames[-1][0] != "E", "a frame after E"
-            frames.append(frame)
-        assert frames and frames[-1][0] == "E"
-        return frames
-
-
-def stream_request(mode: str, secret: str = SECRET, **event: Any) -> bytes:
-    headers = {"Content-Type": "application/json", SECRET_HEADER: secret}
-    headers |= event.pop("headers", {})
-    body = json.dumps({"mode": mode, **event}).encode()
-    lines = ["POST /invoke HTTP/1.1", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def summary(frames: list[tuple[str, bytes]]) -> dict[str, Any]:
-    kind, payload = frames[-1]
-    assert kind == "E"
-    return json.loads(payload)
-
-
-def items(frames: list[tuple[str, bytes]]) -> list[bytes]:
-    """The items: d parts joined up to each D."""
-    found, part = [], b""
-    for kind, payload in frames:
-        if kind in "dD":
-            part += payload
-        if kind == "D":
-            found.append(part)
-            part = b""
-    return found
+# an object item is JSON and a newline; each language's own encoder spaces it its own way
+OBJECT_ITEM = {"python": b'{"n": 3}\n', "nodejs": b'{"n":3}\n'}
+# what the generator printed, in each runtime's console format
+MADE_THREE = {"python": r"making three\n", "nodejs": r"\S+\t\S+\tINFO\tmaking three\n"}
+# each language's own exception
+BROKE = {"python": "ValueError", "nodejs": "RangeError"}
 
 
 @pytest.fixture
-def gens(start_bootstrap: Callable[[], Bootstrap]) -> Bootstrap:  # noqa: F811
-    """A bootstrap initialised with the generator handlers."""
-    bootstrap = start_bootstrap()
+def gens(start_runtime) -> Bootstrap:
+    """A bootstrap of the case's runtime initialised with the generators' dispatcher."""
+    bootstrap = start_runtime()
     conn = bootstrap.connect()
-    status, body = init(
-        conn, init_body("gens.dispatch", code_zip_b64=make_zip({"gens.py": GENS_SOURCE}))
-    )
+    status, body = init(conn, init_body("gens.dispatch", bootstrap.runtime))
     assert status == 200, body
     conn.close()
     return bootstrap
-
-
-def run_stream(
-    host: str, port: int, mode: str, secret: str = SECRET, **event: Any
-) -> list[tuple[str, bytes]]:
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(stream_request(mode, secret, **event))
-        reader = FrameReader(sock)
-        status, headers = reader.head()
-        assert (status, headers["transfer-encoding"]) == (200, "chunked")
-        assert headers["content-type"] == "application/x-hotpool-stream"
-        return reader.frames()
 
 
 def test_a_generators_items_arrive_as_one_frame_each_then_the_summary(gens):
     frames = run_stream(LOCAL, gens.port, "three")
 
     assert [kind for kind, _ in frames] == ["D", "D", "D", "E"]
-    assert items(frames) == [b"one", "twö".encode(), b'{"n": 3}\n']
+    assert items(frames) == [b"one", "twö".encode(), OBJECT_ITEM[gens.runtime]]
     end = summary(frames)
     assert end["status"] == "success" and "error" not in end
     assert end["bytes"] == sum(len(item) for item in items(frames))
     assert end["first_byte_ms"] is not None and end["first_byte_ms"] <= end["duration_ms"]
     assert end["aborted"] is False
-    assert end["stdout"] == "making three\n"
+    assert re.fullmatch(MADE_THREE[gens.runtime], end["stdout"]), end["stdout"]
     assert end["peak_memory_mb"] > 0
 
 
@@ -291,7 +115,7 @@ def test_an_async_generator_streams(gens):
 
 
 def test_an_error_after_two_items_ends_in_an_error_summary_and_the_connection_serves_on(gens):
-    with socket.create_connection(("127.0.0.1", gens.port), timeout=10) as sock:
+    with socket.create_connection((LOCAL, gens.port), timeout=10) as sock:
         sock.sendall(stream_request("fails"))
         reader = FrameReader(sock)
         assert reader.head()[1]["connection"] == "keep-alive"
@@ -300,8 +124,9 @@ def test_an_error_after_two_items_ends_in_an_error_summary_and_the_connection_se
         assert items(frames) == [b"a", b"b"]
         end = summary(frames)
         assert end["status"] == "error"
-        assert (end["error"]["type"], end["error"]["message"]) == ("ValueError", "broke after two")
-        assert "broke after two" in end["error"]["traceback"]
+        error = end["error"]
+        assert (error["type"], error["message"]) == (BROKE[gens.runtime], "broke after two")
+        assert "broke after two" in error["traceback"]
         # the same connection takes the next call
         sock.sendall(stream_request("three"))
         reader.head()
@@ -315,18 +140,10 @@ def test_an_item_that_cannot_be_encoded_is_a_marshal_error(gens):
     assert summary(frames)["error"]["type"] == "Runtime.MarshalError"
 
 
-def wait_for_mark(marker: Path, word: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while word not in (marker.read_text() if marker.exists() else ""):
-        assert time.monotonic() < deadline, f"the generator never marked {word!r}"
-        time.sleep(0.005)
-
-
-def abort_after_first_item(bootstrap: Bootstrap, mode: str, marker: Path) -> tuple[list, float]:
+def abort_after_first_item(bootstrap: Bootstrap, mode: str, marker) -> list[tuple[str, bytes]]:
     """Start a stream, half-close once the generator works on its second item; the frames up
-    to E and the time from the half-close to the marker file showing ``finally``. The server
-    then closes."""
-    with socket.create_connection(("127.0.0.1", bootstrap.port), timeout=10) as sock:
+    to E. The server then closes."""
+    with socket.create_connection((LOCAL, bootstrap.port), timeout=10) as sock:
         sock.sendall(stream_request(mode, path=str(marker)))
         reader = FrameReader(sock)
         assert reader.head()[0] == 200
@@ -334,43 +151,37 @@ def abort_after_first_item(bootstrap: Bootstrap, mode: str, marker: Path) -> tup
         assert first == ("D", b"first")
         wait_for_mark(marker, "waiting")
         sock.shutdown(socket.SHUT_WR)
-        aborted_at = time.monotonic()
-        wait_for_mark(marker, "finally")
-        closed_after_s = time.monotonic() - aborted_at
         frames = [first, *reader.frames()]
         assert closed_by_server(sock)
-    return frames, closed_after_s
-
-
-def test_an_abort_cancels_an_async_generator_waiting_for_its_next_item_at_once(gens, tmp_path):
-    marker = tmp_path / "marker"
-    frames, closed_after_s = abort_after_first_item(gens, "slow_async", marker)
-
-    # it was sleeping for 10 s: cancelled in its await, then closed
-    assert closed_after_s < 1.0
-    assert marker.read_text().split() == ["waiting", "CancelledError", "finally"]
-    assert items(frames) == [b"first"]
-    end = summary(frames)
-    assert (end["aborted"], end["status"]) == (True, "success")
+    return frames
 
 
 def test_an_abort_closes_a_sync_generator_at_its_next_yield(gens, tmp_path):
     marker = tmp_path / "marker"
-    frames, _ = abort_after_first_item(gens, "slow_sync", marker)
+    frames = abort_after_first_item(gens, "slow_sync", marker)
 
-    # it slept on, yielded its second item, and was closed there
-    assert marker.read_text().split() == ["waiting", "GeneratorExit", "finally"]
+    # it worked on, yielded its second item, and was closed there: its finally ran
+    wait_for_mark(marker, "finally")
+    marks = {"python": ["waiting", "GeneratorExit", "finally"], "nodejs": ["waiting", "finally"]}
+    assert marker.read_text().split() == marks[gens.runtime]
     assert items(frames) == [b"first", b"second"]
     assert summary(frames)["aborted"] is True
 
 
 def test_after_an_abort_the_container_serves_a_new_connection(gens, tmp_path):
-    abort_after_first_item(gens, "slow_async", tmp_path / "marker")
+    frames = abort_after_first_item(gens, "slow_async", tmp_path / "marker")
 
+    assert items(frames) == [b"first"]
+    assert summary(frames)["aborted"] is True
     conn = gens.connect()
     status, body = invoke(conn, {"mode": "plain"})
     assert (status, body["status"], body["result"]) == (200, "success", {"ok": True})
     assert call(conn, "GET", "/healthz")[1]["busy"] is False
+
+
+# items made while the reader paused, of 200: the bootstrap's send buffer and the reader's
+# window; Python's runtime sizes its send buffer (512 KiB), Node's is autotuned
+PAUSED_AT_MOST = {"python": 25, "nodejs": 100}
 
 
 def test_a_reader_that_stops_reading_stops_the_generator_and_the_container_stays_busy(
@@ -382,7 +193,7 @@ def test_a_reader_that_stops_reading_stops_the_generator_and_the_container_stays
         # a small receive window, as a paused reader's: what the kernels buffer stays small
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, FRAME_BYTES)
         sock.settimeout(10)
-        sock.connect(("127.0.0.1", gens.port))
+        sock.connect((LOCAL, gens.port))
         sock.sendall(stream_request("counted", path=str(counter)))
         time.sleep(1.0)  # reads nothing meanwhile
         produced_while_paused = int(counter.read_text())
@@ -393,8 +204,7 @@ def test_a_reader_that_stops_reading_stops_the_generator_and_the_container_stays
         reader.head()
         frames = reader.frames()
 
-    # about 10: the bootstrap's send buffer (512 KiB) and this socket's window, of 200
-    assert produced_while_paused < 25
+    assert produced_while_paused < PAUSED_AT_MOST[gens.runtime]
     assert len(items(frames)) == 200
     assert summary(frames)["bytes"] == 200 * FRAME_BYTES
     deadline = time.monotonic() + 5
@@ -432,48 +242,17 @@ def test_a_stream_past_its_deadline_ends_in_a_timeout_summary(gens, mode):
     assert end["aborted"] is False
 
 
-def abort_at_once(host: str, port: int, secret: str) -> list[tuple[str, bytes]]:
-    """An async generator's stream half-closed after its first frame: the frames up to E."""
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(stream_request("slow_async", secret))
-        reader = FrameReader(sock)
-        assert reader.head()[0] == 200
-        assert reader.frame() == ("D", b"first")
-        sock.shutdown(socket.SHUT_WR)
-        return reader.frames()
-
-
-async def test_a_container_of_either_backend_streams_and_hears_an_abort(
-    backend: ContainerBackend,  # noqa: F811
-):
-    container = await backend.start(ContainerSpec("python", 128))
-    body = init_body("gens.dispatch", code_zip_b64=make_zip({"gens.py": GENS_SOURCE}))
-    async with aiohttp.ClientSession(headers={SECRET_HEADER: container.secret}) as http:
-        async with http.post(f"http://{container.address}/init", json=body) as resp:
-            assert resp.status == 200, await resp.text()
-    host, port = container.address.rsplit(":", 1)
-
-    three = await asyncio.to_thread(run_stream, host, int(port), "three", container.secret)
-    frames = await asyncio.to_thread(abort_at_once, host, int(port), container.secret)
-
-    assert items(three) == [b"one", "twö".encode(), b'{"n": 3}\n']
-    # closed well before its 10 s sleep ended: the half-close went through the port mapping
-    end = summary(frames)
-    assert (end["aborted"], end["stdout"]) == (True, "closed\n")
-
-
-def test_the_container_is_free_before_the_summary_is_sent(start_bootstrap):  # noqa: F811
+def test_the_container_is_free_before_the_summary_is_sent(start_runtime):
     # once Main has read the summary it gives the container to the next call, which must not
     # find it busy; a summary of megabytes that its reader does not take shows the order
-    bootstrap = start_bootstrap()
+    bootstrap = start_runtime()
     conn = bootstrap.connect()
-    source = make_zip({"gens.py": GENS_SOURCE})
-    body = init_body("gens.dispatch", code_zip_b64=source, log_limit_bytes=8_000_000)
+    body = init_body("gens.dispatch", bootstrap.runtime, log_limit_bytes=8_000_000)
     assert init(conn, body)[0] == 200
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, FRAME_BYTES)
         sock.settimeout(10)
-        sock.connect(("127.0.0.1", bootstrap.port))
+        sock.connect((LOCAL, bootstrap.port))
         sock.sendall(stream_request("chatty"))
         reader = FrameReader(sock)
         reader.head()
@@ -487,3 +266,52 @@ def test_the_container_is_free_before_the_summary_is_sent(start_bootstrap):  # n
         assert (status, answer["result"]) == (200, {"ok": True})
         end = summary(reader.frames())
     assert end["status"] == "success" and len(end["stdout"]) > 3_000_000
+
+
+IMAGES = {"python": RUNTIME_IMAGE, "nodejs": RUNTIME_IMAGE_NODEJS}
+
+
+@pytest.fixture(params=["process", "docker"])
+async def runtime_backend(request, runtime, tmp_path) -> AsyncIterator[ContainerBackend]:
+    """A fresh backend of each kind that runs the case's runtime, closed after the test."""
+    if request.param == "docker":
+        await require_docker(IMAGES[runtime])
+        made: ContainerBackend = DockerBackend(
+            manager_id=f"mgr-stream-{uuid.uuid4().hex[:8]}", images=IMAGES
+        )
+    else:
+        made = ProcessBackend(tmp_path / "c")
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+def abort_at_once(host: str, port: int, secret: str) -> list[tuple[str, bytes]]:
+    """An async generator's stream half-closed after its first frame: the frames up to E."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(stream_request("slow_async", secret))
+        reader = FrameReader(sock)
+        assert reader.head()[0] == 200
+        assert reader.frame() == ("D", b"first")
+        sock.shutdown(socket.SHUT_WR)
+        return reader.frames()
+
+
+async def test_a_container_of_either_backend_streams_and_hears_an_abort(runtime_backend, runtime):
+    container = await runtime_backend.start(ContainerSpec(runtime, 128))
+    body = init_body("gens.dispatch", runtime)
+    async with aiohttp.ClientSession(headers={SECRET_HEADER: container.secret}) as http:
+        async with http.post(f"http://{container.address}/init", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+    host, port = container.address.rsplit(":", 1)
+
+    three = await asyncio.to_thread(run_stream, host, int(port), "three", container.secret)
+    frames = await asyncio.to_thread(abort_at_once, host, int(port), container.secret)
+
+    assert items(three) == [b"one", "twö".encode(), OBJECT_ITEM[runtime]]
+    # ended well before its 10 s sleep: the half-close went through the port mapping
+    end = summary(frames)
+    assert end["aborted"] is True
+    if runtime == "python":  # cancelled in its await, its finally printed (Node cannot cancel)
+        assert end["stdout"] == "closed\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.manager.test_bootstrap import (  # noqa: F401 (start_bootstrap: a fixture)
+from tests.manager.bootstraps import (  # noqa: F401 (start_bootstrap: a fixture)
     Bootstrap,
     init,
     init_body,

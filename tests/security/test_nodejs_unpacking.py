@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_zip as make_zip_bytes
-from tests.manager.test_bootstrap import init, invoke, make_zip
-from tests.manager.test_bootstrap_nodejs import init_body
+from tests.manager.bootstraps import init, init_body, invoke, make_zip
 from tests.services import RUNTIME_IMAGE_NODEJS
 from tests.stack import require_docker
 

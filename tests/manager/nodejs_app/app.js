@@ -1,3 +1,4 @@
+// The contract's handlers in Node; python_app/app.py has their twins by the same names.
 const { execSync, spawn } = require('child_process');
 const fs = require('fs');
 console.log('loading app');
@@ -30,19 +31,36 @@ exports.noisy = async () => {
   return 'quiet';
 };
 exports.flood = async (event) => { process.stdout.write('x'.repeat(event.size)); return 'flooded'; };
-exports.context = async (event, context) => {
+// Node's context under the names the Python twin returns, so one assertion holds for both
+exports.context_info = async (event, context) => {
   const before = context.getRemainingTimeInMillis();
   await new Promise((r) => setTimeout(r, 50));
-  const { getRemainingTimeInMillis, done, succeed, fail, ...fields } = context;
-  return { before, after: context.getRemainingTimeInMillis(), ...fields };
+  return {
+    before,
+    after: context.getRemainingTimeInMillis(),
+    aws_request_id: context.awsRequestId,
+    function_name: context.functionName,
+    function_version: context.functionVersion,
+    invoked_function_arn: context.invokedFunctionArn,
+    memory_limit_in_mb: context.memoryLimitInMB,
+    log_group_name: context.logGroupName,
+    log_stream_name: context.logStreamName,
+    identity: context.identity ?? null,
+    client_context: context.clientContext ?? null,
+    callbackWaitsForEmptyEventLoop: context.callbackWaitsForEmptyEventLoop,
+  };
 };
-exports.env = async () => Object.fromEntries(
-  ['GREETING', 'AWS_REGION', 'AWS_LAMBDA_FUNCTION_NAME', 'AWS_EXECUTION_ENV', 'TZ',
-   'LAMBDA_TASK_ROOT', 'NODE_PATH', '_HANDLER', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE']
-    .map((n) => [n, process.env[n]]));
-exports.cwd = async () => process.cwd();
-exports.circular = async () => { const a = {}; a.a = a; return a; };
-exports.wait = async (event) => {
+exports.read_env = async () => process.env.GREETING;
+const ENV_NAMES = ['GREETING', 'AWS_REGION', 'AWS_LAMBDA_FUNCTION_NAME',
+  'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_EXECUTION_ENV', 'TZ', 'LAMBDA_TASK_ROOT',
+  'NODE_PATH', '_HANDLER'];
+exports.lambda_env = async () => ({
+  ...Object.fromEntries(ENV_NAMES.map((n) => [n, process.env[n]])),
+  tz: Intl.DateTimeFormat().resolvedOptions().timeZone,
+  cwd: process.cwd(),
+});
+exports.not_serializable = async () => { const a = {}; a.a = a; return a; };
+exports.wait_for_file = async (event) => {
   const deadline = Date.now() + 5000;
   while (!fs.existsSync(event.path) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   return 'released';

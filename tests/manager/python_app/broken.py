@@ -1,0 +1,8 @@
+print("booting")
+
+
+class BootError(Exception):
+    pass
+
+
+raise BootError("cannot start")
