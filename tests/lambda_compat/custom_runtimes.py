@@ -239,9 +239,9 @@ def awslambdaric_package() -> bytes:
     return provided_zip(files, tuple(executable))
 
 
-def node_ric_package() -> bytes:
-    """index.js and aws-lambda-ric (what it needs at run time: package.json, bin/, dist/ with
-    its compiled rapid-client.node) under node_modules."""
+def node_ric_package(app: str = NODE_RIC_APP) -> bytes:
+    """index.js (``app``) and aws-lambda-ric (what it needs at run time: package.json, bin/,
+    dist/ with its compiled rapid-client.node) under node_modules."""
     from tests.lambda_compat.sources import run
 
     for tool in ("npm", "node", "cmake", "autoreconf", "libtoolize", "g++", "make"):
@@ -254,7 +254,7 @@ def node_ric_package() -> bytes:
             what=NODE_RIC, cwd=folder)  # fmt: skip
 
     package = cached("npm-install", [NODE_RIC], install) / "node_modules" / "aws-lambda-ric"
-    files: dict[str, str | bytes] = {"bootstrap": NODE_RIC_BOOTSTRAP, "index.js": NODE_RIC_APP}
+    files: dict[str, str | bytes] = {"bootstrap": NODE_RIC_BOOTSTRAP, "index.js": app}
     executable = ["bootstrap"]
     for path in sorted(package.rglob("*")):
         relative = path.relative_to(package)
