@@ -266,7 +266,7 @@ def test_the_relay_reads_no_further_than_main_takes(relay, runtime, pool):
 DYING = textwrap.dedent(
     f"""\
     #!{sys.executable}
-    import os, socket
+    import os, socket, time
     host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
     sock = socket.create_connection((host, int(port)))
     sock.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
@@ -278,6 +278,7 @@ DYING = textwrap.dedent(
         "Lambda-Runtime-Function-Response-Mode: streaming\\r\\n"
         "Transfer-Encoding: chunked\\r\\n\\r\\n3\\r\\none\\r\\n".encode()
     )
+    time.sleep(1)  # the relay has taken the stream over (dying sooner fails the call unstreamed)
     os._exit(3)
     """
 )
@@ -298,3 +299,27 @@ def test_a_runtime_dying_mid_stream_fails_the_call_with_exit_error_and_ends_the_
         assert relay.process.wait(timeout=10) == 0  # the container ends
     finally:
         relay.stop()
+
+
+@pytest.mark.parametrize(
+    ("parts", "status", "reason"),
+    [
+        pytest.param([b"[1, 2]" + b"\0" * 8], 400, "not a JSON object", id="not-an-object"),
+        pytest.param([b"{oops" + b"\0" * 8], 400, "malformed prelude", id="not-json"),
+        pytest.param([b" " * 40000, b" " * 40000], 400, "no 8 NUL bytes", id="no-delimiter"),
+        pytest.param([b'{"statusCode": 200}'], 202, "ended inside its prelude", id="cut-short"),
+    ],
+)
+def test_a_malformed_prelude_fails_the_call_with_invalid_prelude(
+    relay, runtime, pool, parts, status, reason
+):
+    call = invoke(relay, runtime, pool, "pr1")
+    post = StreamedPost(relay.api, "pr1", {"Content-Type": PRELUDE_TYPE})
+    for part in parts:
+        post.write(part)
+    answer = post.end() if status == 202 else post.answer()
+    assert answer[0] == status
+    frames, summary = call.rest()
+    assert frames == []  # no head, no body: nothing of it reached Main
+    assert summary["error"]["type"] == "Runtime.InvalidPrelude"
+    assert reason in summary["error"]["message"]
