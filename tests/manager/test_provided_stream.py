@@ -306,6 +306,7 @@ def test_a_runtime_dying_mid_stream_fails_the_call_with_exit_error_and_ends_the_
     [
         pytest.param([b"[1, 2]" + b"\0" * 8], 400, "not a JSON object", id="not-an-object"),
         pytest.param([b"{oops" + b"\0" * 8], 400, "malformed prelude", id="not-json"),
+        pytest.param([b'{"statusCode": NaN}' + b"\0" * 8], 400, "malformed", id="nan"),
         pytest.param([b" " * 40000, b" " * 40000], 400, "no 8 NUL bytes", id="no-delimiter"),
         pytest.param([b'{"statusCode": 200}'], 202, "ended inside its prelude", id="cut-short"),
     ],

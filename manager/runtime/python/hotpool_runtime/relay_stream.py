@@ -236,7 +236,7 @@ class StreamedResponse(StreamingBody):
                 piece = prelude.feed(piece)
                 if prelude.head is None:
                     return None
-                head = json.dumps(prelude.head).encode()
+                head = json.dumps(prelude.head, allow_nan=False).encode()  # Main's is strict
                 if len(head) > FRAME_PAYLOAD_BYTES:
                     raise ValueError(f"the prelude is over {FRAME_PAYLOAD_BYTES} bytes")
             except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ones
