@@ -240,9 +240,9 @@ def awslambdaric_package(app: dict[str, str] | None = None) -> bytes:
     return provided_zip(files, tuple(executable))
 
 
-def node_ric_package() -> bytes:
-    """index.js and aws-lambda-ric (what it needs at run time: package.json, bin/, dist/ with
-    its compiled rapid-client.node) under node_modules."""
+def node_ric_package(app: str = NODE_RIC_APP) -> bytes:
+    """index.js (``app``) and aws-lambda-ric (what it needs at run time: package.json, bin/,
+    dist/ with its compiled rapid-client.node) under node_modules."""
     from tests.lambda_compat.sources import run
 
     for tool in ("npm", "node", "cmake", "autoreconf", "libtoolize", "g++", "make"):
@@ -255,7 +255,7 @@ def node_ric_package() -> bytes:
             what=NODE_RIC, cwd=folder)  # fmt: skip
 
     package = cached("npm-install", [NODE_RIC], install) / "node_modules" / "aws-lambda-ric"
-    files: dict[str, str | bytes] = {"bootstrap": NODE_RIC_BOOTSTRAP, "index.js": NODE_RIC_APP}
+    files: dict[str, str | bytes] = {"bootstrap": NODE_RIC_BOOTSTRAP, "index.js": app}
     executable = ["bootstrap"]
     for path in sorted(package.rglob("*")):
         relative = path.relative_to(package)
@@ -303,3 +303,82 @@ def cpp_package() -> bytes:
     binary = _compiled("cpp", "g++", "main.cpp", CPP_MAIN,
                        ["g++", "-O2", "-std=c++17", "-o", "bootstrap", "main.cpp"])  # fmt: skip
     return provided_zip({"bootstrap": binary.read_bytes()})
+
+
+# A Go function streaming its response as Lambda's Runtime API documents it, on Go's standard
+# library: a chunked POST in streaming mode (each write one chunk), an error in its declared
+# trailers, and for a web call the http-integration prelude. It writes three timestamped
+# parts, fails after them when the event says "fail".
+GO_STREAM_MAIN = """\
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+var api = "http://" + os.Getenv("AWS_LAMBDA_RUNTIME_API") + "/2018-06-01/runtime"
+
+func respond(id string, event string) {
+	reader, writer := io.Pipe()
+	req, _ := http.NewRequest("POST", api+"/invocation/"+id+"/response", reader)
+	req.Header.Set("Lambda-Runtime-Function-Response-Mode", "streaming")
+	req.Trailer = http.Header{"Lambda-Runtime-Function-Error-Type": nil,
+		"Lambda-Runtime-Function-Error-Body": nil}
+	web := strings.Contains(event, "rawPath")
+	if web {
+		req.Header.Set("Content-Type", "application/vnd.awslambda.http-integration-response")
+	}
+	go func() {
+		if web {
+			writer.Write([]byte(`{"statusCode": 202, "headers": {"X-Lang": "go"}}`))
+			writer.Write(make([]byte, 8))
+		}
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(writer, "part %d at %d\\n", i, time.Now().UnixMilli())
+			time.Sleep(300 * time.Millisecond)
+		}
+		if strings.Contains(event, "fail") {
+			body := `{"errorMessage": "go failed mid-stream", "errorType": "GoError"}`
+			req.Trailer.Set("Lambda-Runtime-Function-Error-Type", "GoError")
+			req.Trailer.Set("Lambda-Runtime-Function-Error-Body",
+				base64.StdEncoding.EncodeToString([]byte(body)))
+		}
+		writer.Close()
+	}()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println("response cut:", err)
+		return
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+func main() {
+	for {
+		resp, err := http.Get(api + "/invocation/next")
+		if err != nil {
+			os.Exit(1)
+		}
+		event, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		respond(resp.Header.Get("Lambda-Runtime-Aws-Request-Id"), string(event))
+	}
+}
+"""
+
+
+def go_stream_binary() -> Path:
+    """The streaming Go function, built into a static binary named ``bootstrap``."""
+    return _compiled("go", "go", "main.go", GO_STREAM_MAIN,
+                     ["go", "build", "-o", "bootstrap", "main.go"])  # fmt: skip
+
+
+def go_stream_package() -> bytes:
+    return provided_zip({"bootstrap": go_stream_binary().read_bytes()})

@@ -6,6 +6,7 @@ import base64
 import http.client
 import io
 import json
+import socket
 import subprocess
 import sys
 import zipfile
@@ -146,3 +147,77 @@ class StandIn:
         status, headers, body = self.request("GET", "/invocation/next")
         assert status == 200, (status, body)
         return headers, body
+
+
+class StreamedPost:
+    """The stand-in streaming a response as Lambda's runtimes do: a chunked POST with
+    ``Lambda-Runtime-Function-Response-Mode: streaming``, written a chunk at a time."""
+
+    def __init__(self, api: str, request_id: str, headers: dict[str, str] | None = None) -> None:
+        host, port = api.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        fields = {
+            "Host": api,
+            "Lambda-Runtime-Function-Response-Mode": "streaming",
+            "Transfer-Encoding": "chunked",
+            "Trailer": "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+            **(headers or {}),
+        }
+        head = f"POST {API}/invocation/{request_id}/response HTTP/1.1\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in fields.items() if value)
+        self.sock.sendall(head.encode() + b"\r\n")
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def end(self, trailers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """The terminating chunk (and trailers); the relay's (status, JSON answer)."""
+        lines = "".join(f"{name}: {value}\r\n" for name, value in (trailers or {}).items())
+        self.sock.sendall(b"0\r\n" + lines.encode() + b"\r\n")
+        return self.answer()
+
+    def answer(self) -> tuple[int, dict[str, Any]]:
+        response = http.client.HTTPResponse(self.sock)
+        response.begin()
+        status, body = response.status, response.read()
+        self.sock.close()
+        return status, json.loads(body)
+
+
+class FramedInvoke:
+    """An /invoke read as Main reads a streamed answer: frame by frame."""
+
+    def __init__(self, relay: Relay, event: bytes, request_id: str) -> None:
+        from hotpool.main_server.frames import ChunkDecoder
+
+        self.sock = socket.create_connection(("127.0.0.1", relay.port), timeout=30)
+        head = (
+            f"POST /invoke HTTP/1.1\r\nHost: c\r\n{SECRET_HEADER}: {SECRET}\r\n"
+            f"X-Hotpool-Request-Id: {request_id}\r\nContent-Length: {len(event)}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + event)
+        self._decoder = ChunkDecoder(max_summary_bytes=1 << 20)
+        self._frames: list[bytes] = []
+        self._buffer = b""
+        self.head = b""
+
+    def frame(self) -> bytes:
+        """The next frame (kind byte + payload)."""
+        while not self._frames:
+            data = self.sock.recv(65536)
+            assert data, "the relay closed the connection mid-stream"
+            if not self.head:
+                self._buffer += data
+                if b"\r\n\r\n" not in self._buffer:
+                    continue
+                self.head, _, data = self._buffer.partition(b"\r\n\r\n")
+                assert b"Transfer-Encoding: chunked" in self.head, self.head
+            self._frames += self._decoder.feed(data)
+        return self._frames.pop(0)
+
+    def rest(self) -> tuple[list[bytes], dict[str, Any]]:
+        """The frames up to the summary, and the summary."""
+        frames = []
+        while (frame := self.frame())[:1] != b"E":
+            frames.append(frame)
+        return frames, json.loads(frame[1:])

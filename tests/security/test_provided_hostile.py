@@ -1,6 +1,7 @@
 """Hostile custom runtimes (``runtime=provided``): a bootstrap that never polls, that answers
-for another request, that floods its output, that forks and exits. Each is contained: the call
-fails clearly or succeeds bounded, and nothing it started outlives its container."""
+for another request, that floods its output, that forks and exits, that streams a malformed or
+endless response. Each is contained: the call fails clearly or succeeds bounded, and nothing it
+started outlives its container."""
 
 from __future__ import annotations
 
@@ -184,3 +185,82 @@ async def test_another_tenants_function_cannot_use_a_custom_runtimes_api(hotpool
     assert (resp.headers["X-Hotpool-Cold-Start"], orjson.loads(await resp.read())) == (
         "false", "genuine"
     )  # fmt: skip
+
+
+# A hostile streamer in Python (the runtime images have python3): it polls, then POSTs a
+# streamed response whose body is the bytes given (after the head), and polls again.
+STREAMER = """#!/usr/bin/env python3
+import os, socket, sys
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+body = {body}
+while True:
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    head = sock.recv(65536).decode()
+    rid = head.lower().split("lambda-runtime-aws-request-id: ")[1].split("\\r\\n")[0]
+    post = socket.create_connection((host, int(port)))
+    post.sendall(
+        f"POST /2018-06-01/runtime/invocation/{{rid}}/response HTTP/1.1\\r\\nHost: x\\r\\n"
+        "Lambda-Runtime-Function-Response-Mode: streaming\\r\\n"
+        "Transfer-Encoding: chunked\\r\\n\\r\\n".encode()
+    )
+    try:
+        for piece in body():
+            post.sendall(piece)
+        print("answered", post.recv(65536).split(b"\\r\\n", 1)[0].decode(), flush=True)
+    except OSError as exc:
+        print("cut:", type(exc).__name__, flush=True)
+    post.close()
+    sock.close()
+"""
+
+
+def streamer(body: str) -> bytes:
+    return provided_zip({"bootstrap": STREAMER.format(body=body)})
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param('lambda: [b"f" * 100000]', "too long", id="endless-size-line"),
+        pytest.param('lambda: [b"1" * 40 + b"\\r\\n"]', "malformed chunk size", id="huge-size"),
+        pytest.param(
+            'lambda: [b"0\\r\\n"] + [b"x-pad: " + b"p" * 4000 + b"\\r\\n"] * 40', "trailers over",
+            id="trailer-flood",
+        ),
+    ],
+)  # fmt: skip
+async def test_a_malformed_streamed_response_fails_the_call_and_the_runtime_serves_on(
+    hotpool_stack, body, reason
+):
+    stack = await hotpool_stack()
+    await deploy(stack, "bad-stream", streamer(body))
+    for cold in ("true", "false"):  # refused, the runtime polls again: its container serves on
+        resp = await stack.invoke("bad-stream", {})
+        answer = orjson.loads(await resp.read())
+        assert resp.status >= 400, answer
+        assert resp.headers["X-Hotpool-Cold-Start"] == cold
+        assert answer["errorType"] == "Runtime.TruncatedResponse"
+        assert reason in answer["errorMessage"]
+
+
+async def test_an_endless_chunk_is_cut_at_the_stream_limit_and_the_runtime_serves_on(
+    hotpool_stack,
+):
+    # one chunk of 2**64 - 1 bytes, sent 64 KiB at a time for ever
+    body = (
+        'lambda: __import__("itertools").chain([b"ffffffffffffffff\\r\\n"], '
+        '__import__("itertools").repeat(b"z" * 65536))'
+    )
+    stack = await hotpool_stack(max_stream_bytes=4 * 1024 * 1024)
+    await deploy(stack, "endless", streamer(body))
+    resp = await stack.invoke("endless", {})
+    data = await resp.read()
+    error = orjson.loads(data.rstrip(b"\n").rsplit(b"\n", 1)[-1])["hotpoolStreamError"]
+    assert error["errorType"] == "ResponseTooLarge"
+    [rec] = await stack.records("endless", 1)
+    assert rec["aborted"] is True and rec["bytes_streamed"] <= 4 * 1024 * 1024 + 65536
+    # it polled again: the same container answers (and is cut again)
+    again = await stack.invoke("endless", {})
+    await again.read()
+    assert again.headers["X-Hotpool-Cold-Start"] == "false"

@@ -58,3 +58,25 @@ def apply(config: FunctionConfig, variables: dict[str, str]) -> None:
     if "TZ" not in config.env:
         os.environ["TZ"] = ":UTC"
     time.tzset()  # time.localtime() follows TZ only once told to
+
+
+def custom_runtime(
+    config: FunctionConfig, *, code_dir: str, runtime_dir: str, opt_dir: str, api_address: str
+) -> dict[str, str]:
+    """The whole environment a custom runtime's bootstrap starts in (``relay``)."""
+    variables = lambda_variables(
+        config, code_dir=code_dir, runtime_dir=runtime_dir, log_stream=log_stream_name(config)
+    )
+    del variables["AWS_EXECUTION_ENV"]  # Lambda leaves it unset for OS-only runtimes
+    env = {**os.environ, **config.env, **variables}
+    env.setdefault("TZ", ":UTC")
+    env["AWS_LAMBDA_RUNTIME_API"] = api_address
+    env["_HANDLER"] = config.handler
+    # Lambda's: /opt/bin on PATH, the task's and the layers' lib folders for the loader
+    opt = opt_dir or "/opt"
+    env["PATH"] = f"{env.get('PATH', '/usr/local/bin:/usr/bin:/bin')}:{opt}/bin"
+    libs = [code_dir, f"{code_dir}/lib", f"{opt}/lib"]
+    if env.get("LD_LIBRARY_PATH"):
+        libs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(libs)
+    return env

@@ -129,3 +129,28 @@ def _is_inside(name: str, root: str) -> bool:
     except ValueError:  # e.g. an embedded NUL byte
         return False
     return target == root or target.startswith(root + os.sep)
+
+
+def custom_bootstrap(code_dir: str, opt_dir: str) -> str:
+    """A custom runtime's executable: the package's ``bootstrap``, else a layer's (Lambda
+    looks in /opt next); raises RequestError(422) naming what to fix."""
+    places = [os.path.join(code_dir, "bootstrap")]
+    if opt_dir:
+        places.append(os.path.join(opt_dir, "bootstrap"))
+    for path in places:
+        if os.path.isfile(path):
+            if os.access(path, os.X_OK):
+                return path
+            problem = "the package's bootstrap is not executable"
+            break
+    else:
+        problem = "no file named 'bootstrap' at the package's root (nor in a layer)"
+    raise RequestError(
+        422,
+        "Runtime.InvalidEntrypoint",
+        f"{problem}: a custom runtime's package holds an executable file named "
+        "'bootstrap' at its root (chmod 755 before zipping: the zip keeps the mode)",
+        traceback="",
+        stdout="",
+        stderr="",
+    )

@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from .context import ARN_TEMPLATE
 from .http11 import StreamingBody, _response
 from .runtime_api import error_answer
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
     import socket
     from typing import Any
 
+    from .config import FunctionConfig
     from .http11 import Request
     from .runtime_api import Answer
 
@@ -53,15 +55,21 @@ def result_of(body: bytes) -> Any:
 def function_error(request: Request) -> dict[str, Any]:
     """The ``error`` field from a posted error: Lambda's {errorMessage, errorType,
     stackTrace} body, its type header winning (as Lambda's does)."""
+    return posted_error(request.body, request.headers.get(ERROR_TYPE_HEADER))
+
+
+def posted_error(body: bytes, error_type: str | None) -> dict[str, Any]:
+    """The ``error`` field from Lambda's {errorMessage, errorType, stackTrace} ``body`` (a
+    posted error's, or a streamed response's error trailer's) and its type header."""
     try:
-        posted = json.loads(request.body) if request.body else {}
+        posted = json.loads(body) if body else {}
     except ValueError:
-        posted = {"errorMessage": request.body.decode("utf-8", "replace")}
+        posted = {"errorMessage": body.decode("utf-8", "replace")}
     if not isinstance(posted, dict):
         posted = {"errorMessage": json.dumps(posted)}
     trace = posted.get("stackTrace")
     trace = [str(line) for line in trace] if isinstance(trace, list) else []
-    error_type = request.headers.get(ERROR_TYPE_HEADER) or posted.get("errorType") or "Unhandled"
+    error_type = error_type or posted.get("errorType") or "Unhandled"
     return {
         "type": str(error_type),
         "message": str(posted.get("errorMessage", "")),
@@ -83,3 +91,18 @@ def trace_id() -> str:
     """An X-Ray trace header as Lambda passes it (Root, Parent, Sampled)."""
     root = f"1-{int(time.time()):08x}-{os.urandom(12).hex()}"
     return f"Root={root};Parent={os.urandom(8).hex()};Sampled=0"
+
+
+def event_headers(
+    config: FunctionConfig, request_id: str, deadline_epoch_ms: int
+) -> dict[str, str]:
+    """The headers of an event handed to the runtime (the answer to its /next)."""
+    arn = ARN_TEMPLATE.format(
+        region=config.region, name=config.function_name, version=config.function_version
+    )
+    return {
+        "Lambda-Runtime-Aws-Request-Id": request_id,
+        "Lambda-Runtime-Deadline-Ms": str(deadline_epoch_ms),
+        "Lambda-Runtime-Invoked-Function-Arn": arn,
+        "Lambda-Runtime-Trace-Id": trace_id(),
+    }

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import socket
 
+from . import child
+from .config import DEFAULT_LOG_LIMIT_BYTES
 from .http11 import StreamingBody
 
 SWITCHED = (
@@ -47,3 +49,13 @@ class OutputIntake(StreamingBody):
                 os.write(fd, data)  # blocking: ChildOutput reads it at once, past any bound
             if len(data) < size:
                 return False
+
+
+def external_output() -> tuple[child.ChildOutput, tuple[int, int]]:
+    """The reader of an image's output and the pipes (stdout, stderr) the intake writes to."""
+    (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+    output = child.ChildOutput(
+        out_r, err_r, DEFAULT_LOG_LIMIT_BYTES,
+        quiet_polls=child.EXTERNAL_QUIET_POLLS, settle_polls=child.EXTERNAL_SETTLE_POLLS,
+    )  # fmt: skip
+    return output, (out_w, err_w)

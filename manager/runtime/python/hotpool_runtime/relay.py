@@ -4,9 +4,10 @@ A custom runtime is any program that loops over the Lambda Runtime API (``runtim
 GET .../invocation/next for an event, POST .../{id}/response or .../{id}/error with the outcome.
 /init unpacks the code, starts ``<code dir>/bootstrap`` with Lambda's environment and answers
 once it polls /next for the first time; /invoke hands one event to that poll and answers with
-what the runtime posted, in the Python runtime's answer shape. With ``external`` the runtime is
-started by someone else (a container image's entry point): /init starts nothing and waits for
-its first poll, which may have come before.
+what the runtime posted, in the Python runtime's answer shape; a response the runtime streams
+is relayed as it comes, as a streamed Python handler's is (``relay_stream``). With
+``external`` the runtime is started by someone else (a container image's entry point): /init
+starts nothing and waits for its first poll, which may have come before.
 
 The runtime dying ends the container: a call under way fails with Lambda's Runtime.ExitError,
 then the relay exits (the Manager sees the container end and removes it), as it does at once
@@ -24,24 +25,24 @@ import threading
 import time
 
 from . import child, environment, reaping
-from .config import DEFAULT_LOG_LIMIT_BYTES, FunctionConfig, field
-from .context import ARN_TEMPLATE
+from .config import FunctionConfig, field
 from .errors import RequestError, bad_request
 from .http11 import StreamingBody, parse_json
 from .invoke import _deadline_ms, _uuid4
 from .layers import install_layers
-from .loader import unpack_code
+from .loader import custom_bootstrap, unpack_code
 from .outcomes import (
     LastAnswer,
+    event_headers,
     exit_error,
     function_error,
     invalid_state,
     plain_error,
     result_of,
-    trace_id,
 )
-from .output_intake import OutputIntake
-from .runtime_api import MAX_PAYLOAD_BYTES, error_answer
+from .output_intake import OutputIntake, external_output
+from .relay_stream import ACCEPTED, Handoff, StreamedResponse, invalid_mode
+from .runtime_api import MAX_PAYLOAD_BYTES, RESPONSE_MODE_HEADER, STREAMING, error_answer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing alone costs every container half a MiB
@@ -56,7 +57,6 @@ API_PREFIX = "/2018-06-01/runtime/"
 INIT_TIMEOUT_S = 10.0
 REQUEST_ID_HEADER = "x-hotpool-request-id"
 DEADLINE_HEADER = "x-hotpool-deadline-ms"
-ACCEPTED: Answer = (202, {}, b'{"status":"OK"}')
 TOO_LARGE = f"Exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
 
 
@@ -68,6 +68,7 @@ class Call:
         self.event = event
         self.headers = headers
         self.outcome: dict[str, Any] | None = None  # {"status": ..., "result" | "error": ...}
+        self.stream: Handoff | None = None  # the runtime streams its response instead
 
 
 class Relay:
@@ -87,16 +88,13 @@ class Relay:
         self._exited: str | None = None  # how the runtime ended, once it has
         self._pending: Call | None = None  # waiting for the runtime's /next
         self._current: Call | None = None  # handed out, waiting for its outcome
+        self._cut_id = ""  # the call whose stream was cut: its late outcome is let be
+        self._polls = 0  # polls of /next waiting for an event
         self._pid = 0
         self._output: child.ChildOutput | None = None
         self._output_fds = (-1, -1)
         if external:  # an image's output arrives through Docker and the Manager (/output)
-            (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
-            self._output_fds = (out_w, err_w)
-            self._output = child.ChildOutput(
-                out_r, err_r, DEFAULT_LOG_LIMIT_BYTES,
-                quiet_polls=child.EXTERNAL_QUIET_POLLS, settle_polls=child.EXTERNAL_SETTLE_POLLS,
-            )  # fmt: skip
+            self._output, self._output_fds = external_output()
         self._init_lock = threading.Lock()
         self._invoke_lock = threading.Lock()
         self._closing = False
@@ -153,7 +151,7 @@ class Relay:
             if not self.external:
                 self._spawn(config)
             failure = self._wait_for_first_poll()
-            captured = self._output.end() if self._output else {"stdout": "", "stderr": ""}
+            captured = self.captured()
             if failure is not None:
                 self._shut_runtime()
                 raise RequestError(
@@ -166,35 +164,15 @@ class Relay:
             self._initialized = True
             return {"init_ms": (time.perf_counter() - began) * 1000, **captured}
 
-    def _bootstrap(self) -> str:
-        """The package's ``bootstrap``, else a layer's (Lambda looks in /opt next)."""
-        places = [os.path.join(self.code_dir, "bootstrap")]
-        if self.opt_dir:
-            places.append(os.path.join(self.opt_dir, "bootstrap"))
-        for path in places:
-            if os.path.isfile(path):
-                if os.access(path, os.X_OK):
-                    return path
-                problem = "the package's bootstrap is not executable"
-                break
-        else:
-            problem = "no file named 'bootstrap' at the package's root (nor in a layer)"
-        raise RequestError(
-            422,
-            "Runtime.InvalidEntrypoint",
-            f"{problem}: a custom runtime's package holds an executable file named "
-            "'bootstrap' at its root (chmod 755 before zipping: the zip keeps the mode)",
-            traceback="",
-            stdout="",
-            stderr="",
-        )
-
     def _spawn(self, config: FunctionConfig) -> None:
-        bootstrap = self._bootstrap()
+        bootstrap = custom_bootstrap(self.code_dir, self.opt_dir)
         os.chdir(self.code_dir)  # Lambda starts the bootstrap in LAMBDA_TASK_ROOT
         child.lift_address_space_limit()
         try:
-            env = self._environment(config)
+            env = environment.custom_runtime(
+                config, code_dir=self.code_dir, runtime_dir=self.runtime_dir,
+                opt_dir=self.opt_dir, api_address=self.api_address,
+            )  # fmt: skip
             self._pid, self._output = child.start([bootstrap], env, config.log_limit_bytes)
         except OSError as exc:  # not a program: no #! line, a binary for another machine
             raise RequestError(
@@ -206,25 +184,6 @@ class Relay:
                 stderr="",
             ) from exc
         child.watch(self._pid, self._on_exit)
-
-    def _environment(self, config: FunctionConfig) -> dict[str, str]:
-        log_stream = environment.log_stream_name(config)
-        variables = environment.lambda_variables(
-            config, code_dir=self.code_dir, runtime_dir=self.runtime_dir, log_stream=log_stream
-        )
-        del variables["AWS_EXECUTION_ENV"]  # Lambda leaves it unset for OS-only runtimes
-        env = {**os.environ, **config.env, **variables}
-        env.setdefault("TZ", ":UTC")
-        env["AWS_LAMBDA_RUNTIME_API"] = self.api_address
-        env["_HANDLER"] = config.handler
-        # Lambda's: /opt/bin on PATH, the task's and the layers' lib folders for the loader
-        opt = self.opt_dir or "/opt"
-        env["PATH"] = f"{env.get('PATH', '/usr/local/bin:/usr/bin:/bin')}:{opt}/bin"
-        libs = [self.code_dir, f"{self.code_dir}/lib", f"{opt}/lib"]
-        if env.get("LD_LIBRARY_PATH"):
-            libs.append(env["LD_LIBRARY_PATH"])
-        env["LD_LIBRARY_PATH"] = ":".join(libs)
-        return env
 
     def _wait_for_first_poll(self) -> dict[str, Any] | None:
         """None once the runtime polled /next; else why its init failed."""
@@ -259,9 +218,15 @@ class Relay:
         if not self._invoke_lock.acquire(blocking=False):
             raise RequestError(409, "Busy", "container is already running an invocation")
         try:
-            return self._invoke(config, body, headers, started)
-        finally:
+            answer = self._invoke(config, body, headers, started)
+        except BaseException:
             self._invoke_lock.release()
+            raise
+        if isinstance(answer, StreamingBody):  # the call lasts until it is sent
+            answer.on_end.insert(0, self._invoke_lock.release)
+        else:
+            self._invoke_lock.release()
+        return answer
 
     def _invoke(
         self, config: FunctionConfig, body: bytes, headers: Mapping[str, str], started: float
@@ -272,16 +237,7 @@ class Relay:
         request_id = headers.get(REQUEST_ID_HEADER) or _uuid4()
         deadline_epoch_ms = int((time.time() + started - time.monotonic()) * 1000 + deadline_ms)
         call = Call(
-            request_id,
-            body or b"null",
-            {
-                "Lambda-Runtime-Aws-Request-Id": request_id,
-                "Lambda-Runtime-Deadline-Ms": str(deadline_epoch_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": ARN_TEMPLATE.format(
-                    region=config.region, name=config.function_name, version=config.function_version
-                ),
-                "Lambda-Runtime-Trace-Id": trace_id(),
-            },
+            request_id, body or b"null", event_headers(config, request_id, deadline_epoch_ms)
         )
         if self._output is not None:
             self._output.begin(config.log_limit_bytes)
@@ -289,25 +245,28 @@ class Relay:
         with self._cond:
             self._pending = call
             self._cond.notify_all()
-            self._cond.wait_for(lambda: call.outcome is not None or self._exited is not None)
+            self._cond.wait_for(
+                lambda: call.outcome is not None or call.stream or self._exited is not None
+            )
             self._pending = None
+            if call.stream is not None:  # relayed as it comes, on this thread
+                return StreamedResponse(self, call.stream, request_id, began)
             if call.outcome is None:  # the runtime died under the call
                 self._current = None
                 call.outcome = {"status": "error", "error": exit_error(request_id, self._exited)}
         duration_ms = (time.perf_counter() - began) * 1000
-        captured = self._output.end() if self._output else {"stdout": "", "stderr": ""}
         answer = {
             **call.outcome,
             "duration_ms": duration_ms,
-            "peak_memory_mb": self._peak_memory_mb(),
-            **captured,
+            "peak_memory_mb": self.peak_memory_mb(),
         }
-        encoded = json.dumps(answer).encode()
+        encoded = json.dumps({**answer, **self.captured()}).encode()
         if self._exited is not None:
-            return LastAnswer(encoded, self._shut_down)
+            return LastAnswer(encoded, self.shut_down)
         return encoded
 
-    def _peak_memory_mb(self) -> float:
+    def peak_memory_mb(self) -> float:
+        """The peak RSS of the runtime (or of this process, with an external one)."""
         if self._pid:
             return child.peak_memory_mb(self._pid)
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -338,8 +297,10 @@ class Relay:
             if self._current is not None:
                 return invalid_state("an invocation is under way: post its response or error first")
             self._polled = True
+            self._polls += 1
             self._cond.notify_all()
             self._cond.wait_for(lambda: self._pending is not None and self._current is None)
+            self._polls -= 1
             call, self._pending = self._pending, None
             self._current = call
             return 200, call.headers, call.event
@@ -347,12 +308,23 @@ class Relay:
     def _post_outcome(self, request: Request, request_id: str, kind: str) -> Answer:
         with self._cond:
             call = self._current
+            if call is None and request_id == self._cut_id:  # late: its stream was cut
+                return ACCEPTED
             if call is None:
                 return invalid_state(f"no invocation is waiting for a {kind}")
             if request_id != call.request_id:
                 return error_answer(400, "InvalidRequestID", "Invalid request ID")
             answer = ACCEPTED
-            if request.too_large:  # as Lambda: refused, and the call fails
+            mode = request.headers.get(RESPONSE_MODE_HEADER) if kind == "response" else None
+            if mode == STREAMING:  # read and relayed by /invoke's answer, then answered
+                call.stream = handoff = Handoff(request)
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: handoff.finished)
+                return handoff.answer
+            if mode is not None:  # as Lambda: refused, and the call fails
+                answer, failure = invalid_mode(mode)
+                call.outcome = {"status": "error", "error": failure}
+            elif request.too_large:  # as Lambda: refused, and the call fails
                 answer = error_answer(413, "RequestEntityTooLarge", TOO_LARGE)
                 failure = plain_error("Function.ResponseSizeTooLarge", TOO_LARGE)
                 call.outcome = {"status": "error", "error": failure}
@@ -377,6 +349,38 @@ class Relay:
             self._cond.notify_all()
             return ACCEPTED
 
+    # --- a streamed response (``relay_stream``) ------------------------------------------
+
+    def stream_ended(self, handoff: Handoff, answer: Answer | None, leftover: bytes) -> None:
+        """The runtime's streamed body was read (or cut: ``answer`` None): the call is over
+        for the runtime, and its POST is answered."""
+        with self._cond:
+            if answer is None and self._current is not None:
+                self._cut_id = self._current.request_id
+            self._current = None
+            handoff.request.reader.attach(leftover)
+            handoff.request.body_unread = False
+            handoff.answer, handoff.finished = answer, True
+            self._cond.notify_all()
+
+    def wait_for_poll(self, timeout_s: float) -> bool:
+        """Whether the runtime polls /next within ``timeout_s`` (it can take another call)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._polls > 0 or self._exited, timeout_s)
+
+    def exit_within(self, timeout_s: float) -> str | None:
+        """How the runtime ended, if it does within ``timeout_s``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._exited, timeout_s)
+            return self._exited
+
+    def captured(self) -> dict[str, str]:
+        """The call's output, its capture ended."""
+        return self._output.end() if self._output else {"stdout": "", "stderr": ""}
+
+    def runtime_exited(self) -> bool:
+        return self._exited is not None
+
     # --- the runtime's end -----------------------------------------------------------------
 
     def _on_exit(self, how: str) -> None:
@@ -387,13 +391,13 @@ class Relay:
             idle = self._initialized and not self._invoke_lock.locked()
             self._cond.notify_all()
         if idle:  # between calls: nothing to answer, the container is over
-            self._shut_down()
+            self.shut_down()
 
     def _shut_runtime(self) -> None:
         """Kill the runtime and all it started (its init failed)."""
         reaping.kill_leftovers()
 
-    def _shut_down(self) -> None:
+    def shut_down(self) -> None:
         """Kill what is left and end this process (``__main__`` turns SIGTERM into exit 0)."""
         if not self._closing:
             self.close()

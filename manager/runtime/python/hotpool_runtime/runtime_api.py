@@ -4,7 +4,9 @@ The HTTP side only: requests are read with ``http11``'s parsing (keep-alive, pip
 without the container secret (the runtime never has it; the API listens where only the
 function reaches it, 127.0.0.1 by default) and with chunked bodies too (Go's net/http and
 curl send them). Bodies over ``MAX_PAYLOAD_BYTES`` are read and dropped, the request marked
-``too_large``: Lambda answers those 413 and fails the call, which is the relay's to do.
+``too_large``: Lambda answers those 413 and fails the call, which is the relay's to do. The
+body of a streamed response (``Lambda-Runtime-Function-Response-Mode: streaming``) is not read
+here: the relay reads it while it relays it (``relay_stream``), then hands the connection back.
 Answers carry the headers the relay gives (the invocation's ``Lambda-Runtime-*`` ones). A
 connection the relay does not authorise (``peers``) is answered 403 AccessDenied and closed.
 What each path means is ``relay``'s business.
@@ -17,6 +19,7 @@ import socket
 import threading
 import time
 
+from .chunked import ChunkedBody
 from .errors import RequestError, bad_request
 from .http11 import REASONS, RequestReader
 
@@ -27,23 +30,31 @@ if TYPE_CHECKING:  # annotations only: typing alone costs every container half a
     from .http11 import Request
 
     Answer = tuple[int, dict[str, str], bytes]
-    Handler = Callable[["Request"], Answer]
+    # None: the handler took the connection over (a streamed response) and it is now closed
+    Handler = Callable[["Request"], "Answer | None"]
     Authorize = Callable[[socket.socket], bool]
 
 # Lambda's own limit on a synchronous response, the body of /response: 6 MB plus the 100 bytes
 # of slack the Runtime Interface Emulator allows (interop.MaxPayloadSize)
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024 + 100
 RECV_BYTES = 64 * 1024
-MAX_CHUNK_LINE_BYTES = 4096
+# a response the runtime streams says so (any other value is refused by the relay)
+RESPONSE_MODE_HEADER = "lambda-runtime-function-response-mode"
+STREAMING = "streaming"
 STATUS_TEXT = {**REASONS, 202: "Accepted", 403: "Forbidden", 500: "Internal Server Error"}
 
 
 class ApiRequestReader(RequestReader):
-    """Reads Runtime API requests: no secret, bodies by Content-Length or chunked, bounded."""
+    """Reads Runtime API requests: no secret, bodies by Content-Length or chunked, bounded.
+
+    The body of a streamed response (``deferred``) is left on the socket for the relay,
+    which reads it as it relays it (``detach``, then ``attach`` what it read past it).
+    """
 
     def next(self) -> Request | None:
-        """The next request (``too_large`` set when its body was over the limit and dropped),
-        or None once the client has closed; raises RequestError when it cannot be read."""
+        """The next request (``too_large`` set when its body was over the limit and dropped,
+        ``body_unread`` when it is ``deferred``), or None once the client has closed; raises
+        RequestError when it cannot be read."""
         from .http11 import Request
 
         head = self._read_head()
@@ -51,46 +62,60 @@ class ApiRequestReader(RequestReader):
             return None
         request = Request(head)
         request.too_large = False
-        if "chunked" in request.headers.get("transfer-encoding", "").lower():
-            body = self._read_chunked(request)
-        else:
-            body = self._read_sized(request)
-        request.body = body if body is not None else b""
-        request.too_large = body is None
+        request.trailers = {}
+        request.body_unread = True
+        request.reader = self
+        if request.headers.get("expect", "").lower() == "100-continue":
+            self._sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it
+        if not deferred(request):
+            self.read_body(request)
         return request
 
-    def _read_sized(self, request: Request) -> bytes | None:
+    def read_body(self, request: Request, keep: bool = True) -> None:
+        """Read the request's body (or, without ``keep``, read and drop it)."""
+        if "chunked" in request.headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked(request, keep)
+        else:
+            body = self._read_sized(request, keep)
+        request.body = body if body is not None else b""
+        request.too_large = body is None
+        request.body_unread = False
+
+    def detach(self) -> tuple[socket.socket, bytes]:
+        """The socket and the bytes read past the last request's head, for the relay."""
+        buffered, self._buffer = self._buffer, b""
+        return self._sock, buffered
+
+    def attach(self, leftover: bytes) -> None:
+        """Bytes the relay read past a deferred body: the next request's."""
+        self._buffer = leftover
+
+    def _read_sized(self, request: Request, keep: bool) -> bytes | None:
         text = request.headers.get("content-length", "0")
         if not (text.isascii() and text.isdigit() and len(text) < 19):
             raise bad_request(f"invalid Content-Length: {text[:100]!r}")
-        length = int(text)
-        if length <= MAX_PAYLOAD_BYTES:
+        length = left = int(text)
+        if keep and length <= MAX_PAYLOAD_BYTES:
             return bytes(self._take(length))
-        while length > 0:  # dropped a piece at a time, never held whole
-            length -= len(self._take(min(length, RECV_BYTES)))
-        return None
+        while left > 0:  # dropped a piece at a time, never held whole
+            left -= len(self._take(min(left, RECV_BYTES)))
+        return b"" if length <= MAX_PAYLOAD_BYTES else None
 
-    def _read_chunked(self, request: Request) -> bytes | None:
+    def _read_chunked(self, request: Request, keep: bool) -> bytes | None:
+        decoder = ChunkedBody()
         parts: list[bytes] = []
         size = 0
-        while True:
-            line = self._line()
-            try:
-                length = int(line.split(b";", 1)[0].strip() or b"x", 16)
-            except ValueError:
-                raise bad_request(f"malformed chunk size line: {line[:100]!r}") from None
-            if length == 0:
-                while self._line():  # trailers, up to the empty line
-                    pass
-                return b"".join(parts) if size <= MAX_PAYLOAD_BYTES else None
-            while length > 0:
-                piece = self._take(min(length, RECV_BYTES))
-                length -= len(piece)
+        while not decoder.done:
+            if not self._buffer:
+                self._fill()
+            pieces, rest = decoder.feed(self._buffer)
+            self._buffer = rest
+            for piece, _ in pieces:
                 size += len(piece)
-                if size <= MAX_PAYLOAD_BYTES:
+                if keep and size <= MAX_PAYLOAD_BYTES:
                     parts.append(piece)
-            if self._take(2) != b"\r\n":
-                raise bad_request("chunk not followed by CRLF")
+        request.trailers = decoder.trailers
+        return b"".join(parts) if size <= MAX_PAYLOAD_BYTES else None
 
     def _fill(self) -> None:
         chunk = self._sock.recv(RECV_BYTES)
@@ -105,13 +130,12 @@ class ApiRequestReader(RequestReader):
         data, self._buffer = self._buffer[:count], self._buffer[count:]
         return data
 
-    def _line(self) -> bytes:
-        while (end := self._buffer.find(b"\r\n")) < 0:
-            if len(self._buffer) > MAX_CHUNK_LINE_BYTES:
-                raise bad_request("chunk size line too long")
-            self._fill()
-        line, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
-        return line
+
+def deferred(request: Request) -> bool:
+    """Whether the request is a streamed response, its body left for the relay to read."""
+    path = request.target.split("?", 1)[0]
+    mode = request.headers.get(RESPONSE_MODE_HEADER)
+    return request.method == "POST" and path.endswith("/response") and mode == STREAMING
 
 
 def error_answer(status: int, error_type: str, message: str) -> Answer:
@@ -162,6 +186,13 @@ def serve_connection(sock: socket.socket, handle: Handler, authorize: Authorize 
                     answer = handle(request)
                 except Exception as exc:  # a relay bug answers 500 instead of dropping it
                     answer = error_answer(500, "InternalServerError", repr(exc))
+                if answer is None:
+                    return
+                if request.body_unread:  # a deferred body the relay refused: dropped
+                    try:
+                        reader.read_body(request, keep=False)
+                    except RequestError:
+                        request.keep_alive = False
                 sock.sendall(encode_answer(*answer, keep_alive=request.keep_alive))
                 if not request.keep_alive:
                     return
