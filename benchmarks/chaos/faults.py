@@ -10,17 +10,22 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from hotpool.benchmarks.chaos.cluster import Cluster, bootstrap_processes
-from hotpool.benchmarks.chaos.config import Fault, HarnessError
+from hotpool.benchmarks.chaos.cluster import Bootstrap, Cluster, bootstrap_processes
+from hotpool.benchmarks.chaos.config import RUNTIME_OF, Fault, HarnessError
 from hotpool.benchmarks.chaos.load import Load
 from hotpool.benchmarks.chaos.observe import Observer
 from hotpool.benchmarks.chaos.schedule_audit import leading_main
 from hotpool.shared import keys, schedule_keys
 from hotpool.shared.models import PoolEntry
+from hotpool.shared.procs import descendants
 from hotpool.shared.redis_conn import REDIS_ERRORS
 
 # ---------------------------------------------------------------------------------------------
 # the faults
+
+# a kill that wants a container running a call looks for one this often, this long
+BUSY_POLL_S = 0.02
+BUSY_WAIT_S = 2.0
 
 
 class Chaos:
@@ -64,29 +69,69 @@ class Chaos:
             return
         self.harness_errors.append(f"{name} did not come back after 3 attempts")
 
-    async def kill_container(self, fault: Fault) -> None:
-        """SIGKILL one ready container; every other kill picks a busy one if there is any, so
-        some calls die inside their container."""
-        described, _ = await self.observer.managers()
-        ready = sorted(cid for cid, c in described.items() if c["state"] == "ready")
-        leased: set[str] = set()
+    async def _leases(self) -> dict[str, PoolEntry]:
+        """The containers leased now (running a call), by id; none while Redis is away."""
         with contextlib.suppress(*REDIS_ERRORS):
             raw = await self.observer.redis.zrange(keys.LEASES, 0, -1)
-            leased = {PoolEntry.decode(e).container_id for e in raw}
-        busy = [cid for cid in ready if cid in leased]
-        candidates = busy if busy and fault.target % 2 == 0 else ready
-        if not candidates:
-            self.observer.event("kill_container", container=None, note="no ready container")
-            return
-        cid = candidates[fault.target % len(candidates)]
+            return {e.container_id: e for e in map(PoolEntry.decode, raw)}
+        return {}
+
+    async def _busy(self, runtime: str) -> tuple[dict[str, PoolEntry], list[Bootstrap]]:
+        """The leased containers of ``runtime`` that have processes, waiting up to
+        ``BUSY_WAIT_S`` for one (the other runtimes' small share of the load leaves theirs idle
+        most of the time); and the run's container processes. Calls last milliseconds: the
+        processes are scanned again only for a container started since the last scan."""
+        deadline = time.monotonic() + BUSY_WAIT_S
         processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
+        scanned = {b.container_id for b in processes}
+        gone: set[str] = set()  # leased, but not running: its lease outlives it
+        while True:
+            leases = await self._leases()
+            busy = {
+                cid: e for cid, e in leases.items()
+                if RUNTIME_OF.get(e.function) == runtime and cid not in gone
+            }  # fmt: skip
+            if set(busy) - scanned:
+                processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
+                scanned = {b.container_id for b in processes}
+                gone |= set(busy) - scanned
+                continue  # the scan took a while: are they still busy?
+            if busy or time.monotonic() >= deadline:
+                return busy, processes
+            await asyncio.sleep(BUSY_POLL_S)
+
+    async def kill_container(self, fault: Fault) -> None:
+        """SIGKILL one container of the fault's runtime: all its processes, as ``docker kill``
+        does, or only a custom runtime's own process. A ``busy`` kill picks one running a call,
+        so the call dies inside its container; the rest (and a busy one that finds none) pick
+        any ready one (of any runtime when none of the fault's is)."""
+        busy, processes = await self._busy(fault.runtime) if fault.busy else ({}, [])
+        if busy:
+            cid = sorted(busy)[fault.target % len(busy)]
+            manager, runtime, leased = busy[cid].manager_id, fault.runtime, True
+        else:
+            described, _ = await self.observer.managers()
+            ready = sorted(cid for cid, c in described.items() if c["state"] == "ready")
+            ready = [cid for cid in ready if described[cid]["runtime"] == fault.runtime] or ready
+            if not ready:
+                self.observer.event("kill_container", container=None, note="no ready container")
+                return
+            cid = ready[fault.target % len(ready)]
+            manager, runtime = described[cid]["manager"], described[cid]["runtime"]
+            leased = cid in await self._leases()
+            processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
+        part = fault.part if runtime == fault.runtime == "provided" else "container"
         pids = [b.pid for b in processes if b.container_id == cid]
+        if part == "runtime":
+            pids = sorted(set().union(*map(descendants, pids)))
+        # a container's bootstrap leads its own process group: killing the group kills it all
+        kill = os.kill if part == "runtime" else os.killpg
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                kill(pid, signal.SIGKILL)
         self.observer.event(
-            "kill_container", container=cid, manager=described[cid]["manager"], pids=pids,
-            leased=cid in leased,
+            "kill_container", container=cid, manager=manager, pids=pids, leased=leased,
+            runtime=runtime, part=part,
         )  # fmt: skip
 
     async def restart_manager(self, fault: Fault) -> None:
