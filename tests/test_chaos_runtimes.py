@@ -4,8 +4,11 @@ runtime's processes. The quick run itself is tests/test_chaos.py's."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from hotpool.benchmarks.chaos.config import (
     kill_turns,
     plan_faults,
 )
+from hotpool.benchmarks.chaos.handler_watch import HandlerWatch, in_handler, service_of, track
 from hotpool.benchmarks.chaos.load import PYTHON_FUNCTIONS, Outcome, pick_function
 from hotpool.benchmarks.chaos.runtime_audit import (
     killed_calls,
@@ -156,9 +160,21 @@ def test_a_ledger_line_must_come_from_its_functions_runtime():
     assert [e["token"] for e in wrong_runtime(lines)] == ["d"]
 
 
+def _started(proc: subprocess.Popen, last_arg: str) -> subprocess.Popen:
+    """``proc`` once /proc shows its own command line (for a moment after the fork it can
+    still show its parent's)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if os.fsencode(last_arg) in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            return proc
+        time.sleep(0.01)
+    raise AssertionError(f"{proc.args} did not start")
+
+
 def _sleeper(argv: list[str]) -> subprocess.Popen:
     """A process that sleeps with ``argv`` after its program, as a container's would be."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *argv])
+    code = "import time; time.sleep(60)"
+    return _started(subprocess.Popen([sys.executable, "-c", code, *argv]), [code, *argv][-1])
 
 
 @pytest.mark.integration
@@ -174,7 +190,8 @@ def test_the_run_finds_every_runtimes_container_processes_and_orphaned_runtimes(
         _sleeper([str(NODEJS_BOOTSTRAP), "--code-dir", str(code["p-js"])]),
         _sleeper([str(PYTHON_BOOTSTRAP), "--runtime", "provided", "--code-dir", str(code["p-r"])]),
         _sleeper([str(PYTHON_BOOTSTRAP), "--code-dir", str(elsewhere)]),  # another run's
-        subprocess.Popen([sys.executable, str(runtime)]),  # a custom runtime no relay owns
+        # a custom runtime no relay owns
+        _started(subprocess.Popen([sys.executable, str(runtime)]), str(runtime)),
     ]
     try:
         found = {(b.container_id, b.runtime, b.service) for b in bootstrap_processes(tmp_path)}
@@ -190,3 +207,54 @@ def test_the_run_finds_every_runtimes_container_processes_and_orphaned_runtimes(
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+def _line(phase: str, token: str, start: float, runtime: str | None = "nodejs", **extra) -> dict:
+    line = {"phase": phase, "token": token, "pid": 7, "start": start, **extra}
+    return line if runtime is None else {**line, "runtime": runtime}
+
+
+@pytest.mark.unit
+def test_a_kill_aims_at_calls_whose_handler_runs_now():
+    running: dict = {}
+    track(running, [
+        _line("start", "a", 99.6), _line("start", "b", 99.8), _line("end", "a", 99.6),
+        _line("start", "p", 99.9, runtime="provided"),
+        _line("start", "old", 99.0),  # cut short long ago: its end never came
+        _line("start", "py", 99.9, runtime=None),  # the Python function's: leases aim at those
+        _line("start", "s", 99.9, kind="stream"),
+    ])  # fmt: skip
+    assert [c["token"] for c in in_handler(running, "nodejs", 100.0)] == ["b"]
+    assert [c["token"] for c in in_handler(running, "provided", 100.0)] == ["p"]
+    track(running, [_line("end", "b", 99.8)])
+    assert in_handler(running, "nodejs", 100.0) == []
+
+
+@pytest.mark.unit
+def test_the_watch_reads_only_complete_lines_as_the_ledger_grows(tmp_path):
+    ledger = tmp_path / "executions.log"
+    watch = HandlerWatch(ledger)
+    assert watch.poll("nodejs") == []  # no ledger yet
+    now = time.time()
+    start = json.dumps(_line("start", "a", now))
+    ledger.write_text(start + "\n" + start[:10])  # a second line is being written
+    assert [c["token"] for c in watch.poll("nodejs")] == ["a"]
+    with open(ledger, "a") as f:
+        f.write(
+            start[10:].replace('"a"', '"b"', 1) + "\n" + json.dumps(_line("end", "a", now)) + "\n"
+        )
+    # "a" ended; the line written in two pieces was read once whole
+    assert [c["token"] for c in watch.poll("nodejs")] == ["b"]
+
+
+@pytest.mark.integration
+def test_a_pid_from_the_ledger_is_signalled_only_while_it_is_this_runs(tmp_path):
+    proc = _sleeper([str(tmp_path / "mgr2" / "containers" / "p-1" / "code" / "bootstrap")])
+    try:
+        assert service_of(proc.pid, tmp_path) == "mgr2"
+        assert service_of(proc.pid, tmp_path / "other") is None
+        assert service_of(os.getpid(), tmp_path) is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert service_of(proc.pid, tmp_path) is None  # gone (or a stranger's now)

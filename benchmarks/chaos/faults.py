@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from hotpool.benchmarks.chaos.cluster import Bootstrap, Cluster, bootstrap_processes
 from hotpool.benchmarks.chaos.config import RUNTIME_OF, Fault, HarnessError
+from hotpool.benchmarks.chaos.handler_watch import HandlerWatch, service_of
 from hotpool.benchmarks.chaos.load import Load
 from hotpool.benchmarks.chaos.observe import Observer
 from hotpool.benchmarks.chaos.schedule_audit import leading_main
@@ -23,8 +24,11 @@ from hotpool.shared.redis_conn import REDIS_ERRORS
 # ---------------------------------------------------------------------------------------------
 # the faults
 
-# a kill that wants a container running a call looks for one this often, this long
+# a kill that wants a container running a call looks for one this often, this long: in the
+# leases for Python's (its slow calls hold theirs for seconds), in the ledger for the other
+# runtimes' (their calls last milliseconds: see handler_watch)
 BUSY_POLL_S = 0.02
+HANDLER_POLL_S = 0.005
 BUSY_WAIT_S = 2.0
 
 
@@ -38,6 +42,7 @@ class Chaos:
         self.t0 = t0
         self.done: Counter[str] = Counter()
         self.harness_errors: list[str] = []
+        self.handlers = HandlerWatch(cluster.exec_log)
 
     async def run(self, faults: list[Fault], stop_at: float) -> None:
         majors = [f for f in faults if f.kind != "kill_container"]
@@ -100,12 +105,43 @@ class Chaos:
                 return busy, processes
             await asyncio.sleep(BUSY_POLL_S)
 
+    async def _kill_in_handler(self, fault: Fault) -> bool:
+        """Kill where a call of the fault's runtime runs its handler (its container's process
+        group, or its custom runtime alone), waiting up to ``BUSY_WAIT_S`` for one; False when
+        none came (or it ended first)."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while not (calls := await asyncio.to_thread(self.handlers.poll, fault.runtime)):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(HANDLER_POLL_S)
+        call = calls[fault.target % len(calls)]
+        try:
+            # the Node.js bootstrap leads its container's group; a custom runtime is in its relay's
+            target = call["pid"] if fault.part == "runtime" else os.getpgid(call["pid"])
+            service = service_of(target, self.cluster.run_dir)
+            if service is None or not service.startswith("mgr"):
+                return False
+            kill = os.kill if fault.part == "runtime" else os.killpg
+            kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        self.observer.event(
+            "kill_container", container=call["container"],
+            manager=self.cluster.manager_ids[int(service.removeprefix("mgr"))], pids=[target],
+            leased=True, runtime=fault.runtime, part=fault.part, in_handler=call["token"],
+        )  # fmt: skip
+        return True
+
     async def kill_container(self, fault: Fault) -> None:
         """SIGKILL one container of the fault's runtime: all its processes, as ``docker kill``
         does, or only a custom runtime's own process. A ``busy`` kill picks one running a call,
-        so the call dies inside its container; the rest (and a busy one that finds none) pick
-        any ready one (of any runtime when none of the fault's is)."""
-        busy, processes = await self._busy(fault.runtime) if fault.busy else ({}, [])
+        so the call dies inside its container (Python's: one leased; the other runtimes': one
+        whose handler runs); the rest (and a busy one that finds none) pick any ready one (of
+        any runtime when none of the fault's is)."""
+        if fault.busy and fault.runtime != "python" and await self._kill_in_handler(fault):
+            return
+        python_busy = fault.busy and fault.runtime == "python"
+        busy, processes = await self._busy(fault.runtime) if python_busy else ({}, [])
         if busy:
             cid = sorted(busy)[fault.target % len(busy)]
             manager, runtime, leased = busy[cid].manager_id, fault.runtime, True
