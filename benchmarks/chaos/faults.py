@@ -83,9 +83,9 @@ class Chaos:
 
     async def _busy(self, runtime: str) -> tuple[dict[str, PoolEntry], list[Bootstrap]]:
         """The leased containers of ``runtime`` that have processes, waiting up to
-        ``BUSY_WAIT_S`` for one (the other runtimes' small share of the load leaves theirs idle
-        most of the time); and the run's container processes. Calls last milliseconds: the
-        processes are scanned again only for a container started since the last scan."""
+        ``BUSY_WAIT_S`` for one; and the run's container processes. Leases come and go in
+        milliseconds: the processes are scanned again only for a container started since the
+        last scan."""
         deadline = time.monotonic() + BUSY_WAIT_S
         processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
         scanned = {b.container_id for b in processes}
