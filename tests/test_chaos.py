@@ -59,7 +59,8 @@ REQUIRED_KEYS = {
     "async_extra_executions", "async_unexplained", "streams_sent", "streams_completed",
     "streams_aborted_by_client", "ws_messages_sent", "ws_messages_answered", "sched_ticks",
     "sched_fired", "sched_missing", "sched_duplicates", "sched_redeliveries",
-    "sched_fire_delay_max_s", "sched_leader_terms",
+    "sched_fire_delay_max_s", "sched_leader_terms", "by_runtime", "killed_calls",
+    "killed_calls_wrong", "wrong_runtime", "status_pool_wrong",
 }  # fmt: skip
 # the streams' and the WebSocket traffic's invariants: each must be zero
 TRIGGER_BREAKS = (
@@ -573,6 +574,10 @@ def test_success_records_count_the_fires_of_schedules_apart():
 def test_quick_chaos_run_keeps_every_invariant():
     if shutil.which("redis-server") is None:
         missing_service("redis-server is not installed (apt-get install redis-server)")
+    if shutil.which("node") is None and shutil.which("nodejs") is None:
+        missing_service(
+            "node is not installed (apt-get install nodejs): the run has a Node function"
+        )
     proc = subprocess.Popen(
         [sys.executable, "-m", "hotpool.benchmarks.chaos", "--quick", "--seed", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -599,6 +604,14 @@ def test_quick_chaos_run_keeps_every_invariant():
     assert summary["ws_messages_answered"] > 0, summary
     assert summary["sched_ticks"] > 0 and summary["sched_fired"] == summary["sched_ticks"], summary
     assert {k: summary[k] for k in TRIGGER_BREAKS} == dict.fromkeys(TRIGGER_BREAKS, 0), summary
+    # the Node.js and the custom runtime's functions took calls and had containers killed, and
+    # every call a kill cut short was recorded as the failure the kill means
+    for runtime in ("nodejs", "provided"):
+        figures = summary["by_runtime"][runtime]
+        assert figures["succeeded"] > 0 and sum(figures["kills"].values()) > 0, figures
+        assert figures["duplicates"] == figures["records_missing"] == 0, figures
+        assert figures["pool"]["pool"] == figures["pool"]["live"], figures
+    assert summary["killed_calls_wrong"] == summary["wrong_runtime"] == 0, summary
     assert proc.returncode == 0, (
         f"invariants broken: {summary.get('invariant_breaks')}\n" + "\n".join(lines[-60:])
     )

@@ -15,7 +15,12 @@ call quickly too) and appends one JSON line per call start and one per call end 
 ``<run dir>/executions.log`` (token, request id, pid, container, start, end). That file is the
 ground truth for "delivered exactly once" and for "one call at a time per container". The
 functions are deployed with ``websocket=key``; streams go to ``chaos-slow`` (its 10 s timeout
-holds a long stream), WebSocket connections to the quick ones.
+holds a long stream), WebSocket connections to the quick ones. Two more functions run the
+quick synchronous calls in the other runtimes, each taking ``RUNTIME_SHARE`` (10 %) of them:
+``chaos-node`` (``runtime=nodejs``, ``benchmarks/chaos_function_node/index.js``) and
+``chaos-provided`` (``runtime=provided``: ``benchmarks/chaos_function_provided/bootstrap``, a
+stdlib Python loop over Lambda's Runtime API behind the relay); they write the same ledger
+lines, with their ``runtime``. Every Manager keeps a pre-warmed container of each runtime.
 
 While a load generator (16 concurrent clients, alternating between the Mains, one unique token
 per request) runs, two more clients queue asynchronous events (``?async=true``, a token each;
@@ -27,7 +32,11 @@ through the API before the load (``rate(1 second)`` twice, ``rate(3 seconds)``; 
 scheduler lease is 3 s) fire into the ledger, and faults planned from the seed strike: SIGKILL
 of random containers, kill -9 and restart of a Manager (same id and port) and of a Main while
 it has requests in flight (the one whose scheduler leads), and a restart of Redis (SIGTERM, which
-flushes its AOF, then a start from it on the same port: nothing is lost). Then the run waits
+flushes its AOF, then a start from it on the same port: nothing is lost). Container kills take
+turns over the runtimes (Python, Node.js, Python, the custom runtime, and again); a kill
+waits up to 2 s for a container of its runtime running a call when it wants a busy one,
+kills a container's whole process group, and every other custom-runtime kill takes only its
+runtime process (its relay then fails the call and ends). Then the run waits
 (bounded) until every accepted event has ended, for leases to expire and the lease reaper to
 settle, and counts:
 
@@ -75,6 +84,13 @@ settle, and counts:
   any time Redis was away), sched_fires_unseen (a fired event whose queue state is gone),
   sched_records_wrong (a succeeded fire without exactly one ``schedule`` success record), the
   worst fire and arrival delays, leader terms and leaders killed (``schedule_audit``);
+- by_runtime (per runtime: sent, succeeded, failed_by_cause, executions, containers,
+  duplicates, overlaps, records_missing, kills by part, the calls they cut short by recorded
+  error, the pool); killed_calls, killed_calls_wrong (a call a kill cut short, recorded as
+  other than ``RuntimeExited``, or for a custom runtime killed alone ``Runtime.ExitError``),
+  wrong_runtime (a ledger line from another runtime than its function's), status_pool_wrong
+  (a runtime whose warm + busy in ``/system/status`` differ from its ready containers after
+  the run settled); orphan_processes counts custom runtimes no relay owns too (``runtime_audit``);
 - sent_to_dead and the other Main counters, banked before each Main kill (a restarted Main's
   counters start at zero; what a killed Main counted after the last poll, at most ~1 s, is lost).
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from hotpool.benchmarks.chaos.config import (
     HarnessError,
 )
 from hotpool.benchmarks.devserver import spare_port
-from hotpool.manager.runtimes import PYTHON_BOOTSTRAP
+from hotpool.manager.runtimes import NODEJS_BOOTSTRAP, PYTHON_BOOTSTRAP
 from hotpool.shared.procs import die_with_parent
 
 # ---------------------------------------------------------------------------------------------
@@ -44,13 +45,12 @@ class Bootstrap:
     ppid: int
     container_id: str
     service: str  # the Manager whose state directory holds it
+    # python | nodejs | provided (the relay; its custom runtime is a process of its own)
+    runtime: str = "python"
 
 
-def bootstrap_processes(run_dir: Path) -> list[Bootstrap]:
-    """Every container process of this run: the bootstrap with a --code-dir under ``run_dir``."""
-    found = []
-    bootstrap = str(PYTHON_BOOTSTRAP)
-    prefix = str(run_dir) + os.sep
+def _processes() -> Iterator[tuple[int, int, list[str]]]:
+    """(pid, parent pid, argv) of every process we may read."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -59,14 +59,49 @@ def bootstrap_processes(run_dir: Path) -> list[Bootstrap]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        if bootstrap not in argv or "--code-dir" not in argv:
+        yield int(entry.name), int(stat.rsplit(")", 1)[1].split()[1]), argv
+
+
+def bootstrap_processes(run_dir: Path) -> list[Bootstrap]:
+    """Every container process of this run: a runtime's bootstrap with a --code-dir under
+    ``run_dir`` (the Python one, as itself or as the relay of a custom runtime, or Node's)."""
+    found = []
+    bootstraps = {str(PYTHON_BOOTSTRAP): "python", str(NODEJS_BOOTSTRAP): "nodejs"}
+    prefix = str(run_dir) + os.sep
+    for pid, ppid, argv in _processes():
+        runtime = next((r for path, r in bootstraps.items() if path in argv), None)
+        if runtime is None or "--code-dir" not in argv:
             continue
+        if "--runtime" in argv:
+            runtime = argv[argv.index("--runtime") + 1]
         code_dir = argv[argv.index("--code-dir") + 1]
         if code_dir.startswith(prefix):
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
             relative = Path(code_dir).relative_to(run_dir).parts
-            found.append(Bootstrap(int(entry.name), ppid, Path(code_dir).parent.name, relative[0]))
+            found.append(Bootstrap(pid, ppid, Path(code_dir).parent.name, relative[0], runtime))
     return found
+
+
+def runtime_processes(run_dir: Path) -> list[Bootstrap]:
+    """Every custom runtime of this run: a process running a package's ``bootstrap`` from a
+    container's code folder under ``run_dir`` (its interpreter's argv names the script)."""
+    found = []
+    prefix = str(run_dir) + os.sep
+    for pid, ppid, argv in _processes():
+        script = next((a for a in argv[:2] if a.startswith(prefix)), "")
+        path = Path(script)
+        if path.name == "bootstrap" and path.parent.name == "code":
+            relative = path.relative_to(run_dir).parts
+            found.append(Bootstrap(pid, ppid, path.parent.parent.name, relative[0], "provided"))
+    return found
+
+
+def orphan_processes(run_dir: Path, manager_pids: set[int]) -> list[Bootstrap]:
+    """Container processes no running Manager owns, and custom runtimes no relay owns."""
+    containers = bootstrap_processes(run_dir)
+    relays = {b.pid for b in containers if b.runtime == "provided"}
+    return [b for b in containers if b.ppid not in manager_pids] + [
+        r for r in runtime_processes(run_dir) if r.ppid not in relays
+    ]
 
 
 class Cluster:
@@ -267,10 +302,14 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        # containers of Managers that were killed outlive them (they run in their own session)
+        # containers of Managers that were killed outlive them (they run in their own session),
+        # and so may a custom runtime whose relay was killed alone
         for container in bootstrap_processes(self.run_dir):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(container.pid, signal.SIGKILL)
+        for runtime in runtime_processes(self.run_dir):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(runtime.pid, signal.SIGKILL)
         redis_proc = self.procs.get("redis")
         if redis_proc is not None and redis_proc.poll() is None:
             redis_proc.kill()

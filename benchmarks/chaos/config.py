@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,30 @@ FUNCTIONS = ("chaos-a", "chaos-b", "chaos-c", "chaos-d")
 # some calls are still running well after a fault strikes: their leases outlive a Redis restart
 # or a Manager's death, and their containers must not be handed to anyone else meanwhile
 SLOW_FUNCTION = "chaos-slow"
-ALL_FUNCTIONS = (*FUNCTIONS, SLOW_FUNCTION)
+# the other runtimes' functions: the Python function's synchronous calls in Node.js, and in a
+# custom runtime (a stdlib Python ``bootstrap`` polling Lambda's Runtime API through the
+# relay); each writes the same ledger lines, with its runtime. Name -> (runtime, package
+# folder, handler: None for the runtime's default)
+RUNTIME_FUNCTIONS = {
+    "chaos-node": ("nodejs", Path(__file__).resolve().parents[1] / "chaos_function_node",
+                   "index.handler"),
+    "chaos-provided": ("provided", Path(__file__).resolve().parents[1] / "chaos_function_provided",
+                       None),
+}  # fmt: skip
+ALL_FUNCTIONS = (*FUNCTIONS, SLOW_FUNCTION, *RUNTIME_FUNCTIONS)
+RUNTIME_OF = {
+    **dict.fromkeys((*FUNCTIONS, SLOW_FUNCTION), "python"),
+    **{name: runtime for name, (runtime, _, _) in RUNTIME_FUNCTIONS.items()},
+}
+RUNTIMES = ("python", "nodejs", "provided")
+# the share of the quick clients' calls each other runtime's function gets (the Python
+# functions share the rest): enough calls and containers to kill, few enough that the Node
+# containers' start-ups do not stretch a quick run on a small machine
+RUNTIME_SHARE = 0.1
+# container kills take turns over the runtimes, Python's every other one; a custom runtime's
+# kills alternate between its whole container and its runtime process alone (the relay then
+# fails the call with Lambda's Runtime.ExitError and ends the container)
+KILL_RUNTIMES = ("python", "nodejs", "python", "provided")
 MANAGERS = 3
 MAINS = 2
 CAPACITY = 12
@@ -84,6 +108,7 @@ SERVICE_SETTINGS = {
     "HEARTBEAT_INTERVAL_S": "0.5",
     "HEARTBEAT_TTL_S": "3",
     "PREWARM_COUNT": "1",
+    "PREWARM_RUNTIMES": ",".join(RUNTIMES),
     "CAPACITY_CONTAINERS": str(CAPACITY),
     "LEASE_GRACE_S": "1",
     "LEASE_REAPER_INTERVAL_S": "0.5",
@@ -113,6 +138,7 @@ BREAKS = (
     "ws_duplicates", "ws_records_missing", "ws_wrong_replies", "ws_kills_unnoticed",
     "ws_drops_unexplained", "sched_missing", "sched_duplicates", "sched_unexplained",
     "sched_attempt_twice", "sched_late", "sched_fires_unseen", "sched_records_wrong",
+    "killed_calls_wrong", "wrong_runtime", "status_pool_wrong",
 )  # fmt: skip
 
 
@@ -129,7 +155,7 @@ class Profile:
 
 def profile_for(quick: bool, duration_s: float | None) -> Profile:
     if quick:
-        return Profile(load_s=duration_s or 28.0, settle_max_s=9.0, container_kills=6)
+        return Profile(load_s=duration_s or 28.0, settle_max_s=9.0, container_kills=8)
     load_s = duration_s or 300.0
     return Profile(load_s=load_s, settle_max_s=15.0, container_kills=max(4, int(load_s / 5)))
 
@@ -144,6 +170,12 @@ class Fault:
     kind: str  # kill_container | restart_manager | restart_redis | restart_main
     target: int  # Manager or Main index; for kill_container, picks among ready containers
     down_s: float = 0.0
+    # kill_container: the runtime whose containers it picks among (any, when none is ready),
+    # whether it waits for one running a call, and what it kills: the whole ``container``, or
+    # only its custom ``runtime`` process
+    runtime: str = ""
+    busy: bool = False
+    part: str = ""
 
 
 def plan_faults(seed: int, load_s: float, container_kills: int) -> list[Fault]:
@@ -166,7 +198,33 @@ def plan_faults(seed: int, load_s: float, container_kills: int) -> list[Fault]:
             faults.append(Fault(at_s, kind, 0, rng.uniform(1.0, 2.5)))
         else:
             faults.append(Fault(at_s, kind, rng.randrange(MAINS), rng.uniform(1.5, 3.0)))
-    for _ in range(container_kills):
-        at_s = rng.uniform(1.0, load_s - 1.0)
-        faults.append(Fault(at_s, "kill_container", rng.randrange(1 << 30)))
-    return sorted(faults, key=lambda f: f.at_s)
+    kills = sorted(
+        (
+            Fault(rng.uniform(1.0, load_s - 1.0), "kill_container", rng.randrange(1 << 30))
+            for _ in range(container_kills)
+        ),
+        key=lambda f: f.at_s,
+    )
+    return sorted([*faults, *kill_turns(kills)], key=lambda f: f.at_s)
+
+
+def kill_turns(kills: list[Fault]) -> list[Fault]:
+    """The container kills in time order, each given its runtime (``KILL_RUNTIMES`` in turn),
+    whether it waits for a busy container and its part. Python's kills want a busy one at
+    random; the other runtimes' take turns, so a short run has each kind early: Node.js busy,
+    idle; a custom runtime's container busy, its runtime busy, its container idle, its runtime
+    idle."""
+    turns = []
+    seen: dict[str, int] = dict.fromkeys(KILL_RUNTIMES, 0)
+    for i, kill in enumerate(kills):
+        runtime = KILL_RUNTIMES[i % len(KILL_RUNTIMES)]
+        k = seen[runtime]
+        seen[runtime] += 1
+        if runtime == "python":
+            busy, part = kill.target % 2 == 0, "container"
+        elif runtime == "provided":
+            busy, part = k % 4 < 2, ("container", "runtime")[k % 2]
+        else:
+            busy, part = k % 2 == 0, "container"
+        turns.append(dataclasses.replace(kill, runtime=runtime, busy=busy, part=part))
+    return turns

@@ -10,17 +10,26 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from hotpool.benchmarks.chaos.cluster import Cluster, bootstrap_processes
-from hotpool.benchmarks.chaos.config import Fault, HarnessError
+from hotpool.benchmarks.chaos.cluster import Bootstrap, Cluster, bootstrap_processes
+from hotpool.benchmarks.chaos.config import RUNTIME_OF, Fault, HarnessError
+from hotpool.benchmarks.chaos.handler_watch import HandlerWatch, service_of
 from hotpool.benchmarks.chaos.load import Load
 from hotpool.benchmarks.chaos.observe import Observer
 from hotpool.benchmarks.chaos.schedule_audit import leading_main
 from hotpool.shared import keys, schedule_keys
 from hotpool.shared.models import PoolEntry
+from hotpool.shared.procs import descendants
 from hotpool.shared.redis_conn import REDIS_ERRORS
 
 # ---------------------------------------------------------------------------------------------
 # the faults
+
+# a kill that wants a container running a call looks for one this often, this long: in the
+# leases for Python's (its slow calls hold theirs for seconds), in the ledger for the other
+# runtimes' (their calls last milliseconds: see handler_watch)
+BUSY_POLL_S = 0.02
+HANDLER_POLL_S = 0.005
+BUSY_WAIT_S = 2.0
 
 
 class Chaos:
@@ -33,6 +42,7 @@ class Chaos:
         self.t0 = t0
         self.done: Counter[str] = Counter()
         self.harness_errors: list[str] = []
+        self.handlers = HandlerWatch(cluster.exec_log)
 
     async def run(self, faults: list[Fault], stop_at: float) -> None:
         majors = [f for f in faults if f.kind != "kill_container"]
@@ -64,29 +74,100 @@ class Chaos:
             return
         self.harness_errors.append(f"{name} did not come back after 3 attempts")
 
-    async def kill_container(self, fault: Fault) -> None:
-        """SIGKILL one ready container; every other kill picks a busy one if there is any, so
-        some calls die inside their container."""
-        described, _ = await self.observer.managers()
-        ready = sorted(cid for cid, c in described.items() if c["state"] == "ready")
-        leased: set[str] = set()
+    async def _leases(self) -> dict[str, PoolEntry]:
+        """The containers leased now (running a call), by id; none while Redis is away."""
         with contextlib.suppress(*REDIS_ERRORS):
             raw = await self.observer.redis.zrange(keys.LEASES, 0, -1)
-            leased = {PoolEntry.decode(e).container_id for e in raw}
-        busy = [cid for cid in ready if cid in leased]
-        candidates = busy if busy and fault.target % 2 == 0 else ready
-        if not candidates:
-            self.observer.event("kill_container", container=None, note="no ready container")
-            return
-        cid = candidates[fault.target % len(candidates)]
+            return {e.container_id: e for e in map(PoolEntry.decode, raw)}
+        return {}
+
+    async def _busy(self, runtime: str) -> tuple[dict[str, PoolEntry], list[Bootstrap]]:
+        """The leased containers of ``runtime`` that have processes, waiting up to
+        ``BUSY_WAIT_S`` for one; and the run's container processes. Leases come and go in
+        milliseconds: the processes are scanned again only for a container started since the
+        last scan."""
+        deadline = time.monotonic() + BUSY_WAIT_S
         processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
+        scanned = {b.container_id for b in processes}
+        gone: set[str] = set()  # leased, but not running: its lease outlives it
+        while True:
+            leases = await self._leases()
+            busy = {
+                cid: e for cid, e in leases.items()
+                if RUNTIME_OF.get(e.function) == runtime and cid not in gone
+            }  # fmt: skip
+            if set(busy) - scanned:
+                processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
+                scanned = {b.container_id for b in processes}
+                gone |= set(busy) - scanned
+                continue  # the scan took a while: are they still busy?
+            if busy or time.monotonic() >= deadline:
+                return busy, processes
+            await asyncio.sleep(BUSY_POLL_S)
+
+    async def _kill_in_handler(self, fault: Fault) -> bool:
+        """Kill where a call of the fault's runtime runs its handler (its container's process
+        group, or its custom runtime alone), waiting up to ``BUSY_WAIT_S`` for one; False when
+        none came (or it ended first)."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while not (calls := await asyncio.to_thread(self.handlers.poll, fault.runtime)):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(HANDLER_POLL_S)
+        call = calls[fault.target % len(calls)]
+        try:
+            # the Node.js bootstrap leads its container's group; a custom runtime is in its relay's
+            target = call["pid"] if fault.part == "runtime" else os.getpgid(call["pid"])
+            service = service_of(target, self.cluster.run_dir)
+            if service is None or not service.startswith("mgr"):
+                return False
+            kill = os.kill if fault.part == "runtime" else os.killpg
+            kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        self.observer.event(
+            "kill_container", container=call["container"],
+            manager=self.cluster.manager_ids[int(service.removeprefix("mgr"))], pids=[target],
+            leased=True, runtime=fault.runtime, part=fault.part, in_handler=call["token"],
+        )  # fmt: skip
+        return True
+
+    async def kill_container(self, fault: Fault) -> None:
+        """SIGKILL one container of the fault's runtime: all its processes, as ``docker kill``
+        does, or only a custom runtime's own process. A ``busy`` kill picks one running a call,
+        so the call dies inside its container (Python's: one leased; the other runtimes': one
+        whose handler runs); the rest (and a busy one that finds none) pick any ready one (of
+        any runtime when none of the fault's is)."""
+        if fault.busy and fault.runtime != "python" and await self._kill_in_handler(fault):
+            return
+        python_busy = fault.busy and fault.runtime == "python"
+        busy, processes = await self._busy(fault.runtime) if python_busy else ({}, [])
+        if busy:
+            cid = sorted(busy)[fault.target % len(busy)]
+            manager, runtime, leased = busy[cid].manager_id, fault.runtime, True
+        else:
+            described, _ = await self.observer.managers()
+            ready = sorted(cid for cid, c in described.items() if c["state"] == "ready")
+            ready = [cid for cid in ready if described[cid]["runtime"] == fault.runtime] or ready
+            if not ready:
+                self.observer.event("kill_container", container=None, note="no ready container")
+                return
+            cid = ready[fault.target % len(ready)]
+            manager, runtime = described[cid]["manager"], described[cid]["runtime"]
+            leased = cid in await self._leases()
+            processes = await asyncio.to_thread(bootstrap_processes, self.cluster.run_dir)
+        part = fault.part if runtime == fault.runtime == "provided" else "container"
         pids = [b.pid for b in processes if b.container_id == cid]
+        if part == "runtime":
+            pids = sorted(set().union(*map(descendants, pids)))
+        # a container's bootstrap leads its own process group: killing the group kills it all
+        kill = os.kill if part == "runtime" else os.killpg
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                kill(pid, signal.SIGKILL)
         self.observer.event(
-            "kill_container", container=cid, manager=described[cid]["manager"], pids=pids,
-            leased=cid in leased,
+            "kill_container", container=cid, manager=manager, pids=pids, leased=leased,
+            runtime=runtime, part=part,
         )  # fmt: skip
 
     async def restart_manager(self, fault: Fault) -> None:

@@ -16,7 +16,6 @@ import aiohttp
 
 from hotpool.benchmarks.chaos.cluster import Cluster
 from hotpool.benchmarks.chaos.config import (
-    ALL_FUNCTIONS,
     ASYNC_CLIENTS,
     ASYNC_FAIL_EVERY,
     ASYNC_PAUSE_S,
@@ -25,11 +24,15 @@ from hotpool.benchmarks.chaos.config import (
     CONCURRENCY,
     FUNCTIONS,
     MAINS,
+    RUNTIME_FUNCTIONS,
+    RUNTIME_SHARE,
     SLEEP_MS,
     SLOW_CLIENTS,
     SLOW_FUNCTION,
     SLOW_SLEEP_MS,
 )
+
+PYTHON_FUNCTIONS = (*FUNCTIONS, SLOW_FUNCTION)
 
 # ---------------------------------------------------------------------------------------------
 # the load
@@ -170,7 +173,7 @@ class Load:
             stop_s = SLOW_SLEEP_MS[1] / 1000 if slow else 0.0
             while time.time() < stop_at - stop_s:
                 main = len(self.outcomes) % MAINS
-                function = SLOW_FUNCTION if slow else self.rng.choice(ALL_FUNCTIONS)
+                function = SLOW_FUNCTION if slow else pick_function(self.rng.random())
                 outcome = await self.one(http, function, main, slow=slow)
                 if outcome.cause.startswith("client_error") or outcome.status in (429, 503):
                     await asyncio.sleep(0.1)  # a Main is down or full: do not spin
@@ -184,6 +187,17 @@ class Load:
         tasks = [asyncio.create_task(client(slow=i < SLOW_CLIENTS)) for i in range(CONCURRENCY)]
         tasks += [asyncio.create_task(async_client(k)) for k in range(ASYNC_CLIENTS)]
         await run_clients(tasks, stop_at)
+
+
+def pick_function(roll: float) -> str:
+    """The function a quick call goes to, for ``roll`` in [0, 1): each other runtime's
+    function ``RUNTIME_SHARE`` of the time, the Python functions the rest, evenly."""
+    for i, function in enumerate(RUNTIME_FUNCTIONS):
+        if roll < RUNTIME_SHARE * (i + 1):
+            return function
+    others = RUNTIME_SHARE * len(RUNTIME_FUNCTIONS)
+    i = int((roll - others) / (1 - others) * len(PYTHON_FUNCTIONS))
+    return PYTHON_FUNCTIONS[min(i, len(PYTHON_FUNCTIONS) - 1)]
 
 
 async def run_clients(tasks: list[asyncio.Task[None]], stop_at: float) -> None:

@@ -228,6 +228,14 @@ def print_summary(report: dict[str, Any]) -> None:
     )
     out(f"  latest schedule fires: {d['sched_worst_fires']}")
     out(f"  latest schedule arrivals: {d['sched_worst_arrivals']}")
+    out(f"runtimes ({s['killed_calls']} calls cut short by container kills):")
+    for runtime, r in s["by_runtime"].items():
+        out(
+            f"  {runtime:<9} {r['sent']} sent, {r['succeeded']} succeeded, {r['executions']} "
+            f"executions in {r['containers']} containers; kills {r['kills']}, calls they cut "
+            f"short recorded as {r['killed_calls']}; pool {r['pool']}; others "
+            f"{r['failed_by_cause']}"
+        )
     for name in BREAKS:
         flag = "BROKEN" if s[name] else "ok"
         out(f"  {name:<27} {s[name]:>5}  {flag}")
@@ -240,7 +248,7 @@ def print_summary(report: dict[str, Any]) -> None:
                 "stream_aborts_ignored", "ws_records_missing", "ws_duplicates",
                 "ws_wrong_replies", "ws_kills_unnoticed", "ws_drops_unexplained",
                 "sched_missing", "sched_duplicates", "sched_unexplained", "sched_late",
-                "sched_records_wrong"):  # fmt: skip
+                "sched_records_wrong", "killed_calls_wrong", "wrong_runtime"):  # fmt: skip
         found = d[key]
         for item in list(found.items() if isinstance(found, dict) else found)[:10]:
             out(f"  {key}: {item}")

@@ -26,8 +26,8 @@ from hotpool.benchmarks.chaos.async_audit import (
     managers_of,
     merge_async,
 )
-from hotpool.benchmarks.chaos.checks import gather_records, read_executions, settle
-from hotpool.benchmarks.chaos.cluster import Cluster, bootstrap_processes
+from hotpool.benchmarks.chaos.checks import gather_records, read_executions, runs_by_token, settle
+from hotpool.benchmarks.chaos.cluster import Cluster, orphan_processes
 from hotpool.benchmarks.chaos.config import (
     ALL_FUNCTIONS,
     ASYNC_DRAIN_MAX_S,
@@ -36,6 +36,9 @@ from hotpool.benchmarks.chaos.config import (
     FUNCTIONS,
     MAINS,
     MANAGERS,
+    RUNTIME_FUNCTIONS,
+    RUNTIME_OF,
+    RUNTIMES,
     START_TIMEOUT_S,
     HarnessError,
     Profile,
@@ -46,6 +49,7 @@ from hotpool.benchmarks.chaos.faults import Chaos
 from hotpool.benchmarks.chaos.load import Load
 from hotpool.benchmarks.chaos.observe import Observer
 from hotpool.benchmarks.chaos.report import build_report, print_summary, trigger_report, write_jsonl
+from hotpool.benchmarks.chaos.runtime_audit import runtime_report, settled_pools
 from hotpool.benchmarks.chaos.schedule_audit import ScheduleLoad, schedule_report
 from hotpool.benchmarks.chaos.stream_load import StreamLoad
 from hotpool.benchmarks.chaos.ws_load import WsLoad
@@ -56,14 +60,18 @@ from hotpool.shared.packages import zip_directory
 
 
 async def deploy(cluster: Cluster, http: aiohttp.ClientSession) -> dict[str, int]:
-    package = zip_directory(FUNCTION_DIR)
+    packages = {FUNCTION_DIR: zip_directory(FUNCTION_DIR)}
     versions = {}
     for function in ALL_FUNCTIONS:
+        runtime, folder, handler = RUNTIME_FUNCTIONS.get(function, ("python", FUNCTION_DIR, None))
         params = {
-            "timeout_s": str(FUNCTION_TIMEOUT_S[function]),
+            "runtime": runtime,
+            "timeout_s": str(FUNCTION_TIMEOUT_S.get(function, FUNCTION_TIMEOUT_S[FUNCTIONS[0]])),
             "env": json.dumps({"CHAOS_LOG": str(cluster.exec_log)}),
             "websocket": "key",  # the WebSocket clients connect with the admin key
+            **({"handler": handler} if handler else {}),
         }
+        package = packages.get(folder) or packages.setdefault(folder, zip_directory(folder))
         async with http.put(
             f"{cluster.main_url(0)}/v1/functions/{function}", data=package, params=params,
             headers={"Content-Type": "application/zip"}, timeout=aiohttp.ClientTimeout(total=30),
@@ -73,6 +81,16 @@ async def deploy(cluster: Cluster, http: aiohttp.ClientSession) -> dict[str, int
                 raise HarnessError(f"deploying {function} failed ({resp.status}): {body}")
             versions[function] = int(body["version"])
     return versions
+
+
+async def warm_up(load: Load, http: aiohttp.ClientSession) -> None:
+    """One call per function and Main before any fault: every runtime works at all."""
+    functions = (*FUNCTIONS, *RUNTIME_FUNCTIONS)
+    await asyncio.gather(*(load.one(http, f, m) for f in functions for m in range(MAINS)))
+    for runtime in RUNTIMES:
+        tried = [o for o in load.outcomes if RUNTIME_OF[o.function] == runtime]
+        if not any(o.ok for o in tried):
+            raise HarnessError(f"no warm-up call of the {runtime} runtime succeeded: {tried[0]}")
 
 
 async def wait_managers_online(cluster: Cluster, http: aiohttp.ClientSession) -> None:
@@ -109,10 +127,7 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
         schedules = ScheduleLoad(cluster)
         try:
             await schedules.create(http, observer.redis)
-            # one call per function and Main before any fault: the system works at all
-            await asyncio.gather(*(load.one(http, f, m) for f in FUNCTIONS for m in range(MAINS)))
-            if not any(o.ok for o in load.outcomes):
-                raise HarnessError(f"no warm-up call succeeded: {load.outcomes[0]}")
+            await warm_up(load, http)
             faults = plan_faults(seed, profile.load_s, profile.container_kills)
             stop_at = time.time() + profile.load_s
             stop_observing = asyncio.Event()
@@ -132,13 +147,13 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
             fires = list(schedules.request_ids(schedules.expected(load_done)).values())
             _, drain_s = await drain(cluster, http, accepted + fires, ASYNC_DRAIN_MAX_S)
             state, analysis, settle_s = await settle(observer, profile.settle_max_s)
+            pools = await settled_pools(cluster, http, observer)
             await asyncio.sleep(0.5)  # record flush interval (0.2 s) with margin
             await asyncio.gather(*(observer.poll_main(i) for i in range(MAINS)))
             records = await gather_records(cluster, http)
-            orphans = [
-                b for b in await asyncio.to_thread(bootstrap_processes, cluster.run_dir)
-                if b.ppid not in cluster.manager_pids()
-            ]  # fmt: skip
+            orphans = await asyncio.to_thread(
+                orphan_processes, cluster.run_dir, cluster.manager_pids()
+            )
             untracked = await observer.untracked_processes()
             # every request as the client saw it, for digging into a broken run
             for name, rows in (("outcomes", load.outcomes), ("streams", streams.sent),
@@ -168,8 +183,12 @@ async def run(cluster: Cluster, seed: int, profile: Profile) -> dict[str, Any]:
                 streams, sockets, executions, records, observer.events, t0,
                 main_of={f"127.0.0.1:{port}": i for i, port in enumerate(cluster.main_ports)},
             )  # fmt: skip
-            parts.update({**async_summary, **sched_summary})
-            details = {**part_details, **async_details, **sched_details}
+            runtime_summary, runtime_details = runtime_report(
+                outcomes=load.outcomes, executions=executions, runs=runs_by_token(executions),
+                records=records, events=observer.events, pools=pools, t0=t0,
+            )  # fmt: skip
+            parts.update({**async_summary, **sched_summary, **runtime_summary})
+            details = {**part_details, **async_details, **sched_details, **runtime_details}
             return merge_async(report, parts, details)
         finally:
             await observer.close()
