@@ -68,6 +68,8 @@ async def test_an_image_function_answers_through_its_own_runtime_client(image_st
     [record] = await stack.records("imgfn", 1)
     assert record["status"] == "success" and record["cold_start"] is True
     assert body["request_id"] == record["request_id"]
+    # what the image's handler printed, through Docker, the Manager and the relay
+    assert record["stdout"] == "hello from the image\n", record
 
     again = await stack.invoke("imgfn", {"b": 2})  # the warm container, the same pair
     assert (await again.json())["event"] == {"b": 2}
@@ -177,3 +179,16 @@ async def test_image_config_overrides_and_an_emulator_entrypoint(image_stack):
     resp = await stack.invoke("imgcfg", {"over": "ridden"})
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["event"] == {"over": "ridden"}
+
+
+async def test_each_call_of_an_image_function_records_its_own_output(image_stack):
+    """Output comes through Docker a moment after it was written: each record still has its
+    call's line once, none lost and none in the next call's record."""
+    stack = image_stack
+    assert (await stack.client.put("/v1/functions/imgout", params={"image": LAMBDA_IMAGE})).ok
+    calls = 20  # the records route's page
+    for n in range(calls):
+        assert (await stack.invoke("imgout", {"n": n})).status == 200
+    records = await stack.records("imgout", calls)
+    outputs = [record["stdout"] for record in records]
+    assert outputs == ["hello from the image\n"] * calls, outputs

@@ -26,8 +26,9 @@ SETTLE_POLL_MS = 1
 # Output that reaches the pipes through Docker and the Manager (an image's, output_intake)
 # comes a moment after the runtime wrote it, not before its answer as a child's does: the end
 # of a call waits until the pipes have been quiet this many polls in a row (at most
-# EXTERNAL_SETTLE_POLLS). Measured on Docker 28: a line printed just before the answer
-# arrived within 3 ms in 100 of 100 calls (tests/main_server/test_image_functions_docker.py).
+# EXTERNAL_SETTLE_POLLS). Measured on Docker 28, 2 cores: a line printed just before the
+# answer was in its record in 100 of 100 calls on an idle machine, not always with the CPUs
+# oversubscribed (the README's "Container-image functions" says so).
 EXTERNAL_QUIET_POLLS = 5
 EXTERNAL_SETTLE_POLLS = 50
 
