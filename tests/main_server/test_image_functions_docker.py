@@ -5,7 +5,9 @@ a trace."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
 import aiodocker
 import pytest
@@ -192,3 +194,32 @@ async def test_each_call_of_an_image_function_records_its_own_output(image_stack
     records = await stack.records("imgout", calls)
     outputs = [record["stdout"] for record in records]
     assert outputs == ["hello from the image\n"] * calls, outputs
+
+
+async def test_the_hello_image_example_runs_as_an_image_function(image_stack, docker, tmp_path):
+    """examples/hello_image's handler, in the test image's layout (its Dockerfile's AWS base
+    cannot be pulled here): its answer, and its output in the record."""
+    example = Path(__file__).parents[2] / "examples" / "hello_image"
+    (tmp_path / "app.py").write_text((example / "app.py").read_text())
+    (tmp_path / "Dockerfile").write_text(
+        f'FROM {LAMBDA_IMAGE}\nCOPY app.py /var/task/app.py\nCMD ["app.handler"]\n'
+    )
+    tag = f"{REPOSITORY}:hello-{uuid.uuid4().hex[:8]}"
+    build = await asyncio.create_subprocess_exec(
+        "docker", "build", "-q", "-t", tag, str(tmp_path),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, errors = await build.communicate()
+    assert build.returncode == 0, errors.decode()
+    try:
+        assert (await image_stack.client.put("/v1/functions/hello_image", params={"image": tag})).ok
+        resp = await image_stack.invoke("hello_image", {"name": "image"})
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert body["message"] == "Hello, image!"
+        [record] = await image_stack.records("hello_image", 1)
+        assert body["requestId"] == record["request_id"]
+        assert record["stdout"] == "greeting image\n"
+    finally:
+        await image_stack.client.delete("/v1/functions/hello_image")
+        await docker.images.delete(tag, force=True)
