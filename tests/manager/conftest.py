@@ -1,5 +1,6 @@
-"""Fixtures for these tests: the embedded stack factory, and the runtimes' bootstraps (with
-the contract suite's ``runtime``, ``start_runtime`` and ``echo_app``)."""
+"""Fixtures for these tests: the embedded stack factory, the runtimes' bootstraps (with
+the contract suite's ``runtime``, ``start_runtime`` and ``echo_app``), and the provided
+relay's ``external`` and ``pool``."""
 
 from tests.manager.bootstraps import (  # noqa: F401
     echo_app,
@@ -8,4 +9,5 @@ from tests.manager.bootstraps import (  # noqa: F401
     start_node,
     start_runtime,
 )
+from tests.manager.provided_kit import external, pool  # noqa: F401
 from tests.stack import hotpool_stack, stack_backend  # noqa: F401

@@ -10,9 +10,13 @@ import socket
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from hotpool.manager.runtimes import PYTHON_BOOTSTRAP
 
@@ -221,3 +225,18 @@ class FramedInvoke:
         while (frame := self.frame())[:1] != b"E":
             frames.append(frame)
         return frames, json.loads(frame[1:])
+
+
+@pytest.fixture
+def external(tmp_path: Path) -> Iterator[Relay]:
+    """A relay started with ``--external`` (as an image's): the test plays the runtime."""
+    relay = start_relay(tmp_path, "--external")
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    """Threads for a poll or a call that waits while the test goes on."""
+    with ThreadPoolExecutor(4) as executor:
+        yield executor

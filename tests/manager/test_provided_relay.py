@@ -13,9 +13,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -26,19 +24,6 @@ from tests.manager.provided_kit import Relay, StandIn, init_body, provided_zip, 
 pytestmark = pytest.mark.integration
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024 + 100
-
-
-@pytest.fixture
-def external(tmp_path: Path) -> Iterator[Relay]:
-    relay = start_relay(tmp_path, "--external")
-    yield relay
-    relay.stop()
-
-
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(4) as executor:
-        yield executor
 
 
 def initialised(relay: Relay, pool: ThreadPoolExecutor) -> StandIn:

@@ -10,9 +10,7 @@ import socket
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -32,16 +30,8 @@ PRELUDE_TYPE = "application/vnd.awslambda.http-integration-response"
 
 
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[Relay]:
-    relay = start_relay(tmp_path, "--external")
-    yield relay
-    relay.stop()
-
-
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(4) as executor:
-        yield executor
+def relay(external: Relay) -> Relay:
+    return external
 
 
 @pytest.fixture

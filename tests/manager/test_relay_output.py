@@ -6,8 +6,6 @@ the container's secret may send it."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,12 +13,6 @@ from hotpool.manager.image_output import frame
 from tests.manager.provided_kit import SECRET, SECRET_HEADER, StandIn, init_body, start_relay
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(4) as executor:
-        yield executor
 
 
 def open_output(port: int, secret: str = SECRET) -> tuple[socket.socket, bytes]:
