@@ -418,7 +418,7 @@ def test_all_examples_present():
     names = [p.name for p in EXAMPLE_DIRS]
     assert names == ["async_hello", "hello", "printer", "raises", "slow", "ws_problem"]
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == sorted(
-        [*names, "hello_node", "hello_provided"]
+        [*names, "hello_image", "hello_node", "hello_provided"]
     )
 
 
