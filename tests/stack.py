@@ -108,6 +108,32 @@ class Stack:
 
 StackFactory = Callable[..., Awaitable[Stack]]
 
+# Main and a Manager stop within seconds (drain_timeout_s is 2 s here); a stack still stopping
+# after this long is a shutdown bug, reported with what each task was waiting on
+teardown_s = 90.0
+
+
+def task_stacks() -> str:
+    """What every other task of the running loop is waiting on, innermost await last
+    (``Task.print_stack`` shows only the outer frame of a suspended coroutine)."""
+    lines = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        lines.append(repr(task))
+        awaiting: Any = task.get_coro()
+        while awaiting is not None:
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+            if frame is None:
+                lines.append(f"    on {awaiting!r}")
+                break
+            code = frame.f_code
+            lines.append(f"    {code.co_filename}:{frame.f_lineno} {code.co_name}")
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(
+                awaiting, "gi_yieldfrom", None
+            )
+    return "\n".join(lines)
+
 
 @pytest.fixture
 def stack_backend() -> str:
@@ -163,9 +189,20 @@ async def hotpool_stack(tmp_path, stack_backend) -> AsyncIterator[StackFactory]:
         return Stack(client, manager_server, main_redis, settings, server)
 
     yield start
-    for client, manager_server in started:
-        await client.close()
-        await manager_server.close()
+
+    async def stop() -> None:
+        for client, manager_server in started:
+            await client.close()
+            await manager_server.close()
+
+    stopping = asyncio.ensure_future(stop())
+    done, _ = await asyncio.wait({stopping}, timeout=teardown_s)
+    if not done:
+        stacks = task_stacks()  # before the cancel unwinds them
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+        pytest.fail(f"the stack did not stop within {teardown_s:g} s; its tasks:\n{stacks}")
+    stopping.result()
     for redis in clients:
         await redis.aclose()
     await asyncio.sleep(0)
