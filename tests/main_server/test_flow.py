@@ -276,12 +276,13 @@ async def test_idle_reaper_removes_idle_containers(hotpool_stack):
 async def test_status_and_health(hotpool_stack):
     stack = await hotpool_stack()
     assert await (await stack.client.get("/healthz")).json() == {"status": "ok"}
-    await stack.deploy("st", handler_zip("import time\ntime.sleep(0.5)\nreturn 1"))
+    # the call holds its container for seconds: long past the status read on a busy machine
+    await stack.deploy("st", handler_zip("import time\ntime.sleep(event.get('s', 0))\nreturn 1"))
     assert (await stack.invoke("st", {})).status == 200
-    call = asyncio.create_task(stack.invoke("st", {}))
+    call = asyncio.create_task(stack.invoke("st", {"s": 3}))
     await wait_for(lambda: _leased(stack, 1))
     status = await (await stack.client.get("/system/status")).json()
-    await call
+    assert (await call).status == 200
     assert status["status"] == "online" and status["managers_online"] == 1
     assert status["managers"][0]["id"] == stack.manager.manager_id
     assert status["containers"]["by_function"]["st:1"] == {"warm": 0, "busy": 1, "starting": 0}

@@ -213,13 +213,13 @@ async def test_a_client_that_leaves_closes_the_generator_and_the_container_serve
     assert await resp.content.readline() == b"0\n"
     await resp.content.readline()
     resp.close()  # the client hangs up mid-stream
-    left_at = time.monotonic()
 
     async def closed() -> bool:
         return marker.exists() and marker.read_text() != ""
 
-    assert await wait_for(closed, timeout_s=1.0), "the handler's generator was not closed"
-    assert time.monotonic() - left_at < 1.0
+    # the generator never ends by itself: only the client's leaving closes it (a timeout
+    # would kill the container, which the pool check below rules out)
+    assert await wait_for(closed, timeout_s=10.0), "the handler's generator was not closed"
     assert marker.read_text() in ("GeneratorExit", "CancelledError")
     (entry,) = await stack.idle_entries("gens", 1)  # back in the pool, healthy
     [record] = await stack.records("gens", 1)
