@@ -13,10 +13,12 @@ import pytest
 
 from tests.lambda_compat import custom_runtimes
 from tests.lambda_compat.harness import record
+from tests.lambda_compat.sources import COMMAND_TIMEOUT_S
 from tests.lambda_compat.web import function_url
 from tests.main_server.test_streaming_relay import sse_events
 
-pytestmark = pytest.mark.integration
+# the module's package may be built here first (npm's aws-lambda-ric compiles its C++ client)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(COMMAND_TIMEOUT_S)]
 MiB = 1024 * 1024
 
 # A streaming handler as AWS's response streaming tutorial writes one (function URL metadata
