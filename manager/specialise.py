@@ -99,8 +99,8 @@ class CreateRequest:
         }
         if config.log_format == "json":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
-        if config.log_level:
-            env["AWS_LAMBDA_LOG_LEVEL"] = config.log_level
+        if config.log_level or config.log_format == "json":  # INFO beside JSON, as Lambda
+            env["AWS_LAMBDA_LOG_LEVEL"] = config.log_level or "INFO"
         return ImageRun(
             config.image_id,
             config.image_entrypoint,

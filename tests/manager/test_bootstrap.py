@@ -350,6 +350,19 @@ def test_lambdas_variables_win_over_the_functions_env_but_tz(start_runtime, runt
     assert result["LAMBDA_TASK_ROOT"] == result["cwd"] == str(bootstrap.code_dir.resolve())
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [({}, (None, None)), ({"log_format": "json"}, ("JSON", "INFO")),
+     ({"log_format": "json", "log_level": "ERROR"}, ("JSON", "ERROR"))],
+)  # fmt: skip
+def test_the_json_log_format_comes_with_a_level_as_on_lambda(start_runtime, settings, expected):
+    # AWS's runtime clients filter on AWS_LAMBDA_LOG_LEVEL, which Lambda sets beside the format
+    _, conn = with_handler(start_runtime, "app.lambda_env", **settings)
+    result = invoke(conn, None)[1]["result"]
+    # (Node leaves an unset variable out of its JSON)
+    assert (result.get("AWS_LAMBDA_LOG_FORMAT"), result.get("AWS_LAMBDA_LOG_LEVEL")) == expected
+
+
 def test_what_a_call_starts_is_killed_when_it_returns(start_runtime):
     _, conn = with_handler(start_runtime, "app.spawner")
     pid = invoke(conn, {})[1]["result"]

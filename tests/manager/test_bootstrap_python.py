@@ -68,6 +68,8 @@ LOG_CASES = [
         # not the JSON case: awslambdaric takes INFO from AWS_LAMBDA_LOG_LEVEL, which Lambda
         # sets beside the format, not from the format variable alone
         *(("provided", *case) for case in LOG_CASES[:2]),
+        # the function's JSON setting: the relay sets the level beside it, as Lambda does
+        ("provided", {"log_format": "json"}, ['{"timestamp"'] * 2),
     ],
     indirect=["runtime"],
 )

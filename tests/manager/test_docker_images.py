@@ -7,6 +7,9 @@ import pytest
 
 from hotpool.manager.backend import ContainerSpec, ImageRun
 from hotpool.manager.docker_images import RUNTIME_API, function_config
+from hotpool.manager.specialise import CreateRequest
+from hotpool.shared.images import IMAGE_HANDLER
+from hotpool.shared.models import FunctionConfig
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +44,17 @@ def test_without_an_override_the_image_runs_its_own_entrypoint():
     assert body["Image"] == IMAGE_ID
     assert body["HostConfig"]["NetworkMode"] == "container:relay-id"
     assert "PortBindings" not in body["HostConfig"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "level"),
+    [({}, None), ({"log_format": "json"}, "INFO"), ({"log_level": "DEBUG"}, "DEBUG")],
+)
+def test_the_image_gets_a_log_level_beside_the_json_format_as_on_lambda(settings, level):
+    # awslambdaric, the usual entry point of an image, filters on AWS_LAMBDA_LOG_LEVEL alone
+    config = FunctionConfig.from_dict(
+        {"image": "hello:1", "image_id": IMAGE_ID, "runtime": "provided",
+         "handler": IMAGE_HANDLER, **settings}
+    )  # fmt: skip
+    run = CreateRequest("fn", 1, "", config).spec("mgr-1").image
+    assert run is not None and run.env.get("AWS_LAMBDA_LOG_LEVEL") == level

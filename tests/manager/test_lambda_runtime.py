@@ -99,6 +99,17 @@ def test_reserved_variables(runtime):
     }
 
 
+@pytest.mark.parametrize(
+    ("settings", "level"),
+    [({}, None), ({"log_format": "json"}, "INFO"), ({"log_level": "WARN"}, "WARN")],
+)
+def test_the_log_level_is_set_beside_the_json_format_as_on_lambda(runtime, settings, level):
+    variables = runtime.environment.lambda_variables(
+        _config(runtime, **settings), code_dir="/code", runtime_dir="/rt", log_stream="s"
+    )
+    assert variables.get("AWS_LAMBDA_LOG_LEVEL") == level
+
+
 def test_log_stream_is_shaped_like_lambdas(runtime):
     stream = runtime.environment.log_stream_name(_config(runtime))
     assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[3\][0-9a-f]{32}", stream)

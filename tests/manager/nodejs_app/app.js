@@ -53,7 +53,7 @@ exports.context_info = async (event, context) => {
 exports.read_env = async () => process.env.GREETING;
 const ENV_NAMES = ['GREETING', 'AWS_REGION', 'AWS_LAMBDA_FUNCTION_NAME',
   'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_EXECUTION_ENV', 'TZ', 'LAMBDA_TASK_ROOT',
-  'NODE_PATH', '_HANDLER'];
+  'NODE_PATH', '_HANDLER', 'AWS_LAMBDA_LOG_FORMAT', 'AWS_LAMBDA_LOG_LEVEL'];
 exports.lambda_env = async () => ({
   ...Object.fromEntries(ENV_NAMES.map((n) => [n, process.env[n]])),
   tz: Intl.DateTimeFormat().resolvedOptions().timeZone,

@@ -47,7 +47,10 @@ function lambdaVariables(config, { codeDir, runtimeDir, optDir, logStream, handl
   // not reserved on Lambda: a function may set its own
   if (!('NODE_PATH' in config.env)) variables.NODE_PATH = nodePath(optDir, codeDir, runtimeDir);
   if (config.log_format === 'json') variables.AWS_LAMBDA_LOG_FORMAT = 'JSON';
-  if (config.log_level) variables.AWS_LAMBDA_LOG_LEVEL = config.log_level;
+  // Lambda sets the level beside the JSON format, INFO unless told
+  if (config.log_level || config.log_format === 'json') {
+    variables.AWS_LAMBDA_LOG_LEVEL = config.log_level || 'INFO';
+  }
   return variables;
 }
 

@@ -46,8 +46,10 @@ def lambda_variables(
     }
     if config.log_format == "json":
         variables["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
-    if config.log_level:
-        variables["AWS_LAMBDA_LOG_LEVEL"] = config.log_level
+    # Lambda sets the level beside the JSON format, INFO unless told: AWS's runtime clients
+    # read it (awslambdaric leaves the root logger at WARNING without it)
+    if config.log_level or config.log_format == "json":
+        variables["AWS_LAMBDA_LOG_LEVEL"] = config.log_level or "INFO"
     return variables
 
 
