@@ -227,6 +227,25 @@ class FramedInvoke:
         return frames, json.loads(frame[1:])
 
 
+def open_output(port: int, secret: str = SECRET) -> tuple[socket.socket, bytes]:
+    """A connection to an image relay's ``POST /output``, as the Manager opens it, and the
+    relay's answer head (101 when it switched to frames)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    # as asyncio's streams (the Manager's) do: a small frame is not held back for an ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(
+        f"POST /output HTTP/1.1\r\nHost: relay\r\n{SECRET_HEADER}: {secret}\r\n"
+        "Connection: Upgrade\r\nUpgrade: hotpool-output\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        data = sock.recv(4096)
+        if not data:
+            break
+        answer += data
+    return sock, answer
+
+
 @pytest.fixture
 def external(tmp_path: Path) -> Iterator[Relay]:
     """A relay started with ``--external`` (as an image's): the test plays the runtime."""
