@@ -162,6 +162,7 @@ def make_backend(settings: Settings) -> ContainerBackend:
         create_concurrency=settings.docker_create_concurrency,
         ready_timeout_s=settings.container_ready_timeout_s,
         relay_memory_mb=settings.image_relay_memory_mb,
+        reach=settings.docker_reach,
     )
 
 

@@ -1,17 +1,22 @@
 """The Docker backend: each container is a hardened Docker container of the runtime image.
 
-The bootstrap listens on port 8080 inside the container; Docker publishes it on the Manager's
-advertised address with a host port of the daemon's choosing, and Main calls that address
-directly. Code reaches the container through the bootstrap's ``/init`` (an archive in the
-request body, unpacked into the tmpfs ``/tmp``): the root filesystem stays read-only and a
-pre-warmed container, started before anyone knew which function it would serve, needs no
-volume or ``docker cp``.
+The bootstrap listens on port 8080 inside the container, and Main calls it directly: at the
+container's own address on the functions' network when Main runs on this host (the advertised
+address is a loopback one), else on a host port of the daemon's choosing that Docker publishes
+on the advertised address (``HOTPOOL_DOCKER_REACH``). A published port reached from this host
+passes through Docker's userland proxy, a process per container and a copy each way.
+
+Code reaches the container through the bootstrap's ``/init`` (an archive in the request body,
+unpacked into the tmpfs ``/tmp``): the root filesystem stays read-only and a pre-warmed
+container, started before anyone knew which function it would serve, needs no volume or
+``docker cp``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import time
@@ -51,6 +56,16 @@ events_retry_s = 1.0
 max_remembered_exits = 1000
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this host's loopback (then Main, which calls it, runs here)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: maybe another machine's
+        return False
+
+
 class DockerBackend(ImagePairs):
     """``ContainerBackend`` on a Docker daemon through aiodocker."""
 
@@ -71,8 +86,11 @@ class DockerBackend(ImagePairs):
         ready_timeout_s: float = 30.0,
         network: str = FUNCTION_NETWORK,
         relay_memory_mb: int = 64,
+        reach: str = "auto",
     ) -> None:
         self._manager_id = manager_id
+        # the bridge when Main is on this host: no host port, no userland proxy on each call
+        self._bridge = reach == "bridge" or (reach == "auto" and is_loopback(advertise_host))
         self._network = FunctionNetwork(lambda: self.docker, network)
         self._images = dict(images)
         self._host = advertise_host
@@ -142,7 +160,7 @@ class DockerBackend(ImagePairs):
             "AttachStdin": True,
             "User": "10001:10001",
             "HostConfig": {
-                "PortBindings": {BOOTSTRAP_PORT: [{"HostIp": self._host, "HostPort": ""}]},
+                "PortBindings": self._port_bindings(),
                 "Memory": memory,
                 "MemorySwap": memory,  # equal to Memory: no swap
                 "NanoCpus": int(self._cpus * 1e9),
@@ -192,11 +210,10 @@ class DockerBackend(ImagePairs):
             with docker_errors("Docker could not start the container"):
                 await container.start()
                 info = await container.show()
-            published = (info["NetworkSettings"]["Ports"] or {}).get(BOOTSTRAP_PORT)
-            if not published:  # it ended before Docker published its port
+            address = self._address(info, network_id)
+            if address is None:  # it ended before Docker gave it an address or a port
                 ended = await self.exit_status(container.id, wait_s=ready_poll_interval_s * 100)
                 raise ContainerFailed(f"container exited while starting: {ended}")
-            address = f"{self._host}:{published[0]['HostPort']}"
             await self._hand_secret(container, secret)
             await self._wait_ready(container.id, address, secret)
             if then is not None:
@@ -205,6 +222,23 @@ class DockerBackend(ImagePairs):
             await self.remove(container.id)
             raise
         return Container(container.id, address, spec.runtime, spec.memory_mb, started, secret)
+
+    def _port_bindings(self) -> dict:
+        if self._bridge:
+            return {}  # reached on the bridge: nothing published, no proxy process
+        return {BOOTSTRAP_PORT: [{"HostIp": self._host, "HostPort": ""}]}
+
+    def _address(self, info: dict, network_id: str) -> str | None:
+        """Where Main calls a started container (``docker inspect``'s ``info``): its address
+        on the functions' network, or the host port published on the advertised host."""
+        settings = info["NetworkSettings"]
+        if self._bridge:
+            for endpoint in (settings.get("Networks") or {}).values():
+                if endpoint.get("NetworkID") == network_id and endpoint.get("IPAddress"):
+                    return f"{endpoint['IPAddress']}:{BOOTSTRAP_PORT.split('/')[0]}"
+            return None
+        published = (settings.get("Ports") or {}).get(BOOTSTRAP_PORT)
+        return f"{self._host}:{published[0]['HostPort']}" if published else None
 
     async def _hand_secret(self, container: DockerContainer, secret: str) -> None:
         """Write the container's secret to its bootstrap's stdin, one line, and detach (which

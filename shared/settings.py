@@ -20,6 +20,7 @@ from hotpool.shared.runtimes import RUNTIMES
 ENV_PREFIX = "HOTPOOL_"
 BACKENDS = ("process", "docker")
 EMBEDDED_REDIS = ("auto", "server", "inprocess")
+DOCKER_REACH = ("auto", "bridge", "published")
 REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}\Z")
 HTTP_URL_RE = re.compile(r"^https?://[^/?#\s]+(/\S*)?\Z")
 
@@ -108,6 +109,11 @@ class Settings:
 
     # Docker backend
     docker_url: str = ""  # empty = the local daemon (DOCKER_HOST or /var/run/docker.sock)
+    # how Main reaches a container: "published" (a host port on advertise_host, which Docker's
+    # userland proxy relays when the caller is on the same host), "bridge" (the container's
+    # own address on the functions' network, routable from this host only), or "auto":
+    # bridge when advertise_host is a loopback address (Main is on this host), else published
+    docker_reach: str = "auto"
     runtime_image_python: str = "hotpool/runtime-python:latest"
     runtime_image_nodejs: str = "hotpool/runtime-nodejs:latest"
     runtime_image_provided: str = "hotpool/runtime-provided:latest"
@@ -240,6 +246,11 @@ class Settings:
         if self.backend not in BACKENDS:
             raise SettingsError(
                 f"HOTPOOL_BACKEND={self.backend!r} is not one of {', '.join(BACKENDS)}"
+            )
+        if self.docker_reach not in DOCKER_REACH:
+            raise SettingsError(
+                f"{ENV_PREFIX}DOCKER_REACH={self.docker_reach!r} is not one of "
+                f"{', '.join(DOCKER_REACH)}"
             )
         if self.embedded_redis not in EMBEDDED_REDIS:
             raise SettingsError(

@@ -165,9 +165,9 @@ async def docker() -> AsyncIterator[aiodocker.Docker]:
         yield client
 
 
-async def _two_tenants(hotpool_stack) -> Stack:
+async def _two_tenants(hotpool_stack, **overrides) -> Stack:
     """team-a's victim, warm (so its process is alive during the probe), and team-b's probe."""
-    stack = await hotpool_stack()
+    stack = await hotpool_stack(**overrides)
     resp = await stack.deploy("victim", VICTIM, env={"SECRET": ENV_SECRET}, namespace="team-a")
     assert resp.status == 201, await resp.text()
     resp = await stack.client.post("/v1/functions/victim/invoke?namespace=team-a", json={})
@@ -230,7 +230,9 @@ async def test_a_function_env_holds_nothing_of_the_platform(
 async def test_a_function_cannot_reach_the_manager_main_or_redis(hotpool_stack, stack_backend):
     if stack_backend == "process":
         pytest.skip(PROCESS_SKIP)
-    stack = await _two_tenants(hotpool_stack)
+    # the victim published on the host, as when Main runs elsewhere: on the bridge (the
+    # default here) it has no host port, and the next test tries its own address
+    stack = await _two_tenants(hotpool_stack, docker_reach="published")
     victim_port = int((await _victim_entry(stack))[4].rsplit(":", 1)[1])
     ports = {
         "manager": stack.settings.manager_port,

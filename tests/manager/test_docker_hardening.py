@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiodocker
+import aiohttp
 import pytest
 
 from hotpool.manager.backend import ContainerSpec
@@ -15,6 +16,8 @@ from hotpool.manager.docker_backend import (
     RUNTIME_LABEL,
     DockerBackend,
 )
+from hotpool.manager.docker_network import FUNCTION_NETWORK
+from hotpool.shared.models import CONTAINER_SECRET_HEADER
 from tests.helpers import handler_zip
 from tests.services import RUNTIME_IMAGE
 from tests.stack import require_docker
@@ -64,10 +67,43 @@ async def test_container_config_is_hardened(docker):
     assert info["Config"]["User"] == "10001:10001"
     labels = info["Config"]["Labels"]
     assert labels[MANAGER_LABEL] == manager_id and labels[RUNTIME_LABEL] == "python"
+
+
+async def test_main_on_this_host_calls_the_container_on_the_bridge_with_nothing_published(docker):
+    backend = DockerBackend(manager_id=f"mgr-reach-{uuid.uuid4().hex[:8]}", images=IMAGES)
+    try:  # advertised on loopback: Main runs here and reaches the bridge
+        container = await backend.start(ContainerSpec("python", 96))
+        info = await docker.containers.container(container.id).show()
+        status, _ = await call_healthz(container)
+    finally:
+        await backend.close()
+    assert not info["HostConfig"]["PortBindings"]  # no host port, no userland proxy
+    assert not info["NetworkSettings"]["Ports"].get(BOOTSTRAP_PORT)
+    ip = info["NetworkSettings"]["Networks"][FUNCTION_NETWORK]["IPAddress"]
+    assert (container.address, status) == (f"{ip}:8080", 200)
+
+
+async def test_a_published_container_is_bound_on_the_advertised_address_only(docker):
+    backend = DockerBackend(
+        manager_id=f"mgr-reach-{uuid.uuid4().hex[:8]}", images=IMAGES, reach="published"
+    )
+    try:
+        container = await backend.start(ContainerSpec("python", 96))
+        info = await docker.containers.container(container.id).show()
+        status, _ = await call_healthz(container)
+    finally:
+        await backend.close()
     # published on loopback only: nothing outside this host reaches a function container
     bindings = info["NetworkSettings"]["Ports"][BOOTSTRAP_PORT]
     assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
-    assert container.address == f"127.0.0.1:{bindings[0]['HostPort']}"
+    assert (container.address, status) == (f"127.0.0.1:{bindings[0]['HostPort']}", 200)
+
+
+async def call_healthz(container) -> tuple[int, str]:
+    headers = {CONTAINER_SECRET_HEADER: container.secret}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        async with http.get(f"http://{container.address}/healthz", headers=headers) as resp:
+            return resp.status, await resp.text()
 
 
 PROBE = handler_zip(

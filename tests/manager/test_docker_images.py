@@ -1,11 +1,12 @@
-"""The function container's create body of a container-image function (manager.docker_images):
-tables, no Docker."""
+"""The function container's create body of a container-image function (manager.docker_images),
+and whether Main is on a Docker backend's host (manager.docker_backend): tables, no Docker."""
 
 from __future__ import annotations
 
 import pytest
 
 from hotpool.manager.backend import ContainerSpec, ImageRun
+from hotpool.manager.docker_backend import is_loopback
 from hotpool.manager.docker_images import RUNTIME_API, function_config
 from hotpool.manager.specialise import CreateRequest
 from hotpool.shared.images import IMAGE_HANDLER
@@ -58,3 +59,12 @@ def test_the_image_gets_a_log_level_beside_the_json_format_as_on_lambda(settings
     )  # fmt: skip
     run = CreateRequest("fn", 1, "", config).spec("mgr-1").image
     assert run is not None and run.env.get("AWS_LAMBDA_LOG_LEVEL") == level
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.1.1", True), ("::1", True), ("localhost", True),
+     ("10.0.0.5", False), ("0.0.0.0", False), ("node-3.internal", False)],
+)  # fmt: skip
+def test_main_is_on_this_host_when_the_advertised_address_is_a_loopback_one(host, loopback):
+    assert is_loopback(host) is loopback

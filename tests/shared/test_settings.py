@@ -81,6 +81,13 @@ def test_bad_number_names_the_variable(variable, raw):
     assert variable in str(info.value)
 
 
+def test_an_unknown_docker_reach_is_refused_naming_the_choices():
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"HOTPOOL_DOCKER_REACH": "tunnel"})
+    assert "HOTPOOL_DOCKER_REACH='tunnel'" in str(info.value)
+    assert "auto, bridge, published" in str(info.value)
+
+
 def test_bad_backend_is_refused():
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"HOTPOOL_BACKEND": "kubernetes"})
