@@ -4,7 +4,7 @@ plots.
 
     hotpool bench [--quick] [--backends process,docker] [--json FILE] [--out DIR]
 
-``--quick`` (under a minute, the embedded default only unless --backends says otherwise)
+``--quick`` (about 3 min, the embedded default only unless --backends says otherwise)
 runs every scenario briefly; the full run is what the README's figures come from.
 """
 
@@ -225,7 +225,7 @@ def _progress(backend: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hotpool bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every scenario, briefly (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="every scenario, briefly (~3 min)")
     parser.add_argument(
         "--backends", help="comma-separated (default: process for --quick, else process,docker)"
     )
