@@ -6,6 +6,8 @@ relay or the record's bound."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hotpool.manager.image_output import frame
@@ -66,6 +68,8 @@ def test_a_flood_of_output_is_cut_at_the_records_bound_and_the_next_call_is_clea
             call["stdout"]
         )
         # the next call's record starts empty: the flood's excess was dropped, not queued
+        # (once the relay has read the rest of it, which its threads do in a moment)
+        time.sleep(1.0)
         polled = pool.submit(runtime.next)
         invoked = pool.submit(relay.call, "POST", "/invoke", b"{}", {"X-Hotpool-Request-Id": "b"})
         polled.result(timeout=10)
